@@ -1,0 +1,274 @@
+//! The state of one license, and `evolve`: how each event changes it.
+//!
+//! The state holds only what `decide` and the read side need; everything in it is derived from the
+//! events, so replaying a stream always rebuilds the same state.
+
+use std::collections::BTreeSet;
+
+use crate::command::{CallFailure, MarketStatus, Scene, StatusChange};
+use crate::event::{CallbackKey, DriftDetected, Event, LocalStatus};
+use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
+
+/// Where the license stands with the marketplace's activation API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ActivationStatus {
+    /// Nobody asked to activate it (it is known from a callback only).
+    #[default]
+    NotRequested,
+    /// Requested; the outbound worker owes an activate call (perhaps after retryable failures).
+    Pending,
+    /// The marketplace waits for the buyer to claim the code (`92020004`); the worker retries later.
+    AwaitingClaim,
+    /// The marketplace refused for good; a new request may try again.
+    Failed(CallFailure),
+    /// Activated.
+    Activated,
+}
+
+/// The overall status of a license, derived from the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No event yet: the license is unknown here.
+    Unregistered,
+    /// Known from a callback; nobody asked to activate it.
+    Registered,
+    /// Activation requested, not yet confirmed.
+    ActivationPending,
+    /// Waiting for the buyer to claim the code.
+    AwaitingClaim,
+    /// Activation failed permanently.
+    ActivationFailed,
+    /// Activated, not frozen.
+    Active,
+    /// Frozen by the marketplace (expired past the grace period); data must be kept.
+    Frozen,
+    /// Released: terminal.
+    Released,
+}
+
+impl Status {
+    /// Stable lower-case name, for views and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unregistered => "unregistered",
+            Self::Registered => "registered",
+            Self::ActivationPending => "activation_pending",
+            Self::AwaitingClaim => "awaiting_claim",
+            Self::ActivationFailed => "activation_failed",
+            Self::Active => "active",
+            Self::Frozen => "frozen",
+            Self::Released => "released",
+        }
+    }
+}
+
+/// Everything known about one license, folded from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct License {
+    /// The license code; `None` until registered.
+    pub code: Option<LicenseCode>,
+    /// Sandbox (test traffic) license.
+    pub sandbox: bool,
+    /// Number of events applied: the stream version.
+    pub version: u64,
+    /// Activation with the marketplace.
+    pub activation: ActivationStatus,
+    /// The highest activate-call attempt recorded.
+    pub activation_attempt: u32,
+    /// `real_effect_time` requested with the current activation, if any.
+    pub real_effect_time: Option<Timestamp>,
+    /// Activated with `92020003`: a heartbeat must confirm it.
+    pub needs_confirmation: bool,
+    /// Current expiry (latest fact: activation estimate, refresh callback, or heartbeat).
+    pub expire: Option<MarketTime>,
+    /// Product id.
+    pub product_id: Option<String>,
+    /// Purchase order id.
+    pub order_id: Option<String>,
+    /// When the marketplace froze it, while frozen.
+    pub frozen_since: Option<Timestamp>,
+    /// When it was released.
+    pub released_at: Option<Timestamp>,
+    /// The last calendar day with recorded usage, and the account reported that day.
+    pub last_usage: Option<(Day, String)>,
+    /// The last day whose heartbeat the marketplace acknowledged.
+    pub last_heartbeat_day: Option<Day>,
+    /// The highest heartbeat attempt recorded, with its day.
+    pub heartbeat_attempt: Option<(Day, u32)>,
+    /// The marketplace's status from the last heartbeat.
+    pub market_status: Option<MarketStatus>,
+    /// The open disagreement with the marketplace, if any.
+    pub drift: Option<DriftDetected>,
+    /// When the last event happened.
+    pub updated_at: Option<Timestamp>,
+    /// Callbacks already decided, by content (D9).
+    seen_callbacks: BTreeSet<CallbackKey>,
+}
+
+impl License {
+    /// The state after `events`, from nothing.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        events.into_iter().fold(Self::default(), evolve)
+    }
+
+    /// The overall status.
+    pub fn status(&self) -> Status {
+        if self.code.is_none() {
+            Status::Unregistered
+        } else if self.released_at.is_some() {
+            Status::Released
+        } else if self.frozen_since.is_some() {
+            Status::Frozen
+        } else {
+            match self.activation {
+                ActivationStatus::NotRequested => Status::Registered,
+                ActivationStatus::Pending => Status::ActivationPending,
+                ActivationStatus::AwaitingClaim => Status::AwaitingClaim,
+                ActivationStatus::Failed(_) => Status::ActivationFailed,
+                ActivationStatus::Activated => Status::Active,
+            }
+        }
+    }
+
+    /// Whether this callback was decided before (D9).
+    pub fn has_seen(&self, key: &CallbackKey) -> bool {
+        self.seen_callbacks.contains(key)
+    }
+
+    /// Whether an activate call is owed (pending or awaiting the buyer's claim).
+    pub fn activation_due(&self) -> bool {
+        self.released_at.is_none()
+            && matches!(
+                self.activation,
+                ActivationStatus::Pending | ActivationStatus::AwaitingClaim
+            )
+    }
+
+    /// The day a heartbeat is owed for, if any: the last day with usage not yet acknowledged, or,
+    /// after a `92020003` activation, `today` (the heartbeat confirms the activation, D16).
+    pub fn heartbeat_due(&self, today: Day) -> Option<Day> {
+        if self.released_at.is_some() || self.activation != ActivationStatus::Activated {
+            return None;
+        }
+        let usage_day = self.last_usage.as_ref().map(|(day, _)| *day);
+        if let Some(day) = usage_day.filter(|day| self.last_heartbeat_day < Some(*day)) {
+            return Some(day);
+        }
+        self.needs_confirmation.then_some(today)
+    }
+
+    /// Our status as the marketplace would see it, once activated or frozen or released.
+    pub fn local_status(&self) -> Option<LocalStatus> {
+        match self.status() {
+            Status::Released => Some(LocalStatus::Released),
+            Status::Frozen => Some(LocalStatus::Frozen),
+            Status::Active => Some(LocalStatus::Active),
+            _ => None,
+        }
+    }
+}
+
+/// The state after one more event. Total: every event applies to every state without panicking
+/// (`decide` only emits sensible sequences, but an old stream must always load).
+pub fn evolve(mut state: License, event: &Event) -> License {
+    state.version += 1;
+    state.updated_at = Some(event.at());
+    match event {
+        Event::Registered(e) => {
+            state.code = Some(e.license.clone());
+            state.sandbox = e.sandbox;
+        }
+        Event::ActivationRequested(e) => {
+            state.activation = ActivationStatus::Pending;
+            state.real_effect_time = e.real_effect_time;
+        }
+        Event::Activated(e) => {
+            state.activation = ActivationStatus::Activated;
+            state.activation_attempt = state.activation_attempt.max(e.attempt);
+            state.needs_confirmation = e.already_activated;
+            if let Some(info) = &e.info {
+                if info.expire.is_some() {
+                    state.expire = info.expire.clone();
+                }
+                if info.product_id.is_some() {
+                    state.product_id = info.product_id.clone();
+                }
+                if info.order_id.is_some() {
+                    state.order_id = info.order_id.clone();
+                }
+            }
+        }
+        Event::ActivationAwaitingClaim(e) => {
+            state.activation = ActivationStatus::AwaitingClaim;
+            state.activation_attempt = state.activation_attempt.max(e.attempt);
+        }
+        Event::ActivationFailed(e) => {
+            state.activation_attempt = state.activation_attempt.max(e.attempt);
+            if !e.failure.retryable {
+                state.activation = ActivationStatus::Failed(e.failure.clone());
+            }
+        }
+        Event::Renewed(e) | Event::RenewalCancelled(e) => {
+            state.expire = Some(e.expire.clone());
+            if e.product_id.is_some() {
+                state.product_id = e.product_id.clone();
+            }
+            state.seen_callbacks.insert(refresh_key(
+                &e.order_id,
+                &e.order_line_id,
+                &e.scene,
+                &e.expire,
+            ));
+        }
+        Event::Frozen(e) => {
+            state.frozen_since.get_or_insert(e.at);
+        }
+        Event::Unfrozen(_) => state.frozen_since = None,
+        Event::Released(e) => {
+            state.released_at.get_or_insert(e.at);
+            state.seen_callbacks.insert(CallbackKey::Release {
+                order_id: e.order_id.clone(),
+                order_line_id: e.order_line_id.clone(),
+            });
+        }
+        Event::UsageRecorded(e) => state.last_usage = Some((e.day, e.account.clone())),
+        Event::HeartbeatAcknowledged(e) => {
+            state.last_heartbeat_day = state.last_heartbeat_day.max(Some(e.day));
+            state.heartbeat_attempt = state.heartbeat_attempt.max(Some((e.day, e.attempt)));
+            state.market_status = Some(e.status.clone());
+            state.needs_confirmation = false;
+            state.drift = None;
+            if e.expire.is_some() {
+                state.expire = e.expire.clone();
+            }
+        }
+        Event::HeartbeatFailed(e) => {
+            state.heartbeat_attempt = state.heartbeat_attempt.max(Some((e.day, e.attempt)));
+        }
+        Event::CallbackIgnored(e) => {
+            state.seen_callbacks.insert(e.key.clone());
+        }
+        Event::DriftDetected(e) => state.drift = Some(e.clone()),
+    }
+    state
+}
+
+/// The content key of a refresh callback, from its fields (shared by `decide` and `evolve`).
+pub(crate) fn refresh_key(
+    order_id: &str,
+    order_line_id: &str,
+    scene: &Scene,
+    expire: &MarketTime,
+) -> CallbackKey {
+    CallbackKey::Refresh {
+        order_id: order_id.to_owned(),
+        order_line_id: order_line_id.to_owned(),
+        scene: scene.as_str().to_owned(),
+        expire_time: expire.raw.clone(),
+    }
+}
+
+/// The content key of a status change.
+pub(crate) fn status_key(change: StatusChange) -> CallbackKey {
+    CallbackKey::Status(change)
+}
