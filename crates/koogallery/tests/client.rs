@@ -30,7 +30,9 @@ struct Marketplace {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
+async fn read_request(
+    stream: &mut TcpStream,
+) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -46,7 +48,10 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<(St
     let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
     let mut lines = head.split("\r\n");
     let mut request_line = lines.next()?.split(' ');
-    let (method, path) = (request_line.next()?.to_owned(), request_line.next()?.to_owned());
+    let (method, path) = (
+        request_line.next()?.to_owned(),
+        request_line.next()?.to_owned(),
+    );
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
@@ -76,17 +81,28 @@ async fn marketplace(script: Vec<(u16, &'static str)>) -> Marketplace {
     tokio::spawn(async move {
         let mut turn = 0;
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             let (status, body) = script[turn.min(script.len() - 1)];
             turn += 1;
             let log = log.clone();
             let base = base.clone();
             tokio::spawn(async move {
-                let Some((method, path, headers, request_body)) = read_request(&mut stream).await else { return };
+                let Some((method, path, headers, request_body)) = read_request(&mut stream).await
+                else {
+                    return;
+                };
                 let url = base.join(&path).unwrap();
                 let lookup = |ak: &str| (ak == AK).then(|| Credentials::new(AK, SK));
-                let signature_ok = apig::verify(lookup, &method, &url, &headers, &request_body).is_ok();
-                log.lock().unwrap().push(Received { path, headers, body: request_body, signature_ok });
+                let signature_ok =
+                    apig::verify(lookup, &method, &url, &headers, &request_body).is_ok();
+                log.lock().unwrap().push(Received {
+                    path,
+                    headers,
+                    body: request_body,
+                    signature_ok,
+                });
                 if status == 0 {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     return;
@@ -94,7 +110,10 @@ async fn marketplace(script: Vec<(u16, &'static str)>) -> Marketplace {
                 let (status, body) = if signature_ok {
                     (status, body)
                 } else {
-                    (401, r#"{"error_msg":"Incorrect IAM authentication information","error_code":"APIGW.0301","request_id":"r1"}"#)
+                    (
+                        401,
+                        r#"{"error_msg":"Incorrect IAM authentication information","error_code":"APIGW.0301","request_id":"r1"}"#,
+                    )
                 };
                 let response = format!(
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -117,23 +136,48 @@ fn client(base: &Url, fallback: Option<&Url>, sk: &str) -> Client {
 const ACTIVATED: &str = r#"{"error_code":"92020000","error_msg":"success","data":{"license_code_info":"{\"status\":\"ALIVE\",\"expire_time\":\"20230726121646\",\"product_id\":\"12345\",\"amount\":2,\"order_id\":\"CS123\"}"}}"#;
 
 fn activate_request() -> ActivateRequest {
-    ActivateRequest { license: "PL0000000001".into(), real_effect_time: None }
+    ActivateRequest {
+        license: "PL0000000001".into(),
+        real_effect_time: None,
+    }
 }
 
 #[tokio::test]
 async fn activate_is_signed_and_its_answer_decoded() {
     let market = marketplace(vec![(200, ACTIVATED)]).await;
-    let reply = client(&market.url, None, SK).activate(&activate_request()).await.unwrap();
+    let reply = client(&market.url, None, SK)
+        .activate(&activate_request())
+        .await
+        .unwrap();
     assert_eq!(reply.disposition, Disposition::Success);
-    let info = reply.body.unwrap().data.unwrap().license_code_info.parsed.unwrap();
+    let info = reply
+        .body
+        .unwrap()
+        .data
+        .unwrap()
+        .license_code_info
+        .parsed
+        .unwrap();
     assert_eq!(info.order_id.as_deref(), Some("CS123"));
     let received = market.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     assert!(received[0].signature_ok);
-    assert_eq!(received[0].path, "/api/mkp-openapi-public/global/v1/license/activate");
+    assert_eq!(
+        received[0].path,
+        "/api/mkp-openapi-public/global/v1/license/activate"
+    );
     assert_eq!(received[0].body, br#"{"license":"PL0000000001"}"#);
-    let auth = received[0].headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).unwrap();
-    assert!(auth.1.contains("SignedHeaders=content-type;host;x-sdk-date"), "{}", auth.1);
+    let auth = received[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .unwrap();
+    assert!(
+        auth.1
+            .contains("SignedHeaders=content-type;host;x-sdk-date"),
+        "{}",
+        auth.1
+    );
 }
 
 #[tokio::test]
@@ -141,18 +185,33 @@ async fn heartbeat_always_sends_the_third_party_account() {
     let market = marketplace(vec![(200, r#"{"error_code":"92020000","error_msg":"success","data":{"license_code":"PL1","status":"RELEASED"}}"#)]).await;
     let request = HeartbeatRequest {
         license: "PL1".into(),
-        heartbeat_info: HeartbeatInfo { third_party_account: "alice".into(), ip: None },
+        heartbeat_info: HeartbeatInfo {
+            third_party_account: "alice".into(),
+            ip: None,
+        },
     };
-    let reply = client(&market.url, None, SK).heartbeat(&request).await.unwrap();
-    assert_eq!(reply.body.unwrap().data.unwrap().status.as_deref(), Some("RELEASED"));
+    let reply = client(&market.url, None, SK)
+        .heartbeat(&request)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.body.unwrap().data.unwrap().status.as_deref(),
+        Some("RELEASED")
+    );
     let received = market.received.lock().unwrap().clone();
-    assert_eq!(received[0].body, br#"{"license":"PL1","heartbeatInfo":{"thirdPartyAccount":"alice"}}"#);
+    assert_eq!(
+        received[0].body,
+        br#"{"license":"PL1","heartbeatInfo":{"thirdPartyAccount":"alice"}}"#
+    );
 }
 
 #[tokio::test]
 async fn wrong_credentials_get_the_gateway_error() {
     let market = marketplace(vec![(200, ACTIVATED)]).await;
-    let reply = client(&market.url, None, "wrong-sk").activate(&activate_request()).await.unwrap();
+    let reply = client(&market.url, None, "wrong-sk")
+        .activate(&activate_request())
+        .await
+        .unwrap();
     assert_eq!(reply.http_status, 401);
     assert_eq!(reply.code(), "APIGW.0301");
     assert_eq!(reply.disposition, Disposition::Credentials);
@@ -161,9 +220,23 @@ async fn wrong_credentials_get_the_gateway_error() {
 
 #[tokio::test]
 async fn marketplace_codes_are_classified() {
-    let market = marketplace(vec![(200, r#"{"error_code":"92020004","error_msg":"can not active before user received."}"#)]).await;
-    let reply = client(&market.url, None, SK).activate(&activate_request()).await.unwrap();
-    assert_eq!((reply.disposition, reply.code(), reply.message()), (Disposition::AwaitingClaim, "92020004".to_owned(), "can not active before user received.".to_owned()));
+    let market = marketplace(vec![(
+        200,
+        r#"{"error_code":"92020004","error_msg":"can not active before user received."}"#,
+    )])
+    .await;
+    let reply = client(&market.url, None, SK)
+        .activate(&activate_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.disposition, reply.code(), reply.message()),
+        (
+            Disposition::AwaitingClaim,
+            "92020004".to_owned(),
+            "can not active before user received.".to_owned()
+        )
+    );
 }
 
 #[tokio::test]
@@ -173,24 +246,42 @@ async fn the_fallback_host_is_used_when_the_first_is_down_or_failing() {
         Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap()
     };
     let fallback = marketplace(vec![(200, ACTIVATED)]).await;
-    let reply = client(&down, Some(&fallback.url), SK).activate(&activate_request()).await.unwrap();
-    assert_eq!((reply.disposition, &reply.base_url), (Disposition::Success, &fallback.url));
+    let reply = client(&down, Some(&fallback.url), SK)
+        .activate(&activate_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.disposition, &reply.base_url),
+        (Disposition::Success, &fallback.url)
+    );
 
     let failing = marketplace(vec![(503, "<html>unavailable</html>")]).await;
-    let reply = client(&failing.url, Some(&fallback.url), SK).activate(&activate_request()).await.unwrap();
+    let reply = client(&failing.url, Some(&fallback.url), SK)
+        .activate(&activate_request())
+        .await
+        .unwrap();
     assert_eq!(reply.base_url, fallback.url);
     assert_eq!(failing.received.lock().unwrap().len(), 1);
 
     // Without a fallback, the 5xx is the answer, retryable, its HTML body kept as text.
-    let reply = client(&failing.url, None, SK).activate(&activate_request()).await.unwrap();
-    assert_eq!((reply.http_status, reply.disposition, reply.code()), (503, Disposition::Retry, "HTTP 503".to_owned()));
+    let reply = client(&failing.url, None, SK)
+        .activate(&activate_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.http_status, reply.disposition, reply.code()),
+        (503, Disposition::Retry, "HTTP 503".to_owned())
+    );
     assert_eq!(reply.message(), "<html>unavailable</html>");
 }
 
 #[tokio::test]
 async fn a_silent_marketplace_times_out() {
     let market = marketplace(vec![(0, "")]).await;
-    let error = client(&market.url, None, SK).activate(&activate_request()).await.unwrap_err();
+    let error = client(&market.url, None, SK)
+        .activate(&activate_request())
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, "timeout");
     assert_eq!(error.disposition(), Disposition::Retry);
 }
