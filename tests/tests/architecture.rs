@@ -1,0 +1,93 @@
+//! The architecture's statements of absence, checked against the real manifests and sources:
+//! the domain depends on nothing, the protocol crate knows no storage or queue, each IO library is
+//! named by one adapter crate only, and every source file says what it is for.
+
+use std::fs;
+use std::path::Path;
+
+use system_tests::{members, workspace_root, Member};
+
+fn member(name: &str) -> Member {
+    members()
+        .into_iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} is a workspace member"))
+}
+
+#[test]
+fn crate_directories_are_named_like_their_crates() {
+    for m in members() {
+        if m.name == "system-tests" {
+            assert_eq!(m.dir, workspace_root().join("tests"));
+        } else {
+            assert_eq!(m.dir, workspace_root().join("crates").join(&m.name), "{}", m.name);
+        }
+    }
+}
+
+#[test]
+fn the_domain_depends_on_nothing() {
+    let domain = member("licensing-domain");
+    assert!(domain.dependencies.is_empty(), "licensing-domain depends on {:?}", domain.dependencies);
+}
+
+#[test]
+fn the_protocol_crate_knows_no_storage_queue_or_server() {
+    let protocol = member("koogallery");
+    for forbidden in ["tokio-postgres", "deadpool-postgres", "lapin", "actix-web"] {
+        assert!(!protocol.dependencies.iter().any(|d| d == forbidden), "koogallery depends on {forbidden}");
+    }
+    assert!(
+        !protocol.dependencies.iter().any(|d| d.starts_with("licensing")),
+        "koogallery depends on a licensing crate: {:?}",
+        protocol.dependencies
+    );
+}
+
+/// Each IO library may be named by at most these crates (its adapter, and the binaries wiring it).
+#[test]
+fn each_io_library_has_one_adapter() {
+    let owners: &[(&str, &[&str])] = &[
+        ("tokio-postgres", &["licensing-store"]),
+        ("deadpool-postgres", &["licensing-store"]),
+        ("lapin", &["licensing-bus"]),
+        ("reqwest", &["koogallery"]),
+    ];
+    for m in members() {
+        for (library, allowed) in owners {
+            if m.dependencies.iter().any(|d| d == library) {
+                assert!(allowed.contains(&m.name.as_str()), "{} depends on {library}; only {allowed:?} may", m.name);
+            }
+        }
+    }
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if !path.ends_with("target") && !path.ends_with("snapshots") {
+                rust_files(&path, found);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_source_file_opens_with_a_module_comment() {
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("crates"), &mut files);
+    rust_files(&workspace_root().join("tests"), &mut files);
+    assert!(files.len() > 10, "found only {files:?}");
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            let text = fs::read_to_string(f).unwrap_or_default();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            !first.starts_with("//!")
+        })
+        .collect();
+    assert!(missing.is_empty(), "files without a //! comment: {missing:?}");
+}
