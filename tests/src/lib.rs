@@ -27,7 +27,13 @@ pub struct Member {
 /// The workspace members, from `cargo metadata --no-deps`.
 pub fn members() -> Vec<Member> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .unwrap_or_else(|e| panic!("cargo metadata runs: {e}"));

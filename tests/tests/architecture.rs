@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use system_tests::{members, workspace_root, Member};
+use system_tests::{Member, members, workspace_root};
 
 fn member(name: &str) -> Member {
     members()
@@ -20,7 +20,12 @@ fn crate_directories_are_named_like_their_crates() {
         if m.name == "system-tests" {
             assert_eq!(m.dir, workspace_root().join("tests"));
         } else {
-            assert_eq!(m.dir, workspace_root().join("crates").join(&m.name), "{}", m.name);
+            assert_eq!(
+                m.dir,
+                workspace_root().join("crates").join(&m.name),
+                "{}",
+                m.name
+            );
         }
     }
 }
@@ -28,17 +33,27 @@ fn crate_directories_are_named_like_their_crates() {
 #[test]
 fn the_domain_depends_on_nothing() {
     let domain = member("licensing-domain");
-    assert!(domain.dependencies.is_empty(), "licensing-domain depends on {:?}", domain.dependencies);
+    assert!(
+        domain.dependencies.is_empty(),
+        "licensing-domain depends on {:?}",
+        domain.dependencies
+    );
 }
 
 #[test]
 fn the_protocol_crate_knows_no_storage_queue_or_server() {
     let protocol = member("koogallery");
     for forbidden in ["tokio-postgres", "deadpool-postgres", "lapin", "actix-web"] {
-        assert!(!protocol.dependencies.iter().any(|d| d == forbidden), "koogallery depends on {forbidden}");
+        assert!(
+            !protocol.dependencies.iter().any(|d| d == forbidden),
+            "koogallery depends on {forbidden}"
+        );
     }
     assert!(
-        !protocol.dependencies.iter().any(|d| d.starts_with("licensing")),
+        !protocol
+            .dependencies
+            .iter()
+            .any(|d| d.starts_with("licensing")),
         "koogallery depends on a licensing crate: {:?}",
         protocol.dependencies
     );
@@ -56,7 +71,11 @@ fn each_io_library_has_one_adapter() {
     for m in members() {
         for (library, allowed) in owners {
             if m.dependencies.iter().any(|d| d == library) {
-                assert!(allowed.contains(&m.name.as_str()), "{} depends on {library}; only {allowed:?} may", m.name);
+                assert!(
+                    allowed.contains(&m.name.as_str()),
+                    "{} depends on {library}; only {allowed:?} may",
+                    m.name
+                );
             }
         }
     }
@@ -85,9 +104,15 @@ fn every_source_file_opens_with_a_module_comment() {
         .iter()
         .filter(|f| {
             let text = fs::read_to_string(f).unwrap_or_default();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
             !first.starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "files without a //! comment: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! comment: {missing:?}"
+    );
 }
