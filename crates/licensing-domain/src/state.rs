@@ -9,6 +9,9 @@ use crate::command::{CallFailure, MarketStatus, Scene, StatusChange};
 use crate::event::{CallbackKey, DriftDetected, Event, LocalStatus};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
 
+/// The freeze period KooGallery asks sellers to configure: 15 days, during which data is kept.
+pub const DEFAULT_FREEZE_PERIOD_MS: i64 = 15 * 86_400_000;
+
 /// Where the license stands with the marketplace's activation API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ActivationStatus {
@@ -155,6 +158,14 @@ impl License {
             return Some(day);
         }
         self.needs_confirmation.then_some(today)
+    }
+
+    /// When the marketplace is expected to release a frozen license: the freeze instant plus the
+    /// product's freeze period (15 days by default, [`DEFAULT_FREEZE_PERIOD_MS`]). `None` unless frozen.
+    pub fn expected_release(&self, freeze_period_ms: i64) -> Option<Timestamp> {
+        self.frozen_since
+            .filter(|_| self.released_at.is_none())
+            .map(|since| since.plus_millis(freeze_period_ms))
     }
 
     /// Our status as the marketplace would see it, once activated or frozen or released.

@@ -625,8 +625,13 @@ fn heartbeat_expiry_is_authoritative_and_consistent_status_clears_drift() {
 fn frozen_keeps_its_first_instant_and_unfreeze_clears_it() {
     let (state, _) = given([request_activation(), freeze()]);
     assert_eq!(state.frozen_since, Some(at(1)));
+    assert_eq!(
+        state.expected_release(DEFAULT_FREEZE_PERIOD_MS),
+        Some(at(1).plus_millis(15 * 86_400_000))
+    );
     let (state, _) = given([request_activation(), freeze(), unfreeze()]);
     assert_eq!(state.frozen_since, None);
+    assert_eq!(state.expected_release(DEFAULT_FREEZE_PERIOD_MS), None);
     assert_eq!(state.status(), Status::ActivationPending);
 }
 
