@@ -25,7 +25,7 @@ pub use event::{
     CallbackKey, DriftDetected, Event, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason,
     LocalStatus, Origin, Registered, Released, Renewed, StatusChanged, UsageRecorded,
 };
-pub use state::{ActivationStatus, License, Status, evolve};
+pub use state::{ActivationStatus, DEFAULT_FREEZE_PERIOD_MS, License, Status, evolve};
 pub use values::{
     Day, InvalidLicenseCode, LICENSE_CODE_MAX_LEN, LicenseCode, MarketTime, Timestamp,
 };
