@@ -1,0 +1,112 @@
+//! The processor's inbox: what was processed and what it answered, in the same transaction as the
+//! append. A redelivered message gets the stored reply; a repeated callback the first answer (D9);
+//! a replayed nonce is refused (D5).
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::unit_of_work::UnitOfWork;
+
+impl UnitOfWork {
+    /// The reply stored for a queue message already processed.
+    pub async fn processed_reply(&self, message_id: Uuid) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT reply FROM inbox_messages WHERE message_id = $1",
+                &[&message_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records that a message was processed, with its reply.
+    pub async fn record_processed(
+        &self,
+        message_id: Uuid,
+        reply: &Value,
+    ) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "INSERT INTO inbox_messages (message_id, reply) VALUES ($1, $2)",
+                &[&message_id, reply],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The first answer given to a callback with this content key.
+    pub async fn callback_reply(&self, content_key: &str) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT reply FROM inbox_callbacks WHERE content_key = $1",
+                &[&content_key],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records the answer to a callback by content key. Keeps the first answer if there is one.
+    pub async fn record_callback(
+        &self,
+        content_key: &str,
+        message_id: Uuid,
+        reply: &Value,
+    ) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "INSERT INTO inbox_callbacks (content_key, message_id, reply) VALUES ($1, $2, $3) \
+                 ON CONFLICT (content_key) DO NOTHING",
+                &[&content_key, &message_id, reply],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a nonce was seen and has not expired at `now`. A read: call it before the append.
+    pub async fn nonce_seen(&self, nonce: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT 1 FROM inbox_nonces WHERE nonce = $1 AND expires_at > $2",
+                &[&nonce, &now],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Remembers a nonce until `expires_at`. Returns `false` when it is remembered already and not
+    /// expired at `now` (a replay racing this one); an expired entry is taken over.
+    pub async fn remember_nonce(
+        &self,
+        nonce: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "INSERT INTO inbox_nonces AS n (nonce, expires_at) VALUES ($1, $3) \
+                 ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                 WHERE n.expires_at <= $2 \
+                 RETURNING 1",
+                &[&nonce, &now, &expires_at],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+impl Store {
+    /// Deletes nonces expired at `now`; returns how many. Run it periodically (the retention job).
+    pub async fn purge_expired_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute("DELETE FROM inbox_nonces WHERE expires_at <= $1", &[&now])
+            .await?)
+    }
+}

@@ -1,0 +1,84 @@
+//! The event store on PostgreSQL: the only place where SQL meets events.
+//!
+//! - [`Store::append`] (or [`UnitOfWork::append`] inside a transaction) writes events to one or
+//!   more streams atomically, at their expected versions, idempotently by event id.
+//! - [`Store::load`] reads a stream; [`Store::read_all`] reads the global order, exposing only what
+//!   can never be joined later by an event below it (gap-safe, ADR 0005).
+//! - [`Subscription`] follows the global order with a checkpoint committed together with the
+//!   follower's own work, woken by `LISTEN/NOTIFY`, polling as a fallback.
+//! - The inbox methods of [`UnitOfWork`] remember processed messages, callback answers and nonces.
+//! - [`Upcasters`] turn old payload versions into current ones on read.
+
+mod append;
+mod error;
+mod event;
+mod inbox;
+mod read;
+mod store;
+mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod unit_of_work;
+
+pub use append::AppendOutcome;
+pub use error::StoreError;
+pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
+pub use store::{Store, StoreConfig};
+pub use subscription::{FollowError, Handler, Subscription};
+pub use tokio_postgres::{GenericClient, Transaction};
+pub use unit_of_work::UnitOfWork;
+
+impl Store {
+    /// Appends events to one stream at `expected_version` (0 for a new stream), in its own transaction.
+    pub async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.append_many(&[StreamAppend {
+            stream_id: stream_id.to_owned(),
+            expected_version,
+            events,
+        }])
+        .await
+    }
+
+    /// Appends to several streams atomically, in one transaction (all or nothing).
+    pub async fn append_many(&self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
+        let client = self.client().await?;
+        // A single statement is its own transaction: one round trip.
+        append::append_in(&**client, appends).await
+    }
+
+    /// Every committed event of a stream, in order.
+    pub async fn load(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.load_with(stream_id, &Upcasters::new()).await
+    }
+
+    /// [`Store::load`], upcasting old payloads.
+    pub async fn load_with(
+        &self,
+        stream_id: &str,
+        upcasters: &Upcasters,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        read::load_in(&**client, stream_id, upcasters).await
+    }
+
+    /// Up to `limit` events after `after_position` in global order; never one that an event with a
+    /// lower position could still precede.
+    pub async fn read_all(
+        &self,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        read::read_all_in(&**client, after_position, limit, &Upcasters::new()).await
+    }
+
+    /// Starts a transaction for the single writer.
+    pub async fn begin(&self, upcasters: Upcasters) -> Result<UnitOfWork, StoreError> {
+        UnitOfWork::begin(self.client().await?, upcasters).await
+    }
+}

@@ -1,0 +1,76 @@
+//! Reads: one stream in order, and every stream in global order for followers.
+
+use tokio_postgres::{GenericClient, Row};
+
+use crate::error::StoreError;
+use crate::event::{EventMetadata, RecordedEvent, Upcasters};
+
+const COLUMNS: &str = "global_position, stream_id, stream_version, event_id, event_type, \
+                       schema_version, payload, metadata, recorded_at";
+
+/// Only events of transactions older than every transaction still running: nothing can commit
+/// later below them (ADR 0005).
+pub(crate) const SAFE: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
+
+fn decode(row: &Row, upcasters: &Upcasters) -> Result<RecordedEvent, StoreError> {
+    let metadata: serde_json::Value = row
+        .try_get(7)
+        .map_err(|e| StoreError::Decode(e.to_string()))?;
+    let metadata: EventMetadata = serde_json::from_value(metadata)
+        .map_err(|e| StoreError::Decode(format!("metadata: {e}")))?;
+    let mut event = RecordedEvent {
+        global_position: row
+            .try_get(0)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        stream_id: row
+            .try_get(1)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        stream_version: row
+            .try_get(2)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        event_id: row
+            .try_get(3)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        event_type: row
+            .try_get(4)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        schema_version: row
+            .try_get(5)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        payload: row
+            .try_get(6)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+        metadata,
+        recorded_at: row
+            .try_get(8)
+            .map_err(|e| StoreError::Decode(e.to_string()))?,
+    };
+    upcasters.apply(&mut event);
+    Ok(event)
+}
+
+/// Every committed event of a stream, in stream order.
+pub(crate) async fn load_in(
+    client: &impl GenericClient,
+    stream_id: &str,
+    upcasters: &Upcasters,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version");
+    let rows = client.query(&sql, &[&stream_id]).await?;
+    rows.iter().map(|r| decode(r, upcasters)).collect()
+}
+
+/// Up to `limit` events after `after_position`, in global order, that are safe to follow.
+pub(crate) async fn read_all_in(
+    client: &impl GenericClient,
+    after_position: i64,
+    limit: i64,
+    upcasters: &Upcasters,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position > $1 AND {SAFE} \
+         ORDER BY global_position LIMIT $2"
+    );
+    let rows = client.query(&sql, &[&after_position, &limit]).await?;
+    rows.iter().map(|r| decode(r, upcasters)).collect()
+}

@@ -1,0 +1,154 @@
+//! The store handle: a pool of connections that survives PostgreSQL restarts, and migrations.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::error::StoreError;
+
+/// The embedded migrations, applied in order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "events", include_str!("../migrations/0001_events.sql")),
+    (2, "inbox", include_str!("../migrations/0002_inbox.sql")),
+];
+
+/// Serialises migrations between processes starting at once.
+const MIGRATION_LOCK: i64 = 7_419_251_409;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A `postgres://` URL or a key=value connection string (`LICENSING_DATABASE_URL`).
+    pub database_url: String,
+    /// Connections in the pool.
+    pub max_connections: usize,
+    /// Longest wait for a connection from the pool (or a new one) before reporting "unavailable".
+    pub connect_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults for a URL: 16 connections, 5 s timeout.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The event store. Cheap to clone; all clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    pub(crate) pg_config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password: show only where it points.
+        f.debug_struct("Store")
+            .field("hosts", &self.pg_config.get_hosts().len())
+            .field("dbname", &self.pg_config.get_dbname())
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Builds the pool. No connection is opened until one is needed, so this succeeds while
+    /// PostgreSQL is down; connections broken by a restart are replaced on their next use.
+    pub fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let mut pg_config: tokio_postgres::Config = config
+            .database_url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("invalid database URL: {e}")))?;
+        pg_config.connect_timeout(config.connect_timeout);
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("licensing");
+        }
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot build the pool: {e}")))?;
+        Ok(Self { pool, pg_config })
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies the migrations not applied yet. Safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS licensing_migrations (
+                     version    integer     PRIMARY KEY,
+                     name       text        NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await?;
+        let mut applied = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            let done = tx
+                .query_opt(
+                    "SELECT 1 FROM licensing_migrations WHERE version = $1",
+                    &[version],
+                )
+                .await?
+                .is_some();
+            if !done {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO licensing_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+                applied.push(*version);
+            }
+            tx.commit().await?;
+        }
+        if !applied.is_empty() {
+            tracing::info!(?applied, "event store migrated");
+        }
+        Ok(applied)
+    }
+
+    /// The latest migration known to this build.
+    pub fn schema_version() -> i32 {
+        MIGRATIONS.last().map_or(0, |(v, _, _)| *v)
+    }
+
+    /// Whether PostgreSQL answers and the schema is migrated (for readiness probes).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT max(version) FROM licensing_migrations", &[])
+            .await?;
+        let version: Option<i32> = row.and_then(|r| r.get(0));
+        if version < Some(Self::schema_version()) {
+            return Err(StoreError::Database(format!(
+                "schema at version {version:?}, this build needs {}",
+                Self::schema_version()
+            )));
+        }
+        Ok(())
+    }
+}

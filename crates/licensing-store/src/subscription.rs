@@ -1,0 +1,239 @@
+//! Followers: catch up from a checkpoint, then follow live. The checkpoint moves in the same
+//! transaction as the follower's own work, so a crash never skips nor half-applies a batch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{StoreError, chain};
+use crate::event::{RecordedEvent, Upcasters};
+use crate::read::read_all_in;
+use crate::store::Store;
+
+/// The channel `licensing_append` notifies on commit.
+const CHANNEL: &str = "licensing_events";
+
+/// What a follower does with a batch of events, inside the transaction that moves its checkpoint.
+pub trait Handler {
+    /// The handler's own failure.
+    type Error: std::fmt::Display;
+
+    /// Handles events in global order. Writes made through `tx` commit together with the checkpoint.
+    fn handle(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Why following stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError<E> {
+    /// The store failed in a way retrying will not fix.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The handler failed; the batch was rolled back and the checkpoint did not move.
+    #[error("the handler failed: {0}")]
+    Handler(E),
+}
+
+/// A named follower of the global order.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    store: Store,
+    name: String,
+    batch_size: i64,
+    poll_interval: Duration,
+    upcasters: Upcasters,
+}
+
+impl Subscription {
+    /// A follower called `name` (its checkpoint's key), reading 500 events at a time and polling
+    /// every 500 ms when no notification arrives.
+    pub fn new(store: Store, name: impl Into<String>) -> Self {
+        Self {
+            store,
+            name: name.into(),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            upcasters: Upcasters::new(),
+        }
+    }
+
+    /// Events per batch.
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Longest wait between two reads when idle.
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Upcasters applied to every event read.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    /// The follower's checkpoint: the last global position it handled (0 before any).
+    pub async fn position(&self) -> Result<i64, StoreError> {
+        let client = self.store.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT position FROM checkpoints WHERE name = $1",
+                &[&self.name],
+            )
+            .await?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+
+    /// Handles the next batch, if any; returns how many events it handled.
+    pub async fn step<H: Handler>(&self, handler: &mut H) -> Result<usize, FollowError<H::Error>> {
+        let mut client = self.store.client().await.map_err(FollowError::Store)?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                &[&self.name],
+            )
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?;
+        // Locking the checkpoint makes a second instance of the same follower wait, not duplicate.
+        let position: i64 = tx
+            .query_one(
+                "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE",
+                &[&self.name],
+            )
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?
+            .get(0);
+        let events = read_all_in(&*tx, position, self.batch_size, &self.upcasters)
+            .await
+            .map_err(FollowError::Store)?;
+        let Some(last) = events.last().map(|e| e.global_position) else {
+            tx.rollback()
+                .await
+                .map_err(|e| FollowError::Store(e.into()))?;
+            return Ok(0);
+        };
+        handler
+            .handle(&tx, &events)
+            .await
+            .map_err(FollowError::Handler)?;
+        tx.execute(
+            "UPDATE checkpoints SET position = $2, updated_at = now() WHERE name = $1",
+            &[&self.name, &last],
+        )
+        .await
+        .map_err(|e| FollowError::Store(e.into()))?;
+        tx.commit()
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?;
+        Ok(events.len())
+    }
+
+    /// Catches up, then follows until `cancel` fires. Wakes on the append notification, and polls
+    /// in any case. Unavailability of PostgreSQL is waited out; a handler error or any other store
+    /// error ends the run.
+    pub async fn run<H: Handler>(
+        &self,
+        handler: &mut H,
+        cancel: CancellationToken,
+    ) -> Result<(), FollowError<H::Error>> {
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(
+            self.store.pg_config.clone(),
+            wake.clone(),
+            cancel.clone(),
+        ));
+        let mut backoff = Duration::from_millis(100);
+        let result = loop {
+            if cancel.is_cancelled() {
+                break Ok(());
+            }
+            match self.step(handler).await {
+                Ok(0) => {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(FollowError::Store(e)) if e.is_unavailable() => {
+                    tracing::warn!(follower = %self.name, error = %e, "event store unavailable, retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        listener.abort();
+        result
+    }
+}
+
+/// Keeps a connection LISTENing on the append channel, reconnecting as needed, and wakes the
+/// follower on each notification.
+async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    while !cancel.is_cancelled() {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let listening = async {
+                    let messages = async {
+                        while let Some(message) =
+                            std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                        {
+                            match message {
+                                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                                Ok(_) => {}
+                                Err(e) => return chain(&e),
+                            }
+                        }
+                        "connection closed".to_owned()
+                    };
+                    let subscribe = async {
+                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                            tracing::warn!(error = %chain(&e), "cannot LISTEN; polling only");
+                        }
+                        std::future::pending::<()>().await;
+                    };
+                    tokio::select! {
+                        reason = messages => reason,
+                        () = subscribe => unreachable!("pending never completes"),
+                    }
+                };
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    reason = listening => {
+                        tracing::debug!(%reason, "notification connection lost");
+                        backoff = Duration::from_millis(200);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %chain(&e), "cannot open the notification connection");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        wake.notify_one();
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+    }
+}

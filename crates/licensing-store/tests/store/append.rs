@@ -1,0 +1,267 @@
+//! Appends and loads: round trip, conflicts, idempotent re-appends, atomic batches, upcasting.
+
+use licensing_store::testing::TestDatabase;
+use licensing_store::{AppendOutcome, StreamAppend, Upcasters};
+use serde_json::json;
+
+use crate::event;
+
+#[tokio::test]
+async fn append_then_load_round_trips_every_field() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let events = vec![event("registered", 1), event("frozen", 2)];
+    let AppendOutcome::Appended { positions } = store
+        .append("license-PL1", 0, events.clone())
+        .await
+        .unwrap()
+    else {
+        panic!("not appended")
+    };
+    assert_eq!(positions.len(), 2);
+    assert!(positions[0] < positions[1]);
+    let loaded = store.load("license-PL1").await.unwrap();
+    assert_eq!(loaded.len(), 2);
+    for (i, (stored, sent)) in loaded.iter().zip(&events).enumerate() {
+        assert_eq!(stored.stream_id, "license-PL1");
+        assert_eq!(stored.stream_version, i as i64 + 1);
+        assert_eq!(stored.global_position, positions[i]);
+        assert_eq!(stored.event_id, sent.event_id);
+        assert_eq!(stored.event_type, sent.event_type);
+        assert_eq!(stored.schema_version, 1);
+        assert_eq!(stored.payload, sent.payload);
+        assert_eq!(stored.metadata, sent.metadata);
+        assert!(
+            (time::OffsetDateTime::now_utc() - stored.recorded_at)
+                .whole_seconds()
+                .abs()
+                < 60
+        );
+    }
+    assert!(store.load("license-other").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_conflicts_and_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store.append("s", 0, vec![event("a", 1)]).await.unwrap();
+    for stale in [0, 2, 5] {
+        assert_eq!(
+            store.append("s", stale, vec![event("b", 2)]).await.unwrap(),
+            AppendOutcome::Conflict {
+                stream_id: "s".into()
+            },
+            "expected version {stale}"
+        );
+    }
+    assert_eq!(store.load("s").await.unwrap().len(), 1);
+    assert!(matches!(
+        store.append("s", 1, vec![event("b", 2)]).await.unwrap(),
+        AppendOutcome::Appended { .. }
+    ));
+}
+
+#[tokio::test]
+async fn re_appending_the_same_events_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let events = vec![event("a", 1), event("b", 2)];
+    store.append("s", 0, events.clone()).await.unwrap();
+    // A retry after a lost acknowledgement: same ids, same expected version.
+    assert_eq!(
+        store.append("s", 0, events.clone()).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    // Even at another version.
+    assert_eq!(
+        store.append("s", 2, events.clone()).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert_eq!(store.load("s").await.unwrap().len(), 2);
+    // A mix of old and new ids is a bug, refused whole.
+    let mixed = vec![events[0].clone(), event("c", 3)];
+    assert!(store.append("s", 2, mixed).await.is_err());
+    assert_eq!(store.load("s").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_over_several_streams_is_all_or_nothing() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store.append("b", 0, vec![event("x", 0)]).await.unwrap();
+    let batch = |b_expected| {
+        vec![
+            StreamAppend {
+                stream_id: "a".into(),
+                expected_version: 0,
+                events: vec![event("x", 1), event("x", 2)],
+            },
+            StreamAppend {
+                stream_id: "b".into(),
+                expected_version: b_expected,
+                events: vec![event("x", 3)],
+            },
+        ]
+    };
+    assert_eq!(
+        store.append_many(&batch(0)).await.unwrap(),
+        AppendOutcome::Conflict {
+            stream_id: "b".into()
+        }
+    );
+    assert!(
+        store.load("a").await.unwrap().is_empty(),
+        "nothing of the batch was written"
+    );
+    let AppendOutcome::Appended { positions } = store.append_many(&batch(1)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(positions.len(), 3);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(store.load("a").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .load("b")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.stream_version)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_at_the_same_version_let_exactly_one_win() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append("race", 0, vec![event("x", i)]).await.unwrap() })
+    });
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            AppendOutcome::Appended { .. } => won += 1,
+            AppendOutcome::Conflict { stream_id } => assert_eq!(stream_id, "race"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.load("race").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn events_are_append_only() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store.append("s", 0, vec![event("a", 1)]).await.unwrap();
+    let client = store.client().await.unwrap();
+    assert!(
+        client
+            .execute("UPDATE events SET payload = '{}'", &[])
+            .await
+            .is_err()
+    );
+    assert!(client.execute("DELETE FROM events", &[]).await.is_err());
+    assert_eq!(store.load("s").await.unwrap()[0].payload, json!({"n": 1}));
+}
+
+#[tokio::test]
+async fn the_append_must_be_the_first_write_and_the_only_one_of_its_transaction() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    unit.remember_nonce(
+        "n1",
+        time::OffsetDateTime::now_utc(),
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    let error = unit
+        .append(&[StreamAppend {
+            stream_id: "s".into(),
+            expected_version: 0,
+            events: vec![event("a", 1)],
+        }])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("first write"), "{error}");
+    drop(unit);
+
+    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let one = StreamAppend {
+        stream_id: "s".into(),
+        expected_version: 0,
+        events: vec![event("a", 1)],
+    };
+    unit.append(std::slice::from_ref(&one)).await.unwrap();
+    assert!(
+        unit.append(&[StreamAppend {
+            stream_id: "t".into(),
+            ..one
+        }])
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_unit_of_work_dropped_without_commit_is_rolled_back() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    unit.append(&[StreamAppend {
+        stream_id: "s".into(),
+        expected_version: 0,
+        events: vec![event("a", 1)],
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        unit.load("s").await.unwrap().len(),
+        1,
+        "the transaction sees its own append"
+    );
+    drop(unit);
+    assert!(store.load("s").await.unwrap().is_empty());
+
+    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    unit.append(&[StreamAppend {
+        stream_id: "s".into(),
+        expected_version: 0,
+        events: vec![event("a", 1)],
+    }])
+    .await
+    .unwrap();
+    unit.commit().await.unwrap();
+    assert_eq!(store.load("s").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn old_schema_versions_are_upcast_on_load() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let mut old = event("renewed", 0);
+    old.payload = json!({"expire": "20250101000000"});
+    store.append("s", 0, vec![old]).await.unwrap();
+    let upcasters = Upcasters::new()
+        .register("renewed", 1, |p| json!({"expire": {"raw": p["expire"]}}))
+        .register("renewed", 2, |mut p| {
+            p["expire"]["zone"] = json!("+08:00");
+            p
+        });
+    let loaded = store.load_with("s", &upcasters).await.unwrap();
+    assert_eq!(loaded[0].schema_version, 3);
+    assert_eq!(
+        loaded[0].payload,
+        json!({"expire": {"raw": "20250101000000", "zone": "+08:00"}})
+    );
+    assert_eq!(
+        store.load("s").await.unwrap()[0].schema_version,
+        1,
+        "stored as written"
+    );
+}

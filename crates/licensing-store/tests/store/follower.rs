@@ -1,0 +1,208 @@
+//! Followers: catch up, follow live, and resume from the checkpoint after being killed, applying
+//! each event exactly once to what they write in the same transaction.
+
+use std::time::Duration;
+
+use licensing_store::testing::TestDatabase;
+use licensing_store::{Handler, RecordedEvent, Store, Subscription, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use crate::{event, eventually};
+
+/// Writes each event into a table, in the follower's transaction; a duplicate would violate the key.
+struct Recorder {
+    delay: Duration,
+    last_position: i64,
+}
+
+impl Handler for Recorder {
+    type Error = String;
+
+    async fn handle(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), String> {
+        for e in events {
+            if e.global_position <= self.last_position {
+                return Err(format!(
+                    "position {} after {}",
+                    e.global_position, self.last_position
+                ));
+            }
+            self.last_position = e.global_position;
+            tx.execute(
+                "INSERT INTO seen (event_id, position) VALUES ($1, $2)",
+                &[&e.event_id, &e.global_position],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+}
+
+async fn seen_count(store: &Store) -> i64 {
+    let client = store.client().await.unwrap();
+    client
+        .query_one("SELECT count(*) FROM seen", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn prepare(store: &Store) {
+    let client = store.client().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE seen (event_id uuid PRIMARY KEY, position bigint NOT NULL)")
+        .await
+        .unwrap();
+}
+
+async fn append_many(store: &Store, streams: usize, per_stream: usize) {
+    for s in 0..streams {
+        for i in 0..per_stream {
+            store
+                .append(&format!("s{s}"), i as i64, vec![event("x", i as i64)])
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_follower_catches_up_then_follows_live() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    prepare(&store).await;
+    append_many(&store, 3, 20).await;
+
+    let cancel = CancellationToken::new();
+    let subscription = Subscription::new(store.clone(), "views").with_batch_size(7);
+    let run = {
+        let cancel = cancel.clone();
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            let mut recorder = Recorder {
+                delay: Duration::ZERO,
+                last_position: 0,
+            };
+            subscription.run(&mut recorder, cancel).await
+        })
+    };
+    eventually("the follower to catch up on 60 events", 30, || async {
+        (seen_count(&store).await == 60).then_some(())
+    })
+    .await;
+
+    // Live: one more append is picked up (woken by the notification or the poll).
+    store.append("live", 0, vec![event("x", 0)]).await.unwrap();
+    eventually("the live event", 30, || async {
+        (seen_count(&store).await == 61).then_some(())
+    })
+    .await;
+    let last: i64 = store
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT max(global_position) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(subscription.position().await.unwrap(), last);
+
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_follower_resumes_from_its_checkpoint_without_loss_or_duplicate() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    prepare(&store).await;
+    append_many(&store, 5, 40).await;
+
+    let subscription = Subscription::new(store.clone(), "views").with_batch_size(10);
+    let first = {
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            let mut recorder = Recorder {
+                delay: Duration::from_millis(20),
+                last_position: 0,
+            };
+            subscription
+                .run(&mut recorder, CancellationToken::new())
+                .await
+        })
+    };
+    eventually("the first follower to handle some events", 30, || async {
+        (seen_count(&store).await >= 50).then_some(())
+    })
+    .await;
+    first.abort(); // killed mid-run, possibly inside a batch
+    let _ = first.await;
+    let handled = seen_count(&store).await;
+    assert!(handled < 200, "killed before the end ({handled})");
+    let checkpoint = subscription.position().await.unwrap();
+
+    let cancel = CancellationToken::new();
+    let second = {
+        let subscription = subscription.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut recorder = Recorder {
+                delay: Duration::ZERO,
+                last_position: checkpoint,
+            };
+            subscription.run(&mut recorder, cancel).await
+        })
+    };
+    eventually("the second follower to finish", 30, || async {
+        (seen_count(&store).await == 200).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    second.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_error_rolls_the_batch_back() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    prepare(&store).await;
+    append_many(&store, 1, 5).await;
+    struct Failing;
+    impl Handler for Failing {
+        type Error = String;
+        async fn handle(
+            &mut self,
+            tx: &Transaction<'_>,
+            events: &[RecordedEvent],
+        ) -> Result<(), String> {
+            tx.execute(
+                "INSERT INTO seen (event_id, position) VALUES ($1, $2)",
+                &[&events[0].event_id, &events[0].global_position],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Err("view rejected the batch".to_owned())
+        }
+    }
+    let subscription = Subscription::new(store.clone(), "views");
+    let error = subscription
+        .run(&mut Failing, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("view rejected the batch"));
+    assert_eq!(
+        seen_count(&store).await,
+        0,
+        "the view write was rolled back"
+    );
+    assert_eq!(
+        subscription.position().await.unwrap(),
+        0,
+        "the checkpoint did not move"
+    );
+}
