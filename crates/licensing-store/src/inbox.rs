@@ -110,3 +110,25 @@ impl Store {
             .await?)
     }
 }
+
+impl Store {
+    /// The retention job: purges expired nonces every `every` until `cancel` fires. Failures are
+    /// logged and retried at the next tick (an unpurged nonce only costs a little space).
+    pub async fn run_nonce_retention(
+        &self,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            match self.purge_expired_nonces(OffsetDateTime::now_utc()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "expired nonces purged"),
+                Err(error) => tracing::warn!(%error, "cannot purge expired nonces"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}

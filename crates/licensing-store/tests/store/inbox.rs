@@ -88,3 +88,50 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
     assert_eq!(store.purge_expired_nonces(much_later).await.unwrap(), 2);
     assert_eq!(store.purge_expired_nonces(much_later).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn the_retention_job_purges_expired_nonces_until_cancelled() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let now = OffsetDateTime::now_utc();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    unit.remember_nonce(
+        "old",
+        now - Duration::minutes(20),
+        now - Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    unit.remember_nonce("fresh", now, now + Duration::minutes(10))
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let job = tokio::spawn({
+        let store = store.clone();
+        let cancel = cancel.clone();
+        async move {
+            store
+                .run_nonce_retention(std::time::Duration::from_millis(50), cancel)
+                .await
+        }
+    });
+    crate::eventually("the expired nonce to be purged", 10, || async {
+        let client = store.client().await.unwrap();
+        let left: Vec<String> = client
+            .query("SELECT nonce FROM inbox_nonces", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (left == ["fresh"]).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), job)
+        .await
+        .expect("the job stops when cancelled")
+        .unwrap();
+}

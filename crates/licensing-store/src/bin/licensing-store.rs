@@ -1,0 +1,101 @@
+//! `licensing-store`: operate the event store from the command line.
+//!
+//! ```text
+//! licensing-store migrate    apply the pending migrations (the services also do this at start)
+//! licensing-store status     schema version, event count, last position, follower checkpoints
+//! ```
+//! The database comes from `LICENSING_DATABASE_URL`.
+
+use std::process::ExitCode;
+
+use licensing_store::{Store, StoreConfig, StoreError};
+
+const USAGE: &str = "usage: licensing-store <migrate|status>\n\
+                     The database is read from LICENSING_DATABASE_URL.";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.as_slice() {
+        [c] if c == "migrate" || c == "status" => c.clone(),
+        [c] if c == "-h" || c == "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(url) = std::env::var("LICENSING_DATABASE_URL") else {
+        eprintln!(
+            "licensing-store: LICENSING_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/licensing)"
+        );
+        return ExitCode::from(2);
+    };
+    let result = match Store::connect(&StoreConfig::new(url)) {
+        Ok(store) if command == "migrate" => migrate(&store).await,
+        Ok(store) => status(&store).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("licensing-store: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(store: &Store) -> Result<(), StoreError> {
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("schema is up to date (version {})", Store::schema_version());
+    } else {
+        let list: Vec<String> = applied.iter().map(i32::to_string).collect();
+        println!(
+            "applied migrations {} (schema version {})",
+            list.join(", "),
+            Store::schema_version()
+        );
+    }
+    Ok(())
+}
+
+async fn status(store: &Store) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    let version: Option<i32> = client
+        .query_opt("SELECT max(version) FROM licensing_migrations", &[])
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.get(0));
+    println!(
+        "schema version: {} (this build: {})",
+        version.map_or("none".to_owned(), |v| v.to_string()),
+        Store::schema_version()
+    );
+    if version.is_none() {
+        return Ok(());
+    }
+    let row = client
+        .query_one("SELECT count(*), coalesce(max(global_position), 0), count(DISTINCT stream_id) FROM events", &[])
+        .await?;
+    let (events, last, streams): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    println!("events: {events} in {streams} streams, last position {last}");
+    for row in client
+        .query(
+            "SELECT name, position, updated_at FROM checkpoints ORDER BY name",
+            &[],
+        )
+        .await?
+    {
+        let (name, position, at): (String, i64, time::OffsetDateTime) =
+            (row.get(0), row.get(1), row.get(2));
+        println!(
+            "follower {name}: position {position} ({} behind), updated {at}",
+            last - position
+        );
+    }
+    Ok(())
+}
