@@ -1,11 +1,10 @@
 -- The event store: one row per event, append-only.
 --
--- global_position comes from a sequence, assigned inside a short critical section together with
--- the transaction id (xid), so positions increase with xids. Followers read only events whose xid
--- is below the oldest transaction still running; those can never be joined later by an event with
--- a smaller position (ADR 0005). Positions may have holes (rolled-back appends); never gaps that fill.
-CREATE SEQUENCE events_global_position_seq AS bigint;
-
+-- global_position = (id of the appending transaction << 16) + index within that transaction.
+-- Transaction ids grow in the order transactions start writing, and a reader exposes only events
+-- of transactions older than the oldest one still running (the snapshot's xmin). Every event that
+-- can still commit therefore has a larger position than any event already exposed: the order is
+-- gap-safe without serialising appends (ADR 0005). Positions are sparse, never contiguous.
 CREATE TABLE events (
     global_position bigint      NOT NULL,
     stream_id       text        NOT NULL,
@@ -16,7 +15,6 @@ CREATE TABLE events (
     payload         jsonb       NOT NULL,
     metadata        jsonb       NOT NULL,
     recorded_at     timestamptz NOT NULL DEFAULT now(),
-    xid             xid8        NOT NULL,
     CONSTRAINT events_stream_version_key PRIMARY KEY (stream_id, stream_version),
     CONSTRAINT events_global_position_key UNIQUE (global_position),
     CONSTRAINT events_event_id_key UNIQUE (event_id)
@@ -32,12 +30,20 @@ CREATE TRIGGER events_append_only
     BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_append_only();
 
+-- The first position a transaction with this id may use.
+CREATE FUNCTION licensing_position_base(p_xid xid8) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT (p_xid::text::bigint) << 16 $$;
+
+-- The position below which no event can commit any more, as seen by the current snapshot.
+CREATE FUNCTION licensing_safe_position() RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT licensing_position_base(pg_snapshot_xmin(pg_current_snapshot())) $$;
+
 -- Appends events, atomically, to one or more streams. Each event names its stream and version; the
 -- first version given for a stream must follow the stream's current version. Returns one row per
 -- event; no row at all when every event id exists already (an idempotent re-append).
--- Raises LS001 when the transaction wrote before (the critical section must assign the xid),
--- LS002 on a version conflict (DETAIL: the stream id), LS004 when only some event ids exist.
--- One call per transaction: a second call would take positions out of xid order.
+-- Raises LS002 on a version conflict (DETAIL: the stream id), LS004 when only some event ids
+-- exist, LS005 past 65536 events. At most one call per transaction (a second one would reuse
+-- the transaction's positions and fail on their uniqueness).
 CREATE FUNCTION licensing_append(
     p_stream_ids      text[],
     p_versions        bigint[],
@@ -49,55 +55,65 @@ CREATE FUNCTION licensing_append(
 ) RETURNS TABLE (out_event_id uuid, out_position bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_existing bigint;
-    v_current  bigint;
-    r          record;
+    v_base     bigint;
+    v_inserted bigint;
+    v_stream   text;
 BEGIN
-    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-        RAISE EXCEPTION 'licensing_append must be the first write of its transaction'
-            USING ERRCODE = 'LS001';
+    IF cardinality(p_event_ids) > 65536 THEN
+        RAISE EXCEPTION 'more than 65536 events in one append' USING ERRCODE = 'LS005';
     END IF;
-    SELECT count(*) INTO v_existing FROM events e WHERE e.event_id = ANY (p_event_ids);
-    IF v_existing = cardinality(p_event_ids) THEN
+    v_base := licensing_position_base(pg_current_xact_id());
+    v_base := licensing_position_base(pg_current_xact_id());
+    -- The common case, one event, without the set machinery (measurably cheaper).
+    IF cardinality(p_event_ids) = 1 THEN
+        IF p_versions[1] > 1 AND NOT EXISTS (
+            SELECT 1 FROM events e
+             WHERE e.stream_id = p_stream_ids[1] AND e.stream_version = p_versions[1] - 1
+        ) THEN
+            RAISE EXCEPTION 'stream % is not at the expected version', p_stream_ids[1]
+                USING ERRCODE = 'LS002', DETAIL = p_stream_ids[1];
+        END IF;
+        RETURN QUERY
+        INSERT INTO events AS e (global_position, stream_id, stream_version, event_id, event_type,
+                                 schema_version, payload, metadata)
+        VALUES (v_base, p_stream_ids[1], p_versions[1], p_event_ids[1], p_types[1],
+                p_schema_versions[1], p_payloads[1], p_metadata[1])
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING e.event_id, e.global_position;
         RETURN;
-    ELSIF v_existing > 0 THEN
+    END IF;
+
+    -- Each stream's first new version must follow an existing one (or be 1); a version taken
+    -- already fails on the primary key. Together: the stream is exactly at the expected version.
+    SELECT s.stream_id INTO v_stream
+      FROM (SELECT stream_id, min(version) AS first_version
+              FROM unnest(p_stream_ids, p_versions) AS u(stream_id, version)
+             GROUP BY stream_id) AS s
+     WHERE s.first_version > 1
+       AND NOT EXISTS (SELECT 1 FROM events e
+                        WHERE e.stream_id = s.stream_id AND e.stream_version = s.first_version - 1)
+     LIMIT 1;
+    IF v_stream IS NOT NULL THEN
+        RAISE EXCEPTION 'stream % is not at the expected version', v_stream
+            USING ERRCODE = 'LS002', DETAIL = v_stream;
+    END IF;
+
+    RETURN QUERY
+    INSERT INTO events AS e (global_position, stream_id, stream_version, event_id, event_type,
+                             schema_version, payload, metadata)
+    SELECT v_base + n.ord - 1, n.stream_id, n.version, n.event_id, n.event_type,
+           n.schema_version, n.payload, n.metadata
+      FROM unnest(p_stream_ids, p_versions, p_event_ids, p_types, p_schema_versions,
+                  p_payloads, p_metadata)
+           WITH ORDINALITY AS n(stream_id, version, event_id, event_type, schema_version,
+                                payload, metadata, ord)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING e.event_id, e.global_position;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted > 0 AND v_inserted < cardinality(p_event_ids) THEN
         RAISE EXCEPTION 'some of the event ids were appended before, not all'
             USING ERRCODE = 'LS004';
     END IF;
-    FOR r IN
-        SELECT s.stream_id, min(s.version) AS first_version
-          FROM unnest(p_stream_ids, p_versions) AS s(stream_id, version)
-         GROUP BY s.stream_id
-    LOOP
-        SELECT coalesce(max(e.stream_version), 0) INTO v_current
-          FROM events e WHERE e.stream_id = r.stream_id;
-        IF v_current <> r.first_version - 1 THEN
-            RAISE EXCEPTION 'stream % is at version %, expected %',
-                    r.stream_id, v_current, r.first_version - 1
-                USING ERRCODE = 'LS002', DETAIL = r.stream_id;
-        END IF;
-    END LOOP;
-
-    -- Critical section: the xid and the positions are taken together, so positions follow xids.
-    -- A session lock, released right after the insert, not at commit: commits stay concurrent.
-    PERFORM pg_advisory_lock(7419251408);
-    BEGIN
-        RETURN QUERY
-        INSERT INTO events AS e (global_position, stream_id, stream_version, event_id, event_type,
-                                 schema_version, payload, metadata, xid)
-        SELECT nextval('events_global_position_seq'), n.stream_id, n.version, n.event_id,
-               n.event_type, n.schema_version, n.payload, n.metadata, pg_current_xact_id()
-          FROM unnest(p_stream_ids, p_versions, p_event_ids, p_types, p_schema_versions,
-                      p_payloads, p_metadata)
-               WITH ORDINALITY AS n(stream_id, version, event_id, event_type, schema_version,
-                                    payload, metadata, ord)
-        RETURNING e.event_id, e.global_position;
-        PERFORM pg_advisory_unlock(7419251408);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_advisory_unlock(7419251408);
-        RAISE;
-    END;
-    PERFORM pg_notify('licensing_events', '');
 END $$;
 
 -- Followers' checkpoints, each updated in the same transaction as the follower's own work.

@@ -27,8 +27,8 @@ pub enum AppendOutcome {
 const APPEND: &str =
     "SELECT out_event_id, out_position FROM licensing_append($1, $2, $3, $4, $5, $6, $7)";
 
-/// Appends to one or more streams in one call. Must be the first write of its transaction
-/// (the store enforces it); everything else the transaction writes comes after.
+/// Appends to one or more streams in one call; at most one call per transaction (positions are
+/// derived from the transaction id, ADR 0005).
 pub(crate) async fn append_in(
     client: &impl GenericClient,
     appends: &[StreamAppend],

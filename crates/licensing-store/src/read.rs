@@ -10,7 +10,7 @@ const COLUMNS: &str = "global_position, stream_id, stream_version, event_id, eve
 
 /// Only events of transactions older than every transaction still running: nothing can commit
 /// later below them (ADR 0005).
-pub(crate) const SAFE: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
+pub(crate) const SAFE: &str = "global_position < licensing_safe_position()";
 
 fn decode(row: &Row, upcasters: &Upcasters) -> Result<RecordedEvent, StoreError> {
     let metadata: serde_json::Value = row

@@ -1,4 +1,4 @@
-//! A transaction on the store for the single writer: append first, then the inbox, then commit.
+//! A transaction on the store for the single writer: inbox reads and writes, one append, commit.
 
 use deadpool_postgres::Object;
 
@@ -38,7 +38,7 @@ impl UnitOfWork {
         load_in(&***self.client()?, stream_id, &self.upcasters).await
     }
 
-    /// Appends to one or more streams. At most once per transaction, and before any other write.
+    /// Appends to one or more streams. At most once per transaction: batch the streams into one call.
     pub async fn append(&mut self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
         if self.appended {
             return Err(StoreError::Database(

@@ -169,43 +169,38 @@ async fn events_are_append_only() {
 }
 
 #[tokio::test]
-async fn the_append_must_be_the_first_write_and_the_only_one_of_its_transaction() {
+async fn a_transaction_appends_once_after_any_inbox_writes() {
     let db = TestDatabase::create().await;
     let store = db.store();
+    let now = time::OffsetDateTime::now_utc();
     let mut unit = store.begin(Upcasters::new()).await.unwrap();
-    unit.remember_nonce(
-        "n1",
-        time::OffsetDateTime::now_utc(),
-        time::OffsetDateTime::now_utc() + time::Duration::minutes(10),
-    )
-    .await
-    .unwrap();
-    let error = unit
-        .append(&[StreamAppend {
-            stream_id: "s".into(),
-            expected_version: 0,
-            events: vec![event("a", 1)],
-        }])
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("first write"), "{error}");
-    drop(unit);
-
-    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    assert!(
+        unit.remember_nonce("n1", now, now + time::Duration::minutes(10))
+            .await
+            .unwrap()
+    );
     let one = StreamAppend {
         stream_id: "s".into(),
         expected_version: 0,
         events: vec![event("a", 1)],
     };
-    unit.append(std::slice::from_ref(&one)).await.unwrap();
-    assert!(
-        unit.append(&[StreamAppend {
+    assert!(matches!(
+        unit.append(std::slice::from_ref(&one)).await.unwrap(),
+        AppendOutcome::Appended { .. }
+    ));
+    let error = unit
+        .append(&[StreamAppend {
             stream_id: "t".into(),
             ..one
         }])
         .await
-        .is_err()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("one append per transaction"),
+        "{error}"
     );
+    unit.rollback().await.unwrap();
+    assert!(store.load("s").await.unwrap().is_empty());
 }
 
 #[tokio::test]
