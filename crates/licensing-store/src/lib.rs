@@ -48,7 +48,11 @@ impl Store {
     pub async fn append_many(&self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
         let client = self.client().await?;
         // A single statement is its own transaction: one round trip.
-        append::append_in(&**client, appends).await
+        let outcome = append::append_in(&**client, appends).await?;
+        if matches!(outcome, AppendOutcome::Appended { .. }) {
+            self.events_committed();
+        }
+        Ok(outcome)
     }
 
     /// Every committed event of a stream, in order.
@@ -79,6 +83,6 @@ impl Store {
 
     /// Starts a transaction for the single writer.
     pub async fn begin(&self, upcasters: Upcasters) -> Result<UnitOfWork, StoreError> {
-        UnitOfWork::begin(self.client().await?, upcasters).await
+        UnitOfWork::begin(self.clone(), upcasters).await
     }
 }

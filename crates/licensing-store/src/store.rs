@@ -1,8 +1,10 @@
 //! The store handle: a pool of connections that survives PostgreSQL restarts, and migrations.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
 use crate::error::StoreError;
@@ -43,6 +45,15 @@ impl StoreConfig {
 pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) pg_config: tokio_postgres::Config,
+    notifier: Arc<Notifier>,
+}
+
+/// Wakes followers after appends commit, outside the appending transaction (ADR 0005): many
+/// commits in a row coalesce into one `NOTIFY`.
+#[derive(Default)]
+struct Notifier {
+    pending: Notify,
+    started: OnceLock<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -83,7 +94,36 @@ impl Store {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the pool: {e}")))?;
-        Ok(Self { pool, pg_config })
+        Ok(Self {
+            pool,
+            pg_config,
+            notifier: Arc::default(),
+        })
+    }
+
+    /// Tells followers that new events were committed. Returns at once; the `NOTIFY` is sent by a
+    /// background task on its own connection.
+    pub(crate) fn events_committed(&self) {
+        self.notifier.started.get_or_init(|| {
+            let notifier = self.notifier.clone();
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                loop {
+                    notifier.pending.notified().await;
+                    let sent = match pool.get().await {
+                        Ok(client) => client
+                            .batch_execute("NOTIFY licensing_events")
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(error) = sent {
+                        tracing::debug!(%error, "cannot notify followers; they will poll");
+                    }
+                }
+            });
+        });
+        self.notifier.pending.notify_one();
     }
 
     /// A pooled connection.

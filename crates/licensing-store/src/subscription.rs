@@ -14,8 +14,19 @@ use crate::event::{RecordedEvent, Upcasters};
 use crate::read::read_all_in;
 use crate::store::Store;
 
-/// The channel `licensing_append` notifies on commit.
+/// The channel the store notifies after appends commit.
 const CHANNEL: &str = "licensing_events";
+
+/// How soon to look again when committed events wait for an older transaction to end.
+const PENDING_RETRY: Duration = Duration::from_millis(20);
+
+/// The result of one read.
+struct Batch {
+    /// Events handled.
+    handled: usize,
+    /// Nothing was readable, but committed events wait behind a transaction still running.
+    pending: bool,
+}
 
 /// What a follower does with a batch of events, inside the transaction that moves its checkpoint.
 pub trait Handler {
@@ -96,6 +107,13 @@ impl Subscription {
 
     /// Handles the next batch, if any; returns how many events it handled.
     pub async fn step<H: Handler>(&self, handler: &mut H) -> Result<usize, FollowError<H::Error>> {
+        self.next_batch(handler).await.map(|batch| batch.handled)
+    }
+
+    async fn next_batch<H: Handler>(
+        &self,
+        handler: &mut H,
+    ) -> Result<Batch, FollowError<H::Error>> {
         let mut client = self.store.client().await.map_err(FollowError::Store)?;
         client
             .execute(
@@ -121,10 +139,21 @@ impl Subscription {
             .await
             .map_err(FollowError::Store)?;
         let Some(last) = events.last().map(|e| e.global_position) else {
+            let pending = tx
+                .query_opt(
+                    "SELECT 1 FROM events WHERE global_position > $1 LIMIT 1",
+                    &[&position],
+                )
+                .await
+                .map_err(|e| FollowError::Store(e.into()))?
+                .is_some();
             tx.rollback()
                 .await
                 .map_err(|e| FollowError::Store(e.into()))?;
-            return Ok(0);
+            return Ok(Batch {
+                handled: 0,
+                pending,
+            });
         };
         handler
             .handle(&tx, &events)
@@ -139,7 +168,10 @@ impl Subscription {
         tx.commit()
             .await
             .map_err(|e| FollowError::Store(e.into()))?;
-        Ok(events.len())
+        Ok(Batch {
+            handled: events.len(),
+            pending: false,
+        })
     }
 
     /// Catches up, then follows until `cancel` fires. Wakes on the append notification, and polls
@@ -161,8 +193,19 @@ impl Subscription {
             if cancel.is_cancelled() {
                 break Ok(());
             }
-            match self.step(handler).await {
-                Ok(0) => {
+            match self.next_batch(handler).await {
+                // Committed events exist beyond the checkpoint, but an older transaction is still
+                // running: they become readable as soon as it ends, so look again soon.
+                Ok(Batch {
+                    handled: 0,
+                    pending: true,
+                }) => {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(PENDING_RETRY) => {}
+                    }
+                }
+                Ok(Batch { handled: 0, .. }) => {
                     tokio::select! {
                         () = cancel.cancelled() => {}
                         () = wake.notified() => {}

@@ -6,19 +6,23 @@ use crate::append::{AppendOutcome, append_in};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, StreamAppend, Upcasters};
 use crate::read::load_in;
+use crate::store::Store;
 
 /// One transaction. Dropped without [`UnitOfWork::commit`], it is rolled back (its connection is
 /// closed rather than returned to the pool in an unknown state).
 #[derive(Debug)]
 pub struct UnitOfWork {
+    store: Store,
     client: Option<Object>,
     upcasters: Upcasters,
     appended: bool,
 }
 
 impl UnitOfWork {
-    pub(crate) async fn begin(client: Object, upcasters: Upcasters) -> Result<Self, StoreError> {
+    pub(crate) async fn begin(store: Store, upcasters: Upcasters) -> Result<Self, StoreError> {
+        let client = store.client().await?;
         let unit = Self {
+            store,
             client: Some(client),
             upcasters,
             appended: false,
@@ -53,7 +57,13 @@ impl UnitOfWork {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let client = self.client.take();
         match client {
-            Some(client) => Ok(client.batch_execute("COMMIT").await?),
+            Some(client) => {
+                client.batch_execute("COMMIT").await?;
+                if self.appended {
+                    self.store.events_committed();
+                }
+                Ok(())
+            }
             None => Err(StoreError::Database(
                 "the transaction is finished".to_owned(),
             )),

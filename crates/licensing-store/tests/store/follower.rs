@@ -206,3 +206,49 @@ async fn a_handler_error_rolls_the_batch_back() {
         "the checkpoint did not move"
     );
 }
+
+#[tokio::test]
+async fn an_idle_follower_is_woken_by_the_commit_notification() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    prepare(&store).await;
+    let cancel = CancellationToken::new();
+    // Polling alone would take a minute: only the notification can wake the follower in time.
+    let subscription =
+        Subscription::new(store.clone(), "views").with_poll_interval(Duration::from_secs(60));
+    let run = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut recorder = Recorder {
+                delay: Duration::ZERO,
+                last_position: 0,
+            };
+            subscription.run(&mut recorder, cancel).await
+        })
+    };
+    // Let the follower go idle (its first read finds nothing), then append.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store.append("s", 0, vec![event("x", 0)]).await.unwrap();
+    eventually("the notified follower", 10, || async {
+        (seen_count(&store).await == 1).then_some(())
+    })
+    .await;
+    let mut unit = store
+        .begin(licensing_store::Upcasters::new())
+        .await
+        .unwrap();
+    unit.append(&[licensing_store::StreamAppend {
+        stream_id: "s".into(),
+        expected_version: 1,
+        events: vec![event("x", 1)],
+    }])
+    .await
+    .unwrap();
+    unit.commit().await.unwrap();
+    eventually("the follower notified after a unit of work", 10, || async {
+        (seen_count(&store).await == 2).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}
