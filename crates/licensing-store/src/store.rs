@@ -15,6 +15,9 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "inbox", include_str!("../migrations/0002_inbox.sql")),
 ];
 
+/// Shortest time between two notifications to followers.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Serialises migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 7_419_251_409;
 
@@ -120,6 +123,8 @@ impl Store {
                     if let Err(error) = sent {
                         tracing::debug!(%error, "cannot notify followers; they will poll");
                     }
+                    // At most one NOTIFY per interval: commits in between share the next one.
+                    tokio::time::sleep(NOTIFY_INTERVAL).await;
                 }
             });
         });
