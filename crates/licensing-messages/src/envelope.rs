@@ -1,0 +1,142 @@
+//! Commands and replies as they travel on the bus (JSON, versioned by the `v` field).
+
+use koogallery::callback::{CallbackRequest, CallbackResponse, ResultCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The envelope version written today.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// A command for the processor, with what it needs to be traced and deduplicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    /// Envelope version.
+    pub v: u32,
+    /// Unique per command; a redelivery (or a retried internal request with the same
+    /// `Idempotency-Key`) carries the same id and gets the stored reply.
+    pub message_id: Uuid,
+    /// Shared by everything that follows one outside request (HTTP request id).
+    pub correlation_id: Uuid,
+    /// When the ingress received the request, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Who sent it: `koogallery` or `internal-api`.
+    pub source: String,
+    /// The command.
+    pub command: CommandBody,
+}
+
+/// What is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CommandBody {
+    /// A verified, validated KooGallery callback.
+    Callback(CallbackCommand),
+    /// Activate a license code (D19).
+    RequestActivation {
+        /// License code.
+        license: String,
+        /// `real_effect_time` to send, UTC `yyyyMMddHHmmss`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        real_effect_time: Option<String>,
+    },
+    /// The seller's software was used (D15).
+    ReportUsage {
+        /// License code.
+        license: String,
+        /// End-user account, sent as `thirdPartyAccount`.
+        account: String,
+        /// Client IP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+        /// When the software was used, in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+}
+
+/// A callback, with the raw request kept for audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackCommand {
+    /// The parsed callback.
+    pub request: CallbackRequest,
+    /// Its nonce (D5).
+    pub nonce: String,
+    /// Its timestamp, in milliseconds.
+    pub timestamp_ms: i64,
+    /// The query string as received.
+    pub raw_query: String,
+    /// The body as received (UTF-8 JSON).
+    pub raw_body: String,
+}
+
+impl CommandEnvelope {
+    /// Encodes for the bus.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|e| unreachable!("envelopes serialise: {e}"))
+    }
+
+    /// Decodes from the bus.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let envelope: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(format!("envelope version {} is not supported", envelope.v));
+        }
+        Ok(envelope)
+    }
+
+    /// The license code the command is about.
+    pub fn license(&self) -> &str {
+        match &self.command {
+            CommandBody::Callback(c) => c.request.license(),
+            CommandBody::RequestActivation { license, .. }
+            | CommandBody::ReportUsage { license, .. } => license,
+        }
+    }
+}
+
+/// The processor's answer to a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// The answer to a callback.
+    Callback(CallbackResponse),
+    /// An internal command was applied (or was already); the license as it stands.
+    Applied {
+        /// The license after the command.
+        license: LicenseSummary,
+    },
+    /// An internal command was refused.
+    Rejected {
+        /// Stable code: `unknown_license`, `released`, `not_activated`, `frozen`, `invalid`.
+        code: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Reply {
+    /// A callback answer.
+    pub fn callback(code: ResultCode, message: impl Into<String>) -> Self {
+        Self::Callback(CallbackResponse::with_message(code, message))
+    }
+
+    /// Encodes for the bus and the inbox.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|e| unreachable!("replies serialise: {e}"))
+    }
+}
+
+/// A license as an internal caller sees it in a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseSummary {
+    /// License code.
+    pub license: String,
+    /// Sandbox license.
+    pub sandbox: bool,
+    /// `registered`, `activation_pending`, `awaiting_claim`, `activation_failed`, `active`, `frozen`, `released`.
+    pub status: String,
+    /// Expiry as the marketplace wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
+    /// Stream version.
+    pub version: u64,
+}

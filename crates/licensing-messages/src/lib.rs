@@ -1,0 +1,14 @@
+//! The licensing backend's own wire formats, shared by the ingress and the processor:
+//!
+//! - [`CommandEnvelope`] and [`Reply`]: commands and answers on the bus;
+//! - [`CommandEnvelope::to_domain`]: a command as the domain reads it (zones, policy);
+//! - [`event_codec`]: the stored JSON of every domain event.
+
+mod convert;
+mod envelope;
+pub mod event_codec;
+
+pub use convert::{Interpretation, InvalidCommand};
+pub use envelope::{
+    CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, LicenseSummary, Reply,
+};

@@ -1,0 +1,191 @@
+//! Every domain event survives the trip to stored JSON and back; the JSON is pinned by snapshots.
+
+use licensing_domain::*;
+use licensing_messages::event_codec::{SCHEMA_VERSION, decode, encode};
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn market(raw: &str) -> MarketTime {
+    MarketTime {
+        instant: t(1_700_000_000_000),
+        raw: raw.into(),
+    }
+}
+
+fn failure() -> CallFailure {
+    CallFailure {
+        code: "92020001".into(),
+        message: "internal error".into(),
+        retryable: true,
+    }
+}
+
+fn every_event() -> Vec<Event> {
+    let renewed = Renewed {
+        order_id: "CS2".into(),
+        order_line_id: "CS2-000001".into(),
+        scene: Scene::Other("TRIAL_TO_FORMAL".into()),
+        product_id: Some("OFFI2".into()),
+        expire: market("20271231235959"),
+        at: t(3),
+    };
+    vec![
+        Event::Registered(Registered {
+            license: LicenseCode::parse("PL1").unwrap(),
+            sandbox: true,
+            origin: Origin::Callback,
+            at: t(1),
+        }),
+        Event::ActivationRequested(ActivationRequested {
+            real_effect_time: Some(t(5)),
+            at: t(2),
+        }),
+        Event::Activated(Activated {
+            attempt: 1,
+            info: Some(LicenseCodeInfo {
+                status: "ALIVE".into(),
+                expire: Some(market("20230726121646")),
+                product_id: Some("12345".into()),
+                order_id: Some("CS123".into()),
+                amount: Some(2),
+                raw: r#"{"status":"ALIVE"}"#.into(),
+            }),
+            already_activated: false,
+            at: t(3),
+        }),
+        Event::Activated(Activated {
+            attempt: 2,
+            info: None,
+            already_activated: true,
+            at: t(3),
+        }),
+        Event::ActivationAwaitingClaim(ActivationAwaitingClaim {
+            attempt: 1,
+            code: "92020004".into(),
+            message: "not received".into(),
+            at: t(3),
+        }),
+        Event::ActivationFailed(CallFailed {
+            attempt: 3,
+            failure: failure(),
+            at: t(3),
+        }),
+        Event::Renewed(renewed.clone()),
+        Event::RenewalCancelled(Renewed {
+            scene: Scene::UnsubscribeRenewalPeriod,
+            product_id: None,
+            ..renewed
+        }),
+        Event::Frozen(StatusChanged { at: t(4) }),
+        Event::Unfrozen(StatusChanged { at: t(5) }),
+        Event::Released(Released {
+            order_id: Some("CS9".into()),
+            order_line_id: None,
+            at: t(6),
+        }),
+        Event::UsageRecorded(UsageRecorded {
+            day: Day::from_number(19_700),
+            account: "alice".into(),
+            ip: Some("10.0.0.1".into()),
+            at: t(7),
+        }),
+        Event::HeartbeatAcknowledged(HeartbeatAcknowledged {
+            day: Day::from_number(19_700),
+            attempt: 1,
+            status: MarketStatus::Other("SUSPENDED".into()),
+            expire: Some(market("20280101000000")),
+            at: t(8),
+        }),
+        Event::HeartbeatFailed(HeartbeatFailed {
+            day: Day::from_number(19_700),
+            attempt: 2,
+            failure: failure(),
+            at: t(9),
+        }),
+        Event::CallbackIgnored(CallbackIgnored {
+            key: CallbackKey::Refresh {
+                order_id: "a".into(),
+                order_line_id: "b".into(),
+                scene: "RENEWAL".into(),
+                expire_time: "20250101000000".into(),
+            },
+            reason: IgnoreReason::AlreadyReleased,
+            at: t(10),
+        }),
+        Event::CallbackIgnored(CallbackIgnored {
+            key: CallbackKey::Status(StatusChange::Unfreeze),
+            reason: IgnoreReason::AlreadyReleased,
+            at: t(10),
+        }),
+        Event::CallbackIgnored(CallbackIgnored {
+            key: CallbackKey::Release {
+                order_id: None,
+                order_line_id: Some("x".into()),
+            },
+            reason: IgnoreReason::AlreadyReleased,
+            at: t(10),
+        }),
+        Event::DriftDetected(DriftDetected {
+            ours: LocalStatus::Active,
+            theirs: MarketStatus::Released,
+            at: t(11),
+        }),
+    ]
+}
+
+#[test]
+fn every_event_round_trips() {
+    for event in every_event() {
+        let (event_type, payload) = encode(&event);
+        assert_eq!(event_type, event.event_type());
+        assert_eq!(
+            decode(&event_type, SCHEMA_VERSION, &payload).unwrap(),
+            event,
+            "{event_type}"
+        );
+    }
+}
+
+#[test]
+fn the_stored_json_is_pinned() {
+    let lines: Vec<String> = every_event()
+        .iter()
+        .map(|e| {
+            let (event_type, payload) = encode(e);
+            format!("{event_type} {payload}")
+        })
+        .collect();
+    insta::assert_snapshot!("stored_events_v1", lines.join("\n"));
+}
+
+#[test]
+fn an_event_stored_long_ago_still_loads() {
+    // Written by the first release; must load forever (add an upcaster when the shape changes).
+    let payload = serde_json::json!({"order_id":"CS2","order_line_id":"CS2-1","scene":"RENEWAL","expire":{"instant_ms":1,"raw":"20250101000000"},"at_ms":5});
+    let event = decode("renewed", 1, &payload).unwrap();
+    assert!(
+        matches!(event, Event::Renewed(r) if r.expire.raw == "20250101000000" && r.product_id.is_none())
+    );
+}
+
+#[test]
+fn unknown_types_versions_and_shapes_are_refused_with_a_reason() {
+    assert!(decode("teleported", 1, &serde_json::json!({})).is_err());
+    assert!(
+        decode("frozen", 2, &serde_json::json!({"at_ms": 1}))
+            .unwrap_err()
+            .to_string()
+            .contains("schema version")
+    );
+    assert!(decode("frozen", 1, &serde_json::json!({"at": 1})).is_err());
+    assert!(
+        decode(
+            "registered",
+            1,
+            &serde_json::json!({"license":"P L","sandbox":false,"origin":"callback","at_ms":1})
+        )
+        .is_err()
+    );
+}
