@@ -1,0 +1,160 @@
+//! The bus against the real RabbitMQ, each test under a random prefix.
+
+use std::time::Duration;
+
+use licensing_bus::{Bus, BusConfig, BusError, FAILURE_HEADER, Outgoing, QueueType, Replies};
+
+fn amqp_url() -> String {
+    std::env::var("LICENSING_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn config(queue_type: QueueType) -> BusConfig {
+    let mut config = BusConfig::new(amqp_url());
+    config.prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
+    config.queue_type = queue_type;
+    config
+}
+
+async fn next(stream: &mut licensing_bus::IncomingStream) -> licensing_bus::Incoming {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("the consumer is open")
+        .expect("a delivery")
+}
+
+#[tokio::test]
+async fn commands_are_confirmed_consumed_acked_requeued_and_dead_lettered() {
+    for queue_type in [QueueType::Quorum, QueueType::Classic] {
+        let bus = Bus::connect(config(queue_type)).await.unwrap();
+        bus.declare_topology()
+            .await
+            .expect("declaring again is idempotent");
+        let mut commands = bus.consume_commands(10).await.unwrap();
+
+        bus.publish_command(
+            b"{\"n\":1}",
+            "m1".into(),
+            "c1".into(),
+            Some("replies".into()),
+        )
+        .await
+        .unwrap();
+        let first = next(&mut commands).await;
+        assert_eq!(first.body, b"{\"n\":1}");
+        assert_eq!(
+            (
+                first.message_id.as_deref(),
+                first.correlation_id.as_deref(),
+                first.reply_to.as_deref()
+            ),
+            (Some("m1"), Some("c1"), Some("replies"))
+        );
+        assert!(!first.redelivered);
+        first.requeue().await.unwrap();
+        let again = next(&mut commands).await;
+        assert!(
+            again.redelivered,
+            "a requeued message comes back marked as redelivered"
+        );
+        bus.dead_letter(&again, "undecodable: expected value at line 1")
+            .await
+            .unwrap();
+
+        let mut dead = bus
+            .consume(&bus.names().dead_letter_queue.clone(), 10, false)
+            .await
+            .unwrap();
+        let parked = next(&mut dead).await;
+        assert_eq!(parked.body, b"{\"n\":1}");
+        assert_eq!(
+            parked.header(FAILURE_HEADER),
+            Some("undecodable: expected value at line 1")
+        );
+        parked.ack().await.unwrap();
+
+        bus.publish_command(b"{\"n\":2}", "m2".into(), "c2".into(), None)
+            .await
+            .unwrap();
+        let second = next(&mut commands).await;
+        assert_eq!(
+            second.message_id.as_deref(),
+            Some("m2"),
+            "the dead-lettered one is gone from the queue"
+        );
+        second.ack().await.unwrap();
+        bus.delete_topology().await.unwrap();
+        bus.close().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unroutable_message_is_refused_not_lost_silently() {
+    let bus = Bus::connect(config(QueueType::Classic)).await.unwrap();
+    let events = bus.names().events_exchange.clone();
+    let result = bus
+        .publish(Outgoing {
+            exchange: &events,
+            routing_key: "license.nobody_listens",
+            body: b"{}",
+            message_id: "e1".into(),
+            correlation_id: None,
+            reply_to: None,
+            headers: Vec::new(),
+        })
+        .await;
+    assert!(matches!(result, Err(BusError::Refused(_))), "{result:?}");
+    bus.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_get_their_replies_by_correlation_id() {
+    let bus = Bus::connect(config(QueueType::Classic)).await.unwrap();
+    let (replies, _task) = Replies::start(&bus).await.unwrap();
+    let waiting_a = replies.expect("a");
+    let waiting_b = replies.expect("b");
+    for (id, body) in [
+        ("b", b"B".as_slice()),
+        ("a", b"A".as_slice()),
+        ("stray", b"?".as_slice()),
+    ] {
+        bus.publish(Outgoing {
+            exchange: "",
+            routing_key: replies.queue(),
+            body,
+            message_id: id.into(),
+            correlation_id: Some(id.into()),
+            reply_to: None,
+            headers: Vec::new(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        waiting_a.wait(Duration::from_secs(5)).await.as_deref(),
+        Some(b"A".as_slice())
+    );
+    assert_eq!(
+        waiting_b.wait(Duration::from_secs(5)).await.as_deref(),
+        Some(b"B".as_slice())
+    );
+    assert_eq!(
+        replies
+            .expect("never")
+            .wait(Duration::from_millis(100))
+            .await,
+        None
+    );
+    bus.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_fails_fast() {
+    let mut config = config(QueueType::Classic);
+    config.url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
+    let started = std::time::Instant::now();
+    let error = Bus::connect(config).await.unwrap_err();
+    assert!(matches!(error, BusError::Unavailable(_)), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
