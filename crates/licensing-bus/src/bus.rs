@@ -59,6 +59,52 @@ impl BusConfig {
     }
 }
 
+impl BusConfig {
+    /// Reads `LICENSING_AMQP_URL` (required), `LICENSING_AMQP_PREFIX`, `LICENSING_AMQP_QUEUE_TYPE`
+    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT` and `LICENSING_AMQP_TIMEOUT_MS`
+    /// through `get`. An error names the variable.
+    pub fn from_lookup(
+        get: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, (&'static str, String)> {
+        fn parse<T: std::str::FromStr>(
+            name: &'static str,
+            raw: Option<String>,
+            default: T,
+        ) -> Result<T, (&'static str, String)>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match raw {
+                None => Ok(default),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map_err(|e| (name, format!("{raw:?}: {e}"))),
+            }
+        }
+        let url = get("LICENSING_AMQP_URL")
+            .ok_or(("LICENSING_AMQP_URL", "is required but not set".to_owned()))?;
+        let mut config = Self::new(url);
+        config.prefix = get("LICENSING_AMQP_PREFIX").unwrap_or_default();
+        config.queue_type = parse(
+            "LICENSING_AMQP_QUEUE_TYPE",
+            get("LICENSING_AMQP_QUEUE_TYPE"),
+            QueueType::Quorum,
+        )?;
+        config.delivery_limit = parse(
+            "LICENSING_AMQP_DELIVERY_LIMIT",
+            get("LICENSING_AMQP_DELIVERY_LIMIT"),
+            5,
+        )?;
+        config.timeout = Duration::from_millis(parse(
+            "LICENSING_AMQP_TIMEOUT_MS",
+            get("LICENSING_AMQP_TIMEOUT_MS"),
+            2000,
+        )?);
+        Ok(config)
+    }
+}
+
 /// The names of the topology, all under the configured prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {

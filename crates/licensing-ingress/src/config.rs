@@ -1,0 +1,103 @@
+//! The ingress's settings.
+
+use std::time::Duration;
+
+use koogallery::signature::AccessKey;
+use licensing_bus::BusConfig;
+use licensing_runtime::{Settings, SettingsError};
+
+/// Everything the ingress needs, parsed before any socket opens.
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    /// `LICENSING_INGRESS_ADDR`: the public callback listener (default `0.0.0.0:8080`).
+    pub public_addr: String,
+    /// `LICENSING_INTERNAL_ADDR`: internal API, health, readiness, metrics (default `127.0.0.1:8081`).
+    pub internal_addr: String,
+    /// `LICENSING_CALLBACK_PATH` (default `/koogallery/license`).
+    pub callback_path: String,
+    /// `LICENSING_CALLBACK_KEYS`: access keys, current first (D7).
+    pub callback_keys: Vec<AccessKey>,
+    /// `LICENSING_CALLBACK_WINDOW_SECONDS` (default 60, D4).
+    pub window: Duration,
+    /// `LICENSING_REPLY_DEADLINE_MS`: how long a callback waits for its commit (default 3000, D8).
+    pub reply_deadline: Duration,
+    /// `LICENSING_INTERNAL_WAIT_MS`: how long an internal request waits (default 2000).
+    pub internal_wait: Duration,
+    /// `LICENSING_API_TOKENS`: bearer tokens of the internal API.
+    pub api_tokens: Vec<String>,
+    /// `LICENSING_MAX_BODY_BYTES` (default 65536).
+    pub max_body_bytes: usize,
+    /// `LICENSING_AMQP_*`.
+    pub bus: BusConfig,
+}
+
+impl IngressConfig {
+    /// Reads and checks every setting.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let keys = settings.list("LICENSING_CALLBACK_KEYS")?;
+        if keys.is_empty() {
+            return Err(SettingsError::invalid(
+                "LICENSING_CALLBACK_KEYS",
+                "is required: the access key(s) from 密钥管理, comma-separated, current first",
+            ));
+        }
+        let api_tokens = settings.list("LICENSING_API_TOKENS")?;
+        if api_tokens.is_empty() {
+            return Err(SettingsError::invalid(
+                "LICENSING_API_TOKENS",
+                "is required: at least one bearer token for the internal API",
+            ));
+        }
+        if let Some(short) = api_tokens.iter().find(|t| t.len() < 16) {
+            return Err(SettingsError::invalid(
+                "LICENSING_API_TOKENS",
+                format!(
+                    "a token of {} characters is too short (16 at least)",
+                    short.len()
+                ),
+            ));
+        }
+        let callback_path = settings
+            .optional("LICENSING_CALLBACK_PATH")?
+            .unwrap_or_else(|| "/koogallery/license".to_owned());
+        if !callback_path.starts_with('/') {
+            return Err(SettingsError::invalid(
+                "LICENSING_CALLBACK_PATH",
+                "must start with /",
+            ));
+        }
+        let deadline_ms: u64 = settings.parse_or("LICENSING_REPLY_DEADLINE_MS", 3000)?;
+        if !(100..=4500).contains(&deadline_ms) {
+            return Err(SettingsError::invalid(
+                "LICENSING_REPLY_DEADLINE_MS",
+                "must be between 100 and 4500 (KooGallery waits 5 s)",
+            ));
+        }
+        let mut bus = BusConfig::from_lookup(settings.lookup())
+            .map_err(|(name, reason)| SettingsError::invalid(name, reason))?;
+        // A callback must be answered within 5 s: a broker that does not confirm within 1 s is down.
+        if settings.optional("LICENSING_AMQP_TIMEOUT_MS")?.is_none() {
+            bus.timeout = Duration::from_secs(1);
+        }
+        Ok(Self {
+            public_addr: settings
+                .optional("LICENSING_INGRESS_ADDR")?
+                .unwrap_or_else(|| "0.0.0.0:8080".to_owned()),
+            internal_addr: settings
+                .optional("LICENSING_INTERNAL_ADDR")?
+                .unwrap_or_else(|| "127.0.0.1:8081".to_owned()),
+            callback_path,
+            callback_keys: keys.into_iter().map(AccessKey::new).collect(),
+            window: Duration::from_secs(
+                settings.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?,
+            ),
+            reply_deadline: Duration::from_millis(deadline_ms),
+            internal_wait: Duration::from_millis(
+                settings.parse_or("LICENSING_INTERNAL_WAIT_MS", 2000)?,
+            ),
+            api_tokens,
+            max_body_bytes: settings.parse_or("LICENSING_MAX_BODY_BYTES", 65_536)?,
+            bus,
+        })
+    }
+}

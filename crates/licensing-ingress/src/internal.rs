@@ -1,0 +1,274 @@
+//! The internal API for the seller's own services (bearer tokens): activate a code, report usage.
+//! Errors are JSON `{"code", "message"}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use licensing_domain::LicenseCode;
+use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION, LicenseSummary, Reply};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+
+use crate::dispatch::{Dispatched, dispatch};
+use crate::{State, now_millis, request_id};
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "code": code, "message": message.into() }))
+}
+
+/// Constant-time comparison of a presented token with the configured ones.
+fn authorized(req: &HttpRequest, tokens: &[String]) -> bool {
+    let presented = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    tokens.iter().fold(false, |found, token| {
+        let same_length = token.len() == presented.len();
+        let difference = token
+            .bytes()
+            .zip(presented.bytes())
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        found | (same_length && difference == 0)
+    })
+}
+
+/// The message id of a request: derived from its `Idempotency-Key` (so a repeat is recognised by
+/// the processor and gets the first answer), else random.
+fn message_id(req: &HttpRequest, route: &str, license: &str) -> Result<uuid::Uuid, HttpResponse> {
+    match req.headers().get("Idempotency-Key") {
+        None => Ok(uuid::Uuid::new_v4()),
+        Some(key) => {
+            let key = key
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1 to 255 visible characters",
+                    )
+                })?;
+            let digest = Sha256::digest(format!("{route}\u{1f}{license}\u{1f}{key}").as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            Ok(uuid::Uuid::new_v8(bytes))
+        }
+    }
+}
+
+fn license_url(license: &str) -> String {
+    format!("/v1/licenses/{license}")
+}
+
+async fn submit(
+    req: &HttpRequest,
+    state: &State,
+    route: &'static str,
+    license: String,
+    command: CommandBody,
+) -> HttpResponse {
+    let response = submit_inner(req, state, route, &license, command).await;
+    state
+        .metrics
+        .internal_requests
+        .get_or_create(&vec![
+            ("route", route.to_owned()),
+            ("status", response.status().as_u16().to_string()),
+        ])
+        .inc();
+    response
+}
+
+async fn submit_inner(
+    req: &HttpRequest,
+    state: &State,
+    route: &'static str,
+    license: &str,
+    command: CommandBody,
+) -> HttpResponse {
+    if !authorized(req, &state.config.api_tokens) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+    }
+    if let Err(e) = LicenseCode::parse(license) {
+        return error(StatusCode::BAD_REQUEST, "invalid_license", e.to_string());
+    }
+    let message_id = match message_id(req, route, license) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let envelope = CommandEnvelope {
+        v: ENVELOPE_VERSION,
+        message_id,
+        correlation_id: request_id(req),
+        received_at_ms: now_millis(),
+        source: "internal-api".to_owned(),
+        command,
+    };
+    match dispatch(
+        &state.connection,
+        &state.metrics,
+        &envelope,
+        state.config.internal_wait,
+    )
+    .await
+    {
+        Dispatched::Replied(Reply::Applied { license: summary }) => applied(route, summary),
+        Dispatched::Replied(Reply::Rejected { code, message }) => {
+            let status = match code.as_str() {
+                "unknown_license" => StatusCode::NOT_FOUND,
+                "released" | "not_activated" | "frozen" => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error(status, &code, message)
+        }
+        Dispatched::Replied(Reply::Callback(_)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected reply",
+        ),
+        Dispatched::Pending => {
+            state
+                .metrics
+                .reply_timeouts
+                .get_or_create(&vec![("source", "internal-api".to_owned())])
+                .inc();
+            HttpResponse::Accepted()
+                .insert_header(("Location", license_url(license)))
+                .json(serde_json::json!({ "status": "processing", "license": license, "location": license_url(license) }))
+        }
+        Dispatched::Unavailable(reason) => {
+            tracing::error!(%reason, "cannot hand the request over");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service cannot take commands right now; retry",
+            )
+        }
+    }
+}
+
+/// 200 when the activation is settled (active, frozen), 202 while the marketplace is still to be
+/// called; usage is always 200.
+fn applied(route: &str, summary: LicenseSummary) -> HttpResponse {
+    let settled = matches!(
+        summary.status.as_str(),
+        "active" | "frozen" | "released" | "activation_failed"
+    );
+    if route == "activation" && !settled {
+        let location = license_url(&summary.license);
+        return HttpResponse::Accepted()
+            .insert_header(("Location", location.clone()))
+            .json(serde_json::json!({ "license": summary, "location": location }));
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "license": summary }))
+}
+
+/// Body of an activation request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActivationBody {
+    /// Actual delivery time, UTC `yyyyMMddHHmmss`.
+    #[serde(default)]
+    pub(crate) real_effect_time: Option<String>,
+}
+
+/// `POST /v1/licenses/{code}/activation`.
+pub(crate) async fn activation(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let license = path.into_inner();
+    let parsed: ActivationBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivationBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(parsed) => parsed,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
+        }
+    };
+    if let Some(raw) = &parsed.real_effect_time {
+        if let Err(e) = koogallery::market_time::parse_market_time(raw, time::UtcOffset::UTC) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("real_effect_time: {e}"),
+            );
+        }
+    }
+    let command = CommandBody::RequestActivation {
+        license: license.clone(),
+        real_effect_time: parsed.real_effect_time,
+    };
+    submit(&req, &state, "activation", license, command).await
+}
+
+/// Body of a usage report.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsageBody {
+    /// End-user account inside the seller's software (sent as `thirdPartyAccount`).
+    pub(crate) account: String,
+    /// Client IP.
+    #[serde(default)]
+    pub(crate) ip: Option<String>,
+    /// When the software was used (RFC 3339); now when absent.
+    #[serde(default)]
+    pub(crate) at: Option<String>,
+}
+
+/// `POST /v1/licenses/{code}/usage`.
+pub(crate) async fn usage(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let license = path.into_inner();
+    let parsed: UsageBody = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
+    };
+    if parsed.account.is_empty() || parsed.account.chars().count() > 256 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "account must be 1 to 256 characters",
+        );
+    }
+    if parsed.ip.as_ref().is_some_and(|ip| ip.chars().count() > 32) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "ip must be at most 32 characters",
+        );
+    }
+    let at_ms = match &parsed.at {
+        None => now_millis(),
+        Some(raw) => match time::OffsetDateTime::parse(raw, &Rfc3339) {
+            Ok(at) => (at.unix_timestamp_nanos() / 1_000_000) as i64,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("at: {e} (RFC 3339 expected)"),
+                );
+            }
+        },
+    };
+    let command = CommandBody::ReportUsage {
+        license: license.clone(),
+        account: parsed.account,
+        ip: parsed.ip,
+        at_ms,
+    };
+    submit(&req, &state, "usage", license, command).await
+}

@@ -1,0 +1,68 @@
+//! What every licensing service shares:
+//!
+//! - [`Settings`]: `LICENSING_*` settings from an optional file (`LICENSING_CONFIG`) overridden by
+//!   the environment; a bad value fails start-up with the variable's name;
+//! - [`init_logging`]: structured `tracing` logs, JSON or text;
+//! - [`shutdown_signal`]: one [`CancellationToken`] cancelled on SIGTERM or ctrl-c;
+//! - [`ops_server`]: `/healthz`, `/readyz` and Prometheus `/metrics` on the operations address.
+
+mod ops;
+mod settings;
+
+pub use ops::{Readiness, ops_server, ops_service};
+pub use settings::{Settings, SettingsError};
+pub use tokio_util::sync::CancellationToken;
+
+/// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level
+/// from `RUST_LOG` (default `info`).
+pub fn init_logging(settings: &Settings) -> Result<(), SettingsError> {
+    use tracing_subscriber::EnvFilter;
+    let json = match settings.optional("LICENSING_LOG_FORMAT")?.as_deref() {
+        None | Some("json") => true,
+        Some("text") => false,
+        Some(other) => {
+            return Err(SettingsError::invalid(
+                "LICENSING_LOG_FORMAT",
+                format!("expected json or text, got {other:?}"),
+            ));
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+    Ok(())
+}
+
+/// A token cancelled when the process receives SIGTERM or ctrl-c.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
+            () = terminate => tracing::info!("SIGTERM received, shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}

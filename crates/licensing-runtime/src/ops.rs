@@ -1,0 +1,81 @@
+//! The operations listener: liveness, readiness and Prometheus metrics.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use prometheus_client::registry::Registry;
+
+/// Checks whether the service can do its work (database, broker): `Ok` or the reason it cannot.
+pub type Readiness =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+struct Ops {
+    registry: Arc<Mutex<Registry>>,
+    readiness: Readiness,
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    match (ops.readiness)().await {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n"),
+        Err(reason) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: {reason}\n")),
+    }
+}
+
+async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
+    let mut text = String::new();
+    let registry = ops.registry.lock().unwrap_or_else(|p| p.into_inner());
+    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+/// The `/healthz`, `/readyz` and `/metrics` routes, to mount on any actix app.
+pub fn ops_service(
+    registry: Arc<Mutex<Registry>>,
+    readiness: Readiness,
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    let data = web::Data::new(Ops {
+        registry,
+        readiness,
+    });
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(data.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics));
+    }
+}
+
+/// A listener serving only the operations routes (for services without their own HTTP API).
+/// Returns the bound address and the server to await.
+pub fn ops_server(
+    address: &str,
+    registry: Arc<Mutex<Registry>>,
+    readiness: Readiness,
+) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
+    let routes = ops_service(registry, readiness);
+    let server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(address)?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("no address bound"))?;
+    Ok((bound, server.run()))
+}

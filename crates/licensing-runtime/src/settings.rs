@@ -1,0 +1,179 @@
+//! Settings: `LICENSING_*` variables, from an optional file, overridden by the environment.
+//!
+//! The file (path in `LICENSING_CONFIG`) holds `NAME=value` lines, the same names as the
+//! environment, `#` comments and blank lines allowed; values may be quoted.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// A setting that is missing or wrong, named.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct SettingsError {
+    /// The variable.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SettingsError {
+    /// A setting with an unusable value.
+    pub fn invalid(name: &str, reason: impl Display) -> Self {
+        Self {
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The settings of one process.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// The file named by `LICENSING_CONFIG` (if any), then the process environment on top.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut settings = Self::default();
+        if let Ok(path) = std::env::var("LICENSING_CONFIG") {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SettingsError::invalid("LICENSING_CONFIG", format!("cannot read {path}: {e}"))
+            })?;
+            settings = Self::parse_file(&text).map_err(|(line, reason)| {
+                SettingsError::invalid("LICENSING_CONFIG", format!("{path}, line {line}: {reason}"))
+            })?;
+        }
+        for (name, value) in std::env::vars() {
+            if name.starts_with("LICENSING_") {
+                settings.values.insert(name, value);
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Settings from `NAME=value` pairs (tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    fn parse_file(text: &str) -> Result<Self, (usize, String)> {
+        let mut values = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line
+                .split_once('=')
+                .ok_or((i + 1, "expected NAME=value".to_owned()))?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            values.insert(name.trim().to_owned(), value.to_owned());
+        }
+        Ok(Self { values })
+    }
+
+    /// A setting that may be absent (an empty value counts as absent).
+    pub fn optional(&self, name: &str) -> Result<Option<String>, SettingsError> {
+        Ok(self
+            .values
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .cloned())
+    }
+
+    /// A setting that must be present.
+    pub fn required(&self, name: &str) -> Result<String, SettingsError> {
+        self.optional(name)?
+            .ok_or_else(|| SettingsError::invalid(name, "is required but not set"))
+    }
+
+    /// A parsed setting, with a default.
+    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: Display,
+    {
+        match self.optional(name)? {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| SettingsError::invalid(name, format!("{raw:?}: {e}"))),
+        }
+    }
+
+    /// A lookup function over these settings, for libraries that read their own variables.
+    pub fn lookup(&self) -> impl Fn(&'static str) -> Option<String> + '_ {
+        |name| {
+            self.values
+                .get(name)
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+        }
+    }
+
+    /// A comma-separated list (empty items dropped).
+    pub fn list(&self, name: &str) -> Result<Vec<String>, SettingsError> {
+        Ok(self
+            .optional(name)?
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_hold_the_same_names_as_the_environment() {
+        let settings = Settings::parse_file(
+            "# comment\n\nLICENSING_A=1\nLICENSING_B = \"x, y\"\nLICENSING_C='z'\n",
+        )
+        .unwrap();
+        assert_eq!(settings.required("LICENSING_A").unwrap(), "1");
+        assert_eq!(settings.list("LICENSING_B").unwrap(), ["x", "y"]);
+        assert_eq!(
+            settings.optional("LICENSING_C").unwrap().as_deref(),
+            Some("z")
+        );
+        assert_eq!(Settings::parse_file("oops").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let settings =
+            Settings::from_pairs([("LICENSING_PORT", "eighty"), ("LICENSING_EMPTY", " ")]);
+        let e = settings.parse_or::<u16>("LICENSING_PORT", 1).unwrap_err();
+        assert_eq!(e.name, "LICENSING_PORT");
+        assert!(
+            e.to_string().starts_with("LICENSING_PORT: \"eighty\""),
+            "{e}"
+        );
+        assert_eq!(
+            settings
+                .required("LICENSING_EMPTY")
+                .unwrap_err()
+                .to_string(),
+            "LICENSING_EMPTY: is required but not set"
+        );
+        assert_eq!(settings.parse_or("LICENSING_MISSING", 7u16).unwrap(), 7);
+    }
+}
