@@ -11,22 +11,22 @@ type Labels = Vec<(&'static str, String)>;
 
 /// Counters and histograms, registered once.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Callbacks answered, by activity and result code.
-    pub callbacks: Family<Labels, Counter>,
+    pub(crate) callbacks: Family<Labels, Counter>,
     /// Callbacks failing authentication, by reason.
-    pub verification_failures: Family<Labels, Counter>,
+    pub(crate) verification_failures: Family<Labels, Counter>,
     /// Seconds from publishing a command to the broker's confirm.
-    pub publish_confirm: Histogram,
+    pub(crate) publish_confirm: Histogram,
     /// Requests whose reply did not arrive before the deadline.
-    pub reply_timeouts: Family<Labels, Counter>,
+    pub(crate) reply_timeouts: Family<Labels, Counter>,
     /// Internal API requests, by route and HTTP status.
-    pub internal_requests: Family<Labels, Counter>,
+    pub(crate) internal_requests: Family<Labels, Counter>,
 }
 
 impl Metrics {
     /// Registers the metrics in `registry`.
-    pub fn register(registry: &Arc<Mutex<Registry>>) -> Self {
+    pub(crate) fn register(registry: &Arc<Mutex<Registry>>) -> Self {
         let metrics = Self {
             callbacks: Family::default(),
             verification_failures: Family::default(),

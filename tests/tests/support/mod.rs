@@ -1,0 +1,352 @@
+//! The running system for black-box tests: a fresh database, a random RabbitMQ prefix, the real
+//! `licensing-ingress` and `licensing-processor` binaries, and a client that signs callbacks.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use koogallery::signature::{AccessKey, signed_query};
+use licensing_store::testing::TestDatabase;
+use licensing_store::{RecordedEvent, Store};
+use serde_json::Value;
+
+pub const KEY: &str = "systemTestAccessKey0123456789";
+pub const TOKEN: &str = "system-test-token-0123456789";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the service binaries once per test process and returns their directory.
+fn binaries() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "licensing-ingress",
+                    "-p",
+                    "licensing-processor",
+                ])
+                .current_dir(workspace())
+                .status()
+                .expect("cargo build runs");
+            assert!(status.success(), "building the services failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace().join("target"));
+            target.join("debug")
+        })
+        .clone()
+}
+
+/// A running service; killed when dropped.
+pub struct Service {
+    pub child: Child,
+    pub ready: Value,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Starts `binary` with `env`, and waits for its "ready" log line.
+    pub fn start(binary: &str, env: &[(String, String)]) -> Self {
+        let mut command = Command::new(binaries().join(binary));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LICENSING_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the service starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                        if value["message"]
+                            .as_str()
+                            .is_some_and(|m| m.ends_with(" ready"))
+                        {
+                            let _ = tx.send(value);
+                            sent = true;
+                        }
+                    }
+                }
+                if std::env::var_os("SYSTEM_TEST_LOGS").is_some() {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{binary} did not log ready within 60 s"));
+        Self { child, ready }
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `seconds`.
+    pub fn wait_exit(&mut self, seconds: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {seconds} s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The whole pipeline on its own database and RabbitMQ prefix.
+pub struct Stack {
+    pub db: TestDatabase,
+    pub store: Store,
+    pub prefix: String,
+    pub env: Vec<(String, String)>,
+    pub ingress: Option<Service>,
+    pub processor: Option<Service>,
+    pub http: reqwest::Client,
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("LICENSING_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+impl Stack {
+    /// Starts both services with the default settings plus `extra`.
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::create().await;
+        let prefix = format!("systest-{}.", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<(String, String)> = [
+            ("LICENSING_DATABASE_URL", db.url.as_str()),
+            ("LICENSING_AMQP_URL", &amqp_url()),
+            ("LICENSING_AMQP_PREFIX", &prefix),
+            ("LICENSING_AMQP_QUEUE_TYPE", "classic"),
+            ("LICENSING_CALLBACK_KEYS", KEY),
+            ("LICENSING_API_TOKENS", TOKEN),
+            ("LICENSING_INGRESS_ADDR", "127.0.0.1:0"),
+            ("LICENSING_INTERNAL_ADDR", "127.0.0.1:0"),
+            ("LICENSING_PROCESSOR_ADDR", "127.0.0.1:0"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let store = db.store();
+        let mut stack = Self {
+            db,
+            store,
+            prefix,
+            env,
+            ingress: None,
+            processor: None,
+            http: reqwest::Client::new(),
+        };
+        stack.start_processor();
+        stack.start_ingress();
+        stack.wait_ingress_ready().await;
+        stack
+    }
+
+    pub fn start_processor(&mut self) {
+        self.processor = Some(Service::start("licensing-processor", &self.env));
+    }
+
+    pub fn start_ingress(&mut self) {
+        self.ingress = Some(Service::start("licensing-ingress", &self.env));
+    }
+
+    fn ingress_ready(&self, field: &str) -> String {
+        let ready = &self.ingress.as_ref().expect("the ingress runs").ready;
+        ready[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready event has {field}: {ready}"))
+            .to_owned()
+    }
+
+    pub fn callback_url(&self) -> String {
+        format!("http://{}/koogallery/license", self.ingress_ready("public"))
+    }
+
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ingress_ready("internal"))
+    }
+
+    /// Waits until the ingress is connected to the broker.
+    pub async fn wait_ingress_ready(&self) {
+        let url = self.internal_url("/readyz");
+        eventually("the ingress to be ready", 30, || async {
+            let response = self.http.get(&url).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    /// Signs and posts a callback body; returns the JSON answer (and checks HTTP 200, D1).
+    pub async fn callback(&self, body: &str) -> Value {
+        self.callback_signed(body, &fresh_query(KEY, body), "application/json")
+            .await
+    }
+
+    /// Posts a body with a given query string and Content-Type.
+    pub async fn callback_signed(&self, body: &str, query: &str, content_type: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}?{query}", self.callback_url()))
+            .header("Content-Type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the ingress answers");
+        assert_eq!(
+            response.status(),
+            200,
+            "callbacks are always answered with HTTP 200"
+        );
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(content_type, "application/json;charset=UTF-8");
+        response.json().await.unwrap()
+    }
+
+    /// All events of a stream.
+    pub async fn events(&self, stream: &str) -> Vec<RecordedEvent> {
+        self.store.load(stream).await.unwrap()
+    }
+
+    /// The event types of a stream.
+    pub async fn event_types(&self, stream: &str) -> Vec<String> {
+        self.events(stream)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    /// The number of events in the store.
+    pub async fn event_count(&self) -> i64 {
+        let client = self.store.client().await.unwrap();
+        client
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// A query string signed now with a fresh nonce.
+pub fn fresh_query(key: &str, body: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    signed_query(
+        &AccessKey::new(key),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        &now,
+        body.as_bytes(),
+    )
+}
+
+/// A query string signed with a given timestamp.
+pub fn query_at(key: &str, body: &str, timestamp_ms: i64) -> String {
+    signed_query(
+        &AccessKey::new(key),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        &timestamp_ms.to_string(),
+        body.as_bytes(),
+    )
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn renew(license: &str, order: &str, expire: &str, test: bool) -> String {
+    format!(
+        r#"{{"activity":"refreshLicenseCode","expireTime":"{expire}","license":"{license}","orderId":"{order}","orderLineId":"{order}-000001","scene":"RENEWAL","testFlag":"{}"}}"#,
+        if test { 1 } else { 0 }
+    )
+}
+
+pub fn status(license: &str, status: &str) -> String {
+    format!(
+        r#"{{"activity":"updateLicenseCodeStatus","license":"{license}","status":"{status}","testFlag":"0"}}"#
+    )
+}
+
+pub fn release(license: &str) -> String {
+    format!(
+        r#"{{"activity":"releaseLicenseCode","license":"{license}","orderId":"CSUNSUB","orderLineId":"CSUNSUB-1","testFlag":"0"}}"#
+    )
+}
+
+pub fn code(answer: &Value) -> &str {
+    answer["resultCode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no resultCode in {answer}"))
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` after `seconds`.
+pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
