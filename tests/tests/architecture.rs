@@ -59,6 +59,27 @@ fn the_protocol_crate_knows_no_storage_queue_or_server() {
     );
 }
 
+#[test]
+fn services_never_depend_on_each_other_and_the_ingress_never_on_the_store() {
+    let services = ["licensing-ingress", "licensing-processor"];
+    for service in services {
+        let deps = member(service).dependencies;
+        for other in services.iter().filter(|s| **s != service) {
+            assert!(
+                !deps.iter().any(|d| d == other),
+                "{service} depends on {other}"
+            );
+        }
+    }
+    let ingress = member("licensing-ingress").dependencies;
+    for forbidden in ["licensing-store", "tokio-postgres", "deadpool-postgres"] {
+        assert!(
+            !ingress.iter().any(|d| d == forbidden),
+            "the ingress must never talk to PostgreSQL, but names {forbidden}"
+        );
+    }
+}
+
 /// Each IO library may be named by at most these crates (its adapter, and the binaries wiring it).
 #[test]
 fn each_io_library_has_one_adapter() {
@@ -67,6 +88,7 @@ fn each_io_library_has_one_adapter() {
         ("deadpool-postgres", &["licensing-store"]),
         ("lapin", &["licensing-bus"]),
         ("reqwest", &["koogallery"]),
+        ("actix-web", &["licensing-runtime", "licensing-ingress"]),
     ];
     for m in members() {
         for (library, allowed) in owners {

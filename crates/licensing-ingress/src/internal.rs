@@ -35,26 +35,19 @@ fn authorized(req: &HttpRequest, tokens: &[String]) -> bool {
 }
 
 /// The message id of a request: derived from its `Idempotency-Key` (so a repeat is recognised by
-/// the processor and gets the first answer), else random.
-fn message_id(req: &HttpRequest, route: &str, license: &str) -> Result<uuid::Uuid, HttpResponse> {
+/// the processor and gets the first answer), else random; `None` for an unusable key.
+fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uuid> {
     match req.headers().get("Idempotency-Key") {
-        None => Ok(uuid::Uuid::new_v4()),
+        None => Some(uuid::Uuid::new_v4()),
         Some(key) => {
             let key = key
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_idempotency_key",
-                        "Idempotency-Key must be 1 to 255 visible characters",
-                    )
-                })?;
+                .filter(|k| !k.is_empty() && k.len() <= 255)?;
             let digest = Sha256::digest(format!("{route}\u{1f}{license}\u{1f}{key}").as_bytes());
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
-            Ok(uuid::Uuid::new_v8(bytes))
+            Some(uuid::Uuid::new_v8(bytes))
         }
     }
 }
@@ -99,9 +92,12 @@ async fn submit_inner(
     if let Err(e) = LicenseCode::parse(license) {
         return error(StatusCode::BAD_REQUEST, "invalid_license", e.to_string());
     }
-    let message_id = match message_id(req, route, license) {
-        Ok(id) => id,
-        Err(response) => return response,
+    let Some(message_id) = message_id(req, route, license) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible characters",
+        );
     };
     let envelope = CommandEnvelope {
         v: ENVELOPE_VERSION,

@@ -275,6 +275,30 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// Stops the services, then removes this stack's exchanges and queues from RabbitMQ.
+    fn drop(&mut self) {
+        self.ingress = None;
+        self.processor = None;
+        let mut config = licensing_bus::BusConfig::new(amqp_url());
+        config.prefix = self.prefix.clone();
+        config.queue_type = licensing_bus::QueueType::Classic;
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let bus = licensing_bus::Bus::connect(config).await.ok()?;
+                bus.delete_topology().await.ok()?;
+                bus.close().await;
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
+
 /// A query string signed now with a fresh nonce.
 pub fn fresh_query(key: &str, body: &str) -> String {
     let now = std::time::SystemTime::now()

@@ -1,0 +1,210 @@
+//! The internal API: bearer tokens, activation requests, usage reports, idempotency keys.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+async fn post(
+    stack: &Stack,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value, Option<String>) {
+    let mut request = stack.http.post(stack.internal_url(path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        response.json().await.unwrap_or(Value::Null),
+        location,
+    )
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused() {
+    let stack = Stack::start(&[]).await;
+    for token in [None, Some("wrong-token-0123456789"), Some("")] {
+        let (status, body, _) = post(
+            &stack,
+            "/v1/licenses/PL200/activation",
+            token,
+            None,
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{token:?}"
+        );
+    }
+    assert_eq!(stack.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_activation_request_is_recorded_and_points_to_the_license() {
+    let stack = Stack::start(&[]).await;
+    let (status, body, location) = post(
+        &stack,
+        "/v1/licenses/PL201/activation",
+        Some(TOKEN),
+        None,
+        json!({"real_effect_time": "20261128093000"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(location.as_deref(), Some("/v1/licenses/PL201"));
+    assert_eq!(body["license"]["status"], "activation_pending");
+    assert_eq!(
+        stack.event_types("license-PL201").await,
+        ["registered", "activation_requested"]
+    );
+    let requested = &stack.events("license-PL201").await[1];
+    assert_eq!(
+        requested.payload["real_effect_time_ms"],
+        1_795_858_200_000i64
+    );
+    assert_eq!(requested.metadata.source.as_deref(), Some("internal-api"));
+
+    // Asking again changes nothing.
+    let (status, _, _) = post(
+        &stack,
+        "/v1/licenses/PL201/activation",
+        Some(TOKEN),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(stack.event_count().await, 2);
+}
+
+#[tokio::test]
+async fn bad_requests_are_named() {
+    let stack = Stack::start(&[]).await;
+    let cases = [
+        (
+            "/v1/licenses/PL%20202/activation",
+            json!({}),
+            "invalid_license",
+        ),
+        (
+            "/v1/licenses/PL202/activation",
+            json!({"real_effect_time": "2026-11-28"}),
+            "invalid_body",
+        ),
+        (
+            "/v1/licenses/PL202/activation",
+            json!({"unexpected": 1}),
+            "invalid_body",
+        ),
+        (
+            "/v1/licenses/PL202/usage",
+            json!({"ip": "10.0.0.1"}),
+            "invalid_body",
+        ),
+        (
+            "/v1/licenses/PL202/usage",
+            json!({"account": "alice", "at": "yesterday"}),
+            "invalid_body",
+        ),
+        (
+            "/v1/licenses/PL202/usage",
+            json!({"account": ""}),
+            "invalid_body",
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let (status, answer, _) = post(&stack, path, Some(TOKEN), None, body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(expected)),
+            "{path}: {answer}"
+        );
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(stack.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn usage_needs_an_activated_license() {
+    let stack = Stack::start(&[]).await;
+    let (status, body, _) = post(
+        &stack,
+        "/v1/licenses/PL203/usage",
+        Some(TOKEN),
+        None,
+        json!({"account": "alice"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_license")),
+        "{body}"
+    );
+    post(
+        &stack,
+        "/v1/licenses/PL203/activation",
+        Some(TOKEN),
+        None,
+        json!({}),
+    )
+    .await;
+    let (status, body, _) = post(
+        &stack,
+        "/v1/licenses/PL203/usage",
+        Some(TOKEN),
+        None,
+        json!({"account": "alice"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("not_activated")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_answer() {
+    let stack = Stack::start(&[]).await;
+    let first = post(
+        &stack,
+        "/v1/licenses/PL204/activation",
+        Some(TOKEN),
+        Some("order-77"),
+        json!({}),
+    )
+    .await;
+    // Meanwhile the license moved on (frozen by the marketplace).
+    assert_eq!(
+        code(&stack.callback(&status("PL204", "FREEZE")).await),
+        "000000"
+    );
+    let repeat = post(
+        &stack,
+        "/v1/licenses/PL204/activation",
+        Some(TOKEN),
+        Some("order-77"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(repeat.0, first.0);
+    assert_eq!(repeat.1, first.1, "the stored answer, not a new one");
+    assert_eq!(
+        stack.event_types("license-PL204").await,
+        ["registered", "activation_requested", "frozen"]
+    );
+}

@@ -1,0 +1,273 @@
+//! The pipeline when parts fail: the processor stopped, killed or terminated, the broker gone,
+//! and hundreds of callbacks at once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test]
+async fn with_the_processor_stopped_callbacks_are_queued_answered_000004_and_applied_once_later() {
+    let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "1000")]).await;
+    stack.processor = None; // killed
+    let body = renew("PL300", "CS1", "20270101000000", false);
+    let started = Instant::now();
+    let answer = stack.callback(&body).await;
+    assert_eq!(code(&answer), "000004", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "answered within the deadline ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(stack.event_count().await, 0);
+
+    stack.start_processor();
+    eventually("the queued callback to be applied", 30, || async {
+        (stack.event_count().await == 2).then_some(())
+    })
+    .await;
+    // The marketplace's retry now gets the stored result.
+    assert_eq!(code(&stack.callback(&body).await), "000000");
+    assert_eq!(
+        stack.event_types("license-PL300").await,
+        ["registered", "renewed"]
+    );
+}
+
+/// A TCP relay in front of RabbitMQ that the test can cut.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5672").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    /// Closes the listener and every relayed connection (the JoinSet aborts them when dropped).
+    fn cut(&self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn with_the_broker_gone_callbacks_get_000005_quickly() {
+    let relay = Relay::start().await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", relay.port);
+    let mut stack = Stack::start(&[]).await;
+    // The ingress talks to RabbitMQ through the relay; the processor directly.
+    stack.ingress = None;
+    stack.env.retain(|(k, _)| k != "LICENSING_AMQP_URL");
+    stack.env.push(("LICENSING_AMQP_URL".into(), url));
+    stack.start_ingress();
+    stack.wait_ingress_ready().await;
+    assert_eq!(
+        code(&stack.callback(&status("PL301", "FREEZE")).await),
+        "000000"
+    );
+
+    relay.cut();
+    let started = Instant::now();
+    let answer = stack.callback(&status("PL301", "UNFREEZE")).await;
+    assert_eq!(code(&answer), "000005", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let ready = stack
+        .http
+        .get(stack.internal_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready without a broker");
+    assert_eq!(
+        stack.event_types("license-PL301").await,
+        ["registered", "frozen"],
+        "nothing applied"
+    );
+}
+
+/// Sends `count` distinct renewals over `licenses` licenses, concurrently; returns (body, answer code).
+async fn burst(stack: &Stack, licenses: usize, count: usize) -> Vec<(String, String, String)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let license = format!("PL4{:03}", i % licenses);
+        let body = renew(
+            &license,
+            &format!("CS{i:05}"),
+            &format!("2030{:02}01000000", 1 + i % 12),
+            false,
+        );
+        let url = stack.callback_url();
+        let http = stack.http.clone();
+        tasks.spawn(async move {
+            let response = http
+                .post(format!("{url}?{}", fresh_query(KEY, &body)))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let answer: serde_json::Value = response.json().await.unwrap();
+            (license, body, code(&answer).to_owned())
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        results.push(result.unwrap());
+    }
+    results
+}
+
+/// Every renewal in the store exactly once per order, versions contiguous; returns the count.
+async fn check_exactly_once(stack: &Stack, licenses: usize) -> usize {
+    let mut total = 0;
+    for l in 0..licenses {
+        let events = stack.events(&format!("license-PL4{l:03}")).await;
+        let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
+        assert_eq!(
+            versions,
+            (1..=events.len() as i64).collect::<Vec<_>>(),
+            "contiguous versions"
+        );
+        let mut orders: HashMap<String, usize> = HashMap::new();
+        for e in events.iter().filter(|e| e.event_type == "renewed") {
+            *orders
+                .entry(e.payload["order_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        assert!(
+            orders.values().all(|n| *n == 1),
+            "a renewal appended twice: {orders:?}"
+        );
+        total += orders.len();
+    }
+    total
+}
+
+#[tokio::test]
+async fn hundreds_of_concurrent_callbacks_are_each_applied_exactly_once() {
+    let stack = Stack::start(&[]).await;
+    let results = burst(&stack, 30, 300).await;
+    assert!(
+        results
+            .iter()
+            .all(|(_, _, c)| c == "000000" || c == "000004"),
+        "{:?}",
+        results
+            .iter()
+            .filter(|(_, _, c)| c != "000000")
+            .collect::<Vec<_>>()
+    );
+    let confirmed = results.iter().filter(|(_, _, c)| c == "000000").count();
+    assert!(confirmed > 0);
+    let applied = eventually("all 300 renewals to be applied", 60, || async {
+        let n = check_exactly_once(&stack, 30).await;
+        (n == 300).then_some(n)
+    })
+    .await;
+    assert_eq!(applied, 300);
+}
+
+#[tokio::test]
+async fn a_processor_killed_mid_load_loses_and_duplicates_nothing() {
+    let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "500")]).await;
+    let sending = {
+        let url = stack.callback_url();
+        let http = stack.http.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..120 {
+                let body = renew(
+                    &format!("PL4{:03}", i % 10),
+                    &format!("CS{i:05}"),
+                    "20300101000000",
+                    false,
+                );
+                let answer: serde_json::Value = http
+                    .post(format!("{url}?{}", fresh_query(KEY, &body)))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                answers.push(code(&answer).to_owned());
+            }
+            answers
+        })
+    };
+    eventually("some renewals to be applied", 30, || async {
+        (stack.event_count().await > 20).then_some(())
+    })
+    .await;
+    stack.processor.as_ref().unwrap().signal("KILL");
+    stack.processor.as_mut().unwrap().wait_exit(10);
+    let answers = sending.await.unwrap();
+    assert!(
+        answers.iter().all(|c| c == "000000" || c == "000004"),
+        "{answers:?}"
+    );
+    stack.start_processor();
+    eventually(
+        "all 120 renewals to be applied exactly once",
+        60,
+        || async { (check_exactly_once(&stack, 10).await == 120).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_processor_terminated_under_load_stops_cleanly_and_loses_nothing() {
+    let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "500")]).await;
+    let results = {
+        let burst_stack = &stack;
+        let sending = burst(burst_stack, 10, 100);
+        let terminate = async {
+            eventually("some renewals to be applied", 30, || async {
+                (stack.event_count().await > 10).then_some(())
+            })
+            .await;
+            stack.processor.as_ref().unwrap().signal("TERM");
+        };
+        let (results, ()) = tokio::join!(sending, terminate);
+        results
+    };
+    let status = stack.processor.as_mut().unwrap().wait_exit(20);
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        results
+            .iter()
+            .all(|(_, _, c)| c == "000000" || c == "000004")
+    );
+    stack.start_processor();
+    eventually(
+        "all 100 renewals to be applied exactly once",
+        60,
+        || async { (check_exactly_once(&stack, 10).await == 100).then_some(()) },
+    )
+    .await;
+}
