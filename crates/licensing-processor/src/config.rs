@@ -25,6 +25,8 @@ pub struct ProcessorConfig {
     pub nonce_ttl: Duration,
     /// `LICENSING_PREFETCH`: unacknowledged commands held at once (default 64).
     pub prefetch: u16,
+    /// `LICENSING_PROCESSOR_WORKERS`: licenses processed in parallel (default 8).
+    pub workers: usize,
 }
 
 /// Parses `+08:00`, `-05:30`, `Z` or `UTC`.
@@ -89,6 +91,7 @@ impl ProcessorConfig {
             },
             nonce_ttl: Duration::from_secs(nonce_ttl),
             prefetch: settings.parse_or("LICENSING_PREFETCH", 64)?,
+            workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 8)?,
         })
     }
 }

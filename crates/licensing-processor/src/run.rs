@@ -30,6 +30,22 @@ fn kind(envelope: &CommandEnvelope) -> String {
     }
 }
 
+/// The worker for a message: by its license, so that one license's commands stay in order.
+/// Undecodable messages all go to the first worker (which dead-letters them).
+fn lane_of(body: &[u8], lanes: usize) -> usize {
+    let Ok(envelope) = CommandEnvelope::from_bytes(body) else {
+        return 0;
+    };
+    // FNV-1a: stable across processes and releases.
+    let hash = envelope
+        .license()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (hash % lanes as u64) as usize
+}
+
 async fn sleep_or_cancel(cancel: &CancellationToken, duration: Duration) {
     tokio::select! {
         () = cancel.cancelled() => {}
@@ -82,8 +98,9 @@ impl Processor {
             match Bus::connect(self.config.bus.clone()).await {
                 Ok(bus) => {
                     backoff = Duration::from_millis(200);
-                    tracing::info!(queue = %bus.names().commands_queue, "consuming commands");
-                    if let Err(e) = self.consume(&bus, &cancel).await {
+                    tracing::info!(queue = %bus.names().commands_queue, workers = self.config.workers, "consuming commands");
+                    let bus = Arc::new(bus);
+                    if let Err(e) = self.consume(bus.clone(), &cancel).await {
                         tracing::warn!(error = %e, "lost the broker, reconnecting");
                     }
                     bus.close().await;
@@ -99,22 +116,56 @@ impl Processor {
         Ok(())
     }
 
+    /// Consumes commands and hands each to a worker chosen by its license: one license always goes
+    /// to the same worker, which applies its commands one after another in queue order, while
+    /// different licenses proceed in parallel (ADR 0006).
     async fn consume(
         &self,
-        bus: &Bus,
+        bus: Arc<Bus>,
         cancel: &CancellationToken,
     ) -> Result<(), licensing_bus::BusError> {
         let mut commands = bus.consume_commands(self.config.prefetch).await?;
-        loop {
+        let mut workers = Vec::new();
+        let mut lanes = Vec::new();
+        for _ in 0..self.config.workers.max(1) {
+            let (lane, mut inbox) =
+                tokio::sync::mpsc::channel::<Incoming>(usize::from(self.config.prefetch).max(1));
+            let (processor, bus, cancel) = (self.clone(), bus.clone(), cancel.clone());
+            workers.push(tokio::spawn(async move {
+                while let Some(incoming) = inbox.recv().await {
+                    processor.handle(&bus, incoming, &cancel).await?;
+                }
+                Ok::<(), licensing_bus::BusError>(())
+            }));
+            lanes.push(lane);
+        }
+        let result = loop {
             let incoming = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
+                () = cancel.cancelled() => break Ok(()),
                 next = commands.next() => match next {
-                    Some(incoming) => incoming?,
-                    None => return Err(licensing_bus::BusError::Unavailable("the consumer ended".into())),
+                    Some(Ok(incoming)) => incoming,
+                    Some(Err(e)) => break Err(e),
+                    None => break Err(licensing_bus::BusError::Unavailable("the consumer ended".into())),
                 },
             };
-            self.handle(bus, incoming, cancel).await?;
+            let lane = &lanes[lane_of(&incoming.body, lanes.len())];
+            if lane.send(incoming).await.is_err() {
+                break Err(licensing_bus::BusError::Unavailable(
+                    "a worker stopped".into(),
+                ));
+            }
+        };
+        // Let the workers finish what they hold; unacknowledged messages return to the queue
+        // when the channel closes.
+        drop(lanes);
+        for worker in workers {
+            match worker.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "worker stopped on a broker error"),
+                Err(e) => tracing::error!(error = %e, "worker panicked"),
+                Ok(Ok(())) => {}
+            }
         }
+        result
     }
 
     /// Decides ack, reply, requeue or dead letter for one message: the one place that does.

@@ -1,0 +1,241 @@
+//! Operating the services: settings errors, metrics, health, dead letters, graceful stops.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use licensing_bus::{Bus, BusConfig, FAILURE_HEADER, QueueType};
+use support::*;
+
+fn run_with(binary: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target")
+        });
+    let output = Command::new(target.join("debug").join(binary))
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_and_names_the_variable() {
+    let _stack = Stack::start(&[]).await; // builds the binaries
+    let base = [
+        (
+            "LICENSING_DATABASE_URL",
+            "postgres://postgres@127.0.0.1/postgres",
+        ),
+        (
+            "LICENSING_AMQP_URL",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        ("LICENSING_CALLBACK_KEYS", KEY),
+        ("LICENSING_API_TOKENS", TOKEN),
+    ];
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        (
+            "licensing-ingress",
+            &[("LICENSING_REPLY_DEADLINE_MS", "soon")],
+            "LICENSING_REPLY_DEADLINE_MS",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_REPLY_DEADLINE_MS", "9000")],
+            "LICENSING_REPLY_DEADLINE_MS",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_CALLBACK_KEYS", "")],
+            "LICENSING_CALLBACK_KEYS",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_API_TOKENS", "short")],
+            "LICENSING_API_TOKENS",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_AMQP_QUEUE_TYPE", "stream")],
+            "LICENSING_AMQP_QUEUE_TYPE",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_INGRESS_ADDR", "127.0.0.1:notaport")],
+            "LICENSING_INGRESS_ADDR",
+        ),
+        (
+            "licensing-processor",
+            &[("LICENSING_MARKET_TIME_ZONE", "Asia/Shanghai")],
+            "LICENSING_MARKET_TIME_ZONE",
+        ),
+        (
+            "licensing-processor",
+            &[("LICENSING_UNKNOWN_LICENSE", "sometimes")],
+            "LICENSING_UNKNOWN_LICENSE",
+        ),
+        (
+            "licensing-processor",
+            &[("LICENSING_DATABASE_URL", "")],
+            "LICENSING_DATABASE_URL",
+        ),
+        (
+            "licensing-processor",
+            &[("LICENSING_CONFIG", "/nonexistent/licensing.env")],
+            "LICENSING_CONFIG",
+        ),
+    ];
+    for (binary, overrides, variable) in cases {
+        let mut env: Vec<(&str, &str)> = base
+            .iter()
+            .copied()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .collect();
+        env.extend(overrides.iter().copied());
+        env.push(("LICENSING_LOG_FORMAT", "text"));
+        let (code, stderr) = run_with(binary, &env);
+        assert_ne!(code, 0, "{binary} with {overrides:?} started");
+        assert!(
+            stderr.contains(variable),
+            "{binary} with {overrides:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn settings_can_come_from_a_file() {
+    let mut stack = Stack::start(&[]).await;
+    let file =
+        std::env::temp_dir().join(format!("licensing-{}.env", uuid::Uuid::new_v4().simple()));
+    let keys = format!("# the access key from 密钥管理\nLICENSING_CALLBACK_KEYS=\"{KEY}\"\n");
+    std::fs::write(&file, keys).unwrap();
+    stack.ingress = None;
+    stack.env.retain(|(k, _)| k != "LICENSING_CALLBACK_KEYS");
+    stack
+        .env
+        .push(("LICENSING_CONFIG".into(), file.display().to_string()));
+    stack.start_ingress();
+    stack.wait_ingress_ready().await;
+    assert_eq!(
+        code(&stack.callback(&status("PL500", "FREEZE")).await),
+        "000000"
+    );
+    std::fs::remove_file(file).ok();
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let stack = Stack::start(&[]).await;
+    stack.callback(&status("PL501", "FREEZE")).await;
+    stack
+        .callback_signed("{}", "signature=00&timestamp=1&nonce=x", "application/json")
+        .await;
+    let get = |url: String| {
+        let http = stack.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get(stack.internal_url("/healthz")).await.0, 200);
+    assert_eq!(get(stack.internal_url("/readyz")).await.0, 200);
+    assert_eq!(
+        get(format!(
+            "http://{}/healthz",
+            stack.ingress.as_ref().unwrap().ready["public"]
+                .as_str()
+                .unwrap()
+        ))
+        .await
+        .0,
+        200
+    );
+    let (status, metrics) = get(stack.internal_url("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"licensing_ingress_callbacks_total{activity="updateLicenseCodeStatus",result_code="000000"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"licensing_ingress_verification_failures_total{reason="outside_window"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("licensing_ingress_publish_confirm_seconds_count 1"),
+        "{metrics}"
+    );
+    // Metrics are not published on the public listener.
+    let public = stack.ingress.as_ref().unwrap().ready["public"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(format!("http://{public}/metrics")).await.0, 404);
+
+    let ops = stack.processor.as_ref().unwrap().ready["ops"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(format!("http://{ops}/readyz")).await.0, 200);
+    let (_, metrics) = get(format!("http://{ops}/metrics")).await;
+    assert!(metrics.contains(r#"licensing_processor_commands_total{kind="updateLicenseCodeStatus",outcome="applied"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_undecodable_command_is_dead_lettered_with_its_reason_and_others_go_on() {
+    let stack = Stack::start(&[]).await;
+    let mut config = BusConfig::new(amqp_url());
+    config.prefix = stack.prefix.clone();
+    config.queue_type = QueueType::Classic;
+    let bus = Bus::connect(config).await.unwrap();
+    bus.publish_command(
+        b"this is not an envelope",
+        "poison-1".into(),
+        "c".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        code(&stack.callback(&status("PL502", "FREEZE")).await),
+        "000000",
+        "the next command is processed"
+    );
+
+    let mut dead = bus
+        .consume(&bus.names().dead_letter_queue.clone(), 10, false)
+        .await
+        .unwrap();
+    let parked = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(parked.body, b"this is not an envelope");
+    assert_eq!(parked.message_id.as_deref(), Some("poison-1"));
+    assert!(
+        parked
+            .header(FAILURE_HEADER)
+            .is_some_and(|r| r.starts_with("undecodable")),
+        "{:?}",
+        parked.headers
+    );
+    parked.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_ingress_stops_cleanly_on_sigterm() {
+    let mut stack = Stack::start(&[]).await;
+    let ingress = stack.ingress.as_mut().unwrap();
+    ingress.signal("TERM");
+    let status = ingress.wait_exit(15);
+    assert!(status.success(), "{status}");
+}
