@@ -28,6 +28,9 @@ fn run_with(binary: &str, env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// A binary, the settings it is started with, and the variable its error must name.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn a_bad_setting_stops_start_up_and_names_the_variable() {
     let _stack = Stack::start(&[]).await; // builds the binaries
@@ -43,7 +46,7 @@ async fn a_bad_setting_stops_start_up_and_names_the_variable() {
         ("LICENSING_CALLBACK_KEYS", KEY),
         ("LICENSING_API_TOKENS", TOKEN),
     ];
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             "licensing-ingress",
             &[("LICENSING_REPLY_DEADLINE_MS", "soon")],
