@@ -193,43 +193,24 @@ async fn hundreds_of_concurrent_callbacks_are_each_applied_exactly_once() {
 #[tokio::test]
 async fn a_processor_killed_mid_load_loses_and_duplicates_nothing() {
     let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "500")]).await;
-    let sending = {
-        let url = stack.callback_url();
-        let http = stack.http.clone();
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for i in 0..120 {
-                let body = renew(
-                    &format!("PL4{:03}", i % 10),
-                    &format!("CS{i:05}"),
-                    "20300101000000",
-                    false,
-                );
-                let answer: serde_json::Value = http
-                    .post(format!("{url}?{}", fresh_query(KEY, &body)))
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                answers.push(code(&answer).to_owned());
-            }
-            answers
-        })
+    let results = {
+        let sending = burst(&stack, 10, 120);
+        let kill = async {
+            eventually("some renewals to be applied", 30, || async {
+                (stack.event_count().await > 20).then_some(())
+            })
+            .await;
+            stack.processor.as_ref().unwrap().signal("KILL");
+        };
+        let (results, ()) = tokio::join!(sending, kill);
+        results
     };
-    eventually("some renewals to be applied", 30, || async {
-        (stack.event_count().await > 20).then_some(())
-    })
-    .await;
-    stack.processor.as_ref().unwrap().signal("KILL");
     stack.processor.as_mut().unwrap().wait_exit(10);
-    let answers = sending.await.unwrap();
     assert!(
-        answers.iter().all(|c| c == "000000" || c == "000004"),
-        "{answers:?}"
+        results
+            .iter()
+            .all(|(_, _, c)| c == "000000" || c == "000004"),
+        "{results:?}"
     );
     stack.start_processor();
     eventually(
