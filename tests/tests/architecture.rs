@@ -88,7 +88,10 @@ fn each_io_library_has_one_adapter() {
         ("deadpool-postgres", &["licensing-store"]),
         ("lapin", &["licensing-bus"]),
         ("reqwest", &["koogallery"]),
-        ("actix-web", &["licensing-runtime", "licensing-ingress"]),
+        (
+            "actix-web",
+            &["licensing-runtime", "licensing-ingress", "koogallery-cli"],
+        ),
     ];
     for m in members() {
         for (library, allowed) in owners {

@@ -3,6 +3,11 @@
 //! It signs and verifies callbacks exactly as the marketplace and the backend do, and signs
 //! open-API requests with AK/SK, so a signature mismatch can be reproduced outside any service.
 //! Bodies are read from standard input byte for byte: a trailing newline is part of the body.
+//! It also plays the marketplace: `sim` serves a local open API, `send` fires a signed callback,
+//! `probe` replays saved debug cases as the twice-daily probe does.
+
+mod send;
+mod sim;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -29,6 +34,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Signing(Signing),
+    #[command(flatten)]
+    Marketplace(Marketplace),
+}
+
+/// The commands that sign and verify (bodies on standard input).
+#[derive(Debug, Subcommand)]
+enum Signing {
     /// Sign a callback body (stdin) as KooGallery does; prints `signature=…&timestamp=…&nonce=…`.
     SignCallback {
         /// The access key from 密钥管理.
@@ -87,6 +101,67 @@ enum Command {
     },
 }
 
+/// The commands that play the marketplace.
+#[derive(Debug, Subcommand)]
+enum Marketplace {
+    /// Serve a local KooGallery open API (activate, heartbeat) that checks AK/SK signatures.
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        /// Access Key Id the simulated gateway accepts.
+        #[arg(long)]
+        ak: String,
+        /// Its Secret Access Key.
+        #[arg(long)]
+        sk: String,
+        /// A JSON file with the license codes to start with: `[{"license": "PL…", "state": "claimed"}, …]`.
+        #[arg(long)]
+        licenses: Option<std::path::PathBuf>,
+        /// Accepted distance between `X-Sdk-Date` and now, in seconds.
+        #[arg(long, default_value_t = 900)]
+        max_skew_seconds: u64,
+    },
+    /// Fire one signed callback at a seller's URL and print the answer (exit 0 on `000000`).
+    Send {
+        /// `renew`, `freeze`, `unfreeze` or `release`.
+        kind: String,
+        /// The seller's callback URL.
+        #[arg(long)]
+        url: String,
+        /// The access key.
+        #[arg(long)]
+        key: String,
+        /// The license code.
+        #[arg(long)]
+        license: String,
+        /// New expiry for `renew`, `yyyyMMddHHmmss`.
+        #[arg(long)]
+        expire: Option<String>,
+        /// Order id (renew, release).
+        #[arg(long)]
+        order: Option<String>,
+        /// Scene for `renew`: `RENEWAL` or `UNSUBSCRIBE_RENEWAL_PERIOD`.
+        #[arg(long, default_value = "RENEWAL")]
+        scene: String,
+        /// Send as a debug call (`testFlag=1`).
+        #[arg(long)]
+        test: bool,
+    },
+    /// Replay saved debug cases against a seller's URL as the twice-daily probe does.
+    Probe {
+        /// The seller's callback URL.
+        #[arg(long)]
+        url: String,
+        /// The access key.
+        #[arg(long)]
+        key: String,
+        /// A JSON array of cases: callback bodies, or `{"name": …, "body": …}`.
+        #[arg(long)]
+        cases: std::path::PathBuf,
+    },
+}
+
 /// A failure to report on standard error (when it has a message), with the exit code to use.
 struct Failure {
     message: String,
@@ -104,12 +179,16 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let signing = match cli.command {
+        Command::Marketplace(command) => return marketplace(command),
+        Command::Signing(command) => command,
+    };
     let mut body = Vec::new();
     let mut out = std::io::stdout().lock();
     let result = std::io::stdin()
         .read_to_end(&mut body)
         .map_err(|e| Failure::usage(format!("cannot read the body from standard input: {e}")))
-        .and_then(|_| run(cli.command, &body, &mut out));
+        .and_then(|_| run(signing, &body, &mut out));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -118,6 +197,100 @@ fn main() -> ExitCode {
                 eprintln!("koogallery: {}", failure.message);
             }
             ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// The commands that play the marketplace (they need a runtime, not standard input).
+fn marketplace(command: Marketplace) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("koogallery: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let parse_url = |url: &str| Url::parse(url).map_err(|e| format!("--url {url:?}: {e}"));
+    let result: Result<bool, String> = runtime.block_on(async {
+        match command {
+            Marketplace::Sim {
+                listen,
+                ak,
+                sk,
+                licenses,
+                max_skew_seconds,
+            } => {
+                let licenses = match licenses {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path)
+                            .map_err(|e| format!("--licenses {}: {e}", path.display()))?;
+                        serde_json::from_str(&text)
+                            .map_err(|e| format!("--licenses {}: {e}", path.display()))?
+                    }
+                    None => Vec::new(),
+                };
+                let credentials = Credentials::new(ak, sk);
+                sim::run(
+                    &listen,
+                    credentials,
+                    licenses,
+                    std::time::Duration::from_secs(max_skew_seconds),
+                )
+                .await
+                .map_err(|e| format!("--listen {listen}: {e}"))?;
+                Ok(true)
+            }
+            Marketplace::Send {
+                kind,
+                url,
+                key,
+                license,
+                expire,
+                order,
+                scene,
+                test,
+            } => {
+                let body = send::callback_body(
+                    &kind,
+                    &license,
+                    expire.as_deref(),
+                    order.as_deref(),
+                    &scene,
+                    test,
+                )?;
+                match send::send(&parse_url(&url)?, &AccessKey::new(key), &body).await {
+                    Ok(answer) => {
+                        println!("{answer}");
+                        Ok(true)
+                    }
+                    Err(report) => {
+                        println!("{report}");
+                        Ok(false)
+                    }
+                }
+            }
+            Marketplace::Probe { url, key, cases } => {
+                let text = std::fs::read_to_string(&cases)
+                    .map_err(|e| format!("--cases {}: {e}", cases.display()))?;
+                let (lines, all_passed) =
+                    send::probe(&parse_url(&url)?, &AccessKey::new(key), &text).await?;
+                for line in lines {
+                    println!("{line}");
+                }
+                Ok(all_passed)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("koogallery: {message}");
+            ExitCode::from(2)
         }
     }
 }
@@ -133,9 +306,9 @@ fn emit(out: &mut impl Write, line: &str) -> Result<(), Failure> {
     writeln!(out, "{line}").map_err(|e| Failure::usage(format!("cannot write the output: {e}")))
 }
 
-fn run(command: Command, body: &[u8], out: &mut impl Write) -> Result<(), Failure> {
+fn run(command: Signing, body: &[u8], out: &mut impl Write) -> Result<(), Failure> {
     match command {
-        Command::SignCallback {
+        Signing::SignCallback {
             key,
             nonce,
             timestamp,
@@ -152,7 +325,7 @@ fn run(command: Command, body: &[u8], out: &mut impl Write) -> Result<(), Failur
                 &signed_query(&AccessKey::new(key), &nonce, &timestamp, body),
             )
         }
-        Command::VerifyCallback {
+        Signing::VerifyCallback {
             keys,
             query,
             now,
@@ -174,7 +347,7 @@ fn run(command: Command, body: &[u8], out: &mut impl Write) -> Result<(), Failur
                 }
             }
         }
-        Command::SignRequest {
+        Signing::SignRequest {
             ak,
             sk,
             method,

@@ -18,6 +18,7 @@ pub mod client;
 pub mod market_time;
 pub mod openapi;
 mod secret;
+pub mod sender;
 pub mod signature;
 
 pub use secret::Secret;
