@@ -5,7 +5,27 @@ use koogallery::market_time::{parse_market_time, unix_millis};
 use licensing_domain as domain;
 use time::UtcOffset;
 
-use crate::envelope::{CallbackCommand, CommandBody, CommandEnvelope};
+use crate::envelope::{
+    ActivationResultV1, CallbackCommand, CommandBody, CommandEnvelope, HeartbeatResultV1,
+};
+
+/// The decoded `license_code_info`, raw string kept; fields that do not parse are left out.
+fn license_code_info_of(raw: &str, zone: UtcOffset) -> domain::LicenseCodeInfo {
+    let parsed = koogallery::openapi::EmbeddedLicenseCodeInfo::from_raw(raw)
+        .parsed
+        .unwrap_or_default();
+    domain::LicenseCodeInfo {
+        status: parsed.status.unwrap_or_default(),
+        expire: parsed
+            .expire_time
+            .as_deref()
+            .and_then(|t| market_time(t, zone, "expire_time").ok()),
+        product_id: parsed.product_id,
+        order_id: parsed.order_id,
+        amount: parsed.amount.as_ref().and_then(serde_json::Number::as_u64),
+        raw: raw.to_owned(),
+    }
+}
 
 /// How commands are read: the marketplace's zone (D14), the heartbeat day's zone (D15) and the
 /// unknown-license policy (D10).
@@ -111,6 +131,66 @@ impl CommandEnvelope {
                     })
                     .transpose()?,
             },
+            CommandBody::RecordActivation {
+                attempt, result, ..
+            } => domain::Action::RecordActivation(domain::ActivationOutcome {
+                attempt: *attempt,
+                result: match result {
+                    ActivationResultV1::Activated { license_code_info } => {
+                        domain::ActivationResult::Activated(license_code_info_of(
+                            license_code_info,
+                            how.market_zone,
+                        ))
+                    }
+                    ActivationResultV1::AlreadyActivated => {
+                        domain::ActivationResult::AlreadyActivated
+                    }
+                    ActivationResultV1::AwaitingClaim { code, message } => {
+                        domain::ActivationResult::AwaitingClaim {
+                            code: code.clone(),
+                            message: message.clone(),
+                        }
+                    }
+                    ActivationResultV1::Failed {
+                        code,
+                        message,
+                        retryable,
+                    } => domain::ActivationResult::Failed(domain::CallFailure {
+                        code: code.clone(),
+                        message: message.clone(),
+                        retryable: *retryable,
+                    }),
+                },
+            }),
+            CommandBody::RecordHeartbeat {
+                day,
+                attempt,
+                result,
+                ..
+            } => domain::Action::RecordHeartbeat(domain::HeartbeatOutcome {
+                day: domain::Day::from_number(*day),
+                attempt: *attempt,
+                result: match result {
+                    HeartbeatResultV1::Acknowledged {
+                        status,
+                        expire_time,
+                    } => domain::HeartbeatResult::Acknowledged {
+                        status: domain::MarketStatus::from_wire(status),
+                        expire: expire_time
+                            .as_deref()
+                            .and_then(|raw| market_time(raw, how.market_zone, "expire_time").ok()),
+                    },
+                    HeartbeatResultV1::Failed {
+                        code,
+                        message,
+                        retryable,
+                    } => domain::HeartbeatResult::Failed(domain::CallFailure {
+                        code: code.clone(),
+                        message: message.clone(),
+                        retryable: *retryable,
+                    }),
+                },
+            }),
             CommandBody::ReportUsage {
                 account, ip, at_ms, ..
             } => {

@@ -39,6 +39,26 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         real_effect_time: Option<String>,
     },
+    /// The outcome of one activate call made by the outbound worker.
+    RecordActivation {
+        /// License code.
+        license: String,
+        /// The worker's attempt number for this license (increasing).
+        attempt: u32,
+        /// What the marketplace answered.
+        result: ActivationResultV1,
+    },
+    /// The outcome of one heartbeat call made by the outbound worker.
+    RecordHeartbeat {
+        /// License code.
+        license: String,
+        /// The calendar day the heartbeat was owed for (days since 1970-01-01 in the heartbeat zone).
+        day: i64,
+        /// The worker's attempt number for that day (increasing).
+        attempt: u32,
+        /// What the marketplace answered.
+        result: HeartbeatResultV1,
+    },
     /// The seller's software was used (D15).
     ReportUsage {
         /// License code.
@@ -50,6 +70,58 @@ pub enum CommandBody {
         ip: Option<String>,
         /// When the software was used, in milliseconds since the Unix epoch.
         at_ms: i64,
+    },
+}
+
+/// How the marketplace answered an activate call, as the outbound worker classified it (D16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ActivationResultV1 {
+    /// `92020000`, with `license_code_info` exactly as received.
+    Activated {
+        /// The raw `license_code_info` string.
+        license_code_info: String,
+    },
+    /// `92020003`.
+    AlreadyActivated,
+    /// `92020004`.
+    AwaitingClaim {
+        /// The marketplace's code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// Anything else, or no answer.
+    Failed {
+        /// `error_code`, `APIGW.*`, `HTTP <status>` or the transport error kind.
+        code: String,
+        /// What went wrong.
+        message: String,
+        /// Whether the worker tries again.
+        retryable: bool,
+    },
+}
+
+/// How the marketplace answered a heartbeat call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum HeartbeatResultV1 {
+    /// The marketplace's status of the code (`ALIVE`, `EXPIRED`, `RELEASED`), and its expiry.
+    Acknowledged {
+        /// `data.status`.
+        status: String,
+        /// `data.expire_time`, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expire_time: Option<String>,
+    },
+    /// The call failed.
+    Failed {
+        /// `error_code`, `APIGW.*`, `HTTP <status>` or the transport error kind.
+        code: String,
+        /// What went wrong.
+        message: String,
+        /// Whether the worker tries again.
+        retryable: bool,
     },
 }
 
@@ -88,7 +160,9 @@ impl CommandEnvelope {
         match &self.command {
             CommandBody::Callback(c) => c.request.license(),
             CommandBody::RequestActivation { license, .. }
-            | CommandBody::ReportUsage { license, .. } => license,
+            | CommandBody::ReportUsage { license, .. }
+            | CommandBody::RecordActivation { license, .. }
+            | CommandBody::RecordHeartbeat { license, .. } => license,
         }
     }
 }

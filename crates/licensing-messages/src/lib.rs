@@ -10,5 +10,6 @@ pub mod event_codec;
 
 pub use convert::{Interpretation, InvalidCommand};
 pub use envelope::{
-    CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, LicenseSummary, Reply,
+    ActivationResultV1, CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION,
+    HeartbeatResultV1, LicenseSummary, Reply,
 };

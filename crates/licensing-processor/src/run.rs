@@ -27,6 +27,8 @@ fn kind(envelope: &CommandEnvelope) -> String {
         CommandBody::Callback(c) => c.request.activity().to_owned(),
         CommandBody::RequestActivation { .. } => "request_activation".to_owned(),
         CommandBody::ReportUsage { .. } => "report_usage".to_owned(),
+        CommandBody::RecordActivation { .. } => "record_activation".to_owned(),
+        CommandBody::RecordHeartbeat { .. } => "record_heartbeat".to_owned(),
     }
 }
 
