@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use koogallery::market_time::CHINA_STANDARD_TIME;
 use licensing_bus::BusConfig;
 use licensing_domain::UnknownLicensePolicy;
 use licensing_messages::Interpretation;
 use licensing_runtime::{Settings, SettingsError};
 use licensing_store::StoreConfig;
-use time::UtcOffset;
 
 /// Everything the processor needs, parsed before any socket opens.
 #[derive(Debug, Clone)]
@@ -27,29 +27,6 @@ pub struct ProcessorConfig {
     pub prefetch: u16,
     /// `LICENSING_PROCESSOR_WORKERS`: licenses processed in parallel (default 8).
     pub workers: usize,
-}
-
-/// Parses `+08:00`, `-05:30`, `Z` or `UTC`.
-pub fn parse_offset(name: &str, raw: &str) -> Result<UtcOffset, SettingsError> {
-    let bad = || SettingsError::invalid(name, format!("{raw:?} is not a UTC offset like +08:00"));
-    if raw == "Z" || raw.eq_ignore_ascii_case("utc") {
-        return Ok(UtcOffset::UTC);
-    }
-    let sign = match raw.as_bytes().first() {
-        Some(b'+') => 1,
-        Some(b'-') => -1,
-        _ => return Err(bad()),
-    };
-    let (h, m) = raw[1..].split_once(':').ok_or_else(bad)?;
-    let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
-}
-
-fn offset(settings: &Settings, name: &str) -> Result<UtcOffset, SettingsError> {
-    match settings.optional(name)? {
-        Some(raw) => parse_offset(name, raw.trim()),
-        None => Ok(koogallery::market_time::CHINA_STANDARD_TIME),
-    }
 }
 
 /// The bus settings (`LICENSING_AMQP_*`).
@@ -85,8 +62,10 @@ impl ProcessorConfig {
                 .optional("LICENSING_PROCESSOR_ADDR")?
                 .unwrap_or_else(|| "127.0.0.1:8082".to_owned()),
             interpretation: Interpretation {
-                market_zone: offset(settings, "LICENSING_MARKET_TIME_ZONE")?,
-                day_zone: offset(settings, "LICENSING_HEARTBEAT_TIME_ZONE")?,
+                market_zone: settings
+                    .offset_or("LICENSING_MARKET_TIME_ZONE", CHINA_STANDARD_TIME)?,
+                day_zone: settings
+                    .offset_or("LICENSING_HEARTBEAT_TIME_ZONE", CHINA_STANDARD_TIME)?,
                 on_unknown,
             },
             nonce_ttl: Duration::from_secs(nonce_ttl),

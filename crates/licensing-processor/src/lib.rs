@@ -13,6 +13,6 @@ mod metrics;
 mod run;
 
 pub use apply::{Applied, ApplyError, apply};
-pub use config::{ProcessorConfig, bus_config, parse_offset};
+pub use config::{ProcessorConfig, bus_config};
 pub use metrics::Metrics;
 pub use run::Processor;

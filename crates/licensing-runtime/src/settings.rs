@@ -123,6 +123,31 @@ impl Settings {
         }
     }
 
+    /// A UTC offset such as `+08:00`, `-05:30`, `Z` or `UTC`, with a default.
+    pub fn offset_or(
+        &self,
+        name: &str,
+        default: time::UtcOffset,
+    ) -> Result<time::UtcOffset, SettingsError> {
+        let Some(raw) = self.optional(name)? else {
+            return Ok(default);
+        };
+        let raw = raw.trim();
+        let bad =
+            || SettingsError::invalid(name, format!("{raw:?} is not a UTC offset like +08:00"));
+        if raw == "Z" || raw.eq_ignore_ascii_case("utc") {
+            return Ok(time::UtcOffset::UTC);
+        }
+        let sign: i8 = match raw.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return Err(bad()),
+        };
+        let (h, m) = raw[1..].split_once(':').ok_or_else(bad)?;
+        let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        time::UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
+    }
+
     /// A comma-separated list (empty items dropped).
     pub fn list(&self, name: &str) -> Result<Vec<String>, SettingsError> {
         Ok(self
@@ -155,6 +180,47 @@ mod tests {
             Some("z")
         );
         assert_eq!(Settings::parse_file("oops").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn offsets_are_read_or_refused_by_name() {
+        let settings = Settings::from_pairs([
+            ("A", "+08:00"),
+            ("B", "-05:30"),
+            ("C", "UTC"),
+            ("D", "Asia/Shanghai"),
+            ("E", "+25:00"),
+        ]);
+        assert_eq!(
+            settings
+                .offset_or("A", time::UtcOffset::UTC)
+                .unwrap()
+                .whole_minutes(),
+            480
+        );
+        assert_eq!(
+            settings
+                .offset_or("B", time::UtcOffset::UTC)
+                .unwrap()
+                .whole_minutes(),
+            -330
+        );
+        assert_eq!(
+            settings.offset_or("C", time::UtcOffset::UTC).unwrap(),
+            time::UtcOffset::UTC
+        );
+        assert_eq!(
+            settings.offset_or("MISSING", time::UtcOffset::UTC).unwrap(),
+            time::UtcOffset::UTC
+        );
+        assert_eq!(
+            settings
+                .offset_or("D", time::UtcOffset::UTC)
+                .unwrap_err()
+                .name,
+            "D"
+        );
+        assert!(settings.offset_or("E", time::UtcOffset::UTC).is_err());
     }
 
     #[test]

@@ -28,6 +28,15 @@ pub use subscription::{FollowError, Handler, Subscription};
 pub use tokio_postgres::{GenericClient, Transaction};
 pub use unit_of_work::UnitOfWork;
 
+/// Every committed event of a stream, read through `client` (a follower's transaction, say).
+pub async fn load_stream(
+    client: &impl GenericClient,
+    stream_id: &str,
+    upcasters: &Upcasters,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    read::load_in(client, stream_id, upcasters).await
+}
+
 impl Store {
     /// Appends events to one stream at `expected_version` (0 for a new stream), in its own transaction.
     pub async fn append(

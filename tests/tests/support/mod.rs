@@ -16,6 +16,68 @@ use serde_json::Value;
 
 pub const KEY: &str = "systemTestAccessKey0123456789";
 pub const TOKEN: &str = "system-test-token-0123456789";
+pub const SIM_AK: &str = "AKSIMULATOR000000";
+pub const SIM_SK: &str = "SKSIMULATOR00000000000000000000000000000";
+
+/// A running `koogallery sim`; killed when dropped.
+pub struct Simulator {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Simulator {
+    pub fn start() -> Self {
+        let mut child = Command::new(binaries().join("koogallery"))
+            .args([
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--ak",
+                SIM_AK,
+                "--sk",
+                SIM_SK,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the simulator starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("simulator ready line: {line}"));
+        let url = format!("http://{}", ready["listen"].as_str().unwrap());
+        Self { child, url }
+    }
+
+    pub async fn put(&self, license: &str, state: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/admin/licenses/{license}", self.url))
+            .json(&serde_json::json!({"state": state, "expire_time": "20301231235959", "order_id": "CS7001", "product_id": "OFFI7"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    pub async fn requests(&self) -> Vec<Value> {
+        reqwest::Client::new()
+            .get(format!("{}/admin/requests", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -140,6 +202,7 @@ pub struct Stack {
     pub env: Vec<(String, String)>,
     pub ingress: Option<Service>,
     pub processor: Option<Service>,
+    pub projector: Option<Service>,
     pub http: reqwest::Client,
 }
 
@@ -179,6 +242,7 @@ impl Stack {
             env,
             ingress: None,
             processor: None,
+            projector: None,
             http: reqwest::Client::new(),
         };
         stack.start_processor();
@@ -189,6 +253,28 @@ impl Stack {
 
     pub fn start_processor(&mut self) {
         self.processor = Some(Service::start("licensing-processor", &self.env));
+    }
+
+    /// Starts the projector, calling the marketplace at `marketplace_url` with the simulator's AK/SK.
+    pub fn start_projector(&mut self, marketplace_url: &str) {
+        let mut env = self.env.clone();
+        env.extend(
+            [
+                ("LICENSING_KOOGALLERY_URL", marketplace_url),
+                ("LICENSING_KOOGALLERY_AK", SIM_AK),
+                ("LICENSING_KOOGALLERY_SK", SIM_SK),
+                ("LICENSING_QUERY_ADDR", "127.0.0.1:0"),
+                ("LICENSING_OUTBOUND_RETRY_BASE_MS", "200"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.projector = Some(Service::start("licensing-projector", &env));
+    }
+
+    pub fn query_url(&self, path: &str) -> String {
+        let ready = &self.projector.as_ref().expect("the projector runs").ready;
+        format!("http://{}{path}", ready["query"].as_str().unwrap())
     }
 
     pub fn start_ingress(&mut self) {
@@ -280,6 +366,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.ingress = None;
         self.processor = None;
+        self.projector = None;
         let mut config = licensing_bus::BusConfig::new(amqp_url());
         config.prefix = self.prefix.clone();
         config.queue_type = licensing_bus::QueueType::Classic;

@@ -1,0 +1,96 @@
+//! The projector's settings.
+
+use std::time::Duration;
+
+use koogallery::apig::Credentials;
+use koogallery::client::{ClientConfig, FALLBACK_URL, PRIMARY_URL};
+use licensing_bus::BusConfig;
+use licensing_runtime::{Settings, SettingsError};
+use licensing_store::StoreConfig;
+use time::UtcOffset;
+use url::Url;
+
+/// Everything the projector needs, parsed before any socket opens.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// `LICENSING_DATABASE_URL`.
+    pub store: StoreConfig,
+    /// `LICENSING_AMQP_*`.
+    pub bus: BusConfig,
+    /// `LICENSING_QUERY_ADDR`: query API, health, readiness, metrics (default `127.0.0.1:8083`).
+    pub query_addr: String,
+    /// `LICENSING_API_TOKENS`.
+    pub api_tokens: Vec<String>,
+    /// `LICENSING_KOOGALLERY_URL` (default the production host, with its fallback),
+    /// `LICENSING_KOOGALLERY_AK`, `LICENSING_KOOGALLERY_SK`, `LICENSING_KOOGALLERY_CA`.
+    pub marketplace: ClientConfig,
+    /// `LICENSING_HEARTBEAT_TIME_ZONE` (default `+08:00`).
+    pub day_zone: UtcOffset,
+    /// `LICENSING_HEARTBEAT_ACCOUNT`: `thirdPartyAccount` when no usage named one (default `licensing-backend`).
+    pub default_account: String,
+    /// `LICENSING_OUTBOUND_RETRY_BASE_MS`: first retry delay, doubled per failure (default 2000).
+    pub retry_base: Duration,
+    /// `LICENSING_OUTBOUND_RETRY_CAP_SECONDS`: longest retry delay (default 600).
+    pub retry_cap: Duration,
+    /// `LICENSING_OUTBOUND_RATE`: marketplace calls per second at most (default 20).
+    pub rate: u32,
+}
+
+impl ProjectorConfig {
+    /// Reads and checks every setting.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let api_tokens = settings.list("LICENSING_API_TOKENS")?;
+        if api_tokens.is_empty() {
+            return Err(SettingsError::invalid(
+                "LICENSING_API_TOKENS",
+                "is required: at least one bearer token for the query API",
+            ));
+        }
+        let credentials = Credentials::new(
+            settings.required("LICENSING_KOOGALLERY_AK")?,
+            settings.required("LICENSING_KOOGALLERY_SK")?,
+        );
+        let mut marketplace = ClientConfig::production(credentials);
+        if let Some(url) = settings.optional("LICENSING_KOOGALLERY_URL")? {
+            let parsed = Url::parse(url.trim())
+                .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_URL", e))?;
+            if parsed.as_str().trim_end_matches('/') != PRIMARY_URL {
+                marketplace = marketplace.with_base_url(parsed);
+            } else {
+                marketplace.fallback_url = Url::parse(FALLBACK_URL).ok();
+            }
+        }
+        if let Some(path) = settings.optional("LICENSING_KOOGALLERY_CA")? {
+            let pem = std::fs::read(&path).map_err(|e| {
+                SettingsError::invalid("LICENSING_KOOGALLERY_CA", format!("{path}: {e}"))
+            })?;
+            marketplace.extra_ca_pem = Some(pem);
+        }
+        koogallery::client::Client::new(marketplace.clone())
+            .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_URL", e))?;
+        Ok(Self {
+            store: StoreConfig::new(settings.required("LICENSING_DATABASE_URL")?),
+            bus: BusConfig::from_lookup(settings.lookup())
+                .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,
+            query_addr: settings
+                .optional("LICENSING_QUERY_ADDR")?
+                .unwrap_or_else(|| "127.0.0.1:8083".to_owned()),
+            api_tokens,
+            marketplace,
+            day_zone: settings.offset_or(
+                "LICENSING_HEARTBEAT_TIME_ZONE",
+                koogallery::market_time::CHINA_STANDARD_TIME,
+            )?,
+            default_account: settings
+                .optional("LICENSING_HEARTBEAT_ACCOUNT")?
+                .unwrap_or_else(|| "licensing-backend".to_owned()),
+            retry_base: Duration::from_millis(
+                settings.parse_or("LICENSING_OUTBOUND_RETRY_BASE_MS", 2000)?,
+            ),
+            retry_cap: Duration::from_secs(
+                settings.parse_or("LICENSING_OUTBOUND_RETRY_CAP_SECONDS", 600)?,
+            ),
+            rate: settings.parse_or("LICENSING_OUTBOUND_RATE", 20)?,
+        })
+    }
+}

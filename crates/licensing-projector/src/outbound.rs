@@ -1,0 +1,305 @@
+//! The outbound worker: takes due jobs (`FOR UPDATE SKIP LOCKED`), calls the marketplace, and
+//! sends each outcome to the processor as a command, so that it lands in the event store through
+//! the one writer. The job is then due again after a backoff; the view follower deletes it or
+//! moves it on once the outcome is applied.
+
+use std::time::Duration;
+
+use koogallery::classify::Disposition;
+use koogallery::client::{Client, Reply};
+use koogallery::openapi::{
+    ActivateData, ActivateRequest, HeartbeatData, HeartbeatInfo, HeartbeatRequest,
+};
+use licensing_bus::Bus;
+use licensing_messages::{
+    ActivationResultV1, CommandBody, CommandEnvelope, ENVELOPE_VERSION, HeartbeatResultV1,
+};
+use licensing_runtime::CancellationToken;
+use licensing_store::Store;
+
+use crate::metrics::Metrics;
+
+/// One due job.
+#[derive(Debug, Clone)]
+struct Job {
+    license: String,
+    kind: String,
+    day: i64,
+    attempt: i32,
+    account: Option<String>,
+    real_effect_time: Option<String>,
+    tries: i32,
+}
+
+/// The worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    /// The store holding the jobs.
+    pub(crate) store: Store,
+    /// The marketplace client.
+    pub(crate) client: Client,
+    /// `thirdPartyAccount` when the job names none.
+    pub(crate) default_account: String,
+    /// First retry delay.
+    pub(crate) retry_base: Duration,
+    /// Longest retry delay.
+    pub(crate) retry_cap: Duration,
+    /// Calls per second at most.
+    pub(crate) rate: u32,
+    /// Metrics.
+    pub(crate) metrics: Metrics,
+}
+
+/// The delay before a job is tried again (exponential with jitter, capped; slow for credentials).
+fn backoff(
+    base: Duration,
+    cap: Duration,
+    tries: i32,
+    disposition: Option<Disposition>,
+) -> Duration {
+    let exponential = base
+        .saturating_mul(1u32 << tries.clamp(0, 16) as u32)
+        .min(cap);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0; // 0..1
+    let delay = exponential.mul_f64(0.5 + jitter / 2.0);
+    match disposition {
+        Some(Disposition::Credentials) => cap,
+        // Nothing more to do until the outcome is applied: look again later in case it is lost.
+        Some(
+            Disposition::Success
+            | Disposition::AlreadyActivated
+            | Disposition::Permanent
+            | Disposition::Rejected,
+        ) => cap.max(base),
+        _ => delay,
+    }
+}
+
+fn failure_code<T>(reply: &Reply<T>) -> (String, String, bool) {
+    (
+        reply.code(),
+        reply.message(),
+        reply.disposition.is_retryable(),
+    )
+}
+
+impl Outbound {
+    /// Runs until `cancel`: takes due jobs, one call at a time, at most `rate` per second.
+    pub(crate) async fn run(
+        &self,
+        bus: &Bus,
+        cancel: &CancellationToken,
+    ) -> Result<(), licensing_bus::BusError> {
+        let pause = Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1)));
+        while !cancel.is_cancelled() {
+            let job = match self.take().await {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read outbound jobs");
+                    None
+                }
+            };
+            let Some(job) = job else {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+                continue;
+            };
+            self.perform(bus, job).await?;
+            tokio::time::sleep(pause).await;
+        }
+        Ok(())
+    }
+
+    /// Claims the most overdue job: it is not due again for a minute, whoever holds it.
+    async fn take(&self) -> Result<Option<Job>, licensing_store::StoreError> {
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT license, kind, day, attempt, account, real_effect_time, tries FROM outbound_jobs
+                  WHERE due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[],
+            )
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let job = Job {
+            license: row.get(0),
+            kind: row.get(1),
+            day: row.get(2),
+            attempt: row.get(3),
+            account: row.get(4),
+            real_effect_time: row.get(5),
+            tries: row.get(6),
+        };
+        tx.execute(
+            "UPDATE outbound_jobs SET due_at = now() + interval '60 seconds' WHERE license = $1 AND kind = $2",
+            &[&job.license, &job.kind],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    async fn perform(&self, bus: &Bus, job: Job) -> Result<(), licensing_bus::BusError> {
+        let (command, disposition) = if job.kind == "activate" {
+            let request = ActivateRequest {
+                license: job.license.clone(),
+                real_effect_time: job.real_effect_time.clone(),
+            };
+            let outcome = self.client.activate(&request).await;
+            let disposition = outcome
+                .as_ref()
+                .map_or(Disposition::Retry, |r| r.disposition);
+            (
+                CommandBody::RecordActivation {
+                    license: job.license.clone(),
+                    attempt: job.attempt as u32,
+                    result: activation_result(outcome),
+                },
+                disposition,
+            )
+        } else {
+            let account = job
+                .account
+                .clone()
+                .unwrap_or_else(|| self.default_account.clone());
+            let request = HeartbeatRequest {
+                license: job.license.clone(),
+                heartbeat_info: HeartbeatInfo {
+                    third_party_account: account,
+                    ip: None,
+                },
+            };
+            let outcome = self.client.heartbeat(&request).await;
+            let disposition = outcome
+                .as_ref()
+                .map_or(Disposition::Retry, |r| r.disposition);
+            (
+                CommandBody::RecordHeartbeat {
+                    license: job.license.clone(),
+                    day: job.day,
+                    attempt: job.attempt as u32,
+                    result: heartbeat_result(outcome),
+                },
+                disposition,
+            )
+        };
+        self.metrics
+            .calls
+            .get_or_create(&vec![
+                ("kind", job.kind.clone()),
+                ("disposition", disposition.as_str().to_owned()),
+            ])
+            .inc();
+        if disposition == Disposition::Credentials {
+            tracing::error!(license = %job.license, "the marketplace refused our AK/SK: check LICENSING_KOOGALLERY_AK and LICENSING_KOOGALLERY_SK");
+        }
+        let envelope = CommandEnvelope {
+            v: ENVELOPE_VERSION,
+            message_id: uuid::Uuid::new_v4(),
+            correlation_id: uuid::Uuid::new_v4(),
+            received_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                as i64,
+            source: "outbound-worker".to_owned(),
+            command,
+        };
+        bus.publish_command(
+            &envelope.to_bytes(),
+            envelope.message_id.to_string(),
+            envelope.correlation_id.to_string(),
+            None,
+        )
+        .await?;
+        let delay = backoff(
+            self.retry_base,
+            self.retry_cap,
+            job.tries,
+            Some(disposition),
+        );
+        let updated = async {
+            let client = self.store.client().await?;
+            client
+                .execute(
+                    "UPDATE outbound_jobs SET tries = tries + 1, due_at = now() + make_interval(secs => $3), last_error = $4
+                      WHERE license = $1 AND kind = $2",
+                    &[&job.license, &job.kind, &delay.as_secs_f64(), &Some(disposition.as_str())],
+                )
+                .await?;
+            Ok::<_, licensing_store::StoreError>(())
+        };
+        if let Err(e) = updated.await {
+            tracing::warn!(error = %e, "cannot reschedule an outbound job; it comes back after its lease");
+        }
+        tracing::info!(license = %job.license, kind = %job.kind, attempt = job.attempt, disposition = disposition.as_str(), "marketplace called");
+        Ok(())
+    }
+}
+
+fn activation_result(
+    outcome: Result<Reply<ActivateData>, koogallery::client::CallError>,
+) -> ActivationResultV1 {
+    match outcome {
+        Err(e) => ActivationResultV1::Failed {
+            code: e.kind.to_owned(),
+            message: e.message,
+            retryable: true,
+        },
+        Ok(reply) => match reply.disposition {
+            Disposition::Success => match reply.body.as_ref().and_then(|b| b.data.as_ref()) {
+                Some(data) => ActivationResultV1::Activated {
+                    license_code_info: data.license_code_info.raw.clone(),
+                },
+                None => ActivationResultV1::Activated {
+                    license_code_info: String::new(),
+                },
+            },
+            Disposition::AlreadyActivated => ActivationResultV1::AlreadyActivated,
+            Disposition::AwaitingClaim => ActivationResultV1::AwaitingClaim {
+                code: reply.code(),
+                message: reply.message(),
+            },
+            _ => {
+                let (code, message, retryable) = failure_code(&reply);
+                ActivationResultV1::Failed {
+                    code,
+                    message,
+                    retryable,
+                }
+            }
+        },
+    }
+}
+
+fn heartbeat_result(
+    outcome: Result<Reply<HeartbeatData>, koogallery::client::CallError>,
+) -> HeartbeatResultV1 {
+    match outcome {
+        Err(e) => HeartbeatResultV1::Failed {
+            code: e.kind.to_owned(),
+            message: e.message,
+            retryable: true,
+        },
+        Ok(reply) => match (
+            reply.disposition,
+            reply.body.as_ref().and_then(|b| b.data.as_ref()),
+        ) {
+            (Disposition::Success, Some(data)) => HeartbeatResultV1::Acknowledged {
+                status: data.status.clone().unwrap_or_default(),
+                expire_time: data.expire_time.clone(),
+            },
+            _ => {
+                let (code, message, retryable) = failure_code(&reply);
+                HeartbeatResultV1::Failed {
+                    code,
+                    message,
+                    retryable,
+                }
+            }
+        },
+    }
+}

@@ -1,0 +1,223 @@
+//! The query API (bearer tokens): one license's view, its full history, its state at a past instant.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use licensing_store::{Store, Upcasters, load_stream};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::views::replay;
+
+/// Shared by the query handlers.
+#[derive(Debug)]
+pub(crate) struct QueryState {
+    /// The store.
+    pub(crate) store: Store,
+    /// Accepted bearer tokens.
+    pub(crate) tokens: Vec<String>,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
+}
+
+fn authorized(req: &HttpRequest, tokens: &[String]) -> bool {
+    let presented = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    tokens.iter().fold(false, |found, token| {
+        let same = token.len() == presented.len()
+            && token
+                .bytes()
+                .zip(presented.bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        found | same
+    })
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Value {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+/// Query parameters of `GET /v1/licenses/{code}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LicenseQuery {
+    /// Test traffic's sandbox license instead of the real one.
+    #[serde(default)]
+    sandbox: bool,
+    /// The state at this instant (RFC 3339), from the events recorded until then.
+    #[serde(default)]
+    as_of: Option<String>,
+}
+
+/// `GET /v1/licenses/{code}`.
+pub(crate) async fn license(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<LicenseQuery>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if !authorized(&req, &state.tokens) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+    }
+    let code = path.into_inner();
+    if let Some(raw) = &query.as_of {
+        let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_as_of",
+                "as_of must be an RFC 3339 instant",
+            );
+        };
+        return as_of(&state.store, &code, query.sandbox, at).await;
+    }
+    let client = match state.store.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            );
+        }
+    };
+    let row = client
+        .query_opt(
+            "SELECT license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since, expected_release,
+                    activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status, drift, version, updated_at
+               FROM license_views WHERE license = $1 AND sandbox = $2",
+            &[&code, &query.sandbox],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => HttpResponse::Ok().json(json!({
+            "license": r.get::<_, String>(0),
+            "sandbox": r.get::<_, bool>(1),
+            "status": r.get::<_, String>(2),
+            "product_id": r.get::<_, Option<String>>(3),
+            "order_id": r.get::<_, Option<String>>(4),
+            "expire_at": rfc3339(r.get(5)),
+            "expire_time": r.get::<_, Option<String>>(6),
+            "frozen_since": rfc3339(r.get(7)),
+            "expected_release": rfc3339(r.get(8)),
+            "activation": {"status": r.get::<_, String>(9), "last_error": r.get::<_, Option<String>>(10)},
+            "last_usage_day": r.get::<_, Option<i64>>(11),
+            "last_heartbeat_day": r.get::<_, Option<i64>>(12),
+            "market_status": r.get::<_, Option<String>>(13),
+            "drift": r.get::<_, bool>(14),
+            "version": r.get::<_, i64>(15),
+            "updated_at": rfc3339(r.get(16)),
+        })),
+        Ok(None) => error(StatusCode::NOT_FOUND, "unknown_license", format!("no license {code}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}
+
+async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> HttpResponse {
+    let stream = if sandbox {
+        format!("test-license-{code}")
+    } else {
+        format!("license-{code}")
+    };
+    let events = match store.load(&stream).await {
+        Ok(events) => events,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            );
+        }
+    };
+    let until: Vec<_> = events.into_iter().filter(|e| e.recorded_at <= at).collect();
+    if until.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code} at that time"),
+        );
+    }
+    match replay(&stream, &until) {
+        Ok(state) => HttpResponse::Ok().json(json!({
+            "license": code,
+            "sandbox": sandbox,
+            "as_of": at.format(&Rfc3339).ok(),
+            "status": state.status().as_str(),
+            "expire_time": state.expire.as_ref().map(|e| e.raw.clone()),
+            "version": state.version,
+        })),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e),
+    }
+}
+
+/// `GET /v1/licenses/{code}/events`: the full history with metadata.
+pub(crate) async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<LicenseQuery>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if !authorized(&req, &state.tokens) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+    }
+    let code = path.into_inner();
+    let stream = if query.sandbox {
+        format!("test-license-{code}")
+    } else {
+        format!("license-{code}")
+    };
+    let client = match state.store.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            );
+        }
+    };
+    match load_stream(&**client, &stream, &Upcasters::new()).await {
+        Ok(events) if events.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code}"),
+        ),
+        Ok(events) => HttpResponse::Ok().json(
+            events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "event_id": e.event_id,
+                        "event_type": e.event_type,
+                        "stream_version": e.stream_version,
+                        "global_position": e.global_position,
+                        "schema_version": e.schema_version,
+                        "recorded_at": rfc3339(Some(e.recorded_at)),
+                        "metadata": e.metadata,
+                        "payload": e.payload,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}

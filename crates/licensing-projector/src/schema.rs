@@ -1,0 +1,52 @@
+//! The projector's tables, created at start (idempotent): the license view and the outbound jobs.
+
+use licensing_store::{Store, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS license_views (
+    license            text        NOT NULL,
+    sandbox            boolean     NOT NULL,
+    status             text        NOT NULL,
+    product_id         text,
+    order_id           text,
+    expire_at          timestamptz,
+    expire_raw         text,
+    frozen_since       timestamptz,
+    expected_release   timestamptz,
+    activation_status  text        NOT NULL,
+    activation_error   text,
+    last_usage_day     bigint,
+    last_heartbeat_day bigint,
+    market_status      text,
+    drift              boolean     NOT NULL DEFAULT false,
+    version            bigint      NOT NULL,
+    updated_at         timestamptz NOT NULL,
+    PRIMARY KEY (license, sandbox)
+);
+CREATE INDEX IF NOT EXISTS license_views_status ON license_views (status, license);
+CREATE INDEX IF NOT EXISTS license_views_expire ON license_views (expire_at);
+
+-- Calls owed to the marketplace. The view follower creates, updates and deletes them from the
+-- license's state; the outbound worker takes due ones with FOR UPDATE SKIP LOCKED.
+CREATE TABLE IF NOT EXISTS outbound_jobs (
+    license          text        NOT NULL,
+    kind             text        NOT NULL CHECK (kind IN ('activate', 'heartbeat')),
+    day              bigint      NOT NULL DEFAULT 0,
+    attempt          integer     NOT NULL,
+    account          text,
+    real_effect_time text,
+    tries            integer     NOT NULL DEFAULT 0,
+    last_error       text,
+    due_at           timestamptz NOT NULL DEFAULT now(),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (license, kind)
+);
+CREATE INDEX IF NOT EXISTS outbound_jobs_due ON outbound_jobs (due_at);
+";
+
+/// Creates the projector's tables if they do not exist.
+pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    client.batch_execute(SCHEMA).await?;
+    Ok(())
+}

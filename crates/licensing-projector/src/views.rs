@@ -1,0 +1,174 @@
+//! The view follower: after each batch of events, the affected licenses' rows are rebuilt from
+//! their streams, and the calls they owe the marketplace are (re)scheduled, in the same
+//! transaction as the checkpoint.
+
+use std::collections::BTreeSet;
+
+use licensing_domain::{self as domain, ActivationStatus, Day, License, Timestamp};
+use licensing_messages::event_codec;
+use licensing_store::{Handler, RecordedEvent, Transaction, Upcasters, load_stream};
+use time::{OffsetDateTime, UtcOffset};
+
+/// Rebuilds license views and outbound jobs.
+#[derive(Debug, Clone)]
+pub struct Views {
+    /// Zone of the heartbeat's calendar day.
+    pub day_zone: UtcOffset,
+    /// `thirdPartyAccount` when no usage named one.
+    pub default_account: String,
+}
+
+fn ts(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A license's state from its stored events.
+pub fn replay(stream: &str, events: &[RecordedEvent]) -> Result<License, String> {
+    let mut state = License::default();
+    for e in events {
+        let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
+            .map_err(|err| format!("{stream}: {err}"))?;
+        state = domain::evolve(state, &event);
+    }
+    Ok(state)
+}
+
+fn activation_name(a: &ActivationStatus) -> (&'static str, Option<String>) {
+    match a {
+        ActivationStatus::NotRequested => ("not_requested", None),
+        ActivationStatus::Pending => ("pending", None),
+        ActivationStatus::AwaitingClaim => ("awaiting_claim", None),
+        ActivationStatus::Failed(f) => ("failed", Some(format!("{}: {}", f.code, f.message))),
+        ActivationStatus::Activated => ("activated", None),
+    }
+}
+
+impl Views {
+    async fn rebuild(&self, tx: &Transaction<'_>, stream: &str) -> Result<(), String> {
+        let events = load_stream(tx, stream, &Upcasters::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = replay(stream, &events)?;
+        let Some(code) = state.code.clone() else {
+            return Ok(());
+        };
+        let (activation, activation_error) = activation_name(&state.activation);
+        tx.execute(
+            "INSERT INTO license_views (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
+                 expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
+                 drift, version, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (license, sandbox) DO UPDATE SET status = $3, product_id = $4, order_id = $5, expire_at = $6,
+                 expire_raw = $7, frozen_since = $8, expected_release = $9, activation_status = $10, activation_error = $11,
+                 last_usage_day = $12, last_heartbeat_day = $13, market_status = $14, drift = $15, version = $16, updated_at = $17",
+            &[
+                &code.as_str(),
+                &state.sandbox,
+                &state.status().as_str(),
+                &state.product_id,
+                &state.order_id,
+                &state.expire.as_ref().map(|e| ts(e.instant)),
+                &state.expire.as_ref().map(|e| e.raw.clone()),
+                &state.frozen_since.map(ts),
+                &state.expected_release(domain::DEFAULT_FREEZE_PERIOD_MS).map(ts),
+                &activation,
+                &activation_error,
+                &state.last_usage.as_ref().map(|(d, _)| d.number()),
+                &state.last_heartbeat_day.map(Day::number),
+                &state.market_status.as_ref().map(|s| s.as_str().to_owned()),
+                &state.drift.is_some(),
+                &(state.version as i64),
+                &state.updated_at.map(ts).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if !state.sandbox {
+            self.schedule(tx, &state, code.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the outbound jobs equal to what the state owes: an activate call while activation is
+    /// due, a heartbeat for the day owed; none otherwise.
+    async fn schedule(
+        &self,
+        tx: &Transaction<'_>,
+        state: &License,
+        code: &str,
+    ) -> Result<(), String> {
+        let now = OffsetDateTime::now_utc();
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let today = Day::containing(
+            Timestamp::from_millis(now_ms),
+            self.day_zone.whole_minutes().into(),
+        );
+        if state.activation_due() {
+            let real_effect = state
+                .real_effect_time
+                .map(|t| koogallery::market_time::format_market_time(ts(t), UtcOffset::UTC));
+            tx.execute(
+                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time) VALUES ($1, 'activate', $2, $3)
+                 ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time",
+                &[&code, &((state.activation_attempt + 1) as i32), &real_effect],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        } else {
+            tx.execute(
+                "DELETE FROM outbound_jobs WHERE license = $1 AND kind = 'activate'",
+                &[&code],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        match state.heartbeat_due(today) {
+            Some(day) => {
+                let attempt = state
+                    .heartbeat_attempt
+                    .filter(|(d, _)| *d == day)
+                    .map_or(1, |(_, a)| a + 1);
+                let account = state
+                    .last_usage
+                    .as_ref()
+                    .map_or(self.default_account.clone(), |(_, a)| a.clone());
+                tx.execute(
+                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account) VALUES ($1, 'heartbeat', $2, $3, $4)
+                     ON CONFLICT (license, kind) DO UPDATE SET
+                         tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
+                         due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
+                         day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account",
+                    &[&code, &day.number(), &(attempt as i32), &account],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM outbound_jobs WHERE license = $1 AND kind = 'heartbeat'",
+                    &[&code],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler for Views {
+    type Error = String;
+
+    async fn handle(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), String> {
+        let streams: BTreeSet<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+        for stream in streams {
+            self.rebuild(tx, stream).await?;
+        }
+        Ok(())
+    }
+}
