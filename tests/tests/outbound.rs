@@ -160,3 +160,82 @@ async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
     .await;
     assert_eq!(v["market_status"], "RELEASED");
 }
+
+async fn drain(stream: &mut licensing_bus::IncomingStream, until_count: usize) -> Vec<Value> {
+    let mut received = Vec::new();
+    while received.len() < until_count {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await;
+        let Ok(Some(Ok(message))) = next else { break };
+        message.ack().await.unwrap();
+        received.push(serde_json::from_slice::<Value>(&message.body).unwrap());
+    }
+    received
+}
+
+#[tokio::test]
+async fn subscribers_receive_every_event_in_order_and_sandbox_events_apart() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    let mut config = licensing_bus::BusConfig::new(amqp_url());
+    config.prefix = stack.prefix.clone();
+    config.queue_type = licensing_bus::QueueType::Classic;
+    let bus = licensing_bus::Bus::connect(config).await.unwrap();
+    let mut real = bus.subscribe_events("license.#", 100).await.unwrap();
+    let mut sandbox = bus.subscribe_events("test.license.#", 100).await.unwrap();
+
+    for body in [
+        status("PL702", "FREEZE"),
+        renew("PL702", "CS1", "20301231235959", false),
+        status("PL702", "UNFREEZE"),
+        release("PL702"),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    assert_eq!(
+        code(
+            &stack
+                .callback(&renew("PL702", "CS9", "20991231235959", true))
+                .await
+        ),
+        "000000"
+    );
+    stack.start_projector(&sim.url);
+
+    let received = drain(&mut real, 5).await;
+    let types: Vec<&str> = received
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["registered", "frozen", "renewed", "unfrozen", "released"]
+    );
+    let versions: Vec<i64> = received
+        .iter()
+        .map(|e| e["stream_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5], "in order");
+    let stored = stack.events("license-PL702").await;
+    for (sent, stored) in received.iter().zip(&stored) {
+        assert_eq!(sent["event_id"], stored.event_id.to_string());
+        assert_eq!(sent["global_position"], stored.global_position);
+        assert_eq!(sent["license"], "PL702");
+        assert_eq!(sent["sandbox"], false);
+        assert_eq!(sent["v"], 1);
+        assert!(
+            sent["occurred_at"].is_string()
+                && sent["recorded_at"].is_string()
+                && sent["correlation_id"].is_string()
+        );
+    }
+    assert_eq!(received[2]["payload"]["expire"]["raw"], "20301231235959");
+
+    let test_events = drain(&mut sandbox, 2).await;
+    let types: Vec<&str> = test_events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["registered", "renewed"]);
+    assert!(test_events.iter().all(|e| e["sandbox"] == true));
+    bus.close().await;
+}

@@ -378,6 +378,34 @@ impl Bus {
     /// A nack or a return (no queue bound) is [`BusError::Refused`]; no confirm in time (a blocked
     /// or dead connection) is [`BusError::Unavailable`].
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), BusError> {
+        self.send(message, true).await
+    }
+
+    /// Publishes an event for subscribers on the events exchange, persistently, confirmed; not
+    /// `mandatory`: an event nobody subscribes to is not an error.
+    pub async fn publish_event(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        message_id: String,
+    ) -> Result<(), BusError> {
+        let exchange = self.names.events_exchange.clone();
+        self.send(
+            Outgoing {
+                exchange: &exchange,
+                routing_key,
+                body,
+                message_id,
+                correlation_id: None,
+                reply_to: None,
+                headers: Vec::new(),
+            },
+            false,
+        )
+        .await
+    }
+
+    async fn send(&self, message: Outgoing<'_>, mandatory: bool) -> Result<(), BusError> {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
@@ -396,7 +424,7 @@ impl Bus {
             properties = properties.with_headers(headers);
         }
         let options = BasicPublishOptions {
-            mandatory: true,
+            mandatory,
             ..BasicPublishOptions::default()
         };
         let t = self.config.timeout;
@@ -474,6 +502,34 @@ impl Bus {
         )
         .await?;
         Ok(queue.name().as_str().to_owned())
+    }
+
+    /// Subscribes to events: a private queue bound to the events exchange with `pattern`
+    /// (`license.#`, `license.frozen`, `test.license.#`), consumed with manual acks.
+    pub async fn subscribe_events(
+        &self,
+        pattern: &str,
+        prefetch: u16,
+    ) -> Result<IncomingStream, BusError> {
+        let name = format!(
+            "{}licensing.subscriber.{}",
+            self.config.prefix,
+            uuid::Uuid::new_v4().simple()
+        );
+        let queue = self.declare_private_queue(&name).await?;
+        bounded(
+            self.config.timeout,
+            "queue.bind",
+            self.publisher.queue_bind(
+                queue.as_str().into(),
+                self.names.events_exchange.as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        self.consume(&queue, prefetch, false).await
     }
 
     /// Sends a message to the dead-letter exchange with the reason in a header, then acknowledges

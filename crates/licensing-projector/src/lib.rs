@@ -5,6 +5,7 @@
 mod config;
 mod metrics;
 mod outbound;
+mod publisher;
 mod query;
 mod schema;
 mod views;
@@ -20,6 +21,7 @@ use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
 pub use config::ProjectorConfig;
+pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use views::{Views, replay};
 
 /// A built projector: the query listener bound, nothing running yet.
@@ -123,6 +125,34 @@ impl Projector {
                     .map_err(|e| e.to_string())
             })
         };
+        let publisher = {
+            let (store, bus_config, cancel) =
+                (self.store.clone(), self.config.bus.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let subscription = Subscription::new(store, "event_publisher");
+                let mut backoff = Duration::from_millis(200);
+                while !cancel.is_cancelled() {
+                    match Bus::connect(bus_config.clone()).await {
+                        Ok(bus) => {
+                            backoff = Duration::from_millis(200);
+                            let mut handler = publisher::Publisher { bus: &bus };
+                            if let Err(e) = subscription.run(&mut handler, cancel.clone()).await {
+                                tracing::warn!(error = %e, "event publisher stopped, reconnecting");
+                            }
+                            bus.close().await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "broker unavailable for the event publisher")
+                        }
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            })
+        };
         let outbound = {
             let (outbound, bus_config, cancel) = (
                 self.outbound.clone(),
@@ -162,6 +192,7 @@ impl Projector {
             Ok(Ok(())) => {}
         }
         let _ = outbound.await;
+        let _ = publisher.await;
         Ok(())
     }
 }

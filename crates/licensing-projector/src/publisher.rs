@@ -1,0 +1,86 @@
+//! The event publisher: every committed event goes to `licensing.events` with routing key
+//! `license.<event_type>` (`test.license.<event_type>` for sandbox streams), as a versioned JSON
+//! envelope. The follower's checkpoint moves only after the broker confirmed the batch: at least
+//! once, in order per license (the event store is the outbox).
+
+use licensing_bus::Bus;
+use licensing_store::{Handler, RecordedEvent, Transaction};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The subscriber envelope's version.
+pub const EVENT_ENVELOPE_VERSION: u32 = 1;
+
+/// Where an event is published, and what subscribers receive.
+pub fn envelope(event: &RecordedEvent) -> (String, Value) {
+    let (sandbox, license) = match event.stream_id.strip_prefix("test-license-") {
+        Some(code) => (true, code),
+        None => (
+            false,
+            event
+                .stream_id
+                .strip_prefix("license-")
+                .unwrap_or(&event.stream_id),
+        ),
+    };
+    let routing_key = format!(
+        "{}license.{}",
+        if sandbox { "test." } else { "" },
+        event.event_type
+    );
+    let occurred_at = event.payload["at_ms"]
+        .as_i64()
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&Rfc3339).ok());
+    let mut payload = event.payload.clone();
+    if let Some(map) = payload.as_object_mut() {
+        map.remove("at_ms");
+    }
+    let body = json!({
+        "v": EVENT_ENVELOPE_VERSION,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "license": license,
+        "sandbox": sandbox,
+        "stream_version": event.stream_version,
+        "global_position": event.global_position,
+        "occurred_at": occurred_at,
+        "recorded_at": event.recorded_at.format(&Rfc3339).ok(),
+        "causation_id": event.metadata.causation_id,
+        "correlation_id": event.metadata.correlation_id,
+        "schema_version": event.schema_version,
+        "payload": payload,
+    });
+    (routing_key, body)
+}
+
+/// Publishes each batch before its checkpoint commits.
+#[derive(Debug)]
+pub(crate) struct Publisher<'a> {
+    /// The connected bus.
+    pub(crate) bus: &'a Bus,
+}
+
+impl Handler for Publisher<'_> {
+    type Error = String;
+
+    async fn handle(
+        &mut self,
+        _tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), String> {
+        for event in events {
+            let (routing_key, body) = envelope(event);
+            self.bus
+                .publish_event(
+                    &routing_key,
+                    body.to_string().as_bytes(),
+                    event.event_id.to_string(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
