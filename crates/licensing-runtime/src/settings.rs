@@ -145,6 +145,10 @@ impl Settings {
         };
         let (h, m) = raw[1..].split_once(':').ok_or_else(bad)?;
         let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        // Real zones lie between UTC-12:00 and UTC+14:00.
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
         time::UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
     }
 
