@@ -61,7 +61,11 @@ fn the_protocol_crate_knows_no_storage_queue_or_server() {
 
 #[test]
 fn services_never_depend_on_each_other_and_the_ingress_never_on_the_store() {
-    let services = ["licensing-ingress", "licensing-processor"];
+    let services = [
+        "licensing-ingress",
+        "licensing-processor",
+        "licensing-projector",
+    ];
     for service in services {
         let deps = member(service).dependencies;
         for other in services.iter().filter(|s| **s != service) {
