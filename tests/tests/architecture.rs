@@ -94,7 +94,12 @@ fn each_io_library_has_one_adapter() {
         ("reqwest", &["koogallery"]),
         (
             "actix-web",
-            &["licensing-runtime", "licensing-ingress", "koogallery-cli"],
+            &[
+                "licensing-runtime",
+                "licensing-ingress",
+                "licensing-projector",
+                "koogallery-cli",
+            ],
         ),
     ];
     for m in members() {
