@@ -99,6 +99,10 @@ fn binaries() -> PathBuf {
                     "licensing-ingress",
                     "-p",
                     "licensing-processor",
+                    "-p",
+                    "licensing-projector",
+                    "-p",
+                    "koogallery-cli",
                 ])
                 .current_dir(workspace())
                 .status()
