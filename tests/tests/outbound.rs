@@ -239,3 +239,83 @@ async fn subscribers_receive_every_event_in_order_and_sandbox_events_apart() {
     assert!(test_events.iter().all(|e| e["sandbox"] == true));
     bus.close().await;
 }
+
+#[tokio::test]
+async fn server_errors_are_retried_and_the_fallback_host_is_used() {
+    let sim = Simulator::start();
+    sim.put("PL703", "claimed").await;
+    sim.fault(json!({"status": 503, "count": 2})).await;
+    // The first host is down: the fallback (the simulator) answers.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(&down, &[("LICENSING_KOOGALLERY_FALLBACK_URL", &sim.url)]);
+    internal(&stack, "/v1/licenses/PL703/activation", json!({})).await;
+    eventually("the activation after two 503s", 30, || async {
+        stack
+            .event_types("license-PL703")
+            .await
+            .contains(&"activated".to_owned())
+            .then_some(())
+    })
+    .await;
+    let types = stack.event_types("license-PL703").await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "activation_failed").count(),
+        2,
+        "{types:?}"
+    );
+    let failed = &stack.events("license-PL703").await[2];
+    assert_eq!(failed.payload["failure"]["code"], "APIGW.0201");
+    assert_eq!(failed.payload["failure"]["retryable"], true);
+}
+
+#[tokio::test]
+async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
+    let sim = Simulator::start();
+    sim.put("PL704", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(
+        &sim.url,
+        &[("LICENSING_KOOGALLERY_SK", "not-the-secret-key")],
+    );
+    internal(&stack, "/v1/licenses/PL704/activation", json!({})).await;
+    eventually("the refusal to be recorded", 30, || async {
+        stack
+            .event_types("license-PL704")
+            .await
+            .contains(&"activation_failed".to_owned())
+            .then_some(())
+    })
+    .await;
+    let metrics = stack
+        .http
+        .get(stack.query_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"licensing_outbound_calls_total{kind="activate",disposition="credentials"} 1"#
+        ),
+        "{metrics}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        calls(&sim.requests().await, "/license/activate").len(),
+        1,
+        "no fast retry with refused credentials"
+    );
+    let failed = stack
+        .events("license-PL704")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "activation_failed")
+        .unwrap();
+    assert_eq!(failed.payload["failure"]["code"], "APIGW.0301");
+}

@@ -21,7 +21,8 @@ pub struct ProjectorConfig {
     pub query_addr: String,
     /// `LICENSING_API_TOKENS`.
     pub api_tokens: Vec<String>,
-    /// `LICENSING_KOOGALLERY_URL` (default the production host, with its fallback),
+    /// `LICENSING_KOOGALLERY_URL` (default the production host), `LICENSING_KOOGALLERY_FALLBACK_URL`
+    /// (default the production fallback host when the URL is the default, else none),
     /// `LICENSING_KOOGALLERY_AK`, `LICENSING_KOOGALLERY_SK`, `LICENSING_KOOGALLERY_CA`.
     pub marketplace: ClientConfig,
     /// `LICENSING_HEARTBEAT_TIME_ZONE` (default `+08:00`).
@@ -59,6 +60,12 @@ impl ProjectorConfig {
             } else {
                 marketplace.fallback_url = Url::parse(FALLBACK_URL).ok();
             }
+        }
+        if let Some(url) = settings.optional("LICENSING_KOOGALLERY_FALLBACK_URL")? {
+            marketplace.fallback_url = Some(
+                Url::parse(url.trim())
+                    .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_FALLBACK_URL", e))?,
+            );
         }
         if let Some(path) = settings.optional("LICENSING_KOOGALLERY_CA")? {
             let pem = std::fs::read(&path).map_err(|e| {

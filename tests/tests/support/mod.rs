@@ -67,6 +67,16 @@ impl Simulator {
         assert!(response.status().is_success());
     }
 
+    pub async fn fault(&self, fault: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/admin/faults", self.url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
     pub async fn requests(&self) -> Vec<Value> {
         reqwest::Client::new()
             .get(format!("{}/admin/requests", self.url))
@@ -261,6 +271,11 @@ impl Stack {
 
     /// Starts the projector, calling the marketplace at `marketplace_url` with the simulator's AK/SK.
     pub fn start_projector(&mut self, marketplace_url: &str) {
+        self.start_projector_with(marketplace_url, &[]);
+    }
+
+    /// Starts the projector with extra settings.
+    pub fn start_projector_with(&mut self, marketplace_url: &str, extra: &[(&str, &str)]) {
         let mut env = self.env.clone();
         env.extend(
             [
@@ -273,6 +288,10 @@ impl Stack {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
         self.projector = Some(Service::start("licensing-projector", &env));
     }
 
