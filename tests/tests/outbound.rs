@@ -319,3 +319,118 @@ async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
         .unwrap();
     assert_eq!(failed.payload["failure"]["code"], "APIGW.0301");
 }
+
+async fn query(stack: &Stack, path: &str) -> (u16, Value) {
+    let response = stack
+        .http
+        .get(stack.query_url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_query_api_lists_filters_pages_and_answers_as_of_a_past_instant() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    for body in [
+        status("PL710", "FREEZE"),
+        renew("PL711", "CS1", "20301231235959", false),
+        status("PL712", "FREEZE"),
+        status("PL713", "FREEZE"),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    stack.callback(&status("PL713", "UNFREEZE")).await;
+    stack.callback(&release("PL713")).await;
+    eventually("four views", 30, || async {
+        let (_, v) = query(&stack, "/v1/licenses/PL713").await;
+        (v["status"] == "released").then_some(())
+    })
+    .await;
+
+    let (status_code, frozen) = query(&stack, "/v1/licenses?status=frozen").await;
+    assert_eq!(status_code, 200);
+    let codes: Vec<&str> = frozen["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["license"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["PL710", "PL712"]);
+    let (_, page) = query(&stack, "/v1/licenses?limit=3").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, rest) = query(&stack, &format!("/v1/licenses?limit=3&cursor={cursor}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let (_, expiring) = query(
+        &stack,
+        "/v1/licenses?expire_after=2030-01-01T00:00:00Z&expire_before=2031-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(expiring["items"][0]["license"], "PL711");
+    assert_eq!(query(&stack, "/v1/licenses?expire_after=soon").await.0, 400);
+    assert_eq!(
+        stack
+            .http
+            .get(stack.query_url("/v1/licenses"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // As of each recorded instant, the state then.
+    let history = stack.events("license-PL713").await;
+    let at = |i: usize| {
+        history[i]
+            .recorded_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for (i, expected) in [(1, "frozen"), (2, "registered"), (3, "released")] {
+        let (_, v) = query(
+            &stack,
+            &format!("/v1/licenses/PL713?as_of={}", at(i).replace('+', "%2B")),
+        )
+        .await;
+        assert_eq!(v["status"], expected, "as of event {i}: {v}");
+    }
+    assert_eq!(
+        query(&stack, "/v1/licenses/PL713?as_of=2020-01-01T00:00:00Z")
+            .await
+            .0,
+        404
+    );
+    let (_, history_json) = query(&stack, "/v1/licenses/PL713/events").await;
+    assert_eq!(history_json.as_array().unwrap().len(), 4);
+    assert!(history_json[0]["metadata"]["correlation_id"].is_string());
+
+    let metrics = eventually("the gauges", 15, || async {
+        let text = stack
+            .http
+            .get(stack.query_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("licensing_projection_lag_seconds{follower=\"license_views\"}")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("licensing_outbound_jobs{kind=\"activate\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("licensing_heartbeat_debt 0"), "{metrics}");
+}

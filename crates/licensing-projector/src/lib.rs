@@ -70,6 +70,7 @@ impl Projector {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .route("/v1/licenses", web::get().to(query::list))
                 .route("/v1/licenses/{code}", web::get().to(query::license))
                 .route("/v1/licenses/{code}/events", web::get().to(query::events))
                 .configure(ops.clone())
@@ -182,6 +183,32 @@ impl Projector {
                 }
             })
         };
+        let gauges = {
+            let (metrics, store, zone, cancel) = (
+                self.outbound.metrics.clone(),
+                self.store.clone(),
+                self.config.day_zone,
+                cancel.clone(),
+            );
+            tokio::spawn(async move {
+                while !cancel.is_cancelled() {
+                    let now = time::OffsetDateTime::now_utc();
+                    let today = licensing_domain::Day::containing(
+                        licensing_domain::Timestamp::from_millis(
+                            (now.unix_timestamp_nanos() / 1_000_000) as i64,
+                        ),
+                        zone.whole_minutes().into(),
+                    );
+                    if let Err(e) = metrics.refresh(&store, today.number()).await {
+                        tracing::debug!(error = %e, "cannot refresh the gauges");
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            })
+        };
         let handle = self.server.handle();
         tokio::spawn(self.server);
         cancel.cancelled().await;
@@ -193,6 +220,7 @@ impl Projector {
         }
         let _ = outbound.await;
         let _ = publisher.await;
+        let _ = gauges.await;
         Ok(())
     }
 }

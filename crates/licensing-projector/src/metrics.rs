@@ -2,8 +2,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -13,6 +16,14 @@ type Labels = Vec<(&'static str, String)>;
 pub(crate) struct Metrics {
     /// Marketplace calls, by kind and disposition (`credentials` means the AK/SK was refused).
     pub(crate) calls: Family<Labels, Counter>,
+    /// Outbound jobs waiting, by kind.
+    pub(crate) jobs: Family<Labels, Gauge>,
+    /// Seconds the most overdue job has been due.
+    pub(crate) oldest_due: Gauge<f64, AtomicU64>,
+    /// Seconds between the newest event and the last one each follower handled.
+    pub(crate) lag: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Real licenses used today whose heartbeat the marketplace has not acknowledged.
+    pub(crate) heartbeat_debt: Gauge,
 }
 
 impl Metrics {
@@ -20,13 +31,90 @@ impl Metrics {
     pub(crate) fn register(registry: &Arc<Mutex<Registry>>) -> Self {
         let metrics = Self {
             calls: Family::default(),
+            jobs: Family::default(),
+            oldest_due: Gauge::default(),
+            lag: Family::default(),
+            heartbeat_debt: Gauge::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
             "licensing_outbound_calls",
-            "Marketplace calls, by kind and disposition",
+            "Marketplace calls, by kind and disposition (credentials: AK/SK refused)",
             metrics.calls.clone(),
         );
+        r.register(
+            "licensing_outbound_jobs",
+            "Outbound jobs waiting, by kind",
+            metrics.jobs.clone(),
+        );
+        r.register(
+            "licensing_outbound_oldest_due_seconds",
+            "How long the most overdue outbound job has been due",
+            metrics.oldest_due.clone(),
+        );
+        r.register(
+            "licensing_projection_lag_seconds",
+            "Newest event minus the last one handled, by follower",
+            metrics.lag.clone(),
+        );
+        r.register(
+            "licensing_heartbeat_debt",
+            "Licenses used today without an acknowledged heartbeat",
+            metrics.heartbeat_debt.clone(),
+        );
         metrics
+    }
+
+    /// Refreshes the gauges from the database.
+    pub(crate) async fn refresh(
+        &self,
+        store: &licensing_store::Store,
+        today: i64,
+    ) -> Result<(), licensing_store::StoreError> {
+        let client = store.client().await?;
+        for kind in ["activate", "heartbeat"] {
+            self.jobs
+                .get_or_create(&vec![("kind", kind.to_owned())])
+                .set(0);
+        }
+        for row in client
+            .query(
+                "SELECT kind, count(*) FROM outbound_jobs GROUP BY kind",
+                &[],
+            )
+            .await?
+        {
+            self.jobs
+                .get_or_create(&vec![("kind", row.get::<_, String>(0))])
+                .set(row.get(1));
+        }
+        let oldest: f64 = client
+            .query_one("SELECT coalesce(extract(epoch FROM now() - min(due_at))::float8, 0) FROM outbound_jobs WHERE due_at <= now()", &[])
+            .await?
+            .get(0);
+        self.oldest_due.set(oldest.max(0.0));
+        let lags = client
+            .query(
+                "SELECT c.name, coalesce(extract(epoch FROM (SELECT max(recorded_at) FROM events)
+                          - coalesce((SELECT recorded_at FROM events e WHERE e.global_position = c.position), 'epoch'))::float8, 0)
+                   FROM checkpoints c",
+                &[],
+            )
+            .await?;
+        for row in lags {
+            self.lag
+                .get_or_create(&vec![("follower", row.get::<_, String>(0))])
+                .set(row.get::<_, f64>(1).max(0.0));
+        }
+        let debt: i64 = client
+            .query_one(
+                "SELECT count(*) FROM license_views WHERE NOT sandbox AND status = 'active' AND last_usage_day = $1
+                    AND (last_heartbeat_day IS NULL OR last_heartbeat_day < $1)",
+                &[&today],
+            )
+            .await?
+            .get(0);
+        self.heartbeat_debt.set(debt);
+        Ok(())
     }
 }

@@ -46,6 +46,138 @@ fn rfc3339(t: Option<OffsetDateTime>) -> Value {
         .map_or(Value::Null, Value::String)
 }
 
+const VIEW_COLUMNS: &str = "license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since, \
+    expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status, drift, version, updated_at";
+
+fn view_json(r: &licensing_store::Row) -> Value {
+    json!({
+        "license": r.get::<_, String>(0),
+        "sandbox": r.get::<_, bool>(1),
+        "status": r.get::<_, String>(2),
+        "product_id": r.get::<_, Option<String>>(3),
+        "order_id": r.get::<_, Option<String>>(4),
+        "expire_at": rfc3339(r.get(5)),
+        "expire_time": r.get::<_, Option<String>>(6),
+        "frozen_since": rfc3339(r.get(7)),
+        "expected_release": rfc3339(r.get(8)),
+        "activation": {"status": r.get::<_, String>(9), "last_error": r.get::<_, Option<String>>(10)},
+        "last_usage_day": r.get::<_, Option<i64>>(11),
+        "last_heartbeat_day": r.get::<_, Option<i64>>(12),
+        "market_status": r.get::<_, Option<String>>(13),
+        "drift": r.get::<_, bool>(14),
+        "version": r.get::<_, i64>(15),
+        "updated_at": rfc3339(r.get(16)),
+    })
+}
+
+/// Filters of `GET /v1/licenses`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    product: Option<String>,
+    order: Option<String>,
+    #[serde(default)]
+    sandbox: bool,
+    expire_after: Option<String>,
+    expire_before: Option<String>,
+    /// Licenses whose last acknowledged heartbeat is before this day (or that have none).
+    heartbeat_before_day: Option<i64>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, HttpResponse> {
+    raw.map(|r| {
+        OffsetDateTime::parse(r, &Rfc3339).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{name} must be RFC 3339"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
+pub(crate) async fn list(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if !authorized(&req, &state.tokens) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+    }
+    let (after, before) = match (
+        instant("expire_after", query.expire_after.as_ref()),
+        instant("expire_before", query.expire_before.as_ref()),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let client = match state.store.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            );
+        }
+    };
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM license_views
+          WHERE sandbox = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR product_id = $3)
+            AND ($4::text IS NULL OR order_id = $4) AND ($5::timestamptz IS NULL OR expire_at >= $5)
+            AND ($6::timestamptz IS NULL OR expire_at < $6)
+            AND ($7::bigint IS NULL OR last_heartbeat_day IS NULL OR last_heartbeat_day < $7)
+            AND ($8::text IS NULL OR license > $8)
+          ORDER BY license LIMIT $9"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &query.sandbox,
+                &query.status,
+                &query.product,
+                &query.order,
+                &after,
+                &before,
+                &query.heartbeat_before_day,
+                &query.cursor,
+                &(limit + 1),
+            ],
+        )
+        .await;
+    match rows {
+        Ok(rows) => {
+            let more = rows.len() as i64 > limit;
+            let items: Vec<Value> = rows.iter().take(limit as usize).map(view_json).collect();
+            let next = if more {
+                items
+                    .last()
+                    .and_then(|i| i["license"].as_str())
+                    .map(str::to_owned)
+            } else {
+                None
+            };
+            HttpResponse::Ok().json(json!({"items": items, "next_cursor": next}))
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
 /// Query parameters of `GET /v1/licenses/{code}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LicenseQuery {
@@ -94,33 +226,24 @@ pub(crate) async fn license(
     };
     let row = client
         .query_opt(
-            "SELECT license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since, expected_release,
-                    activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status, drift, version, updated_at
-               FROM license_views WHERE license = $1 AND sandbox = $2",
+            &format!(
+                "SELECT {VIEW_COLUMNS} FROM license_views WHERE license = $1 AND sandbox = $2"
+            ),
             &[&code, &query.sandbox],
         )
         .await;
     match row {
-        Ok(Some(r)) => HttpResponse::Ok().json(json!({
-            "license": r.get::<_, String>(0),
-            "sandbox": r.get::<_, bool>(1),
-            "status": r.get::<_, String>(2),
-            "product_id": r.get::<_, Option<String>>(3),
-            "order_id": r.get::<_, Option<String>>(4),
-            "expire_at": rfc3339(r.get(5)),
-            "expire_time": r.get::<_, Option<String>>(6),
-            "frozen_since": rfc3339(r.get(7)),
-            "expected_release": rfc3339(r.get(8)),
-            "activation": {"status": r.get::<_, String>(9), "last_error": r.get::<_, Option<String>>(10)},
-            "last_usage_day": r.get::<_, Option<i64>>(11),
-            "last_heartbeat_day": r.get::<_, Option<i64>>(12),
-            "market_status": r.get::<_, Option<String>>(13),
-            "drift": r.get::<_, bool>(14),
-            "version": r.get::<_, i64>(15),
-            "updated_at": rfc3339(r.get(16)),
-        })),
-        Ok(None) => error(StatusCode::NOT_FOUND, "unknown_license", format!("no license {code}")),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        Ok(Some(r)) => HttpResponse::Ok().json(view_json(&r)),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code}"),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
     }
 }
 

@@ -25,7 +25,7 @@ pub use error::StoreError;
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};
-pub use tokio_postgres::{GenericClient, Transaction};
+pub use tokio_postgres::{GenericClient, Row, Transaction};
 pub use unit_of_work::UnitOfWork;
 
 /// Every committed event of a stream, read through `client` (a follower's transaction, say).
