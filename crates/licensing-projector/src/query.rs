@@ -87,17 +87,10 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
-fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, HttpResponse> {
-    raw.map(|r| {
-        OffsetDateTime::parse(r, &Rfc3339).map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                format!("{name} must be RFC 3339"),
-            )
-        })
-    })
-    .transpose()
+/// An optional RFC 3339 query parameter; the error names it.
+fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, String> {
+    raw.map(|r| OffsetDateTime::parse(r, &Rfc3339).map_err(|_| format!("{name} must be RFC 3339")))
+        .transpose()
 }
 
 /// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
@@ -118,7 +111,9 @@ pub(crate) async fn list(
         instant("expire_before", query.expire_before.as_ref()),
     ) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(message), _) | (_, Err(message)) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_query", message);
+        }
     };
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let client = match state.store.client().await {
