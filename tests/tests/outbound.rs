@@ -434,3 +434,39 @@ async fn the_query_api_lists_filters_pages_and_answers_as_of_a_past_instant() {
     );
     assert!(metrics.contains("licensing_heartbeat_debt 0"), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_lists_every_route() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    let document: Value = stack
+        .http
+        .get(stack.query_url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.0.3");
+    for route in [
+        "/v1/licenses",
+        "/v1/licenses/{code}",
+        "/v1/licenses/{code}/events",
+    ] {
+        assert!(
+            document["paths"][route]["get"].is_object(),
+            "{route} documented"
+        );
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        document, committed,
+        "the served document is the committed one"
+    );
+}

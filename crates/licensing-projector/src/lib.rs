@@ -42,6 +42,15 @@ impl std::fmt::Debug for Projector {
     }
 }
 
+/// The query API's OpenAPI document (committed as `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
 impl Projector {
     /// Binds the query listener.
     pub fn build(config: ProjectorConfig, registry: Arc<Mutex<Registry>>) -> anyhow::Result<Self> {
@@ -70,6 +79,7 @@ impl Projector {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .route("/openapi.json", web::get().to(openapi))
                 .route("/v1/licenses", web::get().to(query::list))
                 .route("/v1/licenses/{code}", web::get().to(query::license))
                 .route("/v1/licenses/{code}/events", web::get().to(query::events))
