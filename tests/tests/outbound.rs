@@ -470,3 +470,127 @@ async fn the_openapi_document_is_served_and_lists_every_route() {
         "the served document is the committed one"
     );
 }
+
+async fn views_snapshot(stack: &Stack) -> Vec<String> {
+    let client = stack.store.client().await.unwrap();
+    // Empty until the projector has created its table.
+    client
+        .query(
+            "SELECT row_to_json(v)::text FROM license_views v ORDER BY license, sandbox",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+async fn caught_up(stack: &Stack) -> bool {
+    let client = stack.store.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT (SELECT coalesce(max(global_position), 0) FROM events),
+                    (SELECT coalesce(min(position), 0) FROM checkpoints WHERE name IN ('license_views', 'event_publisher')),
+                    (SELECT count(*) FROM checkpoints WHERE name IN ('license_views', 'event_publisher'))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (last, slowest, followers): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    followers == 2 && slowest == last
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_everything_in_order()
+{
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    let mut config = licensing_bus::BusConfig::new(amqp_url());
+    config.prefix = stack.prefix.clone();
+    config.queue_type = licensing_bus::QueueType::Classic;
+    let bus = licensing_bus::Bus::connect(config).await.unwrap();
+    let mut subscriber = bus.subscribe_events("license.#", 1000).await.unwrap();
+    stack.start_projector(&sim.url);
+
+    let sending = async {
+        for i in 0..60 {
+            let license = format!("PL8{:02}", i % 10);
+            let body = match i / 10 % 3 {
+                0 => renew(&license, &format!("CS{i}"), "20301231235959", false),
+                1 => status(&license, "FREEZE"),
+                _ => status(&license, "UNFREEZE"),
+            };
+            assert_eq!(code(&stack.callback(&body).await), "000000");
+        }
+    };
+    let kill = async {
+        eventually("some views", 30, || async {
+            (views_snapshot(&stack).await.len() >= 3).then_some(())
+        })
+        .await;
+        stack.projector.as_ref().unwrap().signal("KILL");
+    };
+    tokio::join!(sending, kill);
+    stack.projector.as_mut().unwrap().wait_exit(10);
+    stack.start_projector(&sim.url);
+    eventually("both followers to catch up", 30, || async {
+        caught_up(&stack).await.then_some(())
+    })
+    .await;
+
+    let live = views_snapshot(&stack).await;
+    assert_eq!(live.len(), 10);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target")
+        });
+    let output = std::process::Command::new(target.join("debug/licensing-projector"))
+        .arg("rebuild")
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("rebuilt 10 licenses from"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(
+        views_snapshot(&stack).await,
+        live,
+        "the views after the crash equal a full rebuild"
+    );
+
+    let total = stack.event_count().await as usize;
+    let mut seen = std::collections::HashMap::<String, Vec<i64>>::new();
+    let mut unique = std::collections::HashSet::new();
+    while unique.len() < total {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_secs(20), subscriber.next()).await;
+        let Ok(Some(Ok(message))) = next else {
+            panic!("only {} of {total} events arrived", unique.len())
+        };
+        message.ack().await.unwrap();
+        let event: Value = serde_json::from_slice(&message.body).unwrap();
+        if unique.insert(event["event_id"].as_str().unwrap().to_owned()) {
+            seen.entry(event["license"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(event["stream_version"].as_i64().unwrap());
+        }
+    }
+    for (license, versions) in seen {
+        assert_eq!(
+            versions,
+            (1..=versions.len() as i64).collect::<Vec<_>>(),
+            "{license}: first deliveries in order, none lost"
+        );
+    }
+    bus.close().await;
+}

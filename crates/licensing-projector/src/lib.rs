@@ -7,6 +7,7 @@ mod metrics;
 mod outbound;
 mod publisher;
 mod query;
+mod rebuild;
 mod schema;
 mod views;
 
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 pub use config::ProjectorConfig;
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
+pub use rebuild::{RebuildReport, rebuild};
 pub use views::{Views, replay};
 
 /// A built projector: the query listener bound, nothing running yet.

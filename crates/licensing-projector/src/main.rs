@@ -1,5 +1,8 @@
 //! `licensing-projector`: license views, the query API, and the outbound activation and heartbeat
 //! calls. Settings: see the README.
+//!
+//! `licensing-projector rebuild` rebuilds the license view from the event store into a new table
+//! and swaps it in while the service keeps running (needs only `LICENSING_DATABASE_URL`).
 
 use std::sync::{Arc, Mutex};
 
@@ -9,13 +12,59 @@ use prometheus_client::registry::Registry;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [] => run().await,
+        [command] if command == "rebuild" => rebuild().await,
+        _ => {
+            eprintln!("usage: licensing-projector [rebuild]");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("licensing-projector: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn rebuild() -> anyhow::Result<()> {
+    use std::io::Write;
+    let settings = Settings::load()?;
+    let store = licensing_store::Store::connect(&licensing_store::StoreConfig::new(
+        settings.required("LICENSING_DATABASE_URL")?,
+    ))?;
+    let mut last_shown = std::time::Instant::now();
+    let report = licensing_projector::rebuild(&store, |done, total| {
+        if done == total || last_shown.elapsed().as_millis() > 200 {
+            const WIDTH: u64 = 40;
+            let filled = if total == 0 {
+                WIDTH
+            } else {
+                done * WIDTH / total
+            };
+            eprint!(
+                "\r[{}{}] {done}/{total} licenses",
+                "#".repeat(filled as usize),
+                "-".repeat((WIDTH - filled) as usize)
+            );
+            let _ = std::io::stderr().flush();
+            last_shown = std::time::Instant::now();
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!();
+    println!(
+        "rebuilt {} licenses from {} events in {:.2} s ({:.0} events/s); the new view is live",
+        report.streams,
+        report.events,
+        report.seconds,
+        report.events as f64 / report.seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -2,8 +2,10 @@
 
 use licensing_store::{Store, StoreError};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS license_views (
+/// The license view's table, under a given name (the live one, or one being rebuilt).
+pub(crate) fn view_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (
     license            text        NOT NULL,
     sandbox            boolean     NOT NULL,
     status             text        NOT NULL,
@@ -23,9 +25,12 @@ CREATE TABLE IF NOT EXISTS license_views (
     updated_at         timestamptz NOT NULL,
     PRIMARY KEY (license, sandbox)
 );
-CREATE INDEX IF NOT EXISTS license_views_status ON license_views (status, license);
-CREATE INDEX IF NOT EXISTS license_views_expire ON license_views (expire_at);
+CREATE INDEX IF NOT EXISTS {name}_status ON {name} (status, license);
+CREATE INDEX IF NOT EXISTS {name}_expire ON {name} (expire_at);"
+    )
+}
 
+const JOBS: &str = "
 -- Calls owed to the marketplace. The view follower creates, updates and deletes them from the
 -- license's state; the outbound worker takes due ones with FOR UPDATE SKIP LOCKED.
 CREATE TABLE IF NOT EXISTS outbound_jobs (
@@ -47,6 +52,7 @@ CREATE INDEX IF NOT EXISTS outbound_jobs_due ON outbound_jobs (due_at);
 /// Creates the projector's tables if they do not exist.
 pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
     let client = store.client().await?;
-    client.batch_execute(SCHEMA).await?;
+    client.batch_execute(&view_table("license_views")).await?;
+    client.batch_execute(JOBS).await?;
     Ok(())
 }

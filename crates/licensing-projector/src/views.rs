@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use licensing_domain::{self as domain, ActivationStatus, Day, License, Timestamp};
 use licensing_messages::event_codec;
-use licensing_store::{Handler, RecordedEvent, Transaction, Upcasters, load_stream};
+use licensing_store::{GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_stream};
 use time::{OffsetDateTime, UtcOffset};
 
 /// Rebuilds license views and outbound jobs.
@@ -44,24 +44,28 @@ fn activation_name(a: &ActivationStatus) -> (&'static str, Option<String>) {
     }
 }
 
-impl Views {
-    async fn rebuild(&self, tx: &Transaction<'_>, stream: &str) -> Result<(), String> {
-        let events = load_stream(tx, stream, &Upcasters::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        let state = replay(stream, &events)?;
-        let Some(code) = state.code.clone() else {
-            return Ok(());
-        };
-        let (activation, activation_error) = activation_name(&state.activation);
-        tx.execute(
-            "INSERT INTO license_views (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
-                 expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
-                 drift, version, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (license, sandbox) DO UPDATE SET status = $3, product_id = $4, order_id = $5, expire_at = $6,
-                 expire_raw = $7, frozen_since = $8, expected_release = $9, activation_status = $10, activation_error = $11,
-                 last_usage_day = $12, last_heartbeat_day = $13, market_status = $14, drift = $15, version = $16, updated_at = $17",
+/// Writes (inserts or replaces) a license's row in `table` (`license_views`, or a table being rebuilt).
+pub(crate) async fn write_view(
+    client: &impl GenericClient,
+    table: &str,
+    state: &License,
+) -> Result<(), String> {
+    let Some(code) = state.code.as_ref() else {
+        return Ok(());
+    };
+    let (activation, activation_error) = activation_name(&state.activation);
+    let sql = format!(
+        "INSERT INTO {table} (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
+             expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
+             drift, version, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (license, sandbox) DO UPDATE SET status = $3, product_id = $4, order_id = $5, expire_at = $6,
+             expire_raw = $7, frozen_since = $8, expected_release = $9, activation_status = $10, activation_error = $11,
+             last_usage_day = $12, last_heartbeat_day = $13, market_status = $14, drift = $15, version = $16, updated_at = $17"
+    );
+    client
+        .execute(
+            &sql,
             &[
                 &code.as_str(),
                 &state.sandbox,
@@ -71,7 +75,9 @@ impl Views {
                 &state.expire.as_ref().map(|e| ts(e.instant)),
                 &state.expire.as_ref().map(|e| e.raw.clone()),
                 &state.frozen_since.map(ts),
-                &state.expected_release(domain::DEFAULT_FREEZE_PERIOD_MS).map(ts),
+                &state
+                    .expected_release(domain::DEFAULT_FREEZE_PERIOD_MS)
+                    .map(ts),
                 &activation,
                 &activation_error,
                 &state.last_usage.as_ref().map(|(d, _)| d.number()),
@@ -79,11 +85,27 @@ impl Views {
                 &state.market_status.as_ref().map(|s| s.as_str().to_owned()),
                 &state.drift.is_some(),
                 &(state.version as i64),
-                &state.updated_at.map(ts).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                &state
+                    .updated_at
+                    .map(ts)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             ],
         )
         .await
         .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+impl Views {
+    async fn rebuild(&self, tx: &Transaction<'_>, stream: &str) -> Result<(), String> {
+        let events = load_stream(tx, stream, &Upcasters::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = replay(stream, &events)?;
+        let Some(code) = state.code.clone() else {
+            return Ok(());
+        };
+        write_view(tx, "license_views", &state).await?;
         if !state.sandbox {
             self.schedule(tx, &state, code.as_str()).await?;
         }
