@@ -40,11 +40,7 @@ async fn rebuild() -> anyhow::Result<()> {
     let report = licensing_projector::rebuild(&store, |done, total| {
         if done == total || last_shown.elapsed().as_millis() > 200 {
             const WIDTH: u64 = 40;
-            let filled = if total == 0 {
-                WIDTH
-            } else {
-                done * WIDTH / total
-            };
+            let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
             eprint!(
                 "\r[{}{}] {done}/{total} licenses",
                 "#".repeat(filled as usize),
