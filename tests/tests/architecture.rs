@@ -91,7 +91,7 @@ fn each_io_library_has_one_adapter() {
         ("tokio-postgres", &["licensing-store"]),
         ("deadpool-postgres", &["licensing-store"]),
         ("lapin", &["licensing-bus"]),
-        ("reqwest", &["koogallery"]),
+        ("reqwest", &["koogallery", "koogallery-cli"]),
         (
             "actix-web",
             &[

@@ -138,3 +138,53 @@ async fn probe_passes_saved_cases_repeatedly_and_fails_with_a_wrong_key() {
     );
     std::fs::remove_file(cases).ok();
 }
+
+#[tokio::test]
+async fn scenario_plays_a_whole_lifecycle_and_reports_a_wrong_expectation() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    let query = stack.query_url("");
+    let scenario = |license: &str, last_expectation: &str| {
+        serde_json::json!({
+            "callback_url": stack.callback_url(),
+            "key": KEY,
+            "internal_url": stack.internal_url(""),
+            "query_url": query,
+            "token": TOKEN,
+            "simulator_url": sim.url,
+            "license": license,
+            "steps": [
+                {"marketplace": "unclaimed", "license_info": {"expire_time": "20301231235959", "order_id": "CS9"}},
+                {"activate": {}, "expect_http": 202},
+                {"wait_event": "activation_awaiting_claim"},
+                {"marketplace": "claimed", "license_info": {"expire_time": "20301231235959", "order_id": "CS9"}},
+                {"wait_event": "activated"},
+                {"usage": {"account": "alice"}, "expect_http": 200},
+                {"wait_event": "heartbeat_acknowledged"},
+                {"callback": "renew", "expire": "20311231235959", "order": "CS10"},
+                {"callback": "freeze"},
+                {"expect_status": "frozen"},
+                {"callback": "unfreeze"},
+                {"callback": "release"},
+                {"expect_status": last_expectation, "timeout_seconds": 5}
+            ]
+        })
+    };
+    let file =
+        std::env::temp_dir().join(format!("scenario-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, scenario("PL900", "released").to_string()).unwrap();
+    let (code, out) = koogallery(&["scenario", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.trim_end().ends_with("13 passed, 0 failed"), "{out}");
+
+    // A status the license never has again: the step waits, then fails with what it saw.
+    std::fs::write(&file, scenario("PL901", "awaiting_claim").to_string()).unwrap();
+    let (code, out) = koogallery(&["scenario", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL 13: status \"released\", expected awaiting_claim"),
+        "{out}"
+    );
+    std::fs::remove_file(file).ok();
+}

@@ -6,6 +6,7 @@
 //! It also plays the marketplace: `sim` serves a local open API, `send` fires a signed callback,
 //! `probe` replays saved debug cases as the twice-daily probe does.
 
+mod scenario;
 mod send;
 mod sim;
 
@@ -148,6 +149,11 @@ enum Marketplace {
         #[arg(long)]
         test: bool,
     },
+    /// Play a license's lifecycle (a JSON scenario) against a running backend and the simulator.
+    Scenario {
+        /// The scenario file.
+        file: std::path::PathBuf,
+    },
     /// Replay saved debug cases against a seller's URL as the twice-daily probe does.
     Probe {
         /// The seller's callback URL.
@@ -272,6 +278,15 @@ fn marketplace(command: Marketplace) -> ExitCode {
                         Ok(false)
                     }
                 }
+            }
+            Marketplace::Scenario { file } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let (lines, all_passed) = scenario::run(&text).await?;
+                for line in lines {
+                    println!("{line}");
+                }
+                Ok(all_passed)
             }
             Marketplace::Probe { url, key, cases } => {
                 let text = std::fs::read_to_string(&cases)
