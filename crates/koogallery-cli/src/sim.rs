@@ -35,6 +35,9 @@ pub(crate) struct SimLicense {
     /// Activation time, `yyyyMMddHHmmss`, once active.
     #[serde(default)]
     pub(crate) activate_time: Option<String>,
+    /// A test code from 卖家中心 (申请测试授权码): activatable without the buyer's claim.
+    #[serde(default)]
+    pub(crate) test: bool,
 }
 
 fn default_expire() -> String {
