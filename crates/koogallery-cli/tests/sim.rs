@@ -288,7 +288,16 @@ async fn licenses_can_be_loaded_from_a_file() {
 #[tokio::test]
 async fn test_codes_need_no_claim() {
     let sim = start(&[]);
-    admin(&sim, "PUT", "/admin/licenses/PLTEST", json!({"state": "unclaimed", "test": true})).await;
-    let reply = client(&sim, SK).activate(&activate("PLTEST")).await.unwrap();
+    admin(
+        &sim,
+        "PUT",
+        "/admin/licenses/PLTEST",
+        json!({"state": "unclaimed", "test": true}),
+    )
+    .await;
+    let reply = client(&sim, SK)
+        .activate(&activate("PLTEST"))
+        .await
+        .unwrap();
     assert_eq!(reply.disposition, Disposition::Success);
 }
