@@ -594,3 +594,69 @@ async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_e
     }
     bus.close().await;
 }
+
+#[tokio::test]
+async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_one() {
+    let sim = Simulator::start();
+    sim.put("PL720", "active").await; // activated before, elsewhere
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    internal(&stack, "/v1/licenses/PL720/activation", json!({})).await;
+    eventually("the confirming heartbeat", 30, || async {
+        stack
+            .event_types("license-PL720")
+            .await
+            .contains(&"heartbeat_acknowledged".to_owned())
+            .then_some(())
+    })
+    .await;
+    let events = stack.events("license-PL720").await;
+    let activated = events.iter().find(|e| e.event_type == "activated").unwrap();
+    assert_eq!(
+        activated.payload["already_activated"], true,
+        "92020003 is treated as activated"
+    );
+    let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
+    assert_eq!(heartbeats.len(), 1);
+    assert_eq!(
+        heartbeats[0]["body"]["heartbeatInfo"]["thirdPartyAccount"], "licensing-backend",
+        "the configured default account"
+    );
+
+    // Use tomorrow (in the heartbeat zone): one more heartbeat, with that day's account.
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, body) = internal(
+        &stack,
+        "/v1/licenses/PL720/usage",
+        json!({"account": "carol", "at": tomorrow}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the next day's heartbeat", 30, || async {
+        let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
+        (heartbeats.len() == 2).then_some(())
+    })
+    .await;
+    // Restarting the projector sends nothing again for a day already acknowledged.
+    eventually("the acknowledgement", 30, || async {
+        let n = stack
+            .event_types("license-PL720")
+            .await
+            .iter()
+            .filter(|t| *t == "heartbeat_acknowledged")
+            .count();
+        (n == 2).then_some(())
+    })
+    .await;
+    stack.projector = None;
+    stack.start_projector(&sim.url);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
+    assert_eq!(heartbeats.len(), 2, "one per day, across a restart");
+    assert_eq!(
+        heartbeats[1]["body"]["heartbeatInfo"]["thirdPartyAccount"],
+        "carol"
+    );
+}

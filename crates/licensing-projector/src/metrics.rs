@@ -16,6 +16,8 @@ type Labels = Vec<(&'static str, String)>;
 pub(crate) struct Metrics {
     /// Marketplace calls, by kind and disposition (`credentials` means the AK/SK was refused).
     pub(crate) calls: Family<Labels, Counter>,
+    /// Failed marketplace calls, by kind and the marketplace's code (`92020005`, `APIGW.0301`, `timeout`…).
+    pub(crate) failures: Family<Labels, Counter>,
     /// Outbound jobs waiting, by kind.
     pub(crate) jobs: Family<Labels, Gauge>,
     /// Seconds the most overdue job has been due.
@@ -31,6 +33,7 @@ impl Metrics {
     pub(crate) fn register(registry: &Arc<Mutex<Registry>>) -> Self {
         let metrics = Self {
             calls: Family::default(),
+            failures: Family::default(),
             jobs: Family::default(),
             oldest_due: Gauge::default(),
             lag: Family::default(),
@@ -41,6 +44,11 @@ impl Metrics {
             "licensing_outbound_calls",
             "Marketplace calls, by kind and disposition (credentials: AK/SK refused)",
             metrics.calls.clone(),
+        );
+        r.register(
+            "licensing_outbound_failures",
+            "Failed marketplace calls, by kind and code",
+            metrics.failures.clone(),
         );
         r.register(
             "licensing_outbound_jobs",

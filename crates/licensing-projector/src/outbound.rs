@@ -196,6 +196,27 @@ impl Outbound {
                 ("disposition", disposition.as_str().to_owned()),
             ])
             .inc();
+        let failed_code = match &command {
+            CommandBody::RecordActivation {
+                result: ActivationResultV1::Failed { code, .. },
+                ..
+            }
+            | CommandBody::RecordActivation {
+                result: ActivationResultV1::AwaitingClaim { code, .. },
+                ..
+            }
+            | CommandBody::RecordHeartbeat {
+                result: HeartbeatResultV1::Failed { code, .. },
+                ..
+            } => Some(code.clone()),
+            _ => None,
+        };
+        if let Some(code) = failed_code {
+            self.metrics
+                .failures
+                .get_or_create(&vec![("kind", job.kind.clone()), ("code", code)])
+                .inc();
+        }
         if disposition == Disposition::Credentials {
             tracing::error!(license = %job.license, "the marketplace refused our AK/SK: check LICENSING_KOOGALLERY_AK and LICENSING_KOOGALLERY_SK");
         }
