@@ -5,8 +5,15 @@ use std::time::Instant;
 
 use licensing_store::{Store, Upcasters, load_stream};
 
+use futures_util::StreamExt;
+use licensing_domain::{self as domain, License};
+use licensing_messages::event_codec;
+
 use crate::schema::{self, view_table};
-use crate::views::{replay, write_view};
+use crate::views::{replay, write_view, write_views};
+
+/// Licenses written per statement while rebuilding.
+const BATCH: usize = 1000;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,26 +51,57 @@ pub async fn rebuild(
         .await
         .map_err(|e| e.to_string())?
         .get(0);
-    let streams: Vec<String> = client
-        .query(
-            "SELECT DISTINCT stream_id FROM events WHERE global_position <= $1",
+    let total: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT stream_id) FROM events WHERE global_position <= $1",
             &[&until],
         )
         .await
         .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let total = streams.len() as u64;
-    let mut events = 0u64;
-    for (i, stream) in streams.iter().enumerate() {
-        let stored = load_stream(&**client, stream, &Upcasters::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        events += stored.len() as u64;
-        write_view(&**client, NEXT, &replay(stream, &stored)?).await?;
-        progress(i as u64 + 1, total);
+        .get(0);
+    let total = total as u64;
+    // One ordered scan of the events; each license is folded as its rows go by, and the rows are
+    // written in batches.
+    let rows = client
+        .query_raw(
+            "SELECT stream_id, event_type, schema_version, payload FROM events
+              WHERE global_position <= $1 ORDER BY stream_id, stream_version",
+            &[&until],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = std::pin::pin!(rows);
+    let writer = store.client().await.map_err(|e| e.to_string())?;
+    let (mut events, mut done) = (0u64, 0u64);
+    let mut current: Option<(String, License)> = None;
+    let mut batch: Vec<License> = Vec::with_capacity(BATCH);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| e.to_string())?;
+        let stream: String = row.get(0);
+        if current.as_ref().is_some_and(|(s, _)| *s != stream) {
+            if let Some((_, state)) = current.take() {
+                batch.push(state);
+                done += 1;
+            }
+            if batch.len() == BATCH {
+                write_views(&**writer, NEXT, &batch).await?;
+                batch.clear();
+                progress(done, total);
+            }
+        }
+        let (_, state) = current.get_or_insert_with(|| (stream.clone(), License::default()));
+        let event = event_codec::decode(row.get(1), row.get(2), &row.get(3))
+            .map_err(|e| format!("{stream}: {e}"))?;
+        *state = domain::evolve(std::mem::take(state), &event);
+        events += 1;
     }
+    if let Some((_, state)) = current.take() {
+        batch.push(state);
+        done += 1;
+    }
+    write_views(&**writer, NEXT, &batch).await?;
+    progress(done, total);
+    drop(writer);
 
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     tx.execute(
@@ -106,7 +144,7 @@ pub async fn rebuild(
     .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(RebuildReport {
-        streams: total + recent.len() as u64,
+        streams: done + recent.len() as u64,
         events,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -96,6 +96,88 @@ pub(crate) async fn write_view(
     Ok(())
 }
 
+/// Writes many licenses' rows into `table` in one statement (rebuilds).
+pub(crate) async fn write_views(
+    client: &impl GenericClient,
+    table: &str,
+    states: &[License],
+) -> Result<(), String> {
+    let states: Vec<&License> = states.iter().filter(|s| s.code.is_some()).collect();
+    if states.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&License) -> Option<String>| {
+        states.iter().map(|s| f(s)).collect::<Vec<Option<String>>>()
+    };
+    let license = col(&|s| s.code.as_ref().map(|c| c.as_str().to_owned()));
+    let sandbox: Vec<bool> = states.iter().map(|s| s.sandbox).collect();
+    let status = col(&|s| Some(s.status().as_str().to_owned()));
+    let product = col(&|s| s.product_id.clone());
+    let order = col(&|s| s.order_id.clone());
+    let expire_at: Vec<Option<OffsetDateTime>> = states
+        .iter()
+        .map(|s| s.expire.as_ref().map(|e| ts(e.instant)))
+        .collect();
+    let expire_raw = col(&|s| s.expire.as_ref().map(|e| e.raw.clone()));
+    let frozen: Vec<Option<OffsetDateTime>> =
+        states.iter().map(|s| s.frozen_since.map(ts)).collect();
+    let release: Vec<Option<OffsetDateTime>> = states
+        .iter()
+        .map(|s| s.expected_release(domain::DEFAULT_FREEZE_PERIOD_MS).map(ts))
+        .collect();
+    let activation = col(&|s| Some(activation_name(&s.activation).0.to_owned()));
+    let activation_error = col(&|s| activation_name(&s.activation).1);
+    let usage: Vec<Option<i64>> = states
+        .iter()
+        .map(|s| s.last_usage.as_ref().map(|(d, _)| d.number()))
+        .collect();
+    let heartbeat: Vec<Option<i64>> = states
+        .iter()
+        .map(|s| s.last_heartbeat_day.map(Day::number))
+        .collect();
+    let market = col(&|s| s.market_status.as_ref().map(|m| m.as_str().to_owned()));
+    let drift: Vec<bool> = states.iter().map(|s| s.drift.is_some()).collect();
+    let version: Vec<i64> = states.iter().map(|s| s.version as i64).collect();
+    let updated: Vec<OffsetDateTime> = states
+        .iter()
+        .map(|s| s.updated_at.map(ts).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
+             expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
+             drift, version, updated_at)
+         SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+             $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[],
+             $15::bool[], $16::bigint[], $17::timestamptz[])"
+    );
+    client
+        .execute(
+            &sql,
+            &[
+                &license,
+                &sandbox,
+                &status,
+                &product,
+                &order,
+                &expire_at,
+                &expire_raw,
+                &frozen,
+                &release,
+                &activation,
+                &activation_error,
+                &usage,
+                &heartbeat,
+                &market,
+                &drift,
+                &version,
+                &updated,
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 impl Views {
     async fn rebuild(&self, tx: &Transaction<'_>, stream: &str) -> Result<(), String> {
         let events = load_stream(tx, stream, &Upcasters::new())
