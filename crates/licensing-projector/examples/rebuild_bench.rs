@@ -19,7 +19,7 @@ fn events_for(code: &LicenseCode, i: i64) -> Vec<NewEvent> {
         instant: at(99),
         raw: "20301231235959".into(),
     };
-    let domain_events = vec![
+    let domain_events = [
         Event::Registered(Registered {
             license: code.clone(),
             sandbox: false,
