@@ -660,3 +660,34 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
         "carol"
     );
 }
+
+#[tokio::test]
+async fn a_call_that_times_out_is_retried() {
+    let sim = Simulator::start();
+    sim.put("PL705", "claimed").await;
+    sim.fault(json!({"hang": true, "count": 1})).await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(&sim.url, &[("LICENSING_KOOGALLERY_TIMEOUT_MS", "500")]);
+    internal(&stack, "/v1/licenses/PL705/activation", json!({})).await;
+    eventually("the activation after a timeout", 30, || async {
+        stack
+            .event_types("license-PL705")
+            .await
+            .contains(&"activated".to_owned())
+            .then_some(())
+    })
+    .await;
+    let failed = stack
+        .events("license-PL705")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "activation_failed")
+        .expect("the timeout is recorded");
+    assert_eq!(
+        (
+            failed.payload["failure"]["code"].as_str(),
+            failed.payload["failure"]["retryable"].as_bool()
+        ),
+        (Some("timeout"), Some(true))
+    );
+}

@@ -194,23 +194,44 @@ fn unknown_types_versions_and_shapes_are_refused_with_a_reason() {
 /// for every type, every required key present, no key the schema does not know.
 #[test]
 fn the_documented_schemas_match_the_stored_payloads() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/event-schemas.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/event-schemas.json"
+    ))
+    .unwrap();
     let schemas: serde_json::Value = serde_json::from_str(&text).unwrap();
-    fn check(schema: &serde_json::Value, value: &serde_json::Value, defs: &serde_json::Value, path: &str) {
+    fn check(
+        schema: &serde_json::Value,
+        value: &serde_json::Value,
+        defs: &serde_json::Value,
+        path: &str,
+    ) {
         let schema = match schema["$ref"].as_str() {
             Some(r) => &defs[r.trim_start_matches("#/$defs/")],
             None => schema,
         };
-        let Some(object) = value.as_object() else { return };
-        if schema["type"] != "object" && !schema["type"].as_array().is_some_and(|t| t.contains(&"object".into())) {
+        let Some(object) = value.as_object() else {
+            return;
+        };
+        if schema["type"] != "object"
+            && !schema["type"]
+                .as_array()
+                .is_some_and(|t| t.contains(&"object".into()))
+        {
             return;
         }
         for required in schema["required"].as_array().into_iter().flatten() {
-            assert!(object.contains_key(required.as_str().unwrap()), "{path}: missing required {required}");
+            assert!(
+                object.contains_key(required.as_str().unwrap()),
+                "{path}: missing required {required}"
+            );
         }
         for (key, inner) in object {
             let property = &schema["properties"][key];
-            assert!(!property.is_null(), "{path}: key {key} is not in the schema");
+            assert!(
+                !property.is_null(),
+                "{path}: key {key} is not in the schema"
+            );
             check(property, inner, defs, &format!("{path}.{key}"));
         }
     }

@@ -23,7 +23,8 @@ pub struct ProjectorConfig {
     pub api_tokens: Vec<String>,
     /// `LICENSING_KOOGALLERY_URL` (default the production host), `LICENSING_KOOGALLERY_FALLBACK_URL`
     /// (default the production fallback host when the URL is the default, else none),
-    /// `LICENSING_KOOGALLERY_AK`, `LICENSING_KOOGALLERY_SK`, `LICENSING_KOOGALLERY_CA`.
+    /// `LICENSING_KOOGALLERY_AK`, `LICENSING_KOOGALLERY_SK`, `LICENSING_KOOGALLERY_CA`,
+    /// `LICENSING_KOOGALLERY_TIMEOUT_MS` (one call, default 10000).
     pub marketplace: ClientConfig,
     /// `LICENSING_HEARTBEAT_TIME_ZONE` (default `+08:00`).
     pub day_zone: UtcOffset,
@@ -67,6 +68,9 @@ impl ProjectorConfig {
                     .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_FALLBACK_URL", e))?,
             );
         }
+        marketplace.timeout = std::time::Duration::from_millis(
+            settings.parse_or("LICENSING_KOOGALLERY_TIMEOUT_MS", 10_000)?,
+        );
         if let Some(path) = settings.optional("LICENSING_KOOGALLERY_CA")? {
             let pem = std::fs::read(&path).map_err(|e| {
                 SettingsError::invalid("LICENSING_KOOGALLERY_CA", format!("{path}: {e}"))
