@@ -49,28 +49,12 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
 
     let (status, _) = internal(&stack, "/v1/licenses/PL700/activation", json!({})).await;
     assert_eq!(status, 202);
-    eventually(
-        "the marketplace to say the buyer has not claimed the code",
-        30,
-        || async {
-            stack
-                .event_types("license-PL700")
-                .await
-                .contains(&"activation_awaiting_claim".to_owned())
-                .then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_event("license-PL700", "activation_awaiting_claim")
+        .await;
 
     sim.put("PL700", "claimed").await;
-    eventually("the activation to succeed on a retry", 30, || async {
-        stack
-            .event_types("license-PL700")
-            .await
-            .contains(&"activated".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL700", "activated").await;
     let license = eventually("the view to show the license active", 30, || async {
         let v = view(&stack, "PL700").await;
         (v["status"] == "active").then_some(v)
@@ -100,14 +84,9 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
         .await;
         assert_eq!(status, 200, "{body}");
     }
-    eventually("the heartbeat to be acknowledged", 30, || async {
-        stack
-            .event_types("license-PL700")
-            .await
-            .contains(&"heartbeat_acknowledged".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_event("license-PL700", "heartbeat_acknowledged")
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
     assert_eq!(
@@ -130,14 +109,7 @@ async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
     internal(&stack, "/v1/licenses/PL701/activation", json!({})).await;
-    eventually("the activation", 30, || async {
-        stack
-            .event_types("license-PL701")
-            .await
-            .contains(&"activated".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL701", "activated").await;
     sim.put("PL701", "released").await;
     internal(
         &stack,
@@ -145,14 +117,7 @@ async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
         json!({"account": "alice"}),
     )
     .await;
-    eventually("the drift to be recorded", 30, || async {
-        stack
-            .event_types("license-PL701")
-            .await
-            .contains(&"drift_detected".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL701", "drift_detected").await;
     let v = eventually("the view to show the drift", 30, || async {
         let v = view(&stack, "PL701").await;
         (v["drift"] == true).then_some(v)
@@ -253,14 +218,7 @@ async fn server_errors_are_retried_and_the_fallback_host_is_used() {
     let mut stack = Stack::start(&[]).await;
     stack.start_projector_with(&down, &[("LICENSING_KOOGALLERY_FALLBACK_URL", &sim.url)]);
     internal(&stack, "/v1/licenses/PL703/activation", json!({})).await;
-    eventually("the activation after two 503s", 30, || async {
-        stack
-            .event_types("license-PL703")
-            .await
-            .contains(&"activated".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL703", "activated").await;
     let types = stack.event_types("license-PL703").await;
     assert_eq!(
         types.iter().filter(|t| *t == "activation_failed").count(),
@@ -282,14 +240,7 @@ async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
         &[("LICENSING_KOOGALLERY_SK", "not-the-secret-key")],
     );
     internal(&stack, "/v1/licenses/PL704/activation", json!({})).await;
-    eventually("the refusal to be recorded", 30, || async {
-        stack
-            .event_types("license-PL704")
-            .await
-            .contains(&"activation_failed".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL704", "activation_failed").await;
     let metrics = stack
         .http
         .get(stack.query_url("/metrics"))
@@ -602,14 +553,9 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
     internal(&stack, "/v1/licenses/PL720/activation", json!({})).await;
-    eventually("the confirming heartbeat", 30, || async {
-        stack
-            .event_types("license-PL720")
-            .await
-            .contains(&"heartbeat_acknowledged".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_event("license-PL720", "heartbeat_acknowledged")
+        .await;
     let events = stack.events("license-PL720").await;
     let activated = events.iter().find(|e| e.event_type == "activated").unwrap();
     assert_eq!(
@@ -669,14 +615,7 @@ async fn a_call_that_times_out_is_retried() {
     let mut stack = Stack::start(&[]).await;
     stack.start_projector_with(&sim.url, &[("LICENSING_KOOGALLERY_TIMEOUT_MS", "500")]);
     internal(&stack, "/v1/licenses/PL705/activation", json!({})).await;
-    eventually("the activation after a timeout", 30, || async {
-        stack
-            .event_types("license-PL705")
-            .await
-            .contains(&"activated".to_owned())
-            .then_some(())
-    })
-    .await;
+    stack.wait_event("license-PL705", "activated").await;
     let failed = stack
         .events("license-PL705")
         .await

@@ -16,24 +16,6 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResp
     HttpResponse::build(status).json(serde_json::json!({ "code": code, "message": message.into() }))
 }
 
-/// Constant-time comparison of a presented token with the configured ones.
-fn authorized(req: &HttpRequest, tokens: &[String]) -> bool {
-    let presented = req
-        .headers()
-        .get("Authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    tokens.iter().fold(false, |found, token| {
-        let same_length = token.len() == presented.len();
-        let difference = token
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |d, (a, b)| d | (a ^ b));
-        found | (same_length && difference == 0)
-    })
-}
-
 /// The message id of a request: derived from its `Idempotency-Key` (so a repeat is recognised by
 /// the processor and gets the first answer), else random; `None` for an unusable key.
 fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uuid> {
@@ -82,7 +64,7 @@ async fn submit_inner(
     license: &str,
     command: CommandBody,
 ) -> HttpResponse {
-    if !authorized(req, &state.config.api_tokens) {
+    if !licensing_runtime::bearer_authorized(req, &state.config.api_tokens) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

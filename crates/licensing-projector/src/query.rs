@@ -23,24 +23,6 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResp
     HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
 }
 
-fn authorized(req: &HttpRequest, tokens: &[String]) -> bool {
-    let presented = req
-        .headers()
-        .get("Authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    tokens.iter().fold(false, |found, token| {
-        let same = token.len() == presented.len()
-            && token
-                .bytes()
-                .zip(presented.bytes())
-                .fold(0u8, |d, (a, b)| d | (a ^ b))
-                == 0;
-        found | same
-    })
-}
-
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
     t.and_then(|t| t.format(&Rfc3339).ok())
         .map_or(Value::Null, Value::String)
@@ -99,7 +81,7 @@ pub(crate) async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.tokens) {
+    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -191,7 +173,7 @@ pub(crate) async fn license(
     query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.tokens) {
+    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -286,7 +268,7 @@ pub(crate) async fn events(
     query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.tokens) {
+    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

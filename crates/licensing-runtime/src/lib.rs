@@ -13,6 +13,25 @@ pub use ops::{Readiness, ops_server, ops_service};
 pub use settings::{Settings, SettingsError};
 pub use tokio_util::sync::CancellationToken;
 
+/// Whether the request carries `Authorization: Bearer <token>` with one of `tokens`, compared in
+/// constant time (the internal and query APIs).
+pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[String]) -> bool {
+    let presented = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    tokens.iter().fold(false, |found, token| {
+        let same_length = token.len() == presented.len();
+        let difference = token
+            .bytes()
+            .zip(presented.bytes())
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        found | (same_length && difference == 0)
+    })
+}
+
 /// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level
 /// from `RUST_LOG` (default `info`).
 pub fn init_logging(settings: &Settings) -> Result<(), SettingsError> {

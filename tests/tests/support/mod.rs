@@ -373,6 +373,18 @@ impl Stack {
             .collect()
     }
 
+    /// Waits (30 s at most) until the stream holds an event of `event_type`.
+    pub async fn wait_event(&self, stream: &str, event_type: &str) {
+        eventually(&format!("a {event_type} event in {stream}"), 30, || async {
+            self.event_types(stream)
+                .await
+                .iter()
+                .any(|t| t == event_type)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The number of events in the store.
     pub async fn event_count(&self) -> i64 {
         let client = self.store.client().await.unwrap();
