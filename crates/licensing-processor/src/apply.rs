@@ -78,72 +78,62 @@ pub async fn apply(
     now: OffsetDateTime,
 ) -> Result<Applied, ApplyError> {
     let mut unit = store.begin(Upcasters::new()).await?;
-    if let Some(stored) = unit.processed_reply(envelope.message_id).await? {
-        let reply = serde_json::from_value(stored)
-            .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))?;
-        unit.rollback().await?;
-        return Ok(Applied {
-            reply,
-            outcome: "redelivered",
-            events: 0,
-        });
-    }
     let callback = match &envelope.command {
         CommandBody::Callback(c) => Some(c),
         _ => None,
     };
     let content_key = callback.and_then(|c| c.content_key());
+    let stored_reply = |value: serde_json::Value| {
+        serde_json::from_value::<Reply>(value)
+            .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))
+    };
     let finish = |reply: Reply, outcome: &'static str, events: usize| Applied {
         reply,
         outcome,
         events,
     };
-
-    let applied = if let Some(c) = callback {
-        if unit.nonce_seen(&c.nonce, now).await? {
-            Some(finish(
-                Reply::callback(ResultCode::AuthenticationFailed, "nonce was used before"),
-                "replayed_nonce",
-                0,
-            ))
-        } else if let Some(key) = &content_key {
-            match unit.callback_reply(key).await? {
-                Some(stored) => Some(finish(
-                    serde_json::from_value(stored)
-                        .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))?,
-                    "repeated",
-                    0,
-                )),
-                None => None,
-            }
-        } else {
-            None
-        }
-    } else {
-        None
-    };
-
-    let applied = match applied {
-        Some(applied) => applied,
-        None => decide_and_append(&mut unit, how, envelope).await?,
-    };
-
-    if let Some(c) = callback {
-        if applied.outcome != "replayed_nonce"
-            && !unit.remember_nonce(&c.nonce, now, now + nonce_ttl).await?
-        {
-            // Another processor took this nonce meanwhile: start over, it will be seen.
-            unit.rollback().await?;
-            return Err(ApplyError::Conflict(format!("nonce {}", c.nonce)));
-        }
-        // Only a success is final; a refusal (strict mode's 000003) is decided again on retry.
-        if let (Some(key), "applied" | "unchanged") = (&content_key, applied.outcome) {
-            unit.record_callback(key, envelope.message_id, &applied.reply.to_value())
-                .await?;
-        }
-    }
-    unit.record_processed(envelope.message_id, &applied.reply.to_value())
+    // One round trip for everything the inbox knows about this command.
+    let known = unit
+        .inbox_lookup(
+            envelope.message_id,
+            callback.map(|c| c.nonce.as_str()),
+            content_key.as_deref(),
+            now,
+        )
         .await?;
+    if let Some(stored) = known.processed_reply {
+        unit.rollback().await?;
+        return Ok(finish(stored_reply(stored)?, "redelivered", 0));
+    }
+    let applied = match (callback, known.nonce_seen, known.callback_reply) {
+        (Some(_), true, _) => finish(
+            Reply::callback(ResultCode::AuthenticationFailed, "nonce was used before"),
+            "replayed_nonce",
+            0,
+        ),
+        (Some(_), false, Some(stored)) => finish(stored_reply(stored)?, "repeated", 0),
+        _ => decide_and_append(&mut unit, how, envelope).await?,
+    };
+
+    // One statement for everything the inbox must remember. Only a success is final for a
+    // callback's content; a refusal (strict mode's 000003) is decided again on retry.
+    let nonce = callback
+        .filter(|_| applied.outcome != "replayed_nonce")
+        .map(|c| (c.nonce.as_str(), now, now + nonce_ttl));
+    let key = content_key
+        .as_deref()
+        .filter(|_| matches!(applied.outcome, "applied" | "unchanged"));
+    if !unit
+        .record_outcome(envelope.message_id, &applied.reply.to_value(), nonce, key)
+        .await?
+    {
+        // Another processor took this nonce meanwhile: start over, it will be seen.
+        unit.rollback().await?;
+        return Err(ApplyError::Conflict(format!(
+            "nonce {}",
+            callback.map_or("", |c| c.nonce.as_str())
+        )));
+    }
     unit.commit().await?;
     Ok(applied)
 }

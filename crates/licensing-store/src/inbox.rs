@@ -132,3 +132,77 @@ impl Store {
         }
     }
 }
+
+/// What the inbox knows about a command, read in one round trip.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InboxLookup {
+    /// The stored reply, if this message was processed before.
+    pub processed_reply: Option<Value>,
+    /// Whether the nonce was seen and has not expired.
+    pub nonce_seen: bool,
+    /// The first answer to a callback with this content key.
+    pub callback_reply: Option<Value>,
+}
+
+impl UnitOfWork {
+    /// [`UnitOfWork::processed_reply`], [`UnitOfWork::nonce_seen`] and
+    /// [`UnitOfWork::callback_reply`] in one query.
+    pub async fn inbox_lookup(
+        &self,
+        message_id: Uuid,
+        nonce: Option<&str>,
+        content_key: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<InboxLookup, StoreError> {
+        let row = self
+            .client()?
+            .query_one(
+                "SELECT (SELECT reply FROM inbox_messages WHERE message_id = $1),
+                        EXISTS (SELECT 1 FROM inbox_nonces WHERE nonce = $2 AND expires_at > $3),
+                        (SELECT reply FROM inbox_callbacks WHERE content_key = $4)",
+                &[&message_id, &nonce, &now, &content_key],
+            )
+            .await?;
+        Ok(InboxLookup {
+            processed_reply: row.get(0),
+            nonce_seen: row.get(1),
+            callback_reply: row.get(2),
+        })
+    }
+
+    /// [`UnitOfWork::remember_nonce`] (when a nonce is given), [`UnitOfWork::record_callback`]
+    /// (when a content key is given) and [`UnitOfWork::record_processed`] in one statement.
+    /// Returns `false` when the nonce is remembered already and not expired (nothing to keep: roll back).
+    pub async fn record_outcome(
+        &self,
+        message_id: Uuid,
+        reply: &Value,
+        nonce: Option<(&str, OffsetDateTime, OffsetDateTime)>,
+        content_key: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (nonce_text, now, expires_at) = match nonce {
+            Some((n, now, expires)) => (Some(n), Some(now), Some(expires)),
+            None => (None, None, None),
+        };
+        let row = self
+            .client()?
+            .query_one(
+                "WITH nonce AS (
+                     INSERT INTO inbox_nonces AS n (nonce, expires_at)
+                     SELECT $3, $5 WHERE $3::text IS NOT NULL
+                     ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE n.expires_at <= $4
+                     RETURNING 1
+                 ), callback AS (
+                     INSERT INTO inbox_callbacks (content_key, message_id, reply)
+                     SELECT $6, $1, $2 WHERE $6::text IS NOT NULL
+                     ON CONFLICT (content_key) DO NOTHING
+                 ), processed AS (
+                     INSERT INTO inbox_messages (message_id, reply) VALUES ($1, $2)
+                 )
+                 SELECT $3::text IS NULL OR EXISTS (SELECT 1 FROM nonce)",
+                &[&message_id, reply, &nonce_text, &now, &expires_at, &content_key],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}

@@ -23,6 +23,7 @@ mod unit_of_work;
 pub use append::AppendOutcome;
 pub use error::StoreError;
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
+pub use inbox::InboxLookup;
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};
 pub use tokio_postgres::{GenericClient, Row, Transaction};

@@ -135,3 +135,74 @@ async fn the_retention_job_purges_expired_nonces_until_cancelled() {
         .expect("the job stops when cancelled")
         .unwrap();
 }
+
+#[tokio::test]
+async fn one_lookup_and_one_write_cover_the_whole_inbox() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let now = OffsetDateTime::now_utc();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    assert_eq!(
+        unit.inbox_lookup(first, Some("n1"), Some("k1"), now)
+            .await
+            .unwrap(),
+        licensing_store::InboxLookup::default()
+    );
+    assert!(
+        unit.record_outcome(
+            first,
+            &json!({"r": 1}),
+            Some(("n1", now, now + Duration::minutes(10))),
+            Some("k1")
+        )
+        .await
+        .unwrap()
+    );
+    unit.commit().await.unwrap();
+
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let known = unit
+        .inbox_lookup(first, Some("n1"), Some("k1"), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            known.processed_reply,
+            known.nonce_seen,
+            known.callback_reply
+        ),
+        (Some(json!({"r": 1})), true, Some(json!({"r": 1})))
+    );
+    // The same nonce again, not expired: refused, and the caller rolls back.
+    assert!(
+        !unit
+            .record_outcome(
+                second,
+                &json!({"r": 2}),
+                Some(("n1", now, now + Duration::minutes(10))),
+                None
+            )
+            .await
+            .unwrap()
+    );
+    unit.rollback().await.unwrap();
+    // Without a nonce or a key, only the message is remembered.
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    assert!(
+        unit.record_outcome(second, &json!({"r": 2}), None, None)
+            .await
+            .unwrap()
+    );
+    unit.commit().await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let known = unit.inbox_lookup(second, None, None, now).await.unwrap();
+    assert_eq!(
+        (
+            known.processed_reply,
+            known.nonce_seen,
+            known.callback_reply
+        ),
+        (Some(json!({"r": 2})), false, None)
+    );
+}
