@@ -9,6 +9,7 @@ use licensing_runtime::CancellationToken;
 use licensing_store::Store;
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::apply::{ApplyError, apply};
 use crate::config::ProcessorConfig;
@@ -190,8 +191,21 @@ impl Processor {
                     .await;
             }
         };
+        // The span follows the future across threads (an entered guard held over an await would not).
         let span = tracing::info_span!("command", correlation_id = %envelope.correlation_id, message_id = %envelope.message_id, license = %envelope.license(), kind = %kind(&envelope));
-        let _entered = span.enter();
+        self.apply_and_settle(bus, incoming, envelope, cancel)
+            .instrument(span)
+            .await
+    }
+
+    /// Applies a decoded command, retrying what can be retried, then replies and acks (or parks it).
+    async fn apply_and_settle(
+        &self,
+        bus: &Bus,
+        incoming: Incoming,
+        envelope: CommandEnvelope,
+        cancel: &CancellationToken,
+    ) -> Result<(), licensing_bus::BusError> {
         let ttl =
             time::Duration::try_from(self.config.nonce_ttl).unwrap_or(time::Duration::minutes(10));
         let mut backoff = Duration::from_millis(100);

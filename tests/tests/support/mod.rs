@@ -130,6 +130,8 @@ fn binaries() -> PathBuf {
 pub struct Service {
     pub child: Child,
     pub ready: Value,
+    /// What it wrote to standard error (panics land there).
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Service {
@@ -153,9 +155,20 @@ impl Service {
         }
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("the service starts");
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let lines = stderr_lines.clone();
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -180,7 +193,22 @@ impl Service {
         let ready = rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{binary} did not log ready within 60 s"));
-        Self { child, ready }
+        Self {
+            child,
+            ready,
+            stderr: stderr_lines,
+        }
+    }
+
+    /// Lines of standard error that report a panic.
+    pub fn panics(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("panicked"))
+            .cloned()
+            .collect()
     }
 
     /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`).
@@ -397,8 +425,14 @@ impl Stack {
 }
 
 impl Drop for Stack {
-    /// Stops the services, then removes this stack's exchanges and queues from RabbitMQ.
+    /// Stops the services, then removes this stack's exchanges and queues from RabbitMQ. A service
+    /// that panicked fails the test, even when the system kept working around it.
     fn drop(&mut self) {
+        let panics: Vec<String> = [&self.ingress, &self.processor, &self.projector]
+            .into_iter()
+            .flatten()
+            .flat_map(Service::panics)
+            .collect();
         self.ingress = None;
         self.processor = None;
         self.projector = None;
@@ -418,6 +452,9 @@ impl Drop for Stack {
             })
         });
         let _ = cleanup.join();
+        if !std::thread::panicking() {
+            assert!(panics.is_empty(), "a service panicked: {panics:?}");
+        }
     }
 }
 
