@@ -463,13 +463,11 @@ pub(crate) async fn run(
     .workers(2)
     .bind(listen)?;
     let address = server.addrs()[0];
-    #[allow(clippy::print_stdout)]
-    {
-        println!(
-            "{}",
-            json!({"message": "koogallery sim ready", "listen": address.to_string()})
-        );
-    }
+    // One JSON line with the bound address, for whoever started the simulator.
+    println!(
+        "{}",
+        json!({"message": "koogallery sim ready", "listen": address.to_string()})
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     server.run().await
