@@ -10,97 +10,6 @@ use crate::error::StoreError;
 use crate::store::Store;
 use crate::unit_of_work::UnitOfWork;
 
-impl UnitOfWork {
-    /// The reply stored for a queue message already processed.
-    pub async fn processed_reply(&self, message_id: Uuid) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                "SELECT reply FROM inbox_messages WHERE message_id = $1",
-                &[&message_id],
-            )
-            .await?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    /// Records that a message was processed, with its reply.
-    pub async fn record_processed(
-        &self,
-        message_id: Uuid,
-        reply: &Value,
-    ) -> Result<(), StoreError> {
-        self.client()?
-            .execute(
-                "INSERT INTO inbox_messages (message_id, reply) VALUES ($1, $2)",
-                &[&message_id, reply],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The first answer given to a callback with this content key.
-    pub async fn callback_reply(&self, content_key: &str) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                "SELECT reply FROM inbox_callbacks WHERE content_key = $1",
-                &[&content_key],
-            )
-            .await?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    /// Records the answer to a callback by content key. Keeps the first answer if there is one.
-    pub async fn record_callback(
-        &self,
-        content_key: &str,
-        message_id: Uuid,
-        reply: &Value,
-    ) -> Result<(), StoreError> {
-        self.client()?
-            .execute(
-                "INSERT INTO inbox_callbacks (content_key, message_id, reply) VALUES ($1, $2, $3) \
-                 ON CONFLICT (content_key) DO NOTHING",
-                &[&content_key, &message_id, reply],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Whether a nonce was seen and has not expired at `now`. A read: call it before the append.
-    pub async fn nonce_seen(&self, nonce: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                "SELECT 1 FROM inbox_nonces WHERE nonce = $1 AND expires_at > $2",
-                &[&nonce, &now],
-            )
-            .await?;
-        Ok(row.is_some())
-    }
-
-    /// Remembers a nonce until `expires_at`. Returns `false` when it is remembered already and not
-    /// expired at `now` (a replay racing this one); an expired entry is taken over.
-    pub async fn remember_nonce(
-        &self,
-        nonce: &str,
-        now: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                "INSERT INTO inbox_nonces AS n (nonce, expires_at) VALUES ($1, $3) \
-                 ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-                 WHERE n.expires_at <= $2 \
-                 RETURNING 1",
-                &[&nonce, &now, &expires_at],
-            )
-            .await?;
-        Ok(row.is_some())
-    }
-}
-
 impl Store {
     /// Deletes nonces expired at `now`; returns how many. Run it periodically (the retention job).
     pub async fn purge_expired_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -145,8 +54,9 @@ pub struct InboxLookup {
 }
 
 impl UnitOfWork {
-    /// [`UnitOfWork::processed_reply`], [`UnitOfWork::nonce_seen`] and
-    /// [`UnitOfWork::callback_reply`] in one query.
+    /// Everything the inbox knows about a command, in one query: the stored reply of its message
+    /// id, whether its nonce was seen and has not expired at `now`, and the first answer given to a
+    /// callback with its content key.
     pub async fn inbox_lookup(
         &self,
         message_id: Uuid,
@@ -170,9 +80,11 @@ impl UnitOfWork {
         })
     }
 
-    /// [`UnitOfWork::remember_nonce`] (when a nonce is given), [`UnitOfWork::record_callback`]
-    /// (when a content key is given) and [`UnitOfWork::record_processed`] in one statement.
-    /// Returns `false` when the nonce is remembered already and not expired (nothing to keep: roll back).
+    /// Remembers, in one statement: the message id with its reply; the nonce until its expiry
+    /// (`(nonce, now, expires_at)`; an expired entry is taken over); the callback's content key with
+    /// its answer, keeping the first answer if there is one. Returns `false` when the nonce is
+    /// remembered already and not expired: a replay racing this command (roll back). A message id
+    /// recorded twice is an error.
     pub async fn record_outcome(
         &self,
         message_id: Uuid,

@@ -6,7 +6,8 @@
 //!   can never be joined later by an event below it (gap-safe, ADR 0005).
 //! - [`Subscription`] follows the global order with a checkpoint committed together with the
 //!   follower's own work, woken by `LISTEN/NOTIFY`, polling as a fallback.
-//! - The inbox methods of [`UnitOfWork`] remember processed messages, callback answers and nonces.
+//! - [`UnitOfWork::inbox_lookup`] and [`UnitOfWork::record_outcome`] read and write, in one round
+//!   trip each, the processed messages, the callback answers and the nonces.
 //! - [`Upcasters`] turn old payload versions into current ones on read.
 
 mod append;

@@ -174,8 +174,9 @@ async fn a_transaction_appends_once_after_any_inbox_writes() {
     let store = db.store();
     let now = time::OffsetDateTime::now_utc();
     let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let nonce = Some(("n1", now, now + time::Duration::minutes(10)));
     assert!(
-        unit.remember_nonce("n1", now, now + time::Duration::minutes(10))
+        unit.record_outcome(uuid::Uuid::new_v4(), &serde_json::json!({}), nonce, None)
             .await
             .unwrap()
     );

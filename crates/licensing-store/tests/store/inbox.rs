@@ -1,30 +1,45 @@
 //! The inbox: stored replies for redelivered messages and repeated callbacks, and nonces with expiry.
 
-use licensing_store::Upcasters;
 use licensing_store::testing::TestDatabase;
+use licensing_store::{InboxLookup, Upcasters};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
+
+/// A nonce to remember from `now` for `minutes`.
+fn remember(
+    nonce: &str,
+    now: OffsetDateTime,
+    minutes: i64,
+) -> Option<(&str, OffsetDateTime, OffsetDateTime)> {
+    Some((nonce, now, now + Duration::minutes(minutes)))
+}
 
 #[tokio::test]
 async fn a_processed_message_keeps_its_reply() {
     let db = TestDatabase::create().await;
     let store = db.store();
     let id = Uuid::new_v4();
+    let now = OffsetDateTime::now_utc();
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    assert_eq!(unit.processed_reply(id).await.unwrap(), None);
-    unit.record_processed(id, &json!({"resultCode": "000000"}))
-        .await
-        .unwrap();
+    assert_eq!(
+        unit.inbox_lookup(id, None, None, now).await.unwrap(),
+        InboxLookup::default()
+    );
+    assert!(
+        unit.record_outcome(id, &json!({"resultCode": "000000"}), None, None)
+            .await
+            .unwrap()
+    );
     unit.commit().await.unwrap();
 
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    assert_eq!(
-        unit.processed_reply(id).await.unwrap(),
-        Some(json!({"resultCode": "000000"}))
-    );
+    let known = unit.inbox_lookup(id, None, None, now).await.unwrap();
+    assert_eq!(known.processed_reply, Some(json!({"resultCode": "000000"})));
     assert!(
-        unit.record_processed(id, &json!({})).await.is_err(),
+        unit.record_outcome(id, &json!({}), None, None)
+            .await
+            .is_err(),
         "a message is processed once"
     );
 }
@@ -33,21 +48,32 @@ async fn a_processed_message_keeps_its_reply() {
 async fn a_callback_keeps_its_first_reply() {
     let db = TestDatabase::create().await;
     let store = db.store();
+    let now = OffsetDateTime::now_utc();
     let key = "refreshLicenseCode|PL1|CS1|CS1-1|RENEWAL|20250101000000|";
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    unit.record_callback(key, Uuid::new_v4(), &json!({"first": true}))
+    unit.record_outcome(Uuid::new_v4(), &json!({"first": true}), None, Some(key))
         .await
         .unwrap();
-    unit.record_callback(key, Uuid::new_v4(), &json!({"first": false}))
+    unit.record_outcome(Uuid::new_v4(), &json!({"first": false}), None, Some(key))
         .await
         .unwrap();
     unit.commit().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
+    let id = Uuid::new_v4();
     assert_eq!(
-        unit.callback_reply(key).await.unwrap(),
+        unit.inbox_lookup(id, None, Some(key), now)
+            .await
+            .unwrap()
+            .callback_reply,
         Some(json!({"first": true}))
     );
-    assert_eq!(unit.callback_reply("other").await.unwrap(), None);
+    assert_eq!(
+        unit.inbox_lookup(id, None, Some("other"), now)
+            .await
+            .unwrap()
+            .callback_reply,
+        None
+    );
 }
 
 #[tokio::test]
@@ -55,31 +81,47 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
     let db = TestDatabase::create().await;
     let store = db.store();
     let t0 = OffsetDateTime::now_utc();
-    let ttl = Duration::minutes(10);
+    let seen = |nonce, now| {
+        let store = store.clone();
+        async move {
+            let unit = store.begin(Upcasters::new()).await.unwrap();
+            unit.inbox_lookup(Uuid::new_v4(), Some(nonce), None, now)
+                .await
+                .unwrap()
+                .nonce_seen
+        }
+    };
 
+    assert!(!seen("n1", t0).await);
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    assert!(!unit.nonce_seen("n1", t0).await.unwrap());
-    assert!(unit.remember_nonce("n1", t0, t0 + ttl).await.unwrap());
     assert!(
-        unit.remember_nonce("n2", t0, t0 + Duration::minutes(1))
+        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n1", t0, 10), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n2", t0, 1), None)
             .await
             .unwrap()
     );
     unit.commit().await.unwrap();
 
-    let unit = store.begin(Upcasters::new()).await.unwrap();
     let later = t0 + Duration::minutes(5);
+    assert!(seen("n1", later).await, "a replay within ten minutes");
+    assert!(!seen("n2", later).await, "n2 expired after a minute");
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        unit.nonce_seen("n1", later).await.unwrap(),
-        "a replay within ten minutes"
+        !unit
+            .record_outcome(Uuid::new_v4(), &json!({}), remember("n1", later, 10), None)
+            .await
+            .unwrap()
     );
-    assert!(!unit.remember_nonce("n1", later, later + ttl).await.unwrap());
+    unit.rollback().await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        !unit.nonce_seen("n2", later).await.unwrap(),
-        "n2 expired after a minute"
-    );
-    assert!(
-        unit.remember_nonce("n2", later, later + ttl).await.unwrap(),
+        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n2", later, 10), None)
+            .await
+            .unwrap(),
         "an expired nonce may be used again"
     );
     unit.commit().await.unwrap();
@@ -95,14 +137,11 @@ async fn the_retention_job_purges_expired_nonces_until_cancelled() {
     let store = db.store();
     let now = OffsetDateTime::now_utc();
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    unit.remember_nonce(
-        "old",
-        now - Duration::minutes(20),
-        now - Duration::minutes(10),
-    )
-    .await
-    .unwrap();
-    unit.remember_nonce("fresh", now, now + Duration::minutes(10))
+    let old = now - Duration::minutes(20);
+    unit.record_outcome(Uuid::new_v4(), &json!({}), remember("old", old, 10), None)
+        .await
+        .unwrap();
+    unit.record_outcome(Uuid::new_v4(), &json!({}), remember("fresh", now, 10), None)
         .await
         .unwrap();
     unit.commit().await.unwrap();
@@ -147,17 +186,12 @@ async fn one_lookup_and_one_write_cover_the_whole_inbox() {
         unit.inbox_lookup(first, Some("n1"), Some("k1"), now)
             .await
             .unwrap(),
-        licensing_store::InboxLookup::default()
+        InboxLookup::default()
     );
     assert!(
-        unit.record_outcome(
-            first,
-            &json!({"r": 1}),
-            Some(("n1", now, now + Duration::minutes(10))),
-            Some("k1")
-        )
-        .await
-        .unwrap()
+        unit.record_outcome(first, &json!({"r": 1}), remember("n1", now, 10), Some("k1"))
+            .await
+            .unwrap()
     );
     unit.commit().await.unwrap();
 
@@ -177,12 +211,7 @@ async fn one_lookup_and_one_write_cover_the_whole_inbox() {
     // The same nonce again, not expired: refused, and the caller rolls back.
     assert!(
         !unit
-            .record_outcome(
-                second,
-                &json!({"r": 2}),
-                Some(("n1", now, now + Duration::minutes(10))),
-                None
-            )
+            .record_outcome(second, &json!({"r": 2}), remember("n1", now, 10), None)
             .await
             .unwrap()
     );
