@@ -101,18 +101,10 @@ impl Metrics {
             .await?
             .get(0);
         self.oldest_due.set(oldest.max(0.0));
-        let lags = client
-            .query(
-                "SELECT c.name, coalesce(extract(epoch FROM (SELECT max(recorded_at) FROM events)
-                          - coalesce((SELECT recorded_at FROM events e WHERE e.global_position = c.position), 'epoch'))::float8, 0)
-                   FROM checkpoints c",
-                &[],
-            )
-            .await?;
-        for row in lags {
+        for (follower, seconds) in store.follower_lags().await? {
             self.lag
-                .get_or_create(&vec![("follower", row.get::<_, String>(0))])
-                .set(row.get::<_, f64>(1).max(0.0));
+                .get_or_create(&vec![("follower", follower)])
+                .set(seconds);
         }
         let debt: i64 = client
             .query_one(

@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use licensing_store::{Store, Upcasters, load_stream};
+use licensing_store::{
+    Store, Upcasters, hold_checkpoint, last_position, load_stream, scan_by_stream, stream_count,
+    stream_ids_after,
+};
 
 use futures_util::StreamExt;
 use licensing_domain::{self as domain, License};
@@ -46,54 +49,47 @@ pub async fn rebuild(
         .batch_execute(&view_table(NEXT))
         .await
         .map_err(|e| e.to_string())?;
-    let until: i64 = client
-        .query_one("SELECT coalesce(max(global_position), 0) FROM events", &[])
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    let total: i64 = client
-        .query_one(
-            "SELECT count(DISTINCT stream_id) FROM events WHERE global_position <= $1",
-            &[&until],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    let total = total as u64;
-    // One ordered scan of the events; each license is folded as its rows go by, and the rows are
-    // written in batches.
-    let rows = client
-        .query_raw(
-            "SELECT stream_id, event_type, schema_version, payload FROM events
-              WHERE global_position <= $1 ORDER BY stream_id, stream_version",
-            &[&until],
-        )
+    let until = last_position(&**client).await.map_err(|e| e.to_string())?;
+    let total = stream_count(&**client, until)
         .await
         .map_err(|e| e.to_string())?;
-    let mut rows = std::pin::pin!(rows);
+    // One ordered scan of the events; each license is folded as its events go by, and the rows
+    // are written in batches.
+    let upcasters = Upcasters::new();
     let writer = store.client().await.map_err(|e| e.to_string())?;
     let (mut events, mut done) = (0u64, 0u64);
     let mut current: Option<(String, License)> = None;
     let mut batch: Vec<License> = Vec::with_capacity(BATCH);
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(|e| e.to_string())?;
-        let stream: String = row.get(0);
-        if current.as_ref().is_some_and(|(s, _)| *s != stream) {
-            if let Some((_, state)) = current.take() {
-                batch.push(state);
-                done += 1;
+    {
+        let mut scan = std::pin::pin!(
+            scan_by_stream(&**client, until, &upcasters)
+                .await
+                .map_err(|e| e.to_string())?
+        );
+        while let Some(stored) = scan.next().await {
+            let stored = stored.map_err(|e| e.to_string())?;
+            if current
+                .as_ref()
+                .is_some_and(|(s, _)| *s != stored.stream_id)
+            {
+                if let Some((_, state)) = current.take() {
+                    batch.push(state);
+                    done += 1;
+                }
+                if batch.len() == BATCH {
+                    write_views(&**writer, NEXT, &batch).await?;
+                    batch.clear();
+                    progress(done, total);
+                }
             }
-            if batch.len() == BATCH {
-                write_views(&**writer, NEXT, &batch).await?;
-                batch.clear();
-                progress(done, total);
-            }
+            let (stream, state) =
+                current.get_or_insert_with(|| (stored.stream_id.clone(), License::default()));
+            let event =
+                event_codec::decode(&stored.event_type, stored.schema_version, &stored.payload)
+                    .map_err(|e| format!("{stream}: {e}"))?;
+            *state = domain::evolve(std::mem::take(state), &event);
+            events += 1;
         }
-        let (_, state) = current.get_or_insert_with(|| (stream.clone(), License::default()));
-        let event = event_codec::decode(row.get(1), row.get(2), &row.get(3))
-            .map_err(|e| format!("{stream}: {e}"))?;
-        *state = domain::evolve(std::mem::take(state), &event);
-        events += 1;
     }
     if let Some((_, state)) = current.take() {
         batch.push(state);
@@ -103,29 +99,15 @@ pub async fn rebuild(
     progress(done, total);
     drop(writer);
 
+    // Catch up with what was appended meanwhile, holding the live follower's checkpoint so that it
+    // waits, then swap.
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT INTO checkpoints (name) VALUES ('license_views') ON CONFLICT (name) DO NOTHING",
-        &[],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    tx.query_one(
-        "SELECT position FROM checkpoints WHERE name = 'license_views' FOR UPDATE",
-        &[],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let recent: Vec<String> = tx
-        .query(
-            "SELECT DISTINCT stream_id FROM events WHERE global_position > $1",
-            &[&until],
-        )
+    hold_checkpoint(&tx, "license_views")
         .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map_err(|e| e.to_string())?;
+    let recent = stream_ids_after(&*tx, until)
+        .await
+        .map_err(|e| e.to_string())?;
     for stream in &recent {
         let stored = load_stream(&*tx, stream, &Upcasters::new())
             .await

@@ -39,7 +39,73 @@ pub async fn load_stream(
     read::load_in(client, stream_id, upcasters).await
 }
 
+/// Every event at or below `until`, ordered by stream then version: one scan for rebuilding
+/// derived state, each stream's events arriving together and in order.
+pub async fn scan_by_stream<'a>(
+    client: &'a impl GenericClient,
+    until: i64,
+    upcasters: &'a Upcasters,
+) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
+    read::scan_by_stream_in(client, until, upcasters).await
+}
+
+/// The ids of the streams with events after `position`.
+pub async fn stream_ids_after(
+    client: &impl GenericClient,
+    position: i64,
+) -> Result<Vec<String>, StoreError> {
+    read::stream_ids_after_in(client, position).await
+}
+
+/// How many streams have events at or below `until`.
+pub async fn stream_count(client: &impl GenericClient, until: i64) -> Result<u64, StoreError> {
+    read::stream_count_in(client, until).await
+}
+
+/// The highest committed global position (0 for an empty store).
+pub async fn last_position(client: &impl GenericClient) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one("SELECT coalesce(max(global_position), 0) FROM events", &[])
+        .await?
+        .get(0))
+}
+
+/// Locks a follower's checkpoint row (creating it at 0) for the rest of `tx`, and returns its
+/// position: a second instance of the same follower, or a rebuild, waits until `tx` ends.
+pub async fn hold_checkpoint(tx: &Transaction<'_>, name: &str) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        &[&name],
+    )
+    .await?;
+    Ok(tx
+        .query_one(
+            "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?
+        .get(0))
+}
+
 impl Store {
+    /// How far each follower is behind, in seconds: the newest event's commit time minus that of
+    /// the last event the follower handled.
+    pub async fn follower_lags(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.name, coalesce(extract(epoch FROM (SELECT max(recorded_at) FROM events)
+                          - coalesce((SELECT recorded_at FROM events e WHERE e.global_position = c.position), 'epoch'))::float8, 0)
+                   FROM checkpoints c ORDER BY c.name",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, f64>(1).max(0.0)))
+            .collect())
+    }
+
     /// Appends events to one stream at `expected_version` (0 for a new stream), in its own transaction.
     pub async fn append(
         &self,

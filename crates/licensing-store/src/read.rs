@@ -74,3 +74,47 @@ pub(crate) async fn read_all_in(
     let rows = client.query(&sql, &[&after_position, &limit]).await?;
     rows.iter().map(|r| decode(r, upcasters)).collect()
 }
+
+/// Every event at or below `until`, ordered by stream then version, read as a stream (rebuilds:
+/// one scan, each stream's events together).
+pub(crate) async fn scan_by_stream_in<'a>(
+    client: &'a impl GenericClient,
+    until: i64,
+    upcasters: &'a Upcasters,
+) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
+    use futures_util::StreamExt;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position <= $1 ORDER BY stream_id, stream_version"
+    );
+    let rows = client.query_raw(&sql, [&until]).await?;
+    Ok(rows.map(move |row| decode(&row?, upcasters)))
+}
+
+/// The ids of the streams with events after `position`.
+pub(crate) async fn stream_ids_after_in(
+    client: &impl GenericClient,
+    position: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT stream_id FROM events WHERE global_position > $1",
+            &[&position],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// How many streams have events at or below `until`.
+pub(crate) async fn stream_count_in(
+    client: &impl GenericClient,
+    until: i64,
+) -> Result<u64, StoreError> {
+    let count: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT stream_id) FROM events WHERE global_position <= $1",
+            &[&until],
+        )
+        .await?
+        .get(0);
+    Ok(count.max(0) as u64)
+}

@@ -115,26 +115,14 @@ impl Subscription {
         handler: &mut H,
     ) -> Result<Batch, FollowError<H::Error>> {
         let mut client = self.store.client().await.map_err(FollowError::Store)?;
-        client
-            .execute(
-                "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-                &[&self.name],
-            )
-            .await
-            .map_err(|e| FollowError::Store(e.into()))?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| FollowError::Store(e.into()))?;
         // Locking the checkpoint makes a second instance of the same follower wait, not duplicate.
-        let position: i64 = tx
-            .query_one(
-                "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE",
-                &[&self.name],
-            )
+        let position = crate::hold_checkpoint(&tx, &self.name)
             .await
-            .map_err(|e| FollowError::Store(e.into()))?
-            .get(0);
+            .map_err(FollowError::Store)?;
         let events = read_all_in(&*tx, position, self.batch_size, &self.upcasters)
             .await
             .map_err(FollowError::Store)?;

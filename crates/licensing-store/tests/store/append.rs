@@ -261,3 +261,56 @@ async fn old_schema_versions_are_upcast_on_load() {
         "stored as written"
     );
 }
+
+#[tokio::test]
+async fn a_scan_by_stream_returns_each_stream_together_and_in_order() {
+    use futures_util::StreamExt;
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    assert_eq!(
+        licensing_store::last_position(&**store.client().await.unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    // Interleaved appends to three streams.
+    for round in 0..3 {
+        for stream in ["c", "a", "b"] {
+            store
+                .append(stream, round, vec![event("x", round)])
+                .await
+                .unwrap();
+        }
+    }
+    let client = store.client().await.unwrap();
+    let until = licensing_store::last_position(&**client).await.unwrap();
+    store.append("d", 0, vec![event("late", 0)]).await.unwrap();
+
+    let upcasters = Upcasters::new();
+    let scanned: Vec<(String, i64)> = licensing_store::scan_by_stream(&**client, until, &upcasters)
+        .await
+        .unwrap()
+        .map(|e| e.map(|e| (e.stream_id, e.stream_version)).unwrap())
+        .collect()
+        .await;
+    let expected: Vec<(String, i64)> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|s| (1..=3).map(move |v| ((*s).to_owned(), v)))
+        .collect();
+    assert_eq!(
+        scanned, expected,
+        "grouped by stream, in version order, nothing after `until`"
+    );
+    assert_eq!(
+        licensing_store::stream_count(&**client, until)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        licensing_store::stream_ids_after(&**client, until)
+            .await
+            .unwrap(),
+        ["d"]
+    );
+}

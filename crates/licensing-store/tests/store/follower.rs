@@ -252,3 +252,45 @@ async fn an_idle_follower_is_woken_by_the_commit_notification() {
     cancel.cancel();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_held_checkpoint_makes_the_follower_wait_and_lags_are_reported() {
+    let db = TestDatabase::create().await;
+    let store = db.store_with_connections(6);
+    prepare(&store).await;
+    append_many(&store, 1, 3).await;
+    let mut holder = store.client().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    assert_eq!(
+        licensing_store::hold_checkpoint(&tx, "views")
+            .await
+            .unwrap(),
+        0
+    );
+
+    let subscription = Subscription::new(store.clone(), "views");
+    let step = tokio::spawn({
+        let subscription = subscription.clone();
+        async move {
+            subscription
+                .step(&mut Recorder {
+                    delay: Duration::ZERO,
+                    last_position: 0,
+                })
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !step.is_finished(),
+        "the follower waits while the checkpoint is held"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(step.await.unwrap().unwrap(), 3);
+
+    let lags = store.follower_lags().await.unwrap();
+    assert_eq!(lags.len(), 1);
+    assert_eq!(lags[0].0, "views");
+    assert!(lags[0].1 < 0.001, "caught up: {lags:?}");
+}
