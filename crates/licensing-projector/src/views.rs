@@ -44,59 +44,16 @@ fn activation_name(a: &ActivationStatus) -> (&'static str, Option<String>) {
     }
 }
 
-/// Writes (inserts or replaces) a license's row in `table` (`license_views`, or a table being rebuilt).
+/// Writes (inserts or replaces) one license's row in `table`.
 pub(crate) async fn write_view(
     client: &impl GenericClient,
     table: &str,
     state: &License,
 ) -> Result<(), String> {
-    let Some(code) = state.code.as_ref() else {
-        return Ok(());
-    };
-    let (activation, activation_error) = activation_name(&state.activation);
-    let sql = format!(
-        "INSERT INTO {table} (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
-             expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
-             drift, version, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         ON CONFLICT (license, sandbox) DO UPDATE SET status = $3, product_id = $4, order_id = $5, expire_at = $6,
-             expire_raw = $7, frozen_since = $8, expected_release = $9, activation_status = $10, activation_error = $11,
-             last_usage_day = $12, last_heartbeat_day = $13, market_status = $14, drift = $15, version = $16, updated_at = $17"
-    );
-    client
-        .execute(
-            &sql,
-            &[
-                &code.as_str(),
-                &state.sandbox,
-                &state.status().as_str(),
-                &state.product_id,
-                &state.order_id,
-                &state.expire.as_ref().map(|e| ts(e.instant)),
-                &state.expire.as_ref().map(|e| e.raw.clone()),
-                &state.frozen_since.map(ts),
-                &state
-                    .expected_release(domain::DEFAULT_FREEZE_PERIOD_MS)
-                    .map(ts),
-                &activation,
-                &activation_error,
-                &state.last_usage.as_ref().map(|(d, _)| d.number()),
-                &state.last_heartbeat_day.map(Day::number),
-                &state.market_status.as_ref().map(|s| s.as_str().to_owned()),
-                &state.drift.is_some(),
-                &(state.version as i64),
-                &state
-                    .updated_at
-                    .map(ts)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            ],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    write_views(client, table, std::slice::from_ref(state)).await
 }
 
-/// Writes many licenses' rows into `table` in one statement (rebuilds).
+/// Writes (inserts or replaces) many licenses' rows in `table`, in one statement.
 pub(crate) async fn write_views(
     client: &impl GenericClient,
     table: &str,
@@ -148,7 +105,14 @@ pub(crate) async fn write_views(
              drift, version, updated_at)
          SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
              $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[],
-             $15::bool[], $16::bigint[], $17::timestamptz[])"
+             $15::bool[], $16::bigint[], $17::timestamptz[])
+         ON CONFLICT (license, sandbox) DO UPDATE SET status = EXCLUDED.status, product_id = EXCLUDED.product_id,
+             order_id = EXCLUDED.order_id, expire_at = EXCLUDED.expire_at, expire_raw = EXCLUDED.expire_raw,
+             frozen_since = EXCLUDED.frozen_since, expected_release = EXCLUDED.expected_release,
+             activation_status = EXCLUDED.activation_status, activation_error = EXCLUDED.activation_error,
+             last_usage_day = EXCLUDED.last_usage_day, last_heartbeat_day = EXCLUDED.last_heartbeat_day,
+             market_status = EXCLUDED.market_status, drift = EXCLUDED.drift, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at"
     );
     client
         .execute(
