@@ -227,6 +227,11 @@ impl Bus {
         Ok(bus)
     }
 
+    /// The prefix of every name (`LICENSING_AMQP_PREFIX`).
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
     /// The topology's names.
     pub fn names(&self) -> &Names {
         &self.names

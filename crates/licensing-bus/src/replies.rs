@@ -29,7 +29,7 @@ impl Replies {
     pub async fn start(bus: &Bus) -> Result<(Self, tokio::task::JoinHandle<()>), BusError> {
         let name = format!(
             "{}licensing.replies.{}",
-            bus_prefix(bus),
+            bus.prefix(),
             uuid::Uuid::new_v4().simple()
         );
         let queue = bus.declare_private_queue(&name).await?;
@@ -92,11 +92,4 @@ impl Drop for Waiting {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.correlation_id);
     }
-}
-
-fn bus_prefix(bus: &Bus) -> String {
-    bus.names()
-        .commands_exchange
-        .trim_end_matches("licensing.commands")
-        .to_owned()
 }
