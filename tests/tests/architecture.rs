@@ -150,3 +150,32 @@ fn every_source_file_opens_with_a_module_comment() {
         "files without a //! comment: {missing:?}"
     );
 }
+
+#[test]
+fn only_the_store_queries_the_events_and_checkpoints_tables() {
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("crates"), &mut files);
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            let path = f.to_string_lossy();
+            path.contains("/src/") && !path.contains("/crates/licensing-store/")
+        })
+        .filter(|f| {
+            let text = fs::read_to_string(f).unwrap_or_default();
+            [
+                "FROM events",
+                "INTO events",
+                "FROM checkpoints",
+                "UPDATE checkpoints",
+                "INTO checkpoints",
+            ]
+            .iter()
+            .any(|sql| text.contains(sql))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "SQL on the store's tables outside licensing-store: {offenders:?}"
+    );
+}
