@@ -252,3 +252,84 @@ async fn a_processor_terminated_under_load_stops_cleanly_and_loses_nothing() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_batch() {
+    let mut stack = Stack::start(&[
+        ("LICENSING_REPLY_DEADLINE_MS", "500"),
+        ("LICENSING_PROCESSOR_WORKERS", "1"),
+    ])
+    .await;
+    stack.processor = None; // killed: the commands wait in the queue and arrive together
+    // A stream this build cannot read (written by a later release, say).
+    let unreadable = licensing_store::NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "written_by_a_later_release".into(),
+        schema_version: 1,
+        payload: serde_json::json!({}),
+        metadata: licensing_store::EventMetadata::default(),
+    };
+    stack
+        .store
+        .append("license-PLBAD", 0, vec![unreadable])
+        .await
+        .unwrap();
+    let mut bodies: Vec<String> = (0..20)
+        .map(|i| status(&format!("PL6{i:02}"), "FREEZE"))
+        .collect();
+    bodies.insert(10, status("PLBAD", "FREEZE"));
+    for body in &bodies {
+        assert_eq!(code(&stack.callback(body).await), "000004");
+    }
+
+    stack.start_processor();
+    eventually("the readable licenses to be frozen", 30, || async {
+        (stack.event_count().await == 1 + 2 * 20).then_some(())
+    })
+    .await;
+    let mut config = licensing_bus::BusConfig::new(amqp_url());
+    config.prefix = stack.prefix.clone();
+    config.queue_type = licensing_bus::QueueType::Classic;
+    let bus = licensing_bus::Bus::connect(config).await.unwrap();
+    let mut dead = bus
+        .consume(&bus.names().dead_letter_queue.clone(), 10, false)
+        .await
+        .unwrap();
+    let parked = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .expect("the unreadable license's command is dead-lettered")
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&parked.body).contains("PLBAD"));
+    let reason = parked
+        .header(licensing_bus::FAILURE_HEADER)
+        .unwrap_or_default();
+    assert!(reason.contains("license-PLBAD"), "{reason}");
+    parked.ack().await.unwrap();
+
+    // They were applied together: fewer transactions than commands.
+    let ops = stack.processor.as_ref().unwrap().ready["ops"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let metrics = stack
+        .http
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let transactions: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("licensing_processor_batch_size_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        transactions < 20,
+        "{transactions} transactions for 21 commands"
+    );
+    // The marketplace's retries get the stored answers.
+    assert_eq!(code(&stack.callback(&bodies[0]).await), "000000");
+}

@@ -1,11 +1,16 @@
-//! One command, one transaction: deduplicate, decide, append, remember the reply.
+//! A batch of commands, one transaction: deduplicate, decide, append, remember the replies.
+
+use std::collections::{HashMap, HashSet};
 
 use koogallery::callback::ResultCode;
 use licensing_domain::{self as domain, License, Rejection};
 use licensing_messages::event_codec;
-use licensing_messages::{CommandBody, CommandEnvelope, Interpretation, LicenseSummary, Reply};
+use licensing_messages::{
+    CallbackCommand, CommandBody, CommandEnvelope, Interpretation, LicenseSummary, Reply,
+};
 use licensing_store::{
-    AppendOutcome, EventMetadata, NewEvent, Store, StoreError, StreamAppend, Upcasters,
+    AppendOutcome, EventMetadata, InboxKeys, InboxOutcome, NewEvent, Store, StoreError,
+    StreamAppend, Upcasters,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -69,178 +74,284 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
     }
 }
 
-/// Applies one command in one transaction; `now` is the processing time (nonce expiry).
-pub async fn apply(
+/// Applies a batch of commands, in their order, in one transaction: one inbox lookup, one load of
+/// their streams, the decisions in memory (each command sees the ones before it), one append, one
+/// inbox write, one commit. `now` is the processing time (nonce expiry). Any error rolls the whole
+/// batch back; the caller retries it, or applies its commands one by one to isolate a poison one.
+pub async fn apply_batch(
     store: &Store,
     how: &Interpretation,
     nonce_ttl: time::Duration,
-    envelope: &CommandEnvelope,
+    envelopes: &[&CommandEnvelope],
     now: OffsetDateTime,
-) -> Result<Applied, ApplyError> {
+) -> Result<Vec<Applied>, ApplyError> {
     let mut unit = store.begin(Upcasters::new()).await?;
-    let callback = match &envelope.command {
-        CommandBody::Callback(c) => Some(c),
-        _ => None,
-    };
-    let content_key = callback.and_then(|c| c.content_key());
-    let stored_reply = |value: serde_json::Value| {
-        serde_json::from_value::<Reply>(value)
-            .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))
-    };
-    let finish = |reply: Reply, outcome: &'static str, events: usize| Applied {
-        reply,
-        outcome,
-        events,
-    };
-    // One round trip for everything the inbox knows about this command.
-    let known = unit
-        .inbox_lookup(
-            envelope.message_id,
-            callback.map(|c| c.nonce.as_str()),
-            content_key.as_deref(),
-            now,
-        )
-        .await?;
-    if let Some(stored) = known.processed_reply {
-        unit.rollback().await?;
-        return Ok(finish(stored_reply(stored)?, "redelivered", 0));
-    }
-    let applied = match (callback, known.nonce_seen, known.callback_reply) {
-        (Some(_), true, _) => finish(
-            Reply::callback(ResultCode::AuthenticationFailed, "nonce was used before"),
-            "replayed_nonce",
-            0,
-        ),
-        (Some(_), false, Some(stored)) => finish(stored_reply(stored)?, "repeated", 0),
-        _ => decide_and_append(&mut unit, how, envelope).await?,
-    };
+    let callbacks: Vec<Option<&CallbackCommand>> = envelopes
+        .iter()
+        .map(|e| match &e.command {
+            CommandBody::Callback(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let content_keys: Vec<Option<String>> = callbacks
+        .iter()
+        .map(|c| c.and_then(CallbackCommand::content_key))
+        .collect();
+    let keys: Vec<InboxKeys<'_>> = envelopes
+        .iter()
+        .zip(&callbacks)
+        .zip(&content_keys)
+        .map(|((envelope, callback), key)| InboxKeys {
+            message_id: envelope.message_id,
+            nonce: callback.map(|c| c.nonce.as_str()),
+            content_key: key.as_deref(),
+        })
+        .collect();
+    // One round trip for everything the inbox knows about the batch.
+    let known = unit.inbox_lookup(&keys, now).await?;
 
-    // One statement for everything the inbox must remember. Only a success is final for a
-    // callback's content; a refusal (strict mode's 000003) is decided again on retry.
-    let nonce = callback
-        .filter(|_| applied.outcome != "replayed_nonce")
-        .map(|c| (c.nonce.as_str(), now, now + nonce_ttl));
-    let key = content_key
-        .as_deref()
-        .filter(|_| matches!(applied.outcome, "applied" | "unchanged"));
-    if !unit
-        .record_outcome(envelope.message_id, &applied.reply.to_value(), nonce, key)
-        .await?
-    {
-        // Another processor took this nonce meanwhile: start over, it will be seen.
+    // The domain commands, and one load for the streams they touch.
+    let commands: Vec<Result<domain::Command, String>> = envelopes
+        .iter()
+        .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
+        .collect();
+    let mut stream_ids: Vec<String> = commands
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .map(|c| c.license.stream_name(c.sandbox))
+        .collect();
+    stream_ids.sort_unstable();
+    stream_ids.dedup();
+    let refs: Vec<&str> = stream_ids.iter().map(String::as_str).collect();
+    let mut states = HashMap::with_capacity(stream_ids.len());
+    for (stream, events) in unit.load_many(&refs).await? {
+        let mut state = License::default();
+        for event in &events {
+            let decoded =
+                event_codec::decode(&event.event_type, event.schema_version, &event.payload)
+                    .map_err(|e| ApplyError::Poison(format!("stream {stream}: {e}")))?;
+            state = domain::evolve(state, &decoded);
+        }
+        states.insert(stream, state);
+    }
+
+    let mut batch = Batch {
+        results: Vec::with_capacity(envelopes.len()),
+        messages: HashMap::new(),
+        nonces: HashSet::new(),
+        answered: HashMap::new(),
+        states,
+        appends: Vec::new(),
+        record: Vec::new(),
+    };
+    for (i, envelope) in envelopes.iter().enumerate() {
+        let (callback, key) = (callbacks[i], content_keys[i].as_deref());
+        if let Some(stored) = known[i].processed_reply.clone() {
+            batch
+                .results
+                .push(finish(stored_reply(stored)?, "redelivered", 0));
+            continue;
+        }
+        // The same message twice in one batch: the second is a redelivery of the first.
+        if let Some(&first) = batch.messages.get(&envelope.message_id) {
+            let reply = batch.results[first].reply.clone();
+            batch.results.push(finish(reply, "redelivered", 0));
+            continue;
+        }
+        batch.messages.insert(envelope.message_id, i);
+        let nonce = callback.map(|c| c.nonce.as_str());
+        let replayed = nonce.is_some_and(|n| known[i].nonce_seen || batch.nonces.contains(n));
+        let applied = if replayed {
+            finish(
+                Reply::callback(ResultCode::AuthenticationFailed, "nonce was used before"),
+                "replayed_nonce",
+                0,
+            )
+        } else if let (Some(_), Some(stored)) = (callback, known[i].callback_reply.clone()) {
+            finish(stored_reply(stored)?, "repeated", 0)
+        } else if let Some(&first) = key.and_then(|k| batch.answered.get(k)) {
+            finish(batch.results[first].reply.clone(), "repeated", 0)
+        } else {
+            batch.decide(envelope, &commands[i])?
+        };
+        // Only a success is final for a callback's content; a refusal (strict mode's 000003) is
+        // decided again on retry.
+        let final_answer = matches!(applied.outcome, "applied" | "unchanged");
+        let key = key.filter(|_| final_answer);
+        if let Some(key) = key {
+            batch.answered.insert(key, i);
+        }
+        let nonce = nonce.filter(|_| !replayed);
+        if let Some(nonce) = nonce {
+            batch.nonces.insert(nonce);
+        }
+        batch
+            .record
+            .push((i, nonce.map(|n| (n, now + nonce_ttl)), key));
+        batch.results.push(applied);
+    }
+
+    if !batch.appends.is_empty() {
+        match unit.append(&batch.appends).await? {
+            AppendOutcome::Appended { .. } => {}
+            AppendOutcome::Conflict { stream_id } => {
+                unit.rollback().await?;
+                return Err(ApplyError::Conflict(stream_id));
+            }
+            AppendOutcome::Duplicate => {
+                return Err(ApplyError::Poison(
+                    "fresh event ids reported as duplicates".into(),
+                ));
+            }
+        }
+    }
+    // One statement for everything the inbox must remember.
+    let replies: Vec<serde_json::Value> = batch
+        .record
+        .iter()
+        .map(|(i, _, _)| batch.results[*i].reply.to_value())
+        .collect();
+    let outcomes: Vec<InboxOutcome<'_>> = batch
+        .record
+        .iter()
+        .zip(&replies)
+        .map(|((i, nonce, key), reply)| InboxOutcome {
+            message_id: envelopes[*i].message_id,
+            reply,
+            nonce: *nonce,
+            content_key: *key,
+        })
+        .collect();
+    let refused = unit.record_outcomes(&outcomes, now).await?;
+    if !refused.is_empty() {
+        // Another processor took a nonce meanwhile: start over, it will be seen.
         unit.rollback().await?;
         return Err(ApplyError::Conflict(format!(
             "nonce {}",
-            callback.map_or("", |c| c.nonce.as_str())
+            refused.join(", ")
         )));
     }
     unit.commit().await?;
-    Ok(applied)
+    Ok(batch.results)
 }
 
-async fn decide_and_append(
-    unit: &mut licensing_store::UnitOfWork,
-    how: &Interpretation,
-    envelope: &CommandEnvelope,
-) -> Result<Applied, ApplyError> {
-    let is_callback = matches!(envelope.command, CommandBody::Callback(_));
-    let command = match envelope.to_domain(how) {
-        Ok(command) => command,
-        Err(invalid) => {
-            let reply = if is_callback {
-                Reply::callback(ResultCode::InvalidParameters, invalid.to_string())
-            } else {
-                Reply::Rejected {
-                    code: "invalid".into(),
-                    message: invalid.to_string(),
-                }
-            };
-            return Ok(Applied {
-                reply,
-                outcome: "invalid",
-                events: 0,
-            });
-        }
-    };
-    let stream = command.license.stream_name(command.sandbox);
-    let stored = unit.load(&stream).await?;
-    let mut state = License::default();
-    for event in &stored {
-        let decoded = event_codec::decode(&event.event_type, event.schema_version, &event.payload)
-            .map_err(|e| ApplyError::Poison(format!("stream {stream}: {e}")))?;
-        state = domain::evolve(state, &decoded);
+fn stored_reply(value: serde_json::Value) -> Result<Reply, ApplyError> {
+    serde_json::from_value::<Reply>(value)
+        .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))
+}
+
+fn finish(reply: Reply, outcome: &'static str, events: usize) -> Applied {
+    Applied {
+        reply,
+        outcome,
+        events,
     }
-    match domain::decide(&state, command) {
-        Ok(events) => {
-            let count = events.len();
-            if count > 0 {
-                let metadata = EventMetadata {
-                    causation_id: Some(envelope.message_id),
-                    correlation_id: Some(envelope.correlation_id),
-                    message_id: Some(envelope.message_id),
-                    source: Some(envelope.source.clone()),
-                    received_at_ms: Some(envelope.received_at_ms),
+}
+
+/// A batch being decided: the results so far and what they will write.
+struct Batch<'a> {
+    results: Vec<Applied>,
+    /// Message id → the index of its first occurrence.
+    messages: HashMap<Uuid, usize>,
+    /// Nonces used by earlier commands of the batch.
+    nonces: HashSet<&'a str>,
+    /// Content key → the index of the command whose answer is final for it.
+    answered: HashMap<&'a str, usize>,
+    /// Each loaded stream's state, including the batch's own decisions so far.
+    states: HashMap<String, License>,
+    /// The batch's appends, one per command that produced events, in command order.
+    appends: Vec<StreamAppend>,
+    /// What the inbox remembers: (command index, nonce with expiry, content key).
+    record: Vec<RecordEntry<'a>>,
+}
+
+type RecordEntry<'a> = (usize, Option<(&'a str, OffsetDateTime)>, Option<&'a str>);
+
+impl Batch<'_> {
+    /// Decides one command against its stream's state so far and queues its events.
+    fn decide(
+        &mut self,
+        envelope: &CommandEnvelope,
+        command: &Result<domain::Command, String>,
+    ) -> Result<Applied, ApplyError> {
+        let is_callback = matches!(envelope.command, CommandBody::Callback(_));
+        let command = match command {
+            Ok(command) => command.clone(),
+            Err(invalid) => {
+                let reply = if is_callback {
+                    Reply::callback(ResultCode::InvalidParameters, invalid.clone())
+                } else {
+                    Reply::Rejected {
+                        code: "invalid".into(),
+                        message: invalid.clone(),
+                    }
                 };
-                let new_events = events
-                    .iter()
-                    .map(|event| {
-                        let (event_type, payload) = event_codec::encode(event);
-                        NewEvent {
-                            event_id: Uuid::new_v4(),
-                            event_type,
-                            schema_version: event_codec::SCHEMA_VERSION,
-                            payload,
-                            metadata: metadata.clone(),
-                        }
-                    })
-                    .collect();
-                let append = StreamAppend {
-                    stream_id: stream.clone(),
-                    expected_version: state.version as i64,
-                    events: new_events,
-                };
-                match unit.append(&[append]).await? {
-                    AppendOutcome::Appended { .. } => {}
-                    AppendOutcome::Conflict { .. } => return Err(ApplyError::Conflict(stream)),
-                    AppendOutcome::Duplicate => {
-                        return Err(ApplyError::Poison(
-                            "fresh event ids reported as duplicates".into(),
-                        ));
+                return Ok(finish(reply, "invalid", 0));
+            }
+        };
+        let stream = command.license.stream_name(command.sandbox);
+        let state = self.states.entry(stream.clone()).or_default();
+        match domain::decide(state, command) {
+            Ok(events) => {
+                let count = events.len();
+                if count > 0 {
+                    let metadata = EventMetadata {
+                        causation_id: Some(envelope.message_id),
+                        correlation_id: Some(envelope.correlation_id),
+                        message_id: Some(envelope.message_id),
+                        source: Some(envelope.source.clone()),
+                        received_at_ms: Some(envelope.received_at_ms),
+                    };
+                    let new_events = events
+                        .iter()
+                        .map(|event| {
+                            let (event_type, payload) = event_codec::encode(event);
+                            NewEvent {
+                                event_id: Uuid::new_v4(),
+                                event_type,
+                                schema_version: event_codec::SCHEMA_VERSION,
+                                payload,
+                                metadata: metadata.clone(),
+                            }
+                        })
+                        .collect();
+                    self.appends.push(StreamAppend {
+                        stream_id: stream,
+                        expected_version: state.version as i64,
+                        events: new_events,
+                    });
+                    for event in &events {
+                        *state = domain::evolve(std::mem::take(state), event);
                     }
                 }
-                for event in &events {
-                    state = domain::evolve(state, event);
-                }
+                let reply = if is_callback {
+                    Reply::callback(ResultCode::Success, "success.")
+                } else {
+                    Reply::Applied {
+                        license: summary(state),
+                    }
+                };
+                Ok(finish(
+                    reply,
+                    if count > 0 { "applied" } else { "unchanged" },
+                    count,
+                ))
             }
-            let reply = if is_callback {
-                Reply::callback(ResultCode::Success, "success.")
-            } else {
-                Reply::Applied {
-                    license: summary(&state),
-                }
-            };
-            Ok(Applied {
-                reply,
-                outcome: if count > 0 { "applied" } else { "unchanged" },
-                events: count,
-            })
-        }
-        Err(rejection) => {
-            let reply = match (is_callback, &rejection) {
-                (true, Rejection::UnknownLicense) => {
-                    Reply::callback(ResultCode::LicenseNotFound, rejection.to_string())
-                }
-                (true, _) => Reply::callback(ResultCode::InvalidParameters, rejection.to_string()),
-                (false, _) => Reply::Rejected {
-                    code: rejection_code(&rejection).into(),
-                    message: rejection.to_string(),
-                },
-            };
-            Ok(Applied {
-                reply,
-                outcome: "rejected",
-                events: 0,
-            })
+            Err(rejection) => {
+                let reply = match (is_callback, &rejection) {
+                    (true, Rejection::UnknownLicense) => {
+                        Reply::callback(ResultCode::LicenseNotFound, rejection.to_string())
+                    }
+                    (true, _) => {
+                        Reply::callback(ResultCode::InvalidParameters, rejection.to_string())
+                    }
+                    (false, _) => Reply::Rejected {
+                        code: rejection_code(&rejection).into(),
+                        message: rejection.to_string(),
+                    },
+                };
+                Ok(finish(reply, "rejected", 0))
+            }
         }
     }
 }

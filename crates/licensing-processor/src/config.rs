@@ -27,6 +27,9 @@ pub struct ProcessorConfig {
     pub prefetch: u16,
     /// `LICENSING_PROCESSOR_WORKERS`: licenses processed in parallel (default 8).
     pub workers: usize,
+    /// `LICENSING_PROCESSOR_BATCH`: at most this many waiting commands are applied together in one
+    /// transaction by a worker (default 32; 1 applies each command alone).
+    pub batch_size: usize,
 }
 
 /// The bus settings (`LICENSING_AMQP_*`).
@@ -71,6 +74,15 @@ impl ProcessorConfig {
             nonce_ttl: Duration::from_secs(nonce_ttl),
             prefetch: settings.parse_or("LICENSING_PREFETCH", 64)?,
             workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 8)?,
+            batch_size: match settings.parse_or("LICENSING_PROCESSOR_BATCH", 32)? {
+                0 => {
+                    return Err(SettingsError::invalid(
+                        "LICENSING_PROCESSOR_BATCH",
+                        "must be at least 1",
+                    ));
+                }
+                n => n,
+            },
         })
     }
 }

@@ -1,18 +1,19 @@
 //! The processor: the only writer of the event store.
 //!
 //! It consumes commands from the bus (one active consumer at a time, so each license's commands
-//! stay in order, ADR 0006) and, for each, in one transaction: returns the stored reply of a
-//! redelivered message; refuses a replayed nonce (`000001`); answers a repeated callback with its
-//! first answer; otherwise loads the license, runs the domain's `decide`, appends the events at the
-//! expected version, and records the nonce, the callback's content key and the reply. Then it
-//! replies, then it acknowledges.
+//! stay in order, ADR 0006) and hands each to a worker by license. A worker applies the commands
+//! waiting for it as one batch in one transaction (ADR 0008), each in order: returns the stored
+//! reply of a redelivered message; refuses a replayed nonce (`000001`); answers a repeated callback
+//! with its first answer; otherwise runs the domain's `decide` on the license's state and queues
+//! its events at the expected version; then appends them all and records the nonces, the
+//! callbacks' content keys and the replies. Then it replies, then it acknowledges.
 
 mod apply;
 mod config;
 mod metrics;
 mod run;
 
-pub use apply::{Applied, ApplyError, apply};
+pub use apply::{Applied, ApplyError, apply_batch};
 pub use config::{ProcessorConfig, bus_config};
 pub use metrics::Metrics;
 pub use run::Processor;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dead_letters: Family<Labels, Counter>,
     /// Store unavailability while applying a command (each wait).
     pub store_unavailable: Counter,
+    /// Commands per committed transaction.
+    pub batch_size: Histogram,
 }
 
 impl Metrics {
@@ -32,6 +34,7 @@ impl Metrics {
             }),
             dead_letters: Family::default(),
             store_unavailable: Counter::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -53,6 +56,11 @@ impl Metrics {
             "licensing_processor_store_unavailable",
             "Waits because PostgreSQL was unavailable",
             metrics.store_unavailable.clone(),
+        );
+        r.register(
+            "licensing_processor_batch_size",
+            "Commands applied together in one transaction",
+            metrics.batch_size.clone(),
         );
         metrics
     }

@@ -1,5 +1,6 @@
 //! The processor's loop: consume, apply, reply, then ack; reconnect when the broker goes away.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::apply::{ApplyError, apply};
+use crate::apply::{Applied, ApplyError, apply_batch};
 use crate::config::ProcessorConfig;
 use crate::metrics::Metrics;
 
@@ -33,12 +34,8 @@ fn kind(envelope: &CommandEnvelope) -> String {
     }
 }
 
-/// The worker for a message: by its license, so that one license's commands stay in order.
-/// Undecodable messages all go to the first worker (which dead-letters them).
-fn lane_of(body: &[u8], lanes: usize) -> usize {
-    let Ok(envelope) = CommandEnvelope::from_bytes(body) else {
-        return 0;
-    };
+/// The worker for a command: by its license, so that one license's commands stay in order.
+fn lane_of(envelope: &CommandEnvelope, lanes: usize) -> usize {
     // FNV-1a: stable across processes and releases.
     let hash = envelope
         .license()
@@ -47,6 +44,21 @@ fn lane_of(body: &[u8], lanes: usize) -> usize {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
     (hash % lanes as u64) as usize
+}
+
+/// A decoded command with the message it came in.
+struct Delivery {
+    incoming: Incoming,
+    envelope: CommandEnvelope,
+}
+
+/// How a batch ended.
+enum Settled {
+    /// Replied to and acknowledged, requeued or dead-lettered.
+    Done,
+    /// Failed as a whole in a way retrying will not fix: apply it in halves, so that only the bad
+    /// command ends up dead-lettered.
+    Split(Vec<Delivery>),
 }
 
 async fn sleep_or_cancel(cancel: &CancellationToken, duration: Duration) {
@@ -130,13 +142,32 @@ impl Processor {
         let mut commands = bus.consume_commands(self.config.prefetch).await?;
         let mut workers = Vec::new();
         let mut lanes = Vec::new();
+        let batch_size = self.config.batch_size.max(1);
         for _ in 0..self.config.workers.max(1) {
             let (lane, mut inbox) =
-                tokio::sync::mpsc::channel::<Incoming>(usize::from(self.config.prefetch).max(1));
+                tokio::sync::mpsc::channel::<Delivery>(usize::from(self.config.prefetch).max(1));
             let (processor, bus, cancel) = (self.clone(), bus.clone(), cancel.clone());
             workers.push(tokio::spawn(async move {
-                while let Some(incoming) = inbox.recv().await {
-                    processor.handle(&bus, incoming, &cancel).await?;
+                while let Some(first) = inbox.recv().await {
+                    // Whatever else waits for this worker joins the batch, up to the limit.
+                    let mut batch = vec![first];
+                    while batch.len() < batch_size {
+                        match inbox.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    // A batch that fails as a whole is halved until the bad command is alone.
+                    let mut pending = VecDeque::from([batch]);
+                    while let Some(batch) = pending.pop_front() {
+                        if let Settled::Split(mut first) =
+                            processor.settle(&bus, batch, &cancel).await?
+                        {
+                            let second = first.split_off(first.len() / 2);
+                            pending.push_front(second);
+                            pending.push_front(first);
+                        }
+                    }
                 }
                 Ok::<(), licensing_bus::BusError>(())
             }));
@@ -151,8 +182,25 @@ impl Processor {
                     None => break Err(licensing_bus::BusError::Unavailable("the consumer ended".into())),
                 },
             };
-            let lane = &lanes[lane_of(&incoming.body, lanes.len())];
-            if lane.send(incoming).await.is_err() {
+            let envelope = match CommandEnvelope::from_bytes(&incoming.body) {
+                Ok(envelope) => envelope,
+                Err(reason) => {
+                    tracing::error!(message_id = ?incoming.message_id, %reason, "undecodable command, dead-lettering");
+                    self.metrics
+                        .dead_letters
+                        .get_or_create(&vec![("reason", "undecodable".to_owned())])
+                        .inc();
+                    if let Err(e) = bus
+                        .dead_letter(&incoming, &format!("undecodable: {reason}"))
+                        .await
+                    {
+                        break Err(e);
+                    }
+                    continue;
+                }
+            };
+            let lane = &lanes[lane_of(&envelope, lanes.len())];
+            if lane.send(Delivery { incoming, envelope }).await.is_err() {
                 break Err(licensing_bus::BusError::Unavailable(
                     "a worker stopped".into(),
                 ));
@@ -171,118 +219,131 @@ impl Processor {
         result
     }
 
-    /// Decides ack, reply, requeue or dead letter for one message: the one place that does.
-    async fn handle(
+    /// Decides ack, reply, requeue or dead letter for a batch of commands: the one place that
+    /// does. Applies the batch in one transaction, retrying what can be retried; then replies to
+    /// each command and acknowledges it.
+    async fn settle(
         &self,
         bus: &Bus,
-        incoming: Incoming,
+        batch: Vec<Delivery>,
         cancel: &CancellationToken,
-    ) -> Result<(), licensing_bus::BusError> {
-        let envelope = match CommandEnvelope::from_bytes(&incoming.body) {
-            Ok(envelope) => envelope,
-            Err(reason) => {
-                tracing::error!(message_id = ?incoming.message_id, %reason, "undecodable command, dead-lettering");
-                self.metrics
-                    .dead_letters
-                    .get_or_create(&vec![("reason", "undecodable".to_owned())])
-                    .inc();
-                return bus
-                    .dead_letter(&incoming, &format!("undecodable: {reason}"))
-                    .await;
-            }
-        };
-        // The span follows the future across threads (an entered guard held over an await would not).
-        let span = tracing::info_span!("command", correlation_id = %envelope.correlation_id, message_id = %envelope.message_id, license = %envelope.license(), kind = %kind(&envelope));
-        self.apply_and_settle(bus, incoming, envelope, cancel)
-            .instrument(span)
-            .await
-    }
-
-    /// Applies a decoded command, retrying what can be retried, then replies and acks (or parks it).
-    async fn apply_and_settle(
-        &self,
-        bus: &Bus,
-        incoming: Incoming,
-        envelope: CommandEnvelope,
-        cancel: &CancellationToken,
-    ) -> Result<(), licensing_bus::BusError> {
+    ) -> Result<Settled, licensing_bus::BusError> {
         let ttl =
             time::Duration::try_from(self.config.nonce_ttl).unwrap_or(time::Duration::minutes(10));
+        let span = tracing::info_span!("batch", commands = batch.len());
         let mut backoff = Duration::from_millis(100);
         let mut conflicts = 0;
         loop {
-            match apply(
+            let envelopes: Vec<&CommandEnvelope> = batch.iter().map(|d| &d.envelope).collect();
+            let applied = apply_batch(
                 &self.store,
                 &self.config.interpretation,
                 ttl,
-                &envelope,
+                &envelopes,
                 OffsetDateTime::now_utc(),
             )
-            .await
-            {
+            .instrument(span.clone())
+            .await;
+            match applied {
                 Ok(applied) => {
-                    let labels = vec![
-                        ("kind", kind(&envelope)),
-                        ("outcome", applied.outcome.to_owned()),
-                    ];
-                    self.metrics.commands.get_or_create(&labels).inc();
-                    let elapsed = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-                        as i64
-                        - envelope.received_at_ms;
-                    self.metrics
-                        .latency
-                        .get_or_create(&vec![("kind", kind(&envelope))])
-                        .observe(elapsed.max(0) as f64 / 1000.0);
-                    tracing::info!(
-                        outcome = applied.outcome,
-                        events = applied.events,
-                        "command applied"
-                    );
-                    if let (Some(reply_to), Some(correlation_id)) =
-                        (&incoming.reply_to, &incoming.correlation_id)
-                    {
-                        let body = applied.reply.to_value().to_string();
-                        let sent = bus
-                            .publish(Outgoing {
-                                exchange: "",
-                                routing_key: reply_to,
-                                body: body.as_bytes(),
-                                message_id: uuid::Uuid::new_v4().to_string(),
-                                correlation_id: Some(correlation_id.clone()),
-                                reply_to: None,
-                                headers: Vec::new(),
-                            })
-                            .await;
-                        // The requester may be gone (it answered 000004 already); the stored reply
-                        // answers its retry.
-                        if let Err(e) = sent {
-                            tracing::debug!(error = %e, "reply not delivered");
-                        }
+                    self.metrics.batch_size.observe(batch.len() as f64);
+                    self.answer(bus, &batch, &applied).await;
+                    for delivery in &batch {
+                        delivery.incoming.ack().await?;
                     }
-                    return incoming.ack().await;
+                    return Ok(Settled::Done);
                 }
                 Err(ApplyError::Conflict(what)) if conflicts < 10 => {
                     conflicts += 1;
-                    tracing::debug!(%what, "concurrent change, applying again");
+                    tracing::debug!(parent: &span, %what, "concurrent change, applying again");
                 }
                 Err(ApplyError::Unavailable(e)) => {
                     self.metrics.store_unavailable.inc();
                     if cancel.is_cancelled() {
-                        tracing::warn!(error = %e, "event store unavailable at shutdown, returning the command to the queue");
-                        return incoming.requeue().await;
+                        tracing::warn!(parent: &span, error = %e, "event store unavailable at shutdown, returning the commands to the queue");
+                        for delivery in &batch {
+                            delivery.incoming.requeue().await?;
+                        }
+                        return Ok(Settled::Done);
                     }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "event store unavailable, keeping the command");
+                    tracing::warn!(parent: &span, error = %e, retry_in = ?backoff, "event store unavailable, keeping the commands");
                     sleep_or_cancel(cancel, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+                Err(e) if batch.len() > 1 => {
+                    tracing::warn!(parent: &span, error = %e, "batch failed, applying it in halves");
+                    return Ok(Settled::Split(batch));
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "command cannot be applied, dead-lettering");
+                    let delivery = &batch[0];
+                    self.span_of(&delivery.envelope).in_scope(|| {
+                        tracing::error!(error = %e, "command cannot be applied, dead-lettering");
+                    });
                     self.metrics
                         .dead_letters
                         .get_or_create(&vec![("reason", "poison".to_owned())])
                         .inc();
-                    return bus.dead_letter(&incoming, &e.to_string()).await;
+                    bus.dead_letter(&delivery.incoming, &e.to_string()).await?;
+                    return Ok(Settled::Done);
                 }
+            }
+        }
+    }
+
+    /// One command's span: its correlation id, from the HTTP request to the appended events.
+    fn span_of(&self, envelope: &CommandEnvelope) -> tracing::Span {
+        tracing::info_span!("command", correlation_id = %envelope.correlation_id, message_id = %envelope.message_id, license = %envelope.license(), kind = %kind(envelope))
+    }
+
+    /// Counts, logs and replies to each command of a committed batch; the replies are published
+    /// together and their confirms awaited together. A lost reply is not an error: the requester
+    /// may be gone (it answered `000004` already), and the stored reply answers its retry.
+    async fn answer(&self, bus: &Bus, batch: &[Delivery], applied: &[Applied]) {
+        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut bodies = Vec::with_capacity(batch.len());
+        for (delivery, applied) in batch.iter().zip(applied) {
+            let envelope = &delivery.envelope;
+            let kind = kind(envelope);
+            self.metrics
+                .latency
+                .get_or_create(&vec![("kind", kind.clone())])
+                .observe((now_ms - envelope.received_at_ms).max(0) as f64 / 1000.0);
+            self.metrics
+                .commands
+                .get_or_create(&vec![
+                    ("kind", kind),
+                    ("outcome", applied.outcome.to_owned()),
+                ])
+                .inc();
+            self.span_of(envelope).in_scope(|| {
+                tracing::info!(
+                    outcome = applied.outcome,
+                    events = applied.events,
+                    batch = batch.len(),
+                    "command applied"
+                );
+            });
+            bodies.push(applied.reply.to_value().to_string());
+        }
+        let sends = batch.iter().zip(&bodies).filter_map(|(delivery, body)| {
+            let incoming = &delivery.incoming;
+            let (reply_to, correlation_id) = (
+                incoming.reply_to.as_ref()?,
+                incoming.correlation_id.as_ref()?,
+            );
+            Some(bus.publish(Outgoing {
+                exchange: "",
+                routing_key: reply_to,
+                body: body.as_bytes(),
+                message_id: uuid::Uuid::new_v4().to_string(),
+                correlation_id: Some(correlation_id.clone()),
+                reply_to: None,
+                headers: Vec::new(),
+            }))
+        });
+        for sent in futures_util::future::join_all(sends).await {
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "reply not delivered");
             }
         }
     }

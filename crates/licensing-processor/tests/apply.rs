@@ -1,11 +1,11 @@
-//! `apply` against the real PostgreSQL: one command, one transaction, and every way a command can
-//! come twice.
+//! `apply_batch` against the real PostgreSQL: one transaction per batch, a batch equal to its
+//! commands applied one by one, and every way a command can come twice, across batches or within one.
 
 use koogallery::callback::{CallbackRequest, ResultCode};
 use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, Interpretation, Reply,
 };
-use licensing_processor::apply;
+use licensing_processor::{Applied, ApplyError, apply_batch};
 use licensing_store::Store;
 use licensing_store::testing::TestDatabase;
 use time::{Duration, OffsetDateTime};
@@ -31,16 +31,38 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
 const RENEW: &str = r#"{"activity":"refreshLicenseCode","expireTime":"20271231235959","license":"PL1","orderId":"CS1","orderLineId":"CS1-1","scene":"RENEWAL"}"#;
 const FREEZE: &str = r#"{"activity":"updateLicenseCodeStatus","license":"PL1","status":"FREEZE"}"#;
 
-async fn run(store: &Store, envelope: &CommandEnvelope) -> licensing_processor::Applied {
-    apply(
+async fn run(store: &Store, envelope: &CommandEnvelope) -> Applied {
+    let mut applied = batch(store, &[envelope]).await.unwrap();
+    assert_eq!(applied.len(), 1);
+    applied.remove(0)
+}
+
+async fn batch(store: &Store, envelopes: &[&CommandEnvelope]) -> Result<Vec<Applied>, ApplyError> {
+    apply_batch(
         store,
         &Interpretation::default(),
         Duration::minutes(10),
-        envelope,
+        envelopes,
         OffsetDateTime::now_utc(),
     )
     .await
-    .unwrap()
+}
+
+/// Every event in global order: (stream, version, type).
+async fn history(store: &Store) -> Vec<(String, i64, String)> {
+    store
+        .client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT stream_id, stream_version, event_type FROM events ORDER BY global_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
 }
 
 async fn count(store: &Store) -> i64 {
@@ -135,4 +157,153 @@ async fn events_carry_the_command_metadata() {
         assert_eq!(event.metadata.received_at_ms, Some(envelope.received_at_ms));
         assert_eq!(event.metadata.source.as_deref(), Some("koogallery"));
     }
+}
+
+fn renew(license: &str, order: &str, expire: &str) -> String {
+    format!(
+        r#"{{"activity":"refreshLicenseCode","expireTime":"{expire}","license":"{license}","orderId":"{order}","orderLineId":"{order}-1","scene":"RENEWAL"}}"#
+    )
+}
+
+fn status(license: &str, status: &str) -> String {
+    format!(r#"{{"activity":"updateLicenseCodeStatus","license":"{license}","status":"{status}"}}"#)
+}
+
+#[tokio::test]
+async fn a_batch_decides_like_its_commands_one_by_one() {
+    let bodies = [
+        renew("PL1", "CS1", "20271231235959"),
+        status("PL2", "FREEZE"),
+        status("PL1", "FREEZE"),
+        status("PL1", "FREEZE"),
+        status("PL1", "UNFREEZE"),
+        renew("PL2", "CS2", "20281231235959"),
+        r#"{"activity":"releaseLicenseCode","license":"PL3"}"#.to_owned(),
+        status("PL3", "UNFREEZE"),
+    ];
+    let mut envelopes: Vec<CommandEnvelope> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| callback(body, &format!("n{i}")))
+        .collect();
+    let mut unreadable = callback(RENEW, "unused");
+    unreadable.command = CommandBody::RequestActivation {
+        license: "PL1".into(),
+        real_effect_time: Some("not a time".into()),
+    };
+    envelopes.push(unreadable);
+
+    let one_by_one = TestDatabase::create().await;
+    let mut expected = Vec::new();
+    for envelope in &envelopes {
+        let applied = run(&one_by_one.store(), envelope).await;
+        expected.push((applied.outcome, applied.events, applied.reply));
+    }
+    let together = TestDatabase::create().await;
+    let refs: Vec<&CommandEnvelope> = envelopes.iter().collect();
+    let applied: Vec<_> = batch(&together.store(), &refs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.outcome, a.events, a.reply))
+        .collect();
+    assert_eq!(applied, expected);
+    assert_eq!(
+        history(&together.store()).await,
+        history(&one_by_one.store()).await,
+        "the same events, in the same global order"
+    );
+    let outcomes: Vec<_> = applied.iter().map(|a| a.0).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "applied",
+            "applied",
+            "unchanged",
+            "applied",
+            "applied",
+            "applied",
+            "applied",
+            "invalid"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn repeats_within_a_batch_are_found_like_repeats_across_batches() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let first = callback(RENEW, "n1");
+    let same_content = callback(RENEW, "n2");
+    let same_nonce = callback(FREEZE, "n1");
+    let applied = batch(&store, &[&first, &same_content, &first, &same_nonce])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = applied.iter().map(|a| (a.outcome, a.events)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("applied", 2),
+            ("repeated", 0),
+            ("redelivered", 0),
+            ("replayed_nonce", 0)
+        ]
+    );
+    assert_eq!(applied[1].reply, applied[0].reply);
+    assert_eq!(applied[2].reply, applied[0].reply);
+    assert_eq!(count(&store).await, 2);
+
+    // And what the batch recorded answers later batches.
+    let later = batch(
+        &store,
+        &[
+            &same_content,
+            &callback(RENEW, "n3"),
+            &callback(FREEZE, "n2"),
+        ],
+    )
+    .await
+    .unwrap();
+    let outcomes: Vec<_> = later.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, ["redelivered", "repeated", "replayed_nonce"]);
+    assert_eq!(count(&store).await, 2);
+}
+
+#[tokio::test]
+async fn a_stream_the_processor_cannot_read_fails_the_batch_and_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store
+        .append(
+            "license-PLBAD",
+            0,
+            vec![licensing_store::NewEvent {
+                event_id: Uuid::new_v4(),
+                event_type: "written_by_a_later_release".into(),
+                schema_version: 1,
+                payload: serde_json::json!({}),
+                metadata: licensing_store::EventMetadata::default(),
+            }],
+        )
+        .await
+        .unwrap();
+    let good = callback(RENEW, "n1");
+    let bad = callback(&status("PLBAD", "FREEZE"), "n2");
+    let error = batch(&store, &[&good, &bad]).await.unwrap_err();
+    assert!(
+        matches!(&error, ApplyError::Poison(why) if why.contains("license-PLBAD")),
+        "{error}"
+    );
+    assert_eq!(
+        count(&store).await,
+        1,
+        "the good command was rolled back too"
+    );
+    // Alone, the good command goes through (the worker splits a failed batch).
+    assert_eq!(run(&store, &good).await.outcome, "applied");
+    assert!(matches!(
+        batch(&store, &[&bad]).await,
+        Err(ApplyError::Poison(_))
+    ));
 }

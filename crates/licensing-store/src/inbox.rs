@@ -42,7 +42,18 @@ impl Store {
     }
 }
 
-/// What the inbox knows about a command, read in one round trip.
+/// The inbox keys of one command, for [`UnitOfWork::inbox_lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxKeys<'a> {
+    /// The queue message's id.
+    pub message_id: Uuid,
+    /// A callback's nonce.
+    pub nonce: Option<&'a str>,
+    /// A callback's content key (D9).
+    pub content_key: Option<&'a str>,
+}
+
+/// What the inbox knows about a command.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InboxLookup {
     /// The stored reply, if this message was processed before.
@@ -53,68 +64,102 @@ pub struct InboxLookup {
     pub callback_reply: Option<Value>,
 }
 
+/// What the inbox must remember of one processed command, for [`UnitOfWork::record_outcomes`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InboxOutcome<'a> {
+    /// The queue message's id: remembered with its reply.
+    pub message_id: Uuid,
+    /// The reply it got.
+    pub reply: &'a Value,
+    /// A callback's nonce and when it expires.
+    pub nonce: Option<(&'a str, OffsetDateTime)>,
+    /// A callback's content key, remembered with this reply unless one is remembered already.
+    pub content_key: Option<&'a str>,
+}
+
 impl UnitOfWork {
-    /// Everything the inbox knows about a command, in one query: the stored reply of its message
-    /// id, whether its nonce was seen and has not expired at `now`, and the first answer given to a
-    /// callback with its content key.
+    /// Everything the inbox knows about some commands, in one query, in their order: the stored
+    /// reply of each message id, whether each nonce was seen and has not expired at `now`, and the
+    /// first answer given to a callback with each content key. Only what is committed (or written
+    /// earlier in this transaction) is seen: commands of the same batch do not see each other here.
     pub async fn inbox_lookup(
         &self,
-        message_id: Uuid,
-        nonce: Option<&str>,
-        content_key: Option<&str>,
+        commands: &[InboxKeys<'_>],
         now: OffsetDateTime,
-    ) -> Result<InboxLookup, StoreError> {
-        let row = self
+    ) -> Result<Vec<InboxLookup>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = commands.iter().map(|c| c.message_id).collect();
+        let nonces: Vec<Option<&str>> = commands.iter().map(|c| c.nonce).collect();
+        let keys: Vec<Option<&str>> = commands.iter().map(|c| c.content_key).collect();
+        let rows = self
             .client()?
-            .query_one(
-                "SELECT (SELECT reply FROM inbox_messages WHERE message_id = $1),
-                        EXISTS (SELECT 1 FROM inbox_nonces WHERE nonce = $2 AND expires_at > $3),
-                        (SELECT reply FROM inbox_callbacks WHERE content_key = $4)",
-                &[&message_id, &nonce, &now, &content_key],
+            .query(
+                "SELECT (SELECT reply FROM inbox_messages m WHERE m.message_id = q.message_id),
+                        EXISTS (SELECT 1 FROM inbox_nonces n
+                                 WHERE n.nonce = q.nonce AND n.expires_at > $4),
+                        (SELECT reply FROM inbox_callbacks c WHERE c.content_key = q.content_key)
+                   FROM unnest($1::uuid[], $2::text[], $3::text[])
+                        WITH ORDINALITY AS q(message_id, nonce, content_key, ord)
+                  ORDER BY q.ord",
+                &[&ids, &nonces, &keys, &now],
             )
             .await?;
-        Ok(InboxLookup {
-            processed_reply: row.get(0),
-            nonce_seen: row.get(1),
-            callback_reply: row.get(2),
-        })
+        Ok(rows
+            .iter()
+            .map(|row| InboxLookup {
+                processed_reply: row.get(0),
+                nonce_seen: row.get(1),
+                callback_reply: row.get(2),
+            })
+            .collect())
     }
 
-    /// Remembers, in one statement: the message id with its reply; the nonce until its expiry
-    /// (`(nonce, now, expires_at)`; an expired entry is taken over); the callback's content key with
-    /// its answer, keeping the first answer if there is one. Returns `false` when the nonce is
-    /// remembered already and not expired: a replay racing this command (roll back). A message id
-    /// recorded twice is an error.
-    pub async fn record_outcome(
+    /// Remembers some commands' outcomes in one statement: each message id with its reply; each
+    /// nonce until its expiry (an entry expired at `now` is taken over); each content key with its
+    /// answer, keeping the first answer if there is one. Returns the nonces that are remembered
+    /// already and not expired: replays racing these commands (roll back). Message ids and nonces
+    /// must be distinct within one call; a message id recorded before is an error.
+    pub async fn record_outcomes(
         &self,
-        message_id: Uuid,
-        reply: &Value,
-        nonce: Option<(&str, OffsetDateTime, OffsetDateTime)>,
-        content_key: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let (nonce_text, now, expires_at) = match nonce {
-            Some((n, now, expires)) => (Some(n), Some(now), Some(expires)),
-            None => (None, None, None),
-        };
-        let row = self
+        outcomes: &[InboxOutcome<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|o| o.message_id).collect();
+        let replies: Vec<&Value> = outcomes.iter().map(|o| o.reply).collect();
+        let nonces: Vec<Option<&str>> = outcomes.iter().map(|o| o.nonce.map(|n| n.0)).collect();
+        let expiries: Vec<Option<OffsetDateTime>> =
+            outcomes.iter().map(|o| o.nonce.map(|n| n.1)).collect();
+        let keys: Vec<Option<&str>> = outcomes.iter().map(|o| o.content_key).collect();
+        let rows = self
             .client()?
-            .query_one(
-                "WITH nonce AS (
+            .query(
+                "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[])
+                         AS i(message_id, reply, nonce, expires_at, content_key)
+                 ), nonce AS (
                      INSERT INTO inbox_nonces AS n (nonce, expires_at)
-                     SELECT $3, $5 WHERE $3::text IS NOT NULL
-                     ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE n.expires_at <= $4
-                     RETURNING 1
+                     SELECT nonce, expires_at FROM input WHERE nonce IS NOT NULL
+                     ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                         WHERE n.expires_at <= $6
+                     RETURNING n.nonce
                  ), callback AS (
                      INSERT INTO inbox_callbacks (content_key, message_id, reply)
-                     SELECT $6, $1, $2 WHERE $6::text IS NOT NULL
+                     SELECT content_key, message_id, reply FROM input WHERE content_key IS NOT NULL
                      ON CONFLICT (content_key) DO NOTHING
                  ), processed AS (
-                     INSERT INTO inbox_messages (message_id, reply) VALUES ($1, $2)
+                     INSERT INTO inbox_messages (message_id, reply)
+                     SELECT message_id, reply FROM input
                  )
-                 SELECT $3::text IS NULL OR EXISTS (SELECT 1 FROM nonce)",
-                &[&message_id, reply, &nonce_text, &now, &expires_at, &content_key],
+                 SELECT nonce FROM input WHERE nonce IS NOT NULL
+                 EXCEPT SELECT nonce FROM nonce",
+                &[&ids, &replies, &nonces, &expiries, &keys, &now],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }

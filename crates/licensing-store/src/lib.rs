@@ -6,8 +6,9 @@
 //!   can never be joined later by an event below it (gap-safe, ADR 0005).
 //! - [`Subscription`] follows the global order with a checkpoint committed together with the
 //!   follower's own work, woken by `LISTEN/NOTIFY`, polling as a fallback.
-//! - [`UnitOfWork::inbox_lookup`] and [`UnitOfWork::record_outcome`] read and write, in one round
-//!   trip each, the processed messages, the callback answers and the nonces.
+//! - [`UnitOfWork::inbox_lookup`] and [`UnitOfWork::record_outcomes`] read and write, in one round
+//!   trip each for a whole batch of commands, the processed messages, the callback answers and the
+//!   nonces; [`UnitOfWork::load_many`] loads a batch's streams in one query.
 //! - [`Upcasters`] turn old payload versions into current ones on read.
 
 mod append;
@@ -24,7 +25,7 @@ mod unit_of_work;
 pub use append::AppendOutcome;
 pub use error::StoreError;
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
-pub use inbox::InboxLookup;
+pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};
 pub use tokio_postgres::{GenericClient, Row, Transaction};

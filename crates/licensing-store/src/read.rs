@@ -1,5 +1,7 @@
 //! Reads: one stream in order, and every stream in global order for followers.
 
+use std::collections::HashMap;
+
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::StoreError;
@@ -58,6 +60,33 @@ pub(crate) async fn load_in(
     let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version");
     let rows = client.query(&sql, &[&stream_id]).await?;
     rows.iter().map(|r| decode(r, upcasters)).collect()
+}
+
+/// Every committed event of some streams, each stream's in order (one query for a batch).
+pub(crate) async fn load_many_in(
+    client: &impl GenericClient,
+    stream_ids: &[&str],
+    upcasters: &Upcasters,
+) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError> {
+    let mut streams: HashMap<String, Vec<RecordedEvent>> = stream_ids
+        .iter()
+        .map(|id| ((*id).to_owned(), Vec::new()))
+        .collect();
+    if stream_ids.is_empty() {
+        return Ok(streams);
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+    );
+    let rows = client.query(&sql, &[&stream_ids]).await?;
+    for row in &rows {
+        let event = decode(row, upcasters)?;
+        streams
+            .entry(event.stream_id.clone())
+            .or_default()
+            .push(event);
+    }
+    Ok(streams)
 }
 
 /// Up to `limit` events after `after_position`, in global order, that are safe to follow.

@@ -1,11 +1,12 @@
-//! A transaction on the store for the single writer: inbox reads and writes, one append, commit.
+//! A transaction on the store for the single writer: inbox reads and writes, stream loads, one
+//! append, commit.
 
 use deadpool_postgres::Object;
 
 use crate::append::{AppendOutcome, append_in};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, StreamAppend, Upcasters};
-use crate::read::load_in;
+use crate::read::{load_in, load_many_in};
 use crate::store::Store;
 
 /// One transaction. Dropped without [`UnitOfWork::commit`], it is rolled back (its connection is
@@ -40,6 +41,15 @@ impl UnitOfWork {
     /// Every committed event of a stream (and this transaction's own), in order.
     pub async fn load(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         load_in(&***self.client()?, stream_id, &self.upcasters).await
+    }
+
+    /// Every committed event of each of `stream_ids` (and this transaction's own), each stream's in
+    /// order, in one query; a stream without events maps to an empty list.
+    pub async fn load_many(
+        &self,
+        stream_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
+        load_many_in(&***self.client()?, stream_ids, &self.upcasters).await
     }
 
     /// Appends to one or more streams. At most once per transaction: batch the streams into one call.

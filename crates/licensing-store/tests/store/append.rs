@@ -174,11 +174,18 @@ async fn a_transaction_appends_once_after_any_inbox_writes() {
     let store = db.store();
     let now = time::OffsetDateTime::now_utc();
     let mut unit = store.begin(Upcasters::new()).await.unwrap();
-    let nonce = Some(("n1", now, now + time::Duration::minutes(10)));
+    let reply = serde_json::json!({});
+    let outcome = licensing_store::InboxOutcome {
+        message_id: uuid::Uuid::new_v4(),
+        reply: &reply,
+        nonce: Some(("n1", now + time::Duration::minutes(10))),
+        content_key: None,
+    };
     assert!(
-        unit.record_outcome(uuid::Uuid::new_v4(), &serde_json::json!({}), nonce, None)
+        unit.record_outcomes(&[outcome], now)
             .await
             .unwrap()
+            .is_empty()
     );
     let one = StreamAppend {
         stream_id: "s".into(),
@@ -313,4 +320,51 @@ async fn a_scan_by_stream_returns_each_stream_together_and_in_order() {
             .unwrap(),
         ["d"]
     );
+}
+
+#[tokio::test]
+async fn a_batch_loads_its_streams_in_one_query_and_appends_in_command_order() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store.append("a", 0, vec![event("a1", 1)]).await.unwrap();
+    store
+        .append("b", 0, vec![event("b1", 1), event("b2", 2)])
+        .await
+        .unwrap();
+    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let loaded = unit.load_many(&["b", "a", "none"]).await.unwrap();
+    let versions = |id: &str| -> Vec<i64> { loaded[id].iter().map(|e| e.stream_version).collect() };
+    assert_eq!(
+        (versions("a"), versions("b"), versions("none")),
+        (vec![1], vec![1, 2], vec![])
+    );
+    assert_eq!(loaded["b"][1].event_type, "b2");
+
+    // Commands of a batch, in order: a, b, a again; one stream's appends chain their versions.
+    let append = |stream: &str, expected, name| StreamAppend {
+        stream_id: stream.into(),
+        expected_version: expected,
+        events: vec![event(name, 9)],
+    };
+    let AppendOutcome::Appended { positions } = unit
+        .append(&[
+            append("a", 1, "a2"),
+            append("b", 2, "b3"),
+            append("a", 2, "a3"),
+        ])
+        .await
+        .unwrap()
+    else {
+        panic!("not appended")
+    };
+    unit.commit().await.unwrap();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let a: Vec<String> = store
+        .load("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(a, ["a1", "a2", "a3"]);
 }

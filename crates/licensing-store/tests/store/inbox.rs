@@ -1,18 +1,61 @@
 //! The inbox: stored replies for redelivered messages and repeated callbacks, and nonces with expiry.
 
 use licensing_store::testing::TestDatabase;
-use licensing_store::{InboxLookup, Upcasters};
+use licensing_store::{InboxKeys, InboxLookup, InboxOutcome, UnitOfWork, Upcasters};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 /// A nonce to remember from `now` for `minutes`.
-fn remember(
-    nonce: &str,
+fn remember(nonce: &str, now: OffsetDateTime, minutes: i64) -> Option<(&str, OffsetDateTime)> {
+    Some((nonce, now + Duration::minutes(minutes)))
+}
+
+/// The inbox keys of one command.
+fn keys<'a>(
+    message_id: Uuid,
+    nonce: Option<&'a str>,
+    content_key: Option<&'a str>,
+) -> InboxKeys<'a> {
+    InboxKeys {
+        message_id,
+        nonce,
+        content_key,
+    }
+}
+
+/// Looks one command up.
+async fn lookup(
+    unit: &UnitOfWork,
+    id: Uuid,
+    nonce: Option<&str>,
+    key: Option<&str>,
     now: OffsetDateTime,
-    minutes: i64,
-) -> Option<(&str, OffsetDateTime, OffsetDateTime)> {
-    Some((nonce, now, now + Duration::minutes(minutes)))
+) -> InboxLookup {
+    let mut found = unit
+        .inbox_lookup(&[keys(id, nonce, key)], now)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    found.remove(0)
+}
+
+/// Records one outcome at `now`; true when its nonce was free.
+async fn record(
+    unit: &UnitOfWork,
+    id: Uuid,
+    reply: &serde_json::Value,
+    nonce: Option<(&str, OffsetDateTime)>,
+    key: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<bool, licensing_store::StoreError> {
+    let outcome = InboxOutcome {
+        message_id: id,
+        reply,
+        nonce,
+        content_key: key,
+    };
+    Ok(unit.record_outcomes(&[outcome], now).await?.is_empty())
 }
 
 #[tokio::test]
@@ -23,21 +66,21 @@ async fn a_processed_message_keeps_its_reply() {
     let now = OffsetDateTime::now_utc();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert_eq!(
-        unit.inbox_lookup(id, None, None, now).await.unwrap(),
+        lookup(&unit, id, None, None, now).await,
         InboxLookup::default()
     );
     assert!(
-        unit.record_outcome(id, &json!({"resultCode": "000000"}), None, None)
+        record(&unit, id, &json!({"resultCode": "000000"}), None, None, now)
             .await
             .unwrap()
     );
     unit.commit().await.unwrap();
 
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    let known = unit.inbox_lookup(id, None, None, now).await.unwrap();
+    let known = lookup(&unit, id, None, None, now).await;
     assert_eq!(known.processed_reply, Some(json!({"resultCode": "000000"})));
     assert!(
-        unit.record_outcome(id, &json!({}), None, None)
+        record(&unit, id, &json!({}), None, None, now)
             .await
             .is_err(),
         "a message is processed once"
@@ -51,26 +94,36 @@ async fn a_callback_keeps_its_first_reply() {
     let now = OffsetDateTime::now_utc();
     let key = "refreshLicenseCode|PL1|CS1|CS1-1|RENEWAL|20250101000000|";
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    unit.record_outcome(Uuid::new_v4(), &json!({"first": true}), None, Some(key))
-        .await
-        .unwrap();
-    unit.record_outcome(Uuid::new_v4(), &json!({"first": false}), None, Some(key))
-        .await
-        .unwrap();
+    record(
+        &unit,
+        Uuid::new_v4(),
+        &json!({"first": true}),
+        None,
+        Some(key),
+        now,
+    )
+    .await
+    .unwrap();
+    record(
+        &unit,
+        Uuid::new_v4(),
+        &json!({"first": false}),
+        None,
+        Some(key),
+        now,
+    )
+    .await
+    .unwrap();
     unit.commit().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     let id = Uuid::new_v4();
     assert_eq!(
-        unit.inbox_lookup(id, None, Some(key), now)
-            .await
-            .unwrap()
-            .callback_reply,
+        lookup(&unit, id, None, Some(key), now).await.callback_reply,
         Some(json!({"first": true}))
     );
     assert_eq!(
-        unit.inbox_lookup(id, None, Some("other"), now)
+        lookup(&unit, id, None, Some("other"), now)
             .await
-            .unwrap()
             .callback_reply,
         None
     );
@@ -85,9 +138,8 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
         let store = store.clone();
         async move {
             let unit = store.begin(Upcasters::new()).await.unwrap();
-            unit.inbox_lookup(Uuid::new_v4(), Some(nonce), None, now)
+            lookup(&unit, Uuid::new_v4(), Some(nonce), None, now)
                 .await
-                .unwrap()
                 .nonce_seen
         }
     };
@@ -95,14 +147,28 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
     assert!(!seen("n1", t0).await);
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n1", t0, 10), None)
-            .await
-            .unwrap()
+        record(
+            &unit,
+            Uuid::new_v4(),
+            &json!({}),
+            remember("n1", t0, 10),
+            None,
+            t0
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n2", t0, 1), None)
-            .await
-            .unwrap()
+        record(
+            &unit,
+            Uuid::new_v4(),
+            &json!({}),
+            remember("n2", t0, 1),
+            None,
+            t0
+        )
+        .await
+        .unwrap()
     );
     unit.commit().await.unwrap();
 
@@ -111,17 +177,30 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
     assert!(!seen("n2", later).await, "n2 expired after a minute");
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        !unit
-            .record_outcome(Uuid::new_v4(), &json!({}), remember("n1", later, 10), None)
-            .await
-            .unwrap()
+        !record(
+            &unit,
+            Uuid::new_v4(),
+            &json!({}),
+            remember("n1", later, 10),
+            None,
+            later
+        )
+        .await
+        .unwrap()
     );
     unit.rollback().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        unit.record_outcome(Uuid::new_v4(), &json!({}), remember("n2", later, 10), None)
-            .await
-            .unwrap(),
+        record(
+            &unit,
+            Uuid::new_v4(),
+            &json!({}),
+            remember("n2", later, 10),
+            None,
+            later
+        )
+        .await
+        .unwrap(),
         "an expired nonce may be used again"
     );
     unit.commit().await.unwrap();
@@ -138,12 +217,26 @@ async fn the_retention_job_purges_expired_nonces_until_cancelled() {
     let now = OffsetDateTime::now_utc();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     let old = now - Duration::minutes(20);
-    unit.record_outcome(Uuid::new_v4(), &json!({}), remember("old", old, 10), None)
-        .await
-        .unwrap();
-    unit.record_outcome(Uuid::new_v4(), &json!({}), remember("fresh", now, 10), None)
-        .await
-        .unwrap();
+    record(
+        &unit,
+        Uuid::new_v4(),
+        &json!({}),
+        remember("old", old, 10),
+        None,
+        old,
+    )
+    .await
+    .unwrap();
+    record(
+        &unit,
+        Uuid::new_v4(),
+        &json!({}),
+        remember("fresh", now, 10),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
     unit.commit().await.unwrap();
 
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -183,23 +276,25 @@ async fn one_lookup_and_one_write_cover_the_whole_inbox() {
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert_eq!(
-        unit.inbox_lookup(first, Some("n1"), Some("k1"), now)
-            .await
-            .unwrap(),
+        lookup(&unit, first, Some("n1"), Some("k1"), now).await,
         InboxLookup::default()
     );
     assert!(
-        unit.record_outcome(first, &json!({"r": 1}), remember("n1", now, 10), Some("k1"))
-            .await
-            .unwrap()
+        record(
+            &unit,
+            first,
+            &json!({"r": 1}),
+            remember("n1", now, 10),
+            Some("k1"),
+            now
+        )
+        .await
+        .unwrap()
     );
     unit.commit().await.unwrap();
 
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    let known = unit
-        .inbox_lookup(first, Some("n1"), Some("k1"), now)
-        .await
-        .unwrap();
+    let known = lookup(&unit, first, Some("n1"), Some("k1"), now).await;
     assert_eq!(
         (
             known.processed_reply,
@@ -210,22 +305,28 @@ async fn one_lookup_and_one_write_cover_the_whole_inbox() {
     );
     // The same nonce again, not expired: refused, and the caller rolls back.
     assert!(
-        !unit
-            .record_outcome(second, &json!({"r": 2}), remember("n1", now, 10), None)
-            .await
-            .unwrap()
+        !record(
+            &unit,
+            second,
+            &json!({"r": 2}),
+            remember("n1", now, 10),
+            None,
+            now
+        )
+        .await
+        .unwrap()
     );
     unit.rollback().await.unwrap();
     // Without a nonce or a key, only the message is remembered.
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        unit.record_outcome(second, &json!({"r": 2}), None, None)
+        record(&unit, second, &json!({"r": 2}), None, None, now)
             .await
             .unwrap()
     );
     unit.commit().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    let known = unit.inbox_lookup(second, None, None, now).await.unwrap();
+    let known = lookup(&unit, second, None, None, now).await;
     assert_eq!(
         (
             known.processed_reply,
@@ -234,4 +335,115 @@ async fn one_lookup_and_one_write_cover_the_whole_inbox() {
         ),
         (Some(json!({"r": 2})), false, None)
     );
+}
+
+#[tokio::test]
+async fn a_batch_is_looked_up_and_recorded_in_one_statement_each() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let now = OffsetDateTime::now_utc();
+    let expires = now + Duration::minutes(10);
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let (r0, r1, r2, r3) = (
+        json!({"r": 0}),
+        json!({"r": 1}),
+        json!({"r": 2}),
+        json!({"r": 3}),
+    );
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    record(&unit, ids[0], &r0, Some(("held", expires)), Some("k0"), now)
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let found = unit
+        .inbox_lookup(
+            &[
+                keys(ids[1], Some("fresh"), Some("k1")),
+                keys(ids[0], None, None),
+                keys(ids[2], Some("held"), None),
+                keys(ids[3], None, Some("k0")),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let seen: Vec<_> = found
+        .iter()
+        .map(|f| {
+            (
+                f.processed_reply.clone(),
+                f.nonce_seen,
+                f.callback_reply.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (None, false, None),
+            (Some(r0.clone()), false, None),
+            (None, true, None),
+            (None, false, Some(r0.clone())),
+        ],
+        "in the order asked"
+    );
+
+    // Several outcomes at once: a held nonce is reported (and the caller rolls back).
+    let outcome = |id, reply, nonce: Option<&'static str>, key| InboxOutcome {
+        message_id: id,
+        reply,
+        nonce: nonce.map(|n| (n, expires)),
+        content_key: key,
+    };
+    let refused = unit
+        .record_outcomes(
+            &[
+                outcome(ids[1], &r1, Some("fresh"), Some("k1")),
+                outcome(ids[2], &r2, Some("held"), None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, ["held"]);
+    unit.rollback().await.unwrap();
+
+    // Without the replay: everything is remembered; a content key given twice keeps the first.
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let refused = unit
+        .record_outcomes(
+            &[
+                outcome(ids[1], &r1, Some("fresh"), Some("k1")),
+                outcome(ids[2], &r2, Some("other"), Some("k1")),
+                outcome(ids[3], &r3, None, None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_empty());
+    unit.commit().await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let found = unit
+        .inbox_lookup(
+            &[
+                keys(ids[3], Some("other"), Some("k1")),
+                keys(ids[2], Some("fresh"), None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found[0].processed_reply, Some(r3));
+    assert!(found[0].nonce_seen && found[1].nonce_seen);
+    assert_eq!(
+        found[0].callback_reply,
+        Some(r1),
+        "the first answer is kept"
+    );
+    assert_eq!(found[1].processed_reply, Some(r2));
+    assert!(unit.inbox_lookup(&[], now).await.unwrap().is_empty());
+    assert!(unit.record_outcomes(&[], now).await.unwrap().is_empty());
 }
