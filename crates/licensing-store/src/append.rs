@@ -1,7 +1,7 @@
 //! Appends: atomic, at an expected version, idempotent by event id, in gap-safe global order.
 
 use serde_json::Value;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, ToStatement};
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -24,15 +24,19 @@ pub enum AppendOutcome {
     },
 }
 
-const APPEND: &str =
+pub(crate) const APPEND: &str =
     "SELECT out_event_id, out_position FROM licensing_append($1, $2, $3, $4, $5, $6, $7)";
 
 /// Appends to one or more streams in one call; at most one call per transaction (positions are
-/// derived from the transaction id, ADR 0005).
-pub(crate) async fn append_in(
+/// derived from the transaction id, ADR 0005). `statement` is [`APPEND`], prepared or not.
+pub(crate) async fn append_in<S>(
     client: &impl GenericClient,
+    statement: &S,
     appends: &[StreamAppend],
-) -> Result<AppendOutcome, StoreError> {
+) -> Result<AppendOutcome, StoreError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
     let count: usize = appends.iter().map(|a| a.events.len()).sum();
     if count == 0 {
         return Ok(AppendOutcome::Appended {
@@ -62,7 +66,7 @@ pub(crate) async fn append_in(
     }
     let result = client
         .query(
-            APPEND,
+            statement,
             &[
                 &stream_ids,
                 &versions,

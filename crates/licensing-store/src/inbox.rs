@@ -42,6 +42,37 @@ impl Store {
     }
 }
 
+/// What the inbox knows about each of a batch's commands, in their order.
+const LOOKUP: &str =
+    "SELECT (SELECT reply FROM inbox_messages m WHERE m.message_id = q.message_id),
+          EXISTS (SELECT 1 FROM inbox_nonces n
+                   WHERE n.nonce = q.nonce AND n.expires_at > $4),
+          (SELECT reply FROM inbox_callbacks c WHERE c.content_key = q.content_key)
+     FROM unnest($1::uuid[], $2::text[], $3::text[])
+          WITH ORDINALITY AS q(message_id, nonce, content_key, ord)
+    ORDER BY q.ord";
+
+/// Everything the inbox remembers of a batch, in one statement; returns the nonces refused.
+const RECORD: &str = "WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[])
+            AS i(message_id, reply, nonce, expires_at, content_key)
+    ), nonce AS (
+        INSERT INTO inbox_nonces AS n (nonce, expires_at)
+        SELECT nonce, expires_at FROM input WHERE nonce IS NOT NULL
+        ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+            WHERE n.expires_at <= $6
+        RETURNING n.nonce
+    ), callback AS (
+        INSERT INTO inbox_callbacks (content_key, message_id, reply)
+        SELECT content_key, message_id, reply FROM input WHERE content_key IS NOT NULL
+        ON CONFLICT (content_key) DO NOTHING
+    ), processed AS (
+        INSERT INTO inbox_messages (message_id, reply)
+        SELECT message_id, reply FROM input
+    )
+    SELECT nonce FROM input WHERE nonce IS NOT NULL
+    EXCEPT SELECT nonce FROM nonce";
+
 /// The inbox keys of one command, for [`UnitOfWork::inbox_lookup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboxKeys<'a> {
@@ -93,18 +124,10 @@ impl UnitOfWork {
         let ids: Vec<Uuid> = commands.iter().map(|c| c.message_id).collect();
         let nonces: Vec<Option<&str>> = commands.iter().map(|c| c.nonce).collect();
         let keys: Vec<Option<&str>> = commands.iter().map(|c| c.content_key).collect();
+        let statement = self.prepared(LOOKUP).await?;
         let rows = self
             .client()?
-            .query(
-                "SELECT (SELECT reply FROM inbox_messages m WHERE m.message_id = q.message_id),
-                        EXISTS (SELECT 1 FROM inbox_nonces n
-                                 WHERE n.nonce = q.nonce AND n.expires_at > $4),
-                        (SELECT reply FROM inbox_callbacks c WHERE c.content_key = q.content_key)
-                   FROM unnest($1::uuid[], $2::text[], $3::text[])
-                        WITH ORDINALITY AS q(message_id, nonce, content_key, ord)
-                  ORDER BY q.ord",
-                &[&ids, &nonces, &keys, &now],
-            )
+            .query(&statement, &[&ids, &nonces, &keys, &now])
             .await?;
         Ok(rows
             .iter()
@@ -135,28 +158,11 @@ impl UnitOfWork {
         let expiries: Vec<Option<OffsetDateTime>> =
             outcomes.iter().map(|o| o.nonce.map(|n| n.1)).collect();
         let keys: Vec<Option<&str>> = outcomes.iter().map(|o| o.content_key).collect();
+        let statement = self.prepared(RECORD).await?;
         let rows = self
             .client()?
             .query(
-                "WITH input AS (
-                     SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[])
-                         AS i(message_id, reply, nonce, expires_at, content_key)
-                 ), nonce AS (
-                     INSERT INTO inbox_nonces AS n (nonce, expires_at)
-                     SELECT nonce, expires_at FROM input WHERE nonce IS NOT NULL
-                     ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                         WHERE n.expires_at <= $6
-                     RETURNING n.nonce
-                 ), callback AS (
-                     INSERT INTO inbox_callbacks (content_key, message_id, reply)
-                     SELECT content_key, message_id, reply FROM input WHERE content_key IS NOT NULL
-                     ON CONFLICT (content_key) DO NOTHING
-                 ), processed AS (
-                     INSERT INTO inbox_messages (message_id, reply)
-                     SELECT message_id, reply FROM input
-                 )
-                 SELECT nonce FROM input WHERE nonce IS NOT NULL
-                 EXCEPT SELECT nonce FROM nonce",
+                &statement,
                 &[&ids, &replies, &nonces, &expiries, &keys, &now],
             )
             .await?;

@@ -126,7 +126,8 @@ impl Store {
     pub async fn append_many(&self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
         let client = self.client().await?;
         // A single statement is its own transaction: one round trip.
-        let outcome = append::append_in(&**client, appends).await?;
+        let statement = client.prepare_cached(append::APPEND).await?;
+        let outcome = append::append_in(&**client, &statement, appends).await?;
         if matches!(outcome, AppendOutcome::Appended { .. }) {
             self.events_committed();
         }

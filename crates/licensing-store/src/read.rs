@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, ToStatement};
 
 use crate::error::StoreError;
 use crate::event::{EventMetadata, RecordedEvent, Upcasters};
@@ -62,12 +62,22 @@ pub(crate) async fn load_in(
     rows.iter().map(|r| decode(r, upcasters)).collect()
 }
 
-/// Every committed event of some streams, each stream's in order (one query for a batch).
-pub(crate) async fn load_many_in(
+/// Every event of some streams, each stream's in order: the statement for [`load_many_in`].
+pub(crate) const LOAD_MANY: &str = "SELECT global_position, stream_id, stream_version, event_id, \
+     event_type, schema_version, payload, metadata, recorded_at \
+     FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
+
+/// Every committed event of some streams, each stream's in order (one query for a batch);
+/// `statement` is [`LOAD_MANY`], prepared or not.
+pub(crate) async fn load_many_in<S>(
     client: &impl GenericClient,
+    statement: &S,
     stream_ids: &[&str],
     upcasters: &Upcasters,
-) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError> {
+) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
     let mut streams: HashMap<String, Vec<RecordedEvent>> = stream_ids
         .iter()
         .map(|id| ((*id).to_owned(), Vec::new()))
@@ -75,10 +85,7 @@ pub(crate) async fn load_many_in(
     if stream_ids.is_empty() {
         return Ok(streams);
     }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
-    );
-    let rows = client.query(&sql, &[&stream_ids]).await?;
+    let rows = client.query(statement, &[&stream_ids]).await?;
     for row in &rows {
         let event = decode(row, upcasters)?;
         streams

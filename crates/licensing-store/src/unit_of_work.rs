@@ -2,11 +2,12 @@
 //! append, commit.
 
 use deadpool_postgres::Object;
+use tokio_postgres::Statement;
 
-use crate::append::{AppendOutcome, append_in};
+use crate::append::{APPEND, AppendOutcome, append_in};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, StreamAppend, Upcasters};
-use crate::read::{load_in, load_many_in};
+use crate::read::{LOAD_MANY, load_in, load_many_in};
 use crate::store::Store;
 
 /// One transaction. Dropped without [`UnitOfWork::commit`], it is rolled back (its connection is
@@ -38,6 +39,11 @@ impl UnitOfWork {
             .ok_or_else(|| StoreError::Database("the transaction is finished".to_owned()))
     }
 
+    /// `sql`, prepared once per connection (the processor runs the same few statements all day).
+    pub(crate) async fn prepared(&self, sql: &str) -> Result<Statement, StoreError> {
+        Ok(self.client()?.prepare_cached(sql).await?)
+    }
+
     /// Every committed event of a stream (and this transaction's own), in order.
     pub async fn load(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         load_in(&***self.client()?, stream_id, &self.upcasters).await
@@ -49,7 +55,8 @@ impl UnitOfWork {
         &self,
         stream_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
-        load_many_in(&***self.client()?, stream_ids, &self.upcasters).await
+        let statement = self.prepared(LOAD_MANY).await?;
+        load_many_in(&***self.client()?, &statement, stream_ids, &self.upcasters).await
     }
 
     /// Appends to one or more streams. At most once per transaction: batch the streams into one call.
@@ -60,7 +67,8 @@ impl UnitOfWork {
             ));
         }
         self.appended = true;
-        append_in(&***self.client()?, appends).await
+        let statement = self.prepared(APPEND).await?;
+        append_in(&***self.client()?, &statement, appends).await
     }
 
     /// Commits. Nothing is durable before this returns `Ok`.
