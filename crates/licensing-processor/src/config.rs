@@ -25,7 +25,8 @@ pub struct ProcessorConfig {
     pub nonce_ttl: Duration,
     /// `LICENSING_PREFETCH`: unacknowledged commands held at once (default 64).
     pub prefetch: u16,
-    /// `LICENSING_PROCESSOR_WORKERS`: licenses processed in parallel (default 8).
+    /// `LICENSING_PROCESSOR_WORKERS`: batches applied in parallel, each license always by the same
+    /// worker (default 4).
     pub workers: usize,
     /// `LICENSING_PROCESSOR_BATCH`: at most this many waiting commands are applied together in one
     /// transaction by a worker (default 32; 1 applies each command alone).
@@ -73,7 +74,7 @@ impl ProcessorConfig {
             },
             nonce_ttl: Duration::from_secs(nonce_ttl),
             prefetch: settings.parse_or("LICENSING_PREFETCH", 64)?,
-            workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 8)?,
+            workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 4)?,
             batch_size: match settings.parse_or("LICENSING_PROCESSOR_BATCH", 32)? {
                 0 => {
                     return Err(SettingsError::invalid(

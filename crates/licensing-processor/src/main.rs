@@ -7,7 +7,9 @@ use licensing_processor::{Processor, ProcessorConfig};
 use licensing_runtime::{Readiness, Settings, init_logging, ops_server, shutdown_signal};
 use prometheus_client::registry::Registry;
 
-#[tokio::main]
+// One thread: the processor waits on PostgreSQL and RabbitMQ, and handing work between threads
+// cost more CPU than it saved (docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
