@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::future::join;
 use koogallery::callback::ResultCode;
 use licensing_domain::{self as domain, License, Rejection};
 use licensing_messages::event_codec;
@@ -74,9 +75,9 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
     }
 }
 
-/// Applies a batch of commands, in their order, in one transaction: one inbox lookup, one load of
-/// their streams, the decisions in memory (each command sees the ones before it), one append, one
-/// inbox write, one commit. `now` is the processing time (nonce expiry). Any error rolls the whole
+/// Applies a batch of commands, in their order, in one transaction of three round trips: the inbox
+/// lookup and the load of their streams; the decisions in memory (each command sees the ones
+/// before it); the append and the inbox write; the commit. `now` is the processing time (nonce expiry). Any error rolls the whole
 /// batch back; the caller retries it, or applies its commands one by one to isolate a poison one.
 pub async fn apply_batch(
     store: &Store,
@@ -85,7 +86,7 @@ pub async fn apply_batch(
     envelopes: &[&CommandEnvelope],
     now: OffsetDateTime,
 ) -> Result<Vec<Applied>, ApplyError> {
-    let mut unit = store.begin(Upcasters::new()).await?;
+    let unit = store.begin(Upcasters::new()).await?;
     let callbacks: Vec<Option<&CallbackCommand>> = envelopes
         .iter()
         .map(|e| match &e.command {
@@ -107,10 +108,7 @@ pub async fn apply_batch(
             content_key: key.as_deref(),
         })
         .collect();
-    // One round trip for everything the inbox knows about the batch.
-    let known = unit.inbox_lookup(&keys, now).await?;
-
-    // The domain commands, and one load for the streams they touch.
+    // The domain commands, and the streams they touch.
     let commands: Vec<Result<domain::Command, String>> = envelopes
         .iter()
         .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
@@ -123,8 +121,11 @@ pub async fn apply_batch(
     stream_ids.sort_unstable();
     stream_ids.dedup();
     let refs: Vec<&str> = stream_ids.iter().map(String::as_str).collect();
+    // One round trip (with the BEGIN) for everything the inbox knows and every stream.
+    let (known, loaded) = join(unit.inbox_lookup(&keys, now), unit.load_many(&refs)).await;
+    let (known, loaded) = (known?, loaded?);
     let mut states = HashMap::with_capacity(stream_ids.len());
-    for (stream, events) in unit.load_many(&refs).await? {
+    for (stream, events) in loaded {
         let mut state = License::default();
         for event in &events {
             let decoded =
@@ -191,21 +192,7 @@ pub async fn apply_batch(
         batch.results.push(applied);
     }
 
-    if !batch.appends.is_empty() {
-        match unit.append(&batch.appends).await? {
-            AppendOutcome::Appended { .. } => {}
-            AppendOutcome::Conflict { stream_id } => {
-                unit.rollback().await?;
-                return Err(ApplyError::Conflict(stream_id));
-            }
-            AppendOutcome::Duplicate => {
-                return Err(ApplyError::Poison(
-                    "fresh event ids reported as duplicates".into(),
-                ));
-            }
-        }
-    }
-    // One statement for everything the inbox must remember.
+    // One round trip for the append and everything the inbox must remember.
     let replies: Vec<serde_json::Value> = batch
         .record
         .iter()
@@ -222,7 +209,30 @@ pub async fn apply_batch(
             content_key: *key,
         })
         .collect();
-    let refused = unit.record_outcomes(&outcomes, now).await?;
+    let appending = async {
+        if batch.appends.is_empty() {
+            Ok(AppendOutcome::Appended {
+                positions: Vec::new(),
+            })
+        } else {
+            unit.append(&batch.appends).await
+        }
+    };
+    let (appended, refused) = join(appending, unit.record_outcomes(&outcomes, now)).await;
+    // A conflict aborts the transaction, failing the inbox write sent with it: look at it first.
+    match appended? {
+        AppendOutcome::Appended { .. } => {}
+        AppendOutcome::Conflict { stream_id } => {
+            unit.rollback().await?;
+            return Err(ApplyError::Conflict(stream_id));
+        }
+        AppendOutcome::Duplicate => {
+            return Err(ApplyError::Poison(
+                "fresh event ids reported as duplicates".into(),
+            ));
+        }
+    }
+    let refused = refused?;
     if !refused.is_empty() {
         // Another processor took a nonce meanwhile: start over, it will be seen.
         unit.rollback().await?;

@@ -307,3 +307,46 @@ async fn a_stream_the_processor_cannot_read_fails_the_batch_and_writes_nothing()
         Err(ApplyError::Poison(_))
     ));
 }
+
+#[tokio::test]
+async fn concurrent_writers_on_one_license_see_conflicts_never_failures() {
+    // What a second processor would do (single active consumer prevents it, the store does not):
+    // both load the same version, one append wins, the other must learn it is a conflict, even
+    // though its inbox write travelled in the same round trip and failed with it.
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let writers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let envelope = callback(
+                &renew("PL1", &format!("CS{w}"), "20271231235959"),
+                &format!("n{w}"),
+            );
+            let mut conflicts = 0;
+            loop {
+                match batch(&store, &[&envelope]).await {
+                    Ok(applied) => return (applied[0].outcome, conflicts),
+                    Err(ApplyError::Conflict(_)) => conflicts += 1,
+                    Err(other) => panic!("writer {w}: {other}"),
+                }
+            }
+        }));
+    }
+    let mut conflicts = 0;
+    for task in tasks {
+        let (outcome, seen) = task.await.unwrap();
+        assert_eq!(outcome, "applied");
+        conflicts += seen;
+    }
+    assert!(conflicts > 0, "the writers overlapped");
+    let versions: Vec<i64> = store
+        .load("license-PL1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, (1..=(writers + 1) as i64).collect::<Vec<_>>());
+}

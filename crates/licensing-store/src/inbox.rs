@@ -124,10 +124,14 @@ impl UnitOfWork {
         let ids: Vec<Uuid> = commands.iter().map(|c| c.message_id).collect();
         let nonces: Vec<Option<&str>> = commands.iter().map(|c| c.nonce).collect();
         let keys: Vec<Option<&str>> = commands.iter().map(|c| c.content_key).collect();
-        let statement = self.prepared(LOOKUP).await?;
         let rows = self
-            .client()?
-            .query(&statement, &[&ids, &nonces, &keys, &now])
+            .in_transaction(async {
+                let statement = self.prepared(LOOKUP).await?;
+                Ok(self
+                    .client()?
+                    .query(&statement, &[&ids, &nonces, &keys, &now])
+                    .await?)
+            })
             .await?;
         Ok(rows
             .iter()
@@ -158,13 +162,17 @@ impl UnitOfWork {
         let expiries: Vec<Option<OffsetDateTime>> =
             outcomes.iter().map(|o| o.nonce.map(|n| n.1)).collect();
         let keys: Vec<Option<&str>> = outcomes.iter().map(|o| o.content_key).collect();
-        let statement = self.prepared(RECORD).await?;
         let rows = self
-            .client()?
-            .query(
-                &statement,
-                &[&ids, &replies, &nonces, &expiries, &keys, &now],
-            )
+            .in_transaction(async {
+                let statement = self.prepared(RECORD).await?;
+                Ok(self
+                    .client()?
+                    .query(
+                        &statement,
+                        &[&ids, &replies, &nonces, &expiries, &keys, &now],
+                    )
+                    .await?)
+            })
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }

@@ -1,5 +1,9 @@
 //! A transaction on the store for the single writer: inbox reads and writes, stream loads, one
-//! append, commit.
+//! append, commit. `BEGIN` travels with the first statement, and statements issued together (say
+//! with `futures_util::future::join`) share one round trip to PostgreSQL.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Object;
 use tokio_postgres::Statement;
@@ -17,20 +21,37 @@ pub struct UnitOfWork {
     store: Store,
     client: Option<Object>,
     upcasters: Upcasters,
-    appended: bool,
+    /// Whether `BEGIN` was sent.
+    begun: AtomicBool,
+    appended: AtomicBool,
 }
 
 impl UnitOfWork {
     pub(crate) async fn begin(store: Store, upcasters: Upcasters) -> Result<Self, StoreError> {
         let client = store.client().await?;
-        let unit = Self {
+        Ok(Self {
             store,
             client: Some(client),
             upcasters,
-            appended: false,
-        };
-        unit.client()?.batch_execute("BEGIN").await?;
-        Ok(unit)
+            begun: AtomicBool::new(false),
+            appended: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `statement` inside the transaction. The first one is preceded by `BEGIN`, queued on
+    /// the connection just before it so that both go in one flight: statements are sent in the
+    /// order they are first polled, and `statement` is polled only after `BEGIN`.
+    pub(crate) async fn in_transaction<T>(
+        &self,
+        statement: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.begun.swap(true, Ordering::SeqCst) {
+            return statement.await;
+        }
+        let begin = self.client()?.batch_execute("BEGIN");
+        let (begun, result) = futures_util::future::join(begin, statement).await;
+        begun?;
+        result
     }
 
     pub(crate) fn client(&self) -> Result<&Object, StoreError> {
@@ -46,7 +67,8 @@ impl UnitOfWork {
 
     /// Every committed event of a stream (and this transaction's own), in order.
     pub async fn load(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        load_in(&***self.client()?, stream_id, &self.upcasters).await
+        self.in_transaction(async { load_in(&***self.client()?, stream_id, &self.upcasters).await })
+            .await
     }
 
     /// Every committed event of each of `stream_ids` (and this transaction's own), each stream's in
@@ -55,29 +77,36 @@ impl UnitOfWork {
         &self,
         stream_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
-        let statement = self.prepared(LOAD_MANY).await?;
-        load_many_in(&***self.client()?, &statement, stream_ids, &self.upcasters).await
+        self.in_transaction(async {
+            let statement = self.prepared(LOAD_MANY).await?;
+            load_many_in(&***self.client()?, &statement, stream_ids, &self.upcasters).await
+        })
+        .await
     }
 
     /// Appends to one or more streams. At most once per transaction: batch the streams into one call.
-    pub async fn append(&mut self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
-        if self.appended {
+    pub async fn append(&self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
+        if self.appended.swap(true, Ordering::SeqCst) {
             return Err(StoreError::Database(
                 "one append per transaction: batch the streams into one call".to_owned(),
             ));
         }
-        self.appended = true;
-        let statement = self.prepared(APPEND).await?;
-        append_in(&***self.client()?, &statement, appends).await
+        self.in_transaction(async {
+            let statement = self.prepared(APPEND).await?;
+            append_in(&***self.client()?, &statement, appends).await
+        })
+        .await
     }
 
     /// Commits. Nothing is durable before this returns `Ok`.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let client = self.client.take();
         match client {
+            // Nothing was sent: nothing to commit.
+            Some(_) if !*self.begun.get_mut() => Ok(()),
             Some(client) => {
                 client.batch_execute("COMMIT").await?;
-                if self.appended {
+                if *self.appended.get_mut() {
                     self.store.events_committed();
                 }
                 Ok(())
@@ -90,7 +119,9 @@ impl UnitOfWork {
 
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
-        if let Some(client) = self.client.take() {
+        if let Some(client) = self.client.take()
+            && *self.begun.get_mut()
+        {
             client.batch_execute("ROLLBACK").await?;
         }
         Ok(())
@@ -99,7 +130,9 @@ impl UnitOfWork {
 
 impl Drop for UnitOfWork {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
+        if let Some(client) = self.client.take()
+            && *self.begun.get_mut()
+        {
             // Closing the connection makes PostgreSQL roll the transaction back.
             drop(Object::take(client));
         }

@@ -173,7 +173,7 @@ async fn a_transaction_appends_once_after_any_inbox_writes() {
     let db = TestDatabase::create().await;
     let store = db.store();
     let now = time::OffsetDateTime::now_utc();
-    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     let reply = serde_json::json!({});
     let outcome = licensing_store::InboxOutcome {
         message_id: uuid::Uuid::new_v4(),
@@ -215,7 +215,7 @@ async fn a_transaction_appends_once_after_any_inbox_writes() {
 async fn a_unit_of_work_dropped_without_commit_is_rolled_back() {
     let db = TestDatabase::create().await;
     let store = db.store();
-    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     unit.append(&[StreamAppend {
         stream_id: "s".into(),
         expected_version: 0,
@@ -231,7 +231,7 @@ async fn a_unit_of_work_dropped_without_commit_is_rolled_back() {
     drop(unit);
     assert!(store.load("s").await.unwrap().is_empty());
 
-    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     unit.append(&[StreamAppend {
         stream_id: "s".into(),
         expected_version: 0,
@@ -331,7 +331,7 @@ async fn a_batch_loads_its_streams_in_one_query_and_appends_in_command_order() {
         .append("b", 0, vec![event("b1", 1), event("b2", 2)])
         .await
         .unwrap();
-    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+    let unit = store.begin(Upcasters::new()).await.unwrap();
     let loaded = unit.load_many(&["b", "a", "none"]).await.unwrap();
     let versions = |id: &str| -> Vec<i64> { loaded[id].iter().map(|e| e.stream_version).collect() };
     assert_eq!(

@@ -233,7 +233,7 @@ async fn an_idle_follower_is_woken_by_the_commit_notification() {
         (seen_count(&store).await == 1).then_some(())
     })
     .await;
-    let mut unit = store
+    let unit = store
         .begin(licensing_store::Upcasters::new())
         .await
         .unwrap();

@@ -36,7 +36,7 @@ async fn a_transaction_committing_late_is_not_skipped() {
     let store = db.store();
 
     // A takes the lower position and stays open; B takes the next one and commits.
-    let mut a = store.begin(Upcasters::new()).await.unwrap();
+    let a = store.begin(Upcasters::new()).await.unwrap();
     let AppendOutcome::Appended { positions: pa } = a.append(&one("a")).await.unwrap() else {
         panic!()
     };
@@ -115,7 +115,7 @@ async fn concurrent_writers_with_random_commit_delays_are_followed_exactly_once_
         let store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let mut unit = store.begin(Upcasters::new()).await.unwrap();
+            let unit = store.begin(Upcasters::new()).await.unwrap();
             let appended = vec![event("held", 0), event("held", 1)];
             let ids: Vec<Uuid> = appended.iter().map(|e| e.event_id).collect();
             unit.append(&[StreamAppend {
@@ -140,7 +140,7 @@ async fn concurrent_writers_with_random_commit_delays_are_followed_exactly_once_
                     let stream = format!("w{w}");
                     let appended = vec![event("x", i as i64), event("y", i as i64)];
                     let ids: Vec<Uuid> = appended.iter().map(|e| e.event_id).collect();
-                    let mut unit = store.begin(Upcasters::new()).await.unwrap();
+                    let unit = store.begin(Upcasters::new()).await.unwrap();
                     let outcome = unit
                         .append(&[StreamAppend {
                             stream_id: stream,
