@@ -97,6 +97,16 @@ async fn a_bad_setting_stops_start_up_and_names_the_variable() {
             &[("LICENSING_CONFIG", "/nonexistent/licensing.env")],
             "LICENSING_CONFIG",
         ),
+        (
+            "licensing-processor",
+            &[("LICENSING_PROCESSOR_BATCH", "0")],
+            "LICENSING_PROCESSOR_BATCH",
+        ),
+        (
+            "licensing-processor",
+            &[("LICENSING_PROCESSOR_BATCH", "many")],
+            "LICENSING_PROCESSOR_BATCH",
+        ),
     ];
     for (binary, overrides, variable) in cases {
         let mut env: Vec<(&str, &str)> = base
