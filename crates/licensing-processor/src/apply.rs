@@ -77,8 +77,9 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
 
 /// Applies a batch of commands, in their order, in one transaction of three round trips: the inbox
 /// lookup and the load of their streams; the decisions in memory (each command sees the ones
-/// before it); the append and the inbox write; the commit. `now` is the processing time (nonce expiry). Any error rolls the whole
-/// batch back; the caller retries it, or applies its commands one by one to isolate a poison one.
+/// before it); the append and the inbox write; the commit. `now` is the processing time (nonce
+/// expiry). Any error rolls the whole batch back; the caller retries it, or applies it in halves to
+/// isolate a poison command.
 pub async fn apply_batch(
     store: &Store,
     how: &Interpretation,
@@ -145,7 +146,7 @@ pub async fn apply_batch(
         appends: Vec::new(),
         record: Vec::new(),
     };
-    for (i, envelope) in envelopes.iter().enumerate() {
+    for (i, (envelope, command)) in envelopes.iter().zip(commands).enumerate() {
         let (callback, key) = (callbacks[i], content_keys[i].as_deref());
         if let Some(stored) = known[i].processed_reply.clone() {
             batch
@@ -173,7 +174,7 @@ pub async fn apply_batch(
         } else if let Some(&first) = key.and_then(|k| batch.answered.get(k)) {
             finish(batch.results[first].reply.clone(), "repeated", 0)
         } else {
-            batch.decide(envelope, &commands[i])?
+            batch.decide(envelope, command)?
         };
         // Only a success is final for a callback's content; a refusal (strict mode's 000003) is
         // decided again on retry.
@@ -282,18 +283,18 @@ impl Batch<'_> {
     fn decide(
         &mut self,
         envelope: &CommandEnvelope,
-        command: &Result<domain::Command, String>,
+        command: Result<domain::Command, String>,
     ) -> Result<Applied, ApplyError> {
         let is_callback = matches!(envelope.command, CommandBody::Callback(_));
         let command = match command {
-            Ok(command) => command.clone(),
+            Ok(command) => command,
             Err(invalid) => {
                 let reply = if is_callback {
-                    Reply::callback(ResultCode::InvalidParameters, invalid.clone())
+                    Reply::callback(ResultCode::InvalidParameters, invalid)
                 } else {
                     Reply::Rejected {
                         code: "invalid".into(),
-                        message: invalid.clone(),
+                        message: invalid,
                     }
                 };
                 return Ok(finish(reply, "invalid", 0));

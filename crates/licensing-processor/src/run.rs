@@ -132,8 +132,8 @@ impl Processor {
     }
 
     /// Consumes commands and hands each to a worker chosen by its license: one license always goes
-    /// to the same worker, which applies its commands one after another in queue order, while
-    /// different licenses proceed in parallel (ADR 0006).
+    /// to the same worker, which applies its commands in queue order, in batches of whatever waits
+    /// for it, while different licenses proceed in parallel (ADR 0006, ADR 0008).
     async fn consume(
         &self,
         bus: Arc<Bus>,
