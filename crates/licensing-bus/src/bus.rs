@@ -251,39 +251,23 @@ impl Bus {
             ..ExchangeDeclareOptions::default()
         };
         let n = &self.names;
-        bounded(
-            t,
-            "exchange.declare",
-            ch.exchange_declare(
-                n.commands_exchange.as_str().into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            ),
-        )
-        .await?;
-        bounded(
-            t,
-            "exchange.declare",
-            ch.exchange_declare(
-                n.dead_letter_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            ),
-        )
-        .await?;
-        bounded(
-            t,
-            "exchange.declare",
-            ch.exchange_declare(
-                n.events_exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        for (exchange, kind) in [
+            (&n.commands_exchange, ExchangeKind::Direct),
+            (&n.dead_letter_exchange, ExchangeKind::Fanout),
+            (&n.events_exchange, ExchangeKind::Topic),
+        ] {
+            bounded(
+                t,
+                "exchange.declare",
+                ch.exchange_declare(
+                    exchange.as_str().into(),
+                    kind,
+                    durable,
+                    FieldTable::default(),
+                ),
+            )
+            .await?;
+        }
 
         let queue_options = QueueDeclareOptions {
             durable: true,

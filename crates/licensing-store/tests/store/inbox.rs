@@ -24,6 +24,20 @@ fn keys<'a>(
     }
 }
 
+/// Records a fresh message that used `nonce` at `now`, kept for `minutes`; true when it was free.
+async fn use_nonce(unit: &UnitOfWork, nonce: &str, now: OffsetDateTime, minutes: i64) -> bool {
+    record(
+        unit,
+        Uuid::new_v4(),
+        &json!({}),
+        remember(nonce, now, minutes),
+        None,
+        now,
+    )
+    .await
+    .unwrap()
+}
+
 /// Looks one command up.
 async fn lookup(
     unit: &UnitOfWork,
@@ -146,61 +160,19 @@ async fn nonces_are_refused_until_they_expire_then_purged() {
 
     assert!(!seen("n1", t0).await);
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    assert!(
-        record(
-            &unit,
-            Uuid::new_v4(),
-            &json!({}),
-            remember("n1", t0, 10),
-            None,
-            t0
-        )
-        .await
-        .unwrap()
-    );
-    assert!(
-        record(
-            &unit,
-            Uuid::new_v4(),
-            &json!({}),
-            remember("n2", t0, 1),
-            None,
-            t0
-        )
-        .await
-        .unwrap()
-    );
+    assert!(use_nonce(&unit, "n1", t0, 10).await);
+    assert!(use_nonce(&unit, "n2", t0, 1).await);
     unit.commit().await.unwrap();
 
     let later = t0 + Duration::minutes(5);
     assert!(seen("n1", later).await, "a replay within ten minutes");
     assert!(!seen("n2", later).await, "n2 expired after a minute");
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    assert!(
-        !record(
-            &unit,
-            Uuid::new_v4(),
-            &json!({}),
-            remember("n1", later, 10),
-            None,
-            later
-        )
-        .await
-        .unwrap()
-    );
+    assert!(!use_nonce(&unit, "n1", later, 10).await);
     unit.rollback().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     assert!(
-        record(
-            &unit,
-            Uuid::new_v4(),
-            &json!({}),
-            remember("n2", later, 10),
-            None,
-            later
-        )
-        .await
-        .unwrap(),
+        use_nonce(&unit, "n2", later, 10).await,
         "an expired nonce may be used again"
     );
     unit.commit().await.unwrap();
@@ -217,26 +189,8 @@ async fn the_retention_job_purges_expired_nonces_until_cancelled() {
     let now = OffsetDateTime::now_utc();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     let old = now - Duration::minutes(20);
-    record(
-        &unit,
-        Uuid::new_v4(),
-        &json!({}),
-        remember("old", old, 10),
-        None,
-        old,
-    )
-    .await
-    .unwrap();
-    record(
-        &unit,
-        Uuid::new_v4(),
-        &json!({}),
-        remember("fresh", now, 10),
-        None,
-        now,
-    )
-    .await
-    .unwrap();
+    assert!(use_nonce(&unit, "old", old, 10).await);
+    assert!(use_nonce(&unit, "fresh", now, 10).await);
     unit.commit().await.unwrap();
 
     let cancel = tokio_util::sync::CancellationToken::new();
