@@ -364,6 +364,28 @@ async fn the_query_api_lists_filters_pages_and_answers_as_of_a_past_instant() {
     let (_, history_json) = query(&stack, "/v1/licenses/PL713/events").await;
     assert_eq!(history_json.as_array().unwrap().len(), 4);
     assert!(history_json[0]["metadata"]["correlation_id"].is_string());
+    for path in [
+        "/v1/licenses/PL999/events",
+        "/v1/licenses/PL713/events?sandbox=true",
+        "/v1/licenses/PL999?as_of=2030-01-01T00:00:00Z",
+    ] {
+        let (status, v) = query(&stack, path).await;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (404, Some("unknown_license")),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(
+        stack
+            .http
+            .get(stack.query_url("/v1/licenses/PL713/events"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     let metrics = eventually("the gauges", 15, || async {
         let text = stack

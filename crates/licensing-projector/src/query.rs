@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use licensing_store::{Store, Upcasters, load_stream};
+use licensing_store::{RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -21,6 +21,45 @@ pub(crate) struct QueryState {
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
+}
+
+/// 401 unless the request carries one of the API tokens.
+fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
+    (!licensing_runtime::bearer_authorized(req, &state.tokens)).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    })
+}
+
+/// The events of license `code` (of its sandbox twin with `sandbox`), or the error to answer: 404
+/// when there are none, or when `code` cannot be a license code at all.
+async fn license_events(
+    store: &Store,
+    code: &str,
+    sandbox: bool,
+) -> Result<Vec<RecordedEvent>, HttpResponse> {
+    let unknown = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code}"),
+        )
+    };
+    let Ok(license) = licensing_domain::LicenseCode::parse(code) else {
+        return Err(unknown());
+    };
+    match store.load(&license.stream_name(sandbox)).await {
+        Ok(events) if events.is_empty() => Err(unknown()),
+        Ok(events) => Ok(events),
+        Err(e) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
+    }
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
@@ -81,12 +120,8 @@ pub(crate) async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
     }
     let (after, before) = match (
         instant("expire_after", query.expire_after.as_ref()),
@@ -173,12 +208,8 @@ pub(crate) async fn license(
     query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
     }
     let code = path.into_inner();
     if let Some(raw) = &query.as_of {
@@ -225,21 +256,11 @@ pub(crate) async fn license(
 }
 
 async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> HttpResponse {
-    let stream = if sandbox {
-        format!("test-license-{code}")
-    } else {
-        format!("license-{code}")
-    };
-    let events = match store.load(&stream).await {
+    let events = match license_events(store, code, sandbox).await {
         Ok(events) => events,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            );
-        }
+        Err(answer) => return answer,
     };
+    let stream = events[0].stream_id.clone();
     let until: Vec<_> = events.into_iter().filter(|e| e.recorded_at <= at).collect();
     if until.is_empty() {
         return error(
@@ -268,35 +289,12 @@ pub(crate) async fn events(
     query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    if !licensing_runtime::bearer_authorized(&req, &state.tokens) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
     }
     let code = path.into_inner();
-    let stream = if query.sandbox {
-        format!("test-license-{code}")
-    } else {
-        format!("license-{code}")
-    };
-    let client = match state.store.client().await {
-        Ok(client) => client,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            );
-        }
-    };
-    match load_stream(&**client, &stream, &Upcasters::new()).await {
-        Ok(events) if events.is_empty() => error(
-            StatusCode::NOT_FOUND,
-            "unknown_license",
-            format!("no license {code}"),
-        ),
+    match license_events(&state.store, &code, query.sandbox).await {
+        Err(answer) => answer,
         Ok(events) => HttpResponse::Ok().json(
             events
                 .iter()
@@ -313,11 +311,6 @@ pub(crate) async fn events(
                     })
                 })
                 .collect::<Vec<_>>(),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
         ),
     }
 }
