@@ -333,3 +333,100 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
     // The marketplace's retries get the stored answers.
     assert_eq!(code(&stack.callback(&bodies[0]).await), "000000");
 }
+
+/// The processor's metrics page.
+async fn processor_metrics(stack: &Stack) -> String {
+    let ops = stack.processor.as_ref().unwrap().ready["ops"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack
+        .http
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Makes the stack's database refuse writes (`25006`, as a primary turned replica after a
+/// failover does) for new sessions, and ends the current ones; or lets it write again.
+async fn set_read_only(stack: &Stack, read_only: bool) {
+    let client = stack.store.client().await.unwrap();
+    let name = &stack.db.name;
+    let setting = if read_only {
+        format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = on")
+    } else {
+        format!("ALTER DATABASE \"{name}\" RESET default_transaction_read_only")
+    };
+    client.batch_execute(&setting).await.unwrap();
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[name],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_and_all_is_applied_after()
+ {
+    let stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "500")]).await;
+    assert_eq!(
+        code(&stack.callback(&status("PL700", "FREEZE")).await),
+        "000000"
+    );
+    set_read_only(&stack, true).await;
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        let bodies: Vec<String> = (0..5)
+            .map(|i| {
+                renew(
+                    &format!("PL7{round:02}{i}"),
+                    &format!("CS7{round:02}{i}"),
+                    "20300101000000",
+                    false,
+                )
+            })
+            .collect();
+        let answers =
+            futures_util::future::join_all(bodies.iter().map(|b| stack.callback(b))).await;
+        for (body, answer) in bodies.into_iter().zip(answers) {
+            assert_eq!(
+                code(&answer),
+                "000004",
+                "nothing commits while read-only: {answer}"
+            );
+            sent.push(body);
+        }
+        round += 1;
+    }
+    let metrics = processor_metrics(&stack).await;
+    assert!(
+        !metrics.contains("licensing_processor_store_unavailable_total 0"),
+        "the processor met the read-only database: {metrics}"
+    );
+    set_read_only(&stack, false).await;
+    eventually("every queued renewal to be applied", 60, || async {
+        (stack.event_count().await == 2 + 2 * sent.len() as i64).then_some(())
+    })
+    .await;
+    for body in &sent {
+        assert_eq!(
+            code(&stack.callback(body).await),
+            "000000",
+            "the retry gets the stored answer"
+        );
+    }
+    let metrics = processor_metrics(&stack).await;
+    assert!(
+        !metrics.contains("licensing_processor_dead_letters_total{"),
+        "nothing dead-lettered: {metrics}"
+    );
+}

@@ -40,20 +40,21 @@ pub struct BusConfig {
     pub prefix: String,
     /// Command queue type.
     pub queue_type: QueueType,
-    /// Deliveries of one message before the broker dead-letters it (quorum queues).
+    /// Deliveries of one message before the broker dead-letters it (quorum queues); 0, the
+    /// default, sets no limit (ADR 0009).
     pub delivery_limit: u32,
     /// Longest wait for a connection or a publisher confirm.
     pub timeout: Duration,
 }
 
 impl BusConfig {
-    /// Defaults for a URL: no prefix, quorum queue, 5 deliveries, 2 s timeout.
+    /// Defaults for a URL: no prefix, quorum queue, no delivery limit, 2 s timeout.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             prefix: String::new(),
             queue_type: QueueType::Quorum,
-            delivery_limit: 5,
+            delivery_limit: 0,
             timeout: Duration::from_secs(2),
         }
     }
@@ -94,7 +95,7 @@ impl BusConfig {
         config.delivery_limit = parse(
             "LICENSING_AMQP_DELIVERY_LIMIT",
             get("LICENSING_AMQP_DELIVERY_LIMIT"),
-            5,
+            0,
         )?;
         config.timeout = Duration::from_millis(parse(
             "LICENSING_AMQP_TIMEOUT_MS",
@@ -304,7 +305,7 @@ impl Bus {
         .await?;
 
         let mut args = FieldTable::default();
-        // Rejected (and, for quorum queues, over-delivered) commands go to the dead-letter queue.
+        // Rejected (and, with a delivery limit, over-delivered) commands go to the dead-letter queue.
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(n.dead_letter_exchange.as_str().into()),
@@ -317,10 +318,15 @@ impl Bus {
                 "x-queue-type".into(),
                 AMQPValue::LongString("quorum".into()),
             );
-            args.insert(
-                "x-delivery-limit".into(),
-                AMQPValue::LongInt(self.config.delivery_limit as i32),
-            );
+            // No broker delivery limit by default: the broker counts every return, including
+            // those of a reconnect, a shutdown or an outage, so a limit would dead-letter valid
+            // commands. The processor alone decides what is poison (ADR 0009).
+            if self.config.delivery_limit > 0 {
+                args.insert(
+                    "x-delivery-limit".into(),
+                    AMQPValue::LongInt(self.config.delivery_limit as i32),
+                );
+            }
         }
         bounded(
             t,

@@ -25,17 +25,33 @@ pub enum ApplyError {
     /// The stream moved under us (another writer): apply again at once.
     #[error("the stream {0} moved during the command; retrying")]
     Conflict(String),
-    /// Something that retrying will not fix: the message goes to the dead-letter queue.
-    #[error("{0}")]
-    Poison(String),
+    /// Something that retrying will not fix: the message goes to the dead-letter queue, with
+    /// `reason` (`unreadable_stream`, `sql_bug`, `stored_reply`, `store_invariant`, `panic`) first
+    /// in its failure header.
+    #[error("{reason}: {detail}")]
+    Poison {
+        /// The kind of failure, also the dead-letter metric's label.
+        reason: &'static str,
+        /// What exactly.
+        detail: String,
+    },
+}
+
+impl ApplyError {
+    fn poison(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::Poison {
+            reason,
+            detail: detail.into(),
+        }
+    }
 }
 
 impl From<StoreError> for ApplyError {
     fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
-            Self::Unavailable(error)
-        } else {
-            Self::Poison(error.to_string())
+        match error {
+            StoreError::Unavailable(_) => Self::Unavailable(error),
+            StoreError::Database(detail) => Self::poison("sql_bug", detail),
+            StoreError::Decode(detail) => Self::poison("unreadable_stream", detail),
         }
     }
 }
@@ -131,7 +147,9 @@ pub async fn apply_batch(
         for event in &events {
             let decoded =
                 event_codec::decode(&event.event_type, event.schema_version, &event.payload)
-                    .map_err(|e| ApplyError::Poison(format!("stream {stream}: {e}")))?;
+                    .map_err(|e| {
+                        ApplyError::poison("unreadable_stream", format!("stream {stream}: {e}"))
+                    })?;
             state = domain::evolve(state, &decoded);
         }
         states.insert(stream, state);
@@ -228,8 +246,9 @@ pub async fn apply_batch(
             return Err(ApplyError::Conflict(stream_id));
         }
         AppendOutcome::Duplicate => {
-            return Err(ApplyError::Poison(
-                "fresh event ids reported as duplicates".into(),
+            return Err(ApplyError::poison(
+                "store_invariant",
+                "fresh event ids reported as duplicates",
             ));
         }
     }
@@ -248,7 +267,7 @@ pub async fn apply_batch(
 
 fn stored_reply(value: serde_json::Value) -> Result<Reply, ApplyError> {
     serde_json::from_value::<Reply>(value)
-        .map_err(|e| ApplyError::Poison(format!("stored reply: {e}")))
+        .map_err(|e| ApplyError::poison("stored_reply", e.to_string()))
 }
 
 fn finish(reply: Reply, outcome: &'static str, events: usize) -> Applied {

@@ -26,10 +26,12 @@ async fn run() -> anyhow::Result<()> {
     let config = ProcessorConfig::from_settings(&settings)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let processor = Processor::new(config.clone(), &registry)?;
-    let store = processor.store().clone();
-    let readiness: Readiness = Arc::new(move || {
-        let store = store.clone();
-        Box::pin(async move { store.ready().await.map_err(|e| e.to_string()) })
+    let readiness: Readiness = Arc::new({
+        let processor = processor.clone();
+        move || {
+            let processor = processor.clone();
+            Box::pin(async move { processor.ready().await })
+        }
     });
     let (ops_addr, ops) = ops_server(&config.ops_addr, registry, readiness).with_context(|| {
         format!(

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dead_letters: Family<Labels, Counter>,
     /// Store unavailability while applying a command (each wait).
     pub store_unavailable: Counter,
+    /// Batches applied again because another writer moved a stream or took a nonce.
+    pub conflicts: Counter,
     /// Commands per committed transaction.
     pub batch_size: Histogram,
 }
@@ -34,6 +36,7 @@ impl Metrics {
             }),
             dead_letters: Family::default(),
             store_unavailable: Counter::default(),
+            conflicts: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -51,6 +54,11 @@ impl Metrics {
             "licensing_processor_dead_letters",
             "Commands sent to the dead-letter queue, by reason",
             metrics.dead_letters.clone(),
+        );
+        r.register(
+            "licensing_processor_conflicts",
+            "Batches applied again after a concurrent change",
+            metrics.conflicts.clone(),
         );
         r.register(
             "licensing_processor_store_unavailable",

@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use licensing_bus::{Bus, Incoming, Outgoing};
 use licensing_messages::{CommandBody, CommandEnvelope};
-use licensing_runtime::CancellationToken;
+use licensing_runtime::{Backoff, CancellationToken, Health, supervise};
 use licensing_store::Store;
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
@@ -22,6 +23,7 @@ pub struct Processor {
     config: ProcessorConfig,
     store: Store,
     metrics: Metrics,
+    health: Health,
 }
 
 fn kind(envelope: &CommandEnvelope) -> String {
@@ -61,13 +63,6 @@ enum Settled {
     Split(Vec<Delivery>),
 }
 
-async fn sleep_or_cancel(cancel: &CancellationToken, duration: Duration) {
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        () = tokio::time::sleep(duration) => {}
-    }
-}
-
 impl Processor {
     /// Connects to the store (the pool connects lazily) and registers the metrics.
     pub fn new(config: ProcessorConfig, registry: &Arc<Mutex<Registry>>) -> anyhow::Result<Self> {
@@ -76,6 +71,7 @@ impl Processor {
             config,
             store,
             metrics: Metrics::register(registry),
+            health: Health::register(registry),
         })
     }
 
@@ -84,49 +80,63 @@ impl Processor {
         &self.store
     }
 
+    /// Whether the processor works: every task up (the store migrated, the broker consumed) and
+    /// the store reachable. The reason names tasks, never a database's error text.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.health.check()?;
+        self.store
+            .ready()
+            .await
+            .map_err(|_| "event store (unavailable)".to_owned())
+    }
+
     /// Migrates the store, then consumes commands until `cancel` fires. Waits out PostgreSQL and
-    /// RabbitMQ outages; returns when cancelled, after the command in hand is finished.
+    /// RabbitMQ outages; every task is supervised (restarted with backoff, shown by `/readyz`);
+    /// returns when cancelled, after the commands in hand are finished.
     pub async fn run(&self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(200);
+        self.health.down("migrations", "starting");
+        let mut backoff = Backoff::reconnect();
         loop {
             match self.store.migrate().await {
                 Ok(_) => break,
-                Err(e) if e.is_unavailable() && !cancel.is_cancelled() => {
+                Err(e) if e.is_unavailable() => {
                     tracing::warn!(error = %e, "event store unavailable at start, retrying");
-                    sleep_or_cancel(&cancel, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if !backoff.wait(&cancel).await {
+                        return Ok(());
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        tokio::spawn({
+        self.health.up("migrations");
+        let retention = supervise(&self.health, "nonce_retention", cancel.clone(), {
             let store = self.store.clone();
-            let cancel = cancel.clone();
-            async move {
-                store
-                    .run_nonce_retention(Duration::from_secs(60), cancel)
-                    .await
+            move |task| {
+                let store = store.clone();
+                async move {
+                    task.up();
+                    store
+                        .run_nonce_retention(Duration::from_secs(60), task.cancel.clone())
+                        .await;
+                    Ok::<(), String>(())
+                }
             }
         });
-        let mut backoff = Duration::from_millis(200);
-        while !cancel.is_cancelled() {
-            match Bus::connect(self.config.bus.clone()).await {
-                Ok(bus) => {
-                    backoff = Duration::from_millis(200);
-                    tracing::info!(queue = %bus.names().commands_queue, workers = self.config.workers, "consuming commands");
-                    let bus = Arc::new(bus);
-                    if let Err(e) = self.consume(bus.clone(), &cancel).await {
-                        tracing::warn!(error = %e, "lost the broker, reconnecting");
-                    }
+        let consumer = supervise(&self.health, "consumer", cancel.clone(), {
+            let processor = self.clone();
+            move |task| {
+                let processor = processor.clone();
+                async move {
+                    let bus = Arc::new(Bus::connect(processor.config.bus.clone()).await?);
+                    task.up();
+                    tracing::info!(queue = %bus.names().commands_queue, workers = processor.config.workers, "consuming commands");
+                    let result = processor.consume(bus.clone(), &task.cancel).await;
                     bus.close().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "broker unavailable, retrying");
-                    sleep_or_cancel(&cancel, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    result
                 }
             }
-        }
+        });
+        let _ = tokio::join!(retention, consumer);
         tracing::info!("processor stopped");
         Ok(())
     }
@@ -231,20 +241,32 @@ impl Processor {
         let ttl =
             time::Duration::try_from(self.config.nonce_ttl).unwrap_or(time::Duration::minutes(10));
         let span = tracing::info_span!("batch", commands = batch.len());
-        let mut backoff = Duration::from_millis(100);
-        let mut conflicts = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut failures = 0u32;
         loop {
             let envelopes: Vec<&CommandEnvelope> = batch.iter().map(|d| &d.envelope).collect();
-            let applied = apply_batch(
+            let applying = apply_batch(
                 &self.store,
                 &self.config.interpretation,
                 ttl,
                 &envelopes,
                 OffsetDateTime::now_utc(),
             )
-            .instrument(span.clone())
-            .await;
-            match applied {
+            .instrument(span.clone());
+            // A panic while deciding is a bug in this build: the command is poison, not a reason
+            // to crash and have the broker deliver it again and again.
+            let applied = match std::panic::AssertUnwindSafe(applying).catch_unwind().await {
+                Ok(applied) => applied,
+                Err(panic) => Err(ApplyError::Poison {
+                    reason: "panic",
+                    detail: panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "while applying".to_owned()),
+                }),
+            };
+            let retry = match applied {
                 Ok(applied) => {
                     self.metrics.batch_size.observe(batch.len() as f64);
                     self.answer(bus, &batch, &applied).await;
@@ -253,39 +275,48 @@ impl Processor {
                     }
                     return Ok(Settled::Done);
                 }
-                Err(ApplyError::Conflict(what)) if conflicts < 10 => {
-                    conflicts += 1;
+                // Another writer moved a stream, or took a nonce: apply again, at once the first
+                // times, then with backoff; never a dead letter, however many.
+                Err(ApplyError::Conflict(what)) => {
+                    self.metrics.conflicts.inc();
                     tracing::debug!(parent: &span, %what, "concurrent change, applying again");
+                    failures += 1;
+                    failures > 3
                 }
+                // Anything that may succeed later (connection lost, read-only after a failover,
+                // a statement timeout, an I/O error…): keep the commands and try again.
                 Err(ApplyError::Unavailable(e)) => {
                     self.metrics.store_unavailable.inc();
-                    if cancel.is_cancelled() {
-                        tracing::warn!(parent: &span, error = %e, "event store unavailable at shutdown, returning the commands to the queue");
-                        for delivery in &batch {
-                            delivery.incoming.requeue().await?;
-                        }
-                        return Ok(Settled::Done);
-                    }
-                    tracing::warn!(parent: &span, error = %e, retry_in = ?backoff, "event store unavailable, keeping the commands");
-                    sleep_or_cancel(cancel, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tracing::warn!(parent: &span, error = %e, "event store cannot apply the batch now, keeping the commands");
+                    true
                 }
                 Err(e) if batch.len() > 1 => {
                     tracing::warn!(parent: &span, error = %e, "batch failed, applying it in halves");
                     return Ok(Settled::Split(batch));
                 }
                 Err(e) => {
+                    let reason = match &e {
+                        ApplyError::Poison { reason, .. } => *reason,
+                        _ => "poison",
+                    };
                     let delivery = &batch[0];
                     self.span_of(&delivery.envelope).in_scope(|| {
                         tracing::error!(error = %e, "command cannot be applied, dead-lettering");
                     });
                     self.metrics
                         .dead_letters
-                        .get_or_create(&vec![("reason", "poison".to_owned())])
+                        .get_or_create(&vec![("reason", reason.to_owned())])
                         .inc();
                     bus.dead_letter(&delivery.incoming, &e.to_string()).await?;
                     return Ok(Settled::Done);
                 }
+            };
+            if retry && !backoff.wait(cancel).await {
+                tracing::warn!(parent: &span, "shutting down, returning the commands to the queue");
+                for delivery in &batch {
+                    delivery.incoming.requeue().await?;
+                }
+                return Ok(Settled::Done);
             }
         }
     }

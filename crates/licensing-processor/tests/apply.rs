@@ -292,7 +292,7 @@ async fn a_stream_the_processor_cannot_read_fails_the_batch_and_writes_nothing()
     let bad = callback(&status("PLBAD", "FREEZE"), "n2");
     let error = batch(&store, &[&good, &bad]).await.unwrap_err();
     assert!(
-        matches!(&error, ApplyError::Poison(why) if why.contains("license-PLBAD")),
+        matches!(&error, ApplyError::Poison { reason: "unreadable_stream", detail } if detail.contains("license-PLBAD")),
         "{error}"
     );
     assert_eq!(
@@ -304,7 +304,7 @@ async fn a_stream_the_processor_cannot_read_fails_the_batch_and_writes_nothing()
     assert_eq!(run(&store, &good).await.outcome, "applied");
     assert!(matches!(
         batch(&store, &[&bad]).await,
-        Err(ApplyError::Poison(_))
+        Err(ApplyError::Poison { .. })
     ));
 }
 

@@ -51,8 +51,7 @@ CREATE INDEX IF NOT EXISTS outbound_jobs_due ON outbound_jobs (due_at);
 
 /// Creates the projector's tables if they do not exist.
 pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
-    let client = store.client().await?;
-    client.batch_execute(&view_table("license_views")).await?;
-    client.batch_execute(JOBS).await?;
-    Ok(())
+    store
+        .ensure_schema(&format!("{}\n{JOBS}", view_table("license_views")))
+        .await
 }

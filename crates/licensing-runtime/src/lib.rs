@@ -4,13 +4,17 @@
 //!   the environment; a bad value fails start-up with the variable's name;
 //! - [`init_logging`]: structured `tracing` logs, JSON or text;
 //! - [`shutdown_signal`]: one [`CancellationToken`] cancelled on SIGTERM or ctrl-c;
-//! - [`ops_server`]: `/healthz`, `/readyz` and Prometheus `/metrics` on the operations address.
+//! - [`ops_server`]: `/healthz`, `/readyz` and Prometheus `/metrics` on the operations address;
+//! - [`supervise`]: long-running tasks restarted with [`Backoff`] when they fail, their state on a
+//!   [`Health`] board that `/readyz` reads.
 
 mod ops;
 mod settings;
+mod supervise;
 
 pub use ops::{Readiness, ops_server, ops_service};
 pub use settings::{Settings, SettingsError};
+pub use supervise::{Backoff, Health, Task, supervise};
 pub use tokio_util::sync::CancellationToken;
 
 /// Whether the request carries `Authorization: Bearer <token>` with one of `tokens`, compared in

@@ -5,10 +5,12 @@ use deadpool_postgres::PoolError;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// PostgreSQL cannot be reached, or the connection broke: try again later.
+    /// PostgreSQL cannot do it now (unreachable, connection lost, read-only, timed out, a
+    /// serialization failure…): try again later.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
-    /// PostgreSQL refused the statement: a bug or a schema mismatch, not worth retrying blindly.
+    /// PostgreSQL refused the statement itself (SQLSTATE class `22` or `42`): a bug or a schema
+    /// mismatch, which retrying will not fix.
     #[error("the event store refused the operation: {0}")]
     Database(String),
     /// A stored row could not be decoded.
@@ -23,19 +25,23 @@ impl StoreError {
     }
 }
 
-/// SQLSTATE classes and codes that mean "the server or the connection is gone", not "your SQL is wrong".
-fn is_unavailable_state(code: &str) -> bool {
-    code.starts_with("08") // connection exception
-        || code.starts_with("53") // insufficient resources (too many connections, out of memory, disk full)
-        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+/// SQLSTATE classes that mean the statement itself is wrong (a bug, or a schema this build does
+/// not match): `22` data exception, `42` syntax error or access rule violation, and the store's own
+/// `LS` codes that are not a conflict. Everything else (a lost connection, `25006` read-only after
+/// a failover, `57014` statement timeout, `58` I/O, `40` serialization failures, lock timeouts,
+/// `53` resources) can succeed when tried again, and is [`StoreError::Unavailable`].
+fn is_bug_state(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("42") || code.starts_with("LS")
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         let text = chain(&error);
         match error.code() {
-            Some(code) if is_unavailable_state(code.code()) => Self::Unavailable(text),
-            Some(_) => Self::Database(text),
+            Some(code) if is_bug_state(code.code()) => {
+                Self::Database(format!("SQLSTATE {}: {text}", code.code()))
+            }
+            Some(_) => Self::Unavailable(text),
             // No SQLSTATE: the connection itself failed (closed, IO error, timeout).
             None => Self::Unavailable(text),
         }

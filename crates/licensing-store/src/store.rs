@@ -139,19 +139,20 @@ impl Store {
     /// Applies the migrations not applied yet. Safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
         let mut client = self.client().await?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS licensing_migrations (
-                     version    integer     PRIMARY KEY,
-                     name       text        NOT NULL,
-                     applied_at timestamptz NOT NULL DEFAULT now())",
-            )
+        // One transaction under the lock, from the first statement: services started together on
+        // a fresh database wait for each other instead of racing to create the same objects.
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS licensing_migrations (
+                 version    integer     PRIMARY KEY,
+                 name       text        NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
         let mut applied = Vec::new();
         for (version, name, sql) in MIGRATIONS {
-            let tx = client.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await?;
             let done = tx
                 .query_opt(
                     "SELECT 1 FROM licensing_migrations WHERE version = $1",
@@ -168,12 +169,24 @@ impl Store {
                 .await?;
                 applied.push(*version);
             }
-            tx.commit().await?;
         }
+        tx.commit().await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "event store migrated");
         }
         Ok(applied)
+    }
+
+    /// Runs idempotent DDL of a service's own tables (`CREATE … IF NOT EXISTS`) in one transaction
+    /// under the migration lock, so that processes started together never race on it.
+    pub async fn ensure_schema(&self, sql: &str) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(sql).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The latest migration known to this build.
