@@ -23,7 +23,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Starts at `initial`, doubles on each [`Backoff::next`], never above `cap`.
+    /// Starts at `initial`, doubles on each [`Backoff::next_delay`], never above `cap`.
     pub fn new(initial: Duration, cap: Duration) -> Self {
         Self {
             initial,
@@ -39,7 +39,7 @@ impl Backoff {
 
     /// The next delay: the current step with up to 25 % jitter taken off (so that many clients
     /// do not retry in step), then the step doubles.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let step = self.next;
         self.next = (self.next * 2).min(self.cap);
         let jitter = step.mul_f64(0.25 * unit_random());
@@ -53,7 +53,7 @@ impl Backoff {
 
     /// Sleeps for the next delay, or until `cancel`. Returns `false` when cancelled.
     pub async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let delay = self.next();
+        let delay = self.next_delay();
         tokio::select! {
             () = cancel.cancelled() => false,
             () = tokio::time::sleep(delay) => true,
@@ -223,7 +223,7 @@ where
                     task: name.to_owned(),
                 })
                 .inc();
-            let delay = backoff.next();
+            let delay = backoff.next_delay();
             match outcome {
                 Ok(Ok(())) => {
                     tracing::error!(task = name, retry_in = ?delay, "task ended on its own, restarting")
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_below_a_quarter() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let steps: Vec<Duration> = (0..5).map(|_| backoff.next()).collect();
+        let steps: Vec<Duration> = (0..5).map(|_| backoff.next_delay()).collect();
         let nominal = [100, 200, 350, 350, 350];
         for (step, nominal) in steps.iter().zip(nominal) {
             let nominal = Duration::from_millis(nominal);
@@ -268,7 +268,7 @@ mod tests {
             );
         }
         backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(100));
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 
     #[tokio::test]
