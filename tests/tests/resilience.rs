@@ -37,41 +37,64 @@ async fn with_the_processor_stopped_callbacks_are_queued_answered_000004_and_app
     );
 }
 
-/// A TCP relay in front of RabbitMQ that the test can cut.
+/// A TCP relay in front of RabbitMQ that the test can cut. It runs on its own thread, so that it
+/// keeps relaying while the test thread waits for a service to start.
 struct Relay {
     port: u16,
-    task: tokio::task::JoinHandle<()>,
+    cut: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Relay {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5672").await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        let (cut, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                // Dropping the JoinSet (when `stop` fires) aborts every relayed connection.
+                let mut connections = tokio::task::JoinSet::new();
+                let accept = async {
+                    loop {
+                        let Ok((mut inbound, _)) = listener.accept().await else {
+                            return;
+                        };
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5672").await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
                     }
-                });
-            }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stop => {}
+                }
+            });
         });
-        Self { port, task }
+        Self {
+            port,
+            cut: Some(cut),
+        }
     }
 
-    /// Closes the listener and every relayed connection (the JoinSet aborts them when dropped).
-    fn cut(&self) {
-        self.task.abort();
+    /// Closes the listener and every relayed connection.
+    fn cut(&mut self) {
+        if let Some(cut) = self.cut.take() {
+            let _ = cut.send(());
+        }
     }
 }
 
 #[tokio::test]
 async fn with_the_broker_gone_callbacks_get_000005_quickly() {
-    let relay = Relay::start().await;
+    let mut relay = Relay::start().await;
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", relay.port);
     let mut stack = Stack::start(&[]).await;
     // The ingress talks to RabbitMQ through the relay; the processor directly.

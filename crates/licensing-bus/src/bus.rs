@@ -243,6 +243,14 @@ impl Bus {
         self.connection.status().connected() && self.publisher.status().connected()
     }
 
+    /// Resolves when the connection or the publishing channel is no longer open (checked every
+    /// 250 ms): a task holding the bus races its work against this to notice a silent loss.
+    pub async fn closed(&self) {
+        while self.is_connected() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Declares the exchanges and queues (idempotent; arguments must match existing ones).
     pub async fn declare_topology(&self) -> Result<(), BusError> {
         let ch = &self.publisher;

@@ -52,6 +52,7 @@ pub(crate) async fn callback(
     state: web::Data<State>,
 ) -> HttpResponse {
     let received_at_ms = now_millis();
+    let arrived = std::time::Instant::now();
     let request = request_id(&req);
     let reply = |code, message: String| CallbackResponse::with_message(code, message);
     if req.method() != actix_web::http::Method::POST {
@@ -65,9 +66,24 @@ pub(crate) async fn callback(
             &request,
         );
     }
-    let body = match read_body(payload, state.config.max_body_bytes).await {
-        Ok(Some(body)) => body,
-        Ok(None) => {
+    let reading = read_body(payload, state.config.max_body_bytes);
+    let body = match tokio::time::timeout(state.config.body_timeout, reading).await {
+        Err(_) => {
+            return answer(
+                &state,
+                "unknown",
+                reply(
+                    ResultCode::InvalidParameters,
+                    format!(
+                        "the body did not arrive within {} ms",
+                        state.config.body_timeout.as_millis()
+                    ),
+                ),
+                &request,
+            );
+        }
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => {
             return answer(
                 &state,
                 "unknown",
@@ -78,7 +94,7 @@ pub(crate) async fn callback(
                 &request,
             );
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return answer(
                 &state,
                 "unknown",
@@ -191,7 +207,11 @@ pub(crate) async fn callback(
         &state.connection,
         &state.metrics,
         &envelope,
-        state.config.reply_deadline,
+        // The deadline counts from the request's arrival, not from the hand-over.
+        state
+            .config
+            .reply_deadline
+            .saturating_sub(arrived.elapsed()),
     )
     .await
     {

@@ -29,6 +29,15 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// `LICENSING_AMQP_*`.
     pub bus: BusConfig,
+    /// `LICENSING_BODY_TIMEOUT_MS`: the longest a callback's body may take to arrive, from the
+    /// end of its headers (default 2000); a slower one is answered `000002`.
+    pub body_timeout: Duration,
+    /// `LICENSING_HEADER_TIMEOUT_MS`: the longest a request's headers may take (default 2000).
+    pub header_timeout: Duration,
+    /// `LICENSING_KEEP_ALIVE_SECONDS`: how long an idle connection is kept (default 15).
+    pub keep_alive: Duration,
+    /// `LICENSING_MAX_CONNECTIONS`: open connections per worker thread at most (default 4096).
+    pub max_connections: usize,
 }
 
 impl IngressConfig {
@@ -98,6 +107,14 @@ impl IngressConfig {
             api_tokens,
             max_body_bytes: settings.parse_or("LICENSING_MAX_BODY_BYTES", 65_536)?,
             bus,
+            body_timeout: Duration::from_millis(
+                settings.parse_or("LICENSING_BODY_TIMEOUT_MS", 2000)?,
+            ),
+            header_timeout: Duration::from_millis(
+                settings.parse_or("LICENSING_HEADER_TIMEOUT_MS", 2000)?,
+            ),
+            keep_alive: Duration::from_secs(settings.parse_or("LICENSING_KEEP_ALIVE_SECONDS", 15)?),
+            max_connections: settings.parse_or("LICENSING_MAX_CONNECTIONS", 4096)?,
         })
     }
 }

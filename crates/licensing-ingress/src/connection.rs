@@ -1,11 +1,10 @@
-//! The ingress's link to the broker: kept open by a supervisor, replaced when it breaks. While
+//! The ingress's link to the broker: kept open by `licensing_runtime::supervise`, replaced when
+//! it breaks. While
 //! there is none, requests fail at once (`000005`, HTTP 503) instead of hanging.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use licensing_bus::{Bus, BusConfig, Replies};
-use licensing_runtime::CancellationToken;
 
 /// A connected bus and its reply consumer.
 #[derive(Debug)]
@@ -36,42 +35,32 @@ impl Connection {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = link;
     }
 
-    /// Connects, and reconnects whenever the connection or the reply consumer ends, until `cancel`.
-    pub async fn supervise(self, config: BusConfig, cancel: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        while !cancel.is_cancelled() {
-            let attempt = async {
-                let bus = Bus::connect(config.clone()).await?;
-                let (replies, consumer) = Replies::start(&bus).await?;
-                Ok::<_, licensing_bus::BusError>((Arc::new(Link { bus, replies }), consumer))
-            };
-            match attempt.await {
-                Ok((link, consumer)) => {
-                    tracing::info!("connected to the broker");
-                    backoff = Duration::from_millis(200);
-                    self.set(Some(link.clone()));
-                    let watch = async {
-                        while link.bus.is_connected() {
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                        }
-                    };
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        _ = consumer => tracing::warn!("reply consumer ended"),
-                        () = watch => tracing::warn!("broker connection lost"),
-                    }
-                    self.set(None);
-                    link.bus.close().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "broker unavailable");
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+    /// Connects, serves the link until the connection or the reply consumer ends (an error, so
+    /// that the supervisor reconnects with backoff) or `task` is cancelled.
+    pub async fn serve(
+        &self,
+        config: BusConfig,
+        task: licensing_runtime::Task,
+    ) -> Result<(), licensing_bus::BusError> {
+        let bus = Bus::connect(config).await?;
+        let (replies, consumer) = match Replies::start(&bus).await {
+            Ok(started) => started,
+            Err(e) => {
+                bus.close().await;
+                return Err(e);
             }
-        }
+        };
+        let link = Arc::new(Link { bus, replies });
+        tracing::info!("connected to the broker");
+        self.set(Some(link.clone()));
+        task.up();
+        let result = tokio::select! {
+            () = task.cancel.cancelled() => Ok(()),
+            _ = consumer => Err(licensing_bus::BusError::Unavailable("the reply consumer ended".into())),
+            () = link.bus.closed() => Err(licensing_bus::BusError::Unavailable("the broker connection was lost".into())),
+        };
+        self.set(None);
+        link.bus.close().await;
+        result
     }
 }

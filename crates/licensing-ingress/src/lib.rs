@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpServer, web};
 use koogallery::signature::Verifier;
-use licensing_runtime::{CancellationToken, Readiness, ops_service};
+use licensing_runtime::{CancellationToken, Health, Readiness, ops_service, supervise};
 use prometheus_client::registry::Registry;
 
 pub use config::IngressConfig;
@@ -27,6 +27,7 @@ pub struct State {
     verifier: Verifier,
     connection: Connection,
     metrics: metrics::Metrics,
+    health: Health,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -43,22 +44,18 @@ pub(crate) fn request_id(req: &HttpRequest) -> uuid::Uuid {
         .unwrap_or_else(uuid::Uuid::new_v4)
 }
 
-/// A built ingress: both listeners bound, not yet serving.
+/// A built ingress: the internal listener bound, nothing serving yet. The public listener opens
+/// only once the broker link is up ([`Application::run`]).
 pub struct Application {
-    /// The public listener's address.
-    pub public_addr: SocketAddr,
     /// The internal listener's address.
     pub internal_addr: SocketAddr,
-    public: actix_web::dev::Server,
     internal: actix_web::dev::Server,
     state: web::Data<State>,
-    bus: licensing_bus::BusConfig,
 }
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("public_addr", &self.public_addr)
             .field("internal_addr", &self.internal_addr)
             .finish_non_exhaustive()
     }
@@ -70,49 +67,36 @@ async fn healthz() -> actix_web::HttpResponse {
         .body("ok\n")
 }
 
+/// How long requests in flight may take to finish after SIGTERM.
+const DRAIN_SECONDS: u64 = 10;
+
 impl Application {
-    /// Binds both listeners (port 0 picks a free port).
+    /// Binds the internal listener (port 0 picks a free port).
     pub fn build(config: IngressConfig, registry: Arc<Mutex<Registry>>) -> anyhow::Result<Self> {
         let window_ms = i64::try_from(config.window.as_millis()).unwrap_or(i64::MAX);
         let verifier = Verifier::with_window(config.callback_keys.clone(), window_ms);
-        let bus = config.bus.clone();
+        let health = Health::register(&registry);
         let state = web::Data::new(State {
             verifier,
             connection: Connection::default(),
             metrics: metrics::Metrics::register(&registry),
             config,
+            health,
         });
-        let connection = state.connection.clone();
-        let readiness: Readiness = Arc::new(move || {
-            let connected = connection.get().is_some();
-            Box::pin(async move {
-                if connected {
-                    Ok(())
-                } else {
-                    Err("not connected to the broker".to_owned())
-                }
-            })
+        let readiness: Readiness = Arc::new({
+            let state = state.clone();
+            move || {
+                let ready = state.health.check().and_then(|()| {
+                    state
+                        .connection
+                        .get()
+                        .map(|_| ())
+                        .ok_or_else(|| "broker_link (not connected)".to_owned())
+                });
+                Box::pin(async move { ready })
+            }
         });
         let ops = ops_service(registry, readiness);
-
-        // Public: the callback URL, and a liveness probe for load balancers. Nothing else.
-        let public_state = state.clone();
-        let path = state.config.callback_path.clone();
-        let public = HttpServer::new(move || {
-            App::new()
-                .app_data(public_state.clone())
-                .route(&path, web::route().to(callback::callback))
-                .route("/healthz", web::get().to(healthz))
-        })
-        .disable_signals()
-        .bind(&state.config.public_addr)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on LICENSING_INGRESS_ADDR {}: {e}",
-                state.config.public_addr
-            )
-        })?;
-        let public_addr = public.addrs()[0];
 
         // Internal: the command API, health, readiness and metrics.
         let internal_state = state.clone();
@@ -128,6 +112,7 @@ impl Application {
                 .configure(ops.clone())
         })
         .disable_signals()
+        .shutdown_timeout(DRAIN_SECONDS)
         .bind(&state.config.internal_addr)
         .map_err(|e| {
             anyhow::anyhow!(
@@ -137,32 +122,87 @@ impl Application {
         })?;
         let internal_addr = internal.addrs()[0];
         Ok(Self {
-            public_addr,
             internal_addr,
-            public: public.run(),
             internal: internal.run(),
             state,
-            bus,
         })
     }
 
-    /// Serves until `cancel` fires, then stops accepting and lets requests in flight finish.
-    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let supervisor = tokio::spawn(
-            self.state
-                .connection
-                .clone()
-                .supervise(self.bus.clone(), cancel.clone()),
-        );
-        let (public, internal) = (self.public.handle(), self.internal.handle());
-        let servers = async { tokio::try_join!(self.public, self.internal) };
-        tokio::select! {
-            result = servers => { result?; }
-            () = cancel.cancelled() => {
+    /// Keeps the broker link up; once it is, opens the public listener and calls `ready` with its
+    /// address. Serves until `cancel` fires, then stops accepting, lets requests in flight finish
+    /// with their real answers, and only then closes the broker link.
+    pub async fn run(
+        self,
+        cancel: CancellationToken,
+        ready: impl FnOnce(SocketAddr),
+    ) -> anyhow::Result<()> {
+        // The link outlives `cancel`: requests in flight still need it while draining.
+        let link_cancel = CancellationToken::new();
+        let supervisor = supervise(&self.state.health, "broker_link", link_cancel.clone(), {
+            let (connection, config) =
+                (self.state.connection.clone(), self.state.config.bus.clone());
+            move |task| {
+                let (connection, config) = (connection.clone(), config.clone());
+                async move { connection.serve(config, task).await }
+            }
+        });
+        let internal = self.internal.handle();
+        let internal_server = tokio::spawn(self.internal);
+        let stop = |public: Option<actix_web::dev::ServerHandle>| async move {
+            if let Some(public) = &public {
                 tokio::join!(public.stop(true), internal.stop(true));
+            } else {
+                internal.stop(true).await;
+            }
+            link_cancel.cancel();
+        };
+
+        // No public port before the broker link: a callback must never meet a backend that
+        // cannot hand it over.
+        let mut waited = false;
+        while self.state.connection.get().is_none() {
+            if !waited {
+                tracing::info!("waiting for the broker before opening the public listener");
+                waited = true;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    stop(None).await;
+                    let _ = tokio::join!(supervisor, internal_server);
+                    return Ok(());
+                }
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
             }
         }
-        let _ = supervisor.await;
+        let public_state = self.state.clone();
+        let config = &self.state.config;
+        let path = config.callback_path.clone();
+        let public = HttpServer::new(move || {
+            App::new()
+                .app_data(public_state.clone())
+                .route(&path, web::route().to(callback::callback))
+                .route("/healthz", web::get().to(healthz))
+        })
+        .disable_signals()
+        .shutdown_timeout(DRAIN_SECONDS)
+        .client_request_timeout(config.header_timeout)
+        .keep_alive(config.keep_alive)
+        .max_connections(config.max_connections)
+        .bind(&config.public_addr)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on LICENSING_INGRESS_ADDR {}: {e}",
+                config.public_addr
+            )
+        })?;
+        ready(public.addrs()[0]);
+        let public = public.run();
+        let public_handle = public.handle();
+        let public_server = tokio::spawn(public);
+        cancel.cancelled().await;
+        tracing::info!("stopping: no new connections, finishing the requests in flight");
+        stop(Some(public_handle)).await;
+        let _ = tokio::join!(supervisor, internal_server, public_server);
         Ok(())
     }
 }

@@ -23,6 +23,9 @@ async fn run() -> anyhow::Result<()> {
     let config = IngressConfig::from_settings(&settings)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let app = Application::build(config.clone(), registry)?;
-    tracing::info!(public = %app.public_addr, internal = %app.internal_addr, callback_path = %config.callback_path, "licensing-ingress ready");
-    app.run(shutdown_signal()).await
+    let internal = app.internal_addr;
+    app.run(shutdown_signal(), |public| {
+        tracing::info!(%public, %internal, callback_path = %config.callback_path, "licensing-ingress ready");
+    })
+    .await
 }

@@ -36,6 +36,9 @@ pub struct ProjectorConfig {
     pub retry_cap: Duration,
     /// `LICENSING_OUTBOUND_RATE`: marketplace calls per second at most (default 20).
     pub rate: u32,
+    /// `LICENSING_READY_MAX_LAG_SECONDS`: a follower further behind makes `/readyz` answer not
+    /// ready (default 60).
+    pub ready_max_lag: Duration,
 }
 
 impl ProjectorConfig {
@@ -102,6 +105,9 @@ impl ProjectorConfig {
                 settings.parse_or("LICENSING_OUTBOUND_RETRY_CAP_SECONDS", 600)?,
             ),
             rate: settings.parse_or("LICENSING_OUTBOUND_RATE", 20)?,
+            ready_max_lag: Duration::from_secs(
+                settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
+            ),
         })
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use licensing_bus::Bus;
-use licensing_runtime::{CancellationToken, Readiness, ops_service};
+use licensing_runtime::{Backoff, CancellationToken, Health, Readiness, ops_service, supervise};
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
@@ -34,6 +34,7 @@ pub struct Projector {
     config: ProjectorConfig,
     store: Store,
     outbound: outbound::Outbound,
+    health: Health,
 }
 
 impl std::fmt::Debug for Projector {
@@ -68,10 +69,13 @@ impl Projector {
             rate: config.rate,
             metrics,
         };
-        let ready_store = store.clone();
-        let readiness: Readiness = Arc::new(move || {
-            let store = ready_store.clone();
-            Box::pin(async move { store.ready().await.map_err(|e| e.to_string()) })
+        let health = Health::register(&registry);
+        let readiness: Readiness = Arc::new({
+            let (health, store, max_lag) = (health.clone(), store.clone(), config.ready_max_lag);
+            move || {
+                let (health, store) = (health.clone(), store.clone());
+                Box::pin(async move { ready(&health, &store, max_lag).await })
+            }
         });
         let ops = ops_service(registry, readiness);
         let state = web::Data::new(query::QueryState {
@@ -103,12 +107,15 @@ impl Projector {
             config,
             store,
             outbound,
+            health,
         })
     }
 
-    /// Runs the views follower, the outbound worker and the query API until `cancel`.
+    /// Runs the views follower, the event publisher, the outbound worker, the gauges and the query
+    /// API until `cancel`; each task is supervised (restarted with backoff, shown by `/readyz`).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(200);
+        self.health.down("migrations", "starting");
+        let mut backoff = Backoff::reconnect();
         loop {
             let ready = async {
                 self.store.migrate().await?;
@@ -116,123 +123,124 @@ impl Projector {
             };
             match ready.await {
                 Ok(()) => break,
-                Err(e) if e.is_unavailable() && !cancel.is_cancelled() => {
+                Err(e) if e.is_unavailable() => {
                     tracing::warn!(error = %e, "event store unavailable at start, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if !backoff.wait(&cancel).await {
+                        return Ok(());
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let views = {
-            let subscription = Subscription::new(self.store.clone(), "license_views");
-            let mut handler = Views {
-                day_zone: self.config.day_zone,
-                default_account: self.config.default_account.clone(),
-            };
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                subscription
-                    .run(&mut handler, cancel)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        };
-        let publisher = {
-            let (store, bus_config, cancel) =
-                (self.store.clone(), self.config.bus.clone(), cancel.clone());
-            tokio::spawn(async move {
-                let subscription = Subscription::new(store, "event_publisher");
-                let mut backoff = Duration::from_millis(200);
-                while !cancel.is_cancelled() {
-                    match Bus::connect(bus_config.clone()).await {
-                        Ok(bus) => {
-                            backoff = Duration::from_millis(200);
-                            let mut handler = publisher::Publisher { bus: &bus };
-                            if let Err(e) = subscription.run(&mut handler, cancel.clone()).await {
-                                tracing::warn!(error = %e, "event publisher stopped, reconnecting");
-                            }
-                            bus.close().await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "broker unavailable for the event publisher")
-                        }
-                    }
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            })
-        };
-        let outbound = {
-            let (outbound, bus_config, cancel) = (
-                self.outbound.clone(),
-                self.config.bus.clone(),
-                cancel.clone(),
+        self.health.up("migrations");
+        let views = supervise(&self.health, "license_views", cancel.clone(), {
+            let (store, day_zone, account) = (
+                self.store.clone(),
+                self.config.day_zone,
+                self.config.default_account.clone(),
             );
-            tokio::spawn(async move {
-                let mut backoff = Duration::from_millis(200);
-                while !cancel.is_cancelled() {
-                    match Bus::connect(bus_config.clone()).await {
-                        Ok(bus) => {
-                            backoff = Duration::from_millis(200);
-                            if let Err(e) = outbound.run(&bus, &cancel).await {
-                                tracing::warn!(error = %e, "outbound worker lost the broker");
-                            }
-                            bus.close().await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "broker unavailable for the outbound worker");
-                            tokio::select! {
-                                () = cancel.cancelled() => {}
-                                () = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
+            move |task| {
+                let subscription = Subscription::new(store.clone(), "license_views");
+                let mut handler = Views {
+                    day_zone,
+                    default_account: account.clone(),
+                };
+                async move {
+                    subscription
+                        .run(&mut handler, task.cancel.clone(), || task.up())
+                        .await
+                        .map_err(|e| e.to_string())
                 }
-            })
-        };
-        let gauges = {
-            let (metrics, store, zone, cancel) = (
+            }
+        });
+        let publisher = supervise(&self.health, "event_publisher", cancel.clone(), {
+            let (store, bus_config) = (self.store.clone(), self.config.bus.clone());
+            move |task| {
+                let subscription = Subscription::new(store.clone(), "event_publisher");
+                let bus_config = bus_config.clone();
+                async move {
+                    let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
+                    let mut handler = publisher::Publisher { bus: &bus };
+                    let result = tokio::select! {
+                        r = subscription.run(&mut handler, task.cancel.clone(), || task.up()) => r.map_err(|e| e.to_string()),
+                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
+                    };
+                    bus.close().await;
+                    result
+                }
+            }
+        });
+        let outbound = supervise(&self.health, "outbound_worker", cancel.clone(), {
+            let (outbound, bus_config) = (self.outbound.clone(), self.config.bus.clone());
+            move |task| {
+                let (outbound, bus_config) = (outbound.clone(), bus_config.clone());
+                async move {
+                    let bus = Bus::connect(bus_config).await?;
+                    task.up();
+                    let result = tokio::select! {
+                        r = outbound.run(&bus, &task.cancel) => r,
+                        () = bus.closed() => Err(licensing_bus::BusError::Unavailable("the broker connection was lost".into())),
+                    };
+                    bus.close().await;
+                    result
+                }
+            }
+        });
+        let gauges = supervise(&self.health, "gauges", cancel.clone(), {
+            let (metrics, store, zone) = (
                 self.outbound.metrics.clone(),
                 self.store.clone(),
                 self.config.day_zone,
-                cancel.clone(),
             );
-            tokio::spawn(async move {
-                while !cancel.is_cancelled() {
-                    let now = time::OffsetDateTime::now_utc();
-                    let today = licensing_domain::Day::containing(
-                        licensing_domain::Timestamp::from_millis(
-                            (now.unix_timestamp_nanos() / 1_000_000) as i64,
-                        ),
-                        zone.whole_minutes().into(),
-                    );
-                    if let Err(e) = metrics.refresh(&store, today.number()).await {
-                        tracing::debug!(error = %e, "cannot refresh the gauges");
+            move |task| {
+                let (metrics, store) = (metrics.clone(), store.clone());
+                async move {
+                    task.up();
+                    while !task.cancel.is_cancelled() {
+                        let now = time::OffsetDateTime::now_utc();
+                        let today = licensing_domain::Day::containing(
+                            licensing_domain::Timestamp::from_millis(
+                                (now.unix_timestamp_nanos() / 1_000_000) as i64,
+                            ),
+                            zone.whole_minutes().into(),
+                        );
+                        if let Err(e) = metrics.refresh(&store, today.number()).await {
+                            tracing::debug!(error = %e, "cannot refresh the gauges");
+                        }
+                        tokio::select! {
+                            () = task.cancel.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
                     }
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    }
+                    Ok::<(), String>(())
                 }
-            })
-        };
+            }
+        });
         let handle = self.server.handle();
         tokio::spawn(self.server);
         cancel.cancelled().await;
         handle.stop(true).await;
-        match views.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "the view follower stopped"),
-            Err(e) => tracing::error!(error = %e, "the view follower panicked"),
-            Ok(Ok(())) => {}
-        }
-        let _ = outbound.await;
-        let _ = publisher.await;
-        let _ = gauges.await;
+        let _ = tokio::join!(views, publisher, outbound, gauges);
         Ok(())
+    }
+}
+
+/// Whether the projector works: every task up, the store reachable, and no follower further
+/// behind than `max_lag`. The reason names tasks and followers, never a database's error text.
+async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
+    health.check()?;
+    let lags = store
+        .follower_lags()
+        .await
+        .map_err(|_| "event store (unavailable)".to_owned())?;
+    let behind: Vec<String> = lags
+        .iter()
+        .filter(|(_, seconds)| *seconds > max_lag.as_secs_f64())
+        .map(|(name, seconds)| format!("{name} (lagging {seconds:.0} s)"))
+        .collect();
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(behind.join(", "))
     }
 }

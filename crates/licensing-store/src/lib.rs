@@ -89,13 +89,14 @@ pub async fn hold_checkpoint(tx: &Transaction<'_>, name: &str) -> Result<i64, St
 }
 
 impl Store {
-    /// How far each follower is behind, in seconds: the newest event's commit time minus that of
-    /// the last event the follower handled.
+    /// How far each follower is behind, in seconds: the newest event's record time minus that of
+    /// the last event the follower handled. Two index lookups per follower (readiness checks run
+    /// it every few seconds).
     pub async fn follower_lags(&self) -> Result<Vec<(String, f64)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT c.name, coalesce(extract(epoch FROM (SELECT max(recorded_at) FROM events)
+                "SELECT c.name, coalesce(extract(epoch FROM (SELECT recorded_at FROM events ORDER BY global_position DESC LIMIT 1)
                           - coalesce((SELECT recorded_at FROM events e WHERE e.global_position = c.position), 'epoch'))::float8, 0)
                    FROM checkpoints c ORDER BY c.name",
                 &[],

@@ -163,108 +163,82 @@ impl Subscription {
     }
 
     /// Catches up, then follows until `cancel` fires. Wakes on the append notification, and polls
-    /// in any case. Unavailability of PostgreSQL is waited out; a handler error or any other store
-    /// error ends the run.
+    /// in any case; calls `progress` after every read that succeeded (the caller's sign of life).
+    /// Any failure ends the run, the loss of the notification connection included: the caller
+    /// restarts it with backoff (`licensing_runtime::supervise`), from the checkpoint.
     pub async fn run<H: Handler>(
         &self,
         handler: &mut H,
         cancel: CancellationToken,
+        progress: impl Fn(),
     ) -> Result<(), FollowError<H::Error>> {
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(
-            self.store.pg_config.clone(),
-            wake.clone(),
-            cancel.clone(),
-        ));
-        let mut backoff = Duration::from_millis(100);
-        let result = loop {
+        let (client, connection) = self
+            .store
+            .pg_config
+            .connect(NoTls)
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?;
+        let mut listener = std::pin::pin!(listen(client, connection, wake.clone()));
+        loop {
             if cancel.is_cancelled() {
-                break Ok(());
+                return Ok(());
             }
-            match self.next_batch(handler).await {
+            let batch = self.next_batch(handler).await?;
+            progress();
+            let pause = match batch {
                 // Committed events exist beyond the checkpoint, but an older transaction is still
                 // running: they become readable as soon as it ends, so look again soon.
-                Ok(Batch {
+                Batch {
                     handled: 0,
                     pending: true,
-                }) => {
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(PENDING_RETRY) => {}
-                    }
+                } => PENDING_RETRY,
+                Batch { handled: 0, .. } => self.poll_interval,
+                _ => continue,
+            };
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                lost = &mut listener => {
+                    return Err(FollowError::Store(StoreError::Unavailable(format!(
+                        "the notification connection was lost: {lost}"
+                    ))));
                 }
-                Ok(Batch { handled: 0, .. }) => {
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = wake.notified() => {}
-                        () = tokio::time::sleep(self.poll_interval) => {}
-                    }
-                }
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(FollowError::Store(e)) if e.is_unavailable() => {
-                    tracing::warn!(follower = %self.name, error = %e, "event store unavailable, retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => break Err(e),
             }
-        };
-        listener.abort();
-        result
+        }
     }
 }
 
-/// Keeps a connection LISTENing on the append channel, reconnecting as needed, and wakes the
-/// follower on each notification.
-async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let listening = async {
-                    let messages = async {
-                        while let Some(message) =
-                            std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                        {
-                            match message {
-                                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                                Ok(_) => {}
-                                Err(e) => return chain(&e),
-                            }
-                        }
-                        "connection closed".to_owned()
-                    };
-                    let subscribe = async {
-                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                            tracing::warn!(error = %chain(&e), "cannot LISTEN; polling only");
-                        }
-                        std::future::pending::<()>().await;
-                    };
-                    tokio::select! {
-                        reason = messages => reason,
-                        () = subscribe => unreachable!("pending never completes"),
-                    }
-                };
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    reason = listening => {
-                        tracing::debug!(%reason, "notification connection lost");
-                        backoff = Duration::from_millis(200);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %chain(&e), "cannot open the notification connection");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+/// LISTENs on the append channel and wakes the follower on each notification; returns why the
+/// connection ended.
+async fn listen<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: Arc<Notify>,
+) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let messages = async {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                Ok(_) => {}
+                Err(e) => return chain(&e),
             }
         }
-        wake.notify_one();
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+        "connection closed".to_owned()
+    };
+    let subscribe = async {
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            tracing::warn!(error = %chain(&e), "cannot LISTEN; polling only");
         }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        reason = messages => reason,
+        () = subscribe => unreachable!("pending never completes"),
     }
 }

@@ -88,7 +88,7 @@ async fn a_follower_catches_up_then_follows_live() {
                 delay: Duration::ZERO,
                 last_position: 0,
             };
-            subscription.run(&mut recorder, cancel).await
+            subscription.run(&mut recorder, cancel, || {}).await
         })
     };
     eventually("the follower to catch up on 60 events", 30, || async {
@@ -132,7 +132,7 @@ async fn a_killed_follower_resumes_from_its_checkpoint_without_loss_or_duplicate
                 last_position: 0,
             };
             subscription
-                .run(&mut recorder, CancellationToken::new())
+                .run(&mut recorder, CancellationToken::new(), || {})
                 .await
         })
     };
@@ -155,7 +155,7 @@ async fn a_killed_follower_resumes_from_its_checkpoint_without_loss_or_duplicate
                 delay: Duration::ZERO,
                 last_position: checkpoint,
             };
-            subscription.run(&mut recorder, cancel).await
+            subscription.run(&mut recorder, cancel, || {}).await
         })
     };
     eventually("the second follower to finish", 30, || async {
@@ -191,7 +191,7 @@ async fn a_handler_error_rolls_the_batch_back() {
     }
     let subscription = Subscription::new(store.clone(), "views");
     let error = subscription
-        .run(&mut Failing, CancellationToken::new())
+        .run(&mut Failing, CancellationToken::new(), || {})
         .await
         .unwrap_err();
     assert!(error.to_string().contains("view rejected the batch"));
@@ -223,7 +223,7 @@ async fn an_idle_follower_is_woken_by_the_commit_notification() {
                 delay: Duration::ZERO,
                 last_position: 0,
             };
-            subscription.run(&mut recorder, cancel).await
+            subscription.run(&mut recorder, cancel, || {}).await
         })
     };
     // Let the follower go idle (its first read finds nothing), then append.
