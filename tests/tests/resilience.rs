@@ -46,7 +46,12 @@ struct Relay {
 
 impl Relay {
     async fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::on(0)
+    }
+
+    /// A relay listening on `port` (0: any free port).
+    fn on(port: u16) -> Self {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, stop) = tokio::sync::oneshot::channel::<()>();
@@ -452,4 +457,166 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
         !metrics.contains("licensing_processor_dead_letters_total{"),
         "nothing dead-lettered: {metrics}"
     );
+}
+
+/// A port free right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_ingress_opens_its_public_port_only_once_the_broker_link_is_up() {
+    let mut stack = Stack::start(&[]).await;
+    stack.ingress = None;
+    let (broker, public, internal) = (free_port(), free_port(), free_port());
+    let mut env = stack.env.clone();
+    env.retain(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "LICENSING_AMQP_URL" | "LICENSING_INGRESS_ADDR" | "LICENSING_INTERNAL_ADDR"
+        )
+    });
+    env.push((
+        "LICENSING_AMQP_URL".into(),
+        format!("amqp://guest:guest@127.0.0.1:{broker}/%2f"),
+    ));
+    env.push((
+        "LICENSING_INGRESS_ADDR".into(),
+        format!("127.0.0.1:{public}"),
+    ));
+    env.push((
+        "LICENSING_INTERNAL_ADDR".into(),
+        format!("127.0.0.1:{internal}"),
+    ));
+    let starting = std::thread::spawn(move || Service::start("licensing-ingress", &env));
+    let why = eventually("the ingress to say it is not ready", 30, || async {
+        let answer = stack
+            .http
+            .get(format!("http://127.0.0.1:{internal}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 503).then_some(answer.text().await.unwrap())
+    })
+    .await;
+    assert!(why.contains("broker_link"), "{why}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", public)).await.is_err(),
+        "the public port is closed while there is no broker link"
+    );
+    let _relay = Relay::on(broker);
+    stack.ingress = Some(starting.join().unwrap());
+    // The very first callback is handed over, never answered 000005.
+    assert_eq!(
+        code(&stack.callback(&status("PL710", "FREEZE")).await),
+        "000000"
+    );
+}
+
+#[tokio::test]
+async fn an_ingress_terminated_under_load_answers_every_request_it_accepted() {
+    let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "1500")]).await;
+    let url = stack.callback_url();
+    // A connection per request: an idle kept-alive connection closed at shutdown would fail a
+    // request that the server never received, which says nothing about the ingress.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..150 {
+        let body = renew(
+            &format!("PL72{:02}", i % 20),
+            &format!("CS72{i:03}"),
+            "20300101000000",
+            false,
+        );
+        let (http, url) = (http.clone(), url.clone());
+        tasks.spawn(async move {
+            let sent = http
+                .post(format!("{url}?{}", fresh_query(KEY, &body)))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let outcome = match sent {
+                Ok(response) => Ok(response
+                    .json::<serde_json::Value>()
+                    .await
+                    .map(|v| code(&v).to_owned())
+                    .map_err(|e| e.to_string())),
+                // Refused before it was accepted: the marketplace retries it.
+                Err(e) if e.is_connect() => Err(()),
+                Err(e) => Ok(Err(e.to_string())),
+            };
+            (body, outcome)
+        });
+        if i == 60 {
+            eventually("some renewals to be applied", 30, || async {
+                (stack.event_count().await > 10).then_some(())
+            })
+            .await;
+            stack.ingress.as_ref().unwrap().signal("TERM");
+        }
+    }
+    let mut answered = Vec::new();
+    let mut unanswered = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (body, outcome) = result.unwrap();
+        match outcome {
+            Ok(Ok(code)) => {
+                assert!(code == "000000" || code == "000004", "{code}");
+                answered.push((body, code));
+            }
+            // Reset in the listen backlog as the listener closed, or cut: told apart below.
+            Ok(Err(_)) => unanswered.push(body),
+            Err(()) => {}
+        }
+    }
+    let status = stack.ingress.as_mut().unwrap().wait_exit(20);
+    assert!(status.success(), "{status}");
+    assert!(answered.len() > 10, "{} answered", answered.len());
+    let order_of = |body: &str| {
+        body.split("\"orderId\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let client = stack.store.client().await.unwrap();
+    let count = |order: String| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT count(*) FROM events WHERE event_type = 'renewed' AND payload->>'order_id' = $1",
+                    &[&order],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    // Everything answered is applied once (000000 at once, 000004 soon after).
+    for (body, _) in &answered {
+        let order = order_of(body);
+        eventually(&format!("{order} to be applied"), 30, || async {
+            (count(order.clone()).await == 1).then_some(())
+        })
+        .await;
+    }
+    // A request without an answer was never handed over: the ingress never cuts one it took.
+    for body in &unanswered {
+        assert_eq!(
+            count(order_of(body)).await,
+            0,
+            "handed over but not answered: {body}"
+        );
+    }
 }
