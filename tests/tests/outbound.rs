@@ -222,8 +222,13 @@ async fn server_errors_are_retried_and_the_fallback_host_is_used() {
     let types = stack.event_types("license-PL703").await;
     assert_eq!(
         types.iter().filter(|t| *t == "activation_failed").count(),
-        2,
-        "{types:?}"
+        1,
+        "two identical failures, recorded once: {types:?}"
+    );
+    assert_eq!(
+        calls(&sim.requests().await, "/license/activate").len(),
+        3,
+        "both failures were retried, through the fallback host"
     );
     let failed = &stack.events("license-PL703").await[2];
     assert_eq!(failed.payload["failure"]["code"], "APIGW.0201");
@@ -650,5 +655,52 @@ async fn a_call_that_times_out_is_retried() {
             failed.payload["failure"]["retryable"].as_bool()
         ),
         (Some("timeout"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn a_heartbeat_refused_for_good_ends_that_day_with_one_event_and_no_more_calls() {
+    let sim = Simulator::start();
+    sim.put("PL740", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    internal(&stack, "/v1/licenses/PL740/activation", json!({})).await;
+    stack.wait_event("license-PL740", "activated").await;
+    // The marketplace now says the code is not activated (92020011) to every heartbeat.
+    sim.put("PL740", "claimed").await;
+    let (status, body) = internal(
+        &stack,
+        "/v1/licenses/PL740/usage",
+        json!({"account": "dave", "ip": "203.0.113.7"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    stack.wait_event("license-PL740", "heartbeat_failed").await;
+    eventually("the day's heartbeat job to end", 30, || async {
+        let client = stack.store.client().await.unwrap();
+        let jobs: i64 = client
+            .query_one(
+                "SELECT count(*) FROM outbound_jobs WHERE license = 'PL740' AND kind = 'heartbeat'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (jobs == 0).then_some(())
+    })
+    .await;
+    let events = stack.events("license-PL740").await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "heartbeat_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "one terminal event");
+    assert_eq!(failed[0].payload["failure"]["code"], "92020011");
+    assert_eq!(failed[0].payload["failure"]["retryable"], false);
+    let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
+    assert_eq!(heartbeats.len(), 1, "no further call that day");
+    assert_eq!(
+        heartbeats[0]["body"]["heartbeatInfo"]["ip"], "203.0.113.7",
+        "the usage report's IP address is sent"
     );
 }

@@ -196,6 +196,21 @@ fn on_activation_outcome(
     if outcome.attempt <= state.activation_attempt || !state.activation_due() {
         return Ok(Vec::new());
     }
+    // The same answer again (the buyer still has not claimed the code, the same retryable
+    // failure): the call is counted in the job, not recorded again, so a stream grows by a
+    // bounded number of events whatever the marketplace answers.
+    let repeated = match &outcome.result {
+        ActivationResult::AwaitingClaim { .. } => {
+            state.activation == ActivationStatus::AwaitingClaim
+        }
+        ActivationResult::Failed(failure) => {
+            failure.retryable && state.last_activation_failure.as_deref() == Some(&failure.code)
+        }
+        _ => false,
+    };
+    if repeated {
+        return Ok(Vec::new());
+    }
     let attempt = outcome.attempt;
     Ok(vec![match outcome.result {
         ActivationResult::Activated(info) => Event::Activated(Activated {
@@ -262,12 +277,20 @@ fn on_heartbeat_outcome(
         return Err(Rejection::UnknownLicense);
     }
     let (day, attempt) = (outcome.day, outcome.attempt);
-    let stale =
-        state.heartbeat_attempt >= Some((day, attempt)) || state.last_heartbeat_day >= Some(day);
+    let stale = state.heartbeat_attempt >= Some((day, attempt))
+        || state.last_heartbeat_day >= Some(day)
+        || state.heartbeat_given_up >= Some(day);
     if stale {
         return Ok(Vec::new());
     }
     match outcome.result {
+        // The same retryable failure as the last one recorded for this day adds nothing.
+        HeartbeatResult::Failed(failure)
+            if failure.retryable
+                && state.last_heartbeat_failure.as_ref() == Some(&(day, failure.code.clone())) =>
+        {
+            Ok(Vec::new())
+        }
         HeartbeatResult::Failed(failure) => Ok(vec![Event::HeartbeatFailed(HeartbeatFailed {
             day,
             attempt,

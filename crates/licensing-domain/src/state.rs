@@ -98,6 +98,16 @@ pub struct License {
     pub last_heartbeat_day: Option<Day>,
     /// The highest heartbeat attempt recorded, with its day.
     pub heartbeat_attempt: Option<(Day, u32)>,
+    /// The last heartbeat failure recorded: its day and code (a repeat of it adds no event).
+    pub last_heartbeat_failure: Option<(Day, String)>,
+    /// The last day whose heartbeat ended in a permanent failure: no more calls for it.
+    pub heartbeat_given_up: Option<Day>,
+    /// The IP address reported with the last day's usage, sent with its heartbeat.
+    pub last_usage_ip: Option<String>,
+    /// The code of the last retryable activation failure (a repeat of it adds no event).
+    pub last_activation_failure: Option<String>,
+    /// Since when the current activation waits for the buyer to claim the code (`92020004`).
+    pub awaiting_claim_since: Option<Timestamp>,
     /// The marketplace's status from the last heartbeat.
     pub market_status: Option<MarketStatus>,
     /// The open disagreement with the marketplace, if any.
@@ -154,10 +164,11 @@ impl License {
             return None;
         }
         let usage_day = self.last_usage.as_ref().map(|(day, _)| *day);
-        if let Some(day) = usage_day.filter(|day| self.last_heartbeat_day < Some(*day)) {
-            return Some(day);
-        }
-        self.needs_confirmation.then_some(today)
+        let due = usage_day
+            .filter(|day| self.last_heartbeat_day < Some(*day))
+            .or(self.needs_confirmation.then_some(today));
+        // A day whose heartbeat the marketplace refused for good is not called again.
+        due.filter(|day| self.heartbeat_given_up < Some(*day))
     }
 
     /// When the marketplace is expected to release a frozen license: the freeze instant plus the
@@ -192,6 +203,8 @@ pub fn evolve(mut state: License, event: &Event) -> License {
         Event::ActivationRequested(e) => {
             state.activation = ActivationStatus::Pending;
             state.real_effect_time = e.real_effect_time;
+            state.awaiting_claim_since = None;
+            state.last_activation_failure = None;
         }
         Event::Activated(e) => {
             state.activation = ActivationStatus::Activated;
@@ -212,10 +225,13 @@ pub fn evolve(mut state: License, event: &Event) -> License {
         Event::ActivationAwaitingClaim(e) => {
             state.activation = ActivationStatus::AwaitingClaim;
             state.activation_attempt = state.activation_attempt.max(e.attempt);
+            state.awaiting_claim_since.get_or_insert(e.at);
         }
         Event::ActivationFailed(e) => {
             state.activation_attempt = state.activation_attempt.max(e.attempt);
-            if !e.failure.retryable {
+            if e.failure.retryable {
+                state.last_activation_failure = Some(e.failure.code.clone());
+            } else {
                 state.activation = ActivationStatus::Failed(e.failure.clone());
             }
         }
@@ -242,7 +258,10 @@ pub fn evolve(mut state: License, event: &Event) -> License {
                 order_line_id: e.order_line_id.clone(),
             });
         }
-        Event::UsageRecorded(e) => state.last_usage = Some((e.day, e.account.clone())),
+        Event::UsageRecorded(e) => {
+            state.last_usage = Some((e.day, e.account.clone()));
+            state.last_usage_ip = e.ip.clone();
+        }
         Event::HeartbeatAcknowledged(e) => {
             state.last_heartbeat_day = state.last_heartbeat_day.max(Some(e.day));
             state.heartbeat_attempt = state.heartbeat_attempt.max(Some((e.day, e.attempt)));
@@ -255,6 +274,10 @@ pub fn evolve(mut state: License, event: &Event) -> License {
         }
         Event::HeartbeatFailed(e) => {
             state.heartbeat_attempt = state.heartbeat_attempt.max(Some((e.day, e.attempt)));
+            state.last_heartbeat_failure = Some((e.day, e.failure.code.clone()));
+            if !e.failure.retryable {
+                state.heartbeat_given_up = state.heartbeat_given_up.max(Some(e.day));
+            }
         }
         Event::CallbackIgnored(e) => {
             state.seen_callbacks.insert(e.key.clone());

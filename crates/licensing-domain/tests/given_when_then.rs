@@ -200,7 +200,8 @@ fn matrix() -> Vec<Row> {
                 "!UnknownLicense",
                 "",
                 "activation_awaiting_claim",
-                "activation_awaiting_claim",
+                // Still not claimed: counted in the job, not recorded again.
+                "",
                 "",
                 "",
                 "",
@@ -665,4 +666,100 @@ fn events_carry_the_command_instant_and_the_version_counts_them() {
     assert_eq!(state.version, 3);
     assert!(events.iter().all(|e| e.at() == at(1)));
     assert_eq!(state.updated_at, Some(at(1)));
+}
+
+fn failure_with(code: &str, retryable: bool) -> licensing_domain::CallFailure {
+    licensing_domain::CallFailure {
+        code: code.into(),
+        ..failure(retryable)
+    }
+}
+
+#[test]
+fn a_permanent_heartbeat_failure_ends_that_day_and_the_next_day_is_owed_again() {
+    let (state, events) = given([
+        request_activation(),
+        activation(1, ActivationResult::Activated(info())),
+        usage(0),
+        heartbeat(
+            0,
+            1,
+            HeartbeatResult::Failed(failure_with("92020011", false)),
+        ),
+    ]);
+    assert_eq!(events.last().unwrap().event_type(), "heartbeat_failed");
+    assert_eq!(state.heartbeat_due(day(0)), None, "no more calls that day");
+    assert_eq!(
+        when(
+            &state,
+            heartbeat(
+                0,
+                2,
+                HeartbeatResult::Failed(failure_with("92020011", false))
+            )
+        ),
+        Ok(vec![]),
+        "a late outcome of the same day adds nothing"
+    );
+    let (state, _) = given([
+        request_activation(),
+        activation(1, ActivationResult::Activated(info())),
+        usage(0),
+        heartbeat(
+            0,
+            1,
+            HeartbeatResult::Failed(failure_with("92020011", false)),
+        ),
+        usage(1),
+    ]);
+    assert_eq!(state.heartbeat_due(day(1)), Some(day(1)));
+}
+
+#[test]
+fn repeated_identical_failures_add_no_event_a_different_one_does() {
+    let (state, _) = given([
+        request_activation(),
+        activation(1, ActivationResult::Activated(info())),
+        usage(0),
+        heartbeat(
+            0,
+            1,
+            HeartbeatResult::Failed(failure_with("92020001", true)),
+        ),
+    ]);
+    assert_eq!(
+        when(
+            &state,
+            heartbeat(
+                0,
+                2,
+                HeartbeatResult::Failed(failure_with("92020001", true))
+            )
+        ),
+        Ok(vec![]),
+        "the same failure again"
+    );
+    assert_eq!(
+        when(
+            &state,
+            heartbeat(0, 2, HeartbeatResult::Failed(failure_with("timeout", true)))
+        ),
+        Ok(vec!["heartbeat_failed"]),
+        "a different failure"
+    );
+    assert_eq!(
+        when(&state, heartbeat(0, 2, ack(MarketStatus::Alive))),
+        Ok(vec!["heartbeat_acknowledged"]),
+    );
+    let (state, _) = given([
+        request_activation(),
+        activation(1, ActivationResult::Failed(failure_with("92020001", true))),
+    ]);
+    assert_eq!(
+        when(
+            &state,
+            activation(2, ActivationResult::Failed(failure_with("92020001", true)))
+        ),
+        Ok(vec![])
+    );
 }

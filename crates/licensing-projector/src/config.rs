@@ -39,6 +39,9 @@ pub struct ProjectorConfig {
     /// `LICENSING_READY_MAX_LAG_SECONDS`: a follower further behind makes `/readyz` answer not
     /// ready (default 60).
     pub ready_max_lag: Duration,
+    /// `LICENSING_ACTIVATION_CLAIM_DAYS`: an activation still unclaimed by the buyer (`92020004`)
+    /// after this many days is parked (default 14).
+    pub claim_days: u32,
 }
 
 impl ProjectorConfig {
@@ -105,6 +108,7 @@ impl ProjectorConfig {
                 settings.parse_or("LICENSING_OUTBOUND_RETRY_CAP_SECONDS", 600)?,
             ),
             rate: settings.parse_or("LICENSING_OUTBOUND_RATE", 20)?,
+            claim_days: settings.parse_or("LICENSING_ACTIVATION_CLAIM_DAYS", 14)?,
             ready_max_lag: Duration::from_secs(
                 settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
             ),

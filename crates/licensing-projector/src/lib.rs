@@ -67,6 +67,7 @@ impl Projector {
             retry_base: config.retry_base,
             retry_cap: config.retry_cap,
             rate: config.rate,
+            claim_days: config.claim_days,
             metrics,
         };
         let health = Health::register(&registry);

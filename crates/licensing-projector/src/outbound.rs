@@ -29,6 +29,8 @@ struct Job {
     account: Option<String>,
     real_effect_time: Option<String>,
     tries: i32,
+    ip: Option<String>,
+    claim_since: Option<time::OffsetDateTime>,
 }
 
 /// The worker.
@@ -46,6 +48,8 @@ pub(crate) struct Outbound {
     pub(crate) retry_cap: Duration,
     /// Calls per second at most.
     pub(crate) rate: u32,
+    /// How long an activation may wait for the buyer's claim before it is parked.
+    pub(crate) claim_days: u32,
     /// Metrics.
     pub(crate) metrics: Metrics,
 }
@@ -64,6 +68,11 @@ fn backoff(
     let delay = exponential.mul_f64(0.5 + jitter / 2.0);
     match disposition {
         Some(Disposition::Credentials) => cap,
+        // The buyer has not claimed the code yet: back off to hourly.
+        Some(Disposition::AwaitingClaim) => base
+            .saturating_mul(1u32 << tries.clamp(0, 16) as u32)
+            .min(Duration::from_secs(3600))
+            .mul_f64(0.5 + jitter / 2.0),
         // Nothing more to do until the outcome is applied: look again later in case it is lost.
         Some(
             Disposition::Success
@@ -118,7 +127,7 @@ impl Outbound {
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
-                "SELECT license, kind, day, attempt, account, real_effect_time, tries FROM outbound_jobs
+                "SELECT license, kind, day, attempt, account, real_effect_time, tries, ip, claim_since FROM outbound_jobs
                   WHERE due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
                 &[],
             )
@@ -135,6 +144,8 @@ impl Outbound {
             account: row.get(4),
             real_effect_time: row.get(5),
             tries: row.get(6),
+            ip: row.get(7),
+            claim_since: row.get(8),
         };
         tx.execute(
             "UPDATE outbound_jobs SET due_at = now() + interval '60 seconds' WHERE license = $1 AND kind = $2",
@@ -155,11 +166,29 @@ impl Outbound {
             let disposition = outcome
                 .as_ref()
                 .map_or(Disposition::Retry, |r| r.disposition);
+            let mut result = activation_result(outcome);
+            // Not claimed for too long: parked until the seller asks again (no more calls).
+            let claim_limit = time::Duration::days(i64::from(self.claim_days));
+            if let ActivationResultV1::AwaitingClaim { code, message } = &result {
+                if job
+                    .claim_since
+                    .is_some_and(|since| time::OffsetDateTime::now_utc() - since > claim_limit)
+                {
+                    result = ActivationResultV1::Failed {
+                        code: code.clone(),
+                        message: format!(
+                            "not claimed by the buyer within {} days ({message}): parked until activation is requested again",
+                            self.claim_days
+                        ),
+                        retryable: false,
+                    };
+                }
+            }
             (
                 CommandBody::RecordActivation {
                     license: job.license.clone(),
                     attempt: job.attempt as u32,
-                    result: activation_result(outcome),
+                    result,
                 },
                 disposition,
             )
@@ -172,7 +201,7 @@ impl Outbound {
                 license: job.license.clone(),
                 heartbeat_info: HeartbeatInfo {
                     third_party_account: account,
-                    ip: None,
+                    ip: job.ip.clone(),
                 },
             };
             let outcome = self.client.heartbeat(&request).await;
@@ -312,6 +341,12 @@ fn heartbeat_result(
             (Disposition::Success, Some(data)) => HeartbeatResultV1::Acknowledged {
                 status: data.status.clone().unwrap_or_default(),
                 expire_time: data.expire_time.clone(),
+            },
+            // `92020000` is a success even without (or with an unreadable) `data`: the raw answer
+            // is kept by the client; there is just no status or expiry to compare.
+            (Disposition::Success, None) => HeartbeatResultV1::Acknowledged {
+                status: String::new(),
+                expire_time: None,
             },
             _ => {
                 let (code, message, retryable) = failure_code(&reply);

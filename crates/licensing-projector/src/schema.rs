@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS outbound_jobs (
     PRIMARY KEY (license, kind)
 );
 CREATE INDEX IF NOT EXISTS outbound_jobs_due ON outbound_jobs (due_at);
+-- The usage report's IP address, sent with the heartbeat; since when an activation waits for the
+-- buyer's claim (parked after LICENSING_ACTIVATION_CLAIM_DAYS).
+ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS ip text;
+ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS claim_since timestamptz;
 ";
 
 /// Creates the projector's tables if they do not exist.

@@ -176,10 +176,12 @@ impl Views {
             let real_effect = state
                 .real_effect_time
                 .map(|t| koogallery::market_time::format_market_time(ts(t), UtcOffset::UTC));
+            let claim_since = state.awaiting_claim_since.map(ts);
             tx.execute(
-                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time) VALUES ($1, 'activate', $2, $3)
-                 ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time",
-                &[&code, &((state.activation_attempt + 1) as i32), &real_effect],
+                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since) VALUES ($1, 'activate', $2, $3, $4)
+                 ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time,
+                     claim_since = EXCLUDED.claim_since",
+                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -202,12 +204,12 @@ impl Views {
                     .as_ref()
                     .map_or(self.default_account.clone(), |(_, a)| a.clone());
                 tx.execute(
-                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account) VALUES ($1, 'heartbeat', $2, $3, $4)
+                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip) VALUES ($1, 'heartbeat', $2, $3, $4, $5)
                      ON CONFLICT (license, kind) DO UPDATE SET
                          tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
                          due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
-                         day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account",
-                    &[&code, &day.number(), &(attempt as i32), &account],
+                         day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account, ip = EXCLUDED.ip",
+                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
