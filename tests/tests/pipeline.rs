@@ -178,6 +178,63 @@ async fn strict_mode_answers_000003_for_unknown_licenses() {
     let answer = stack.callback(&status("PL104", "FREEZE")).await;
     assert_eq!(code(&answer), "000003", "{answer}");
     assert_eq!(stack.event_count().await, 0);
+    // The marketplace's probes use made-up codes with testFlag=1: always answered 000000.
+    let probe = renew("PLPROBE104", "CSPROBE", "20270101000000", true);
+    for _ in 0..2 {
+        let answer = stack.callback(&probe).await;
+        assert_eq!(code(&answer), "000000", "{answer}");
+    }
+    assert_eq!(
+        stack.event_types("test-license-PLPROBE104").await,
+        ["registered", "renewed"]
+    );
+}
+
+#[tokio::test]
+async fn a_callback_with_a_repeated_key_is_refused_and_refusals_by_verification_say_nothing_more() {
+    let stack = Stack::start(&[]).await;
+    let body = r#"{"activity":"updateLicenseCodeStatus","license":"PL106","status":"FREEZE","status":"UNFREEZE","testFlag":"0"}"#;
+    let answer = stack.callback(body).await;
+    assert_eq!(code(&answer), "000002", "{answer}");
+    assert_eq!(stack.event_count().await, 0);
+
+    let good = status("PL106", "FREEZE");
+    let stale = query_at(KEY, &good, now_ms() - 600_000);
+    let wrong_key = fresh_query("anotherKey000000", &good);
+    let mut messages = Vec::new();
+    for query in [stale, wrong_key] {
+        let answer = stack
+            .callback_signed(&good, &query, "application/json")
+            .await;
+        assert_eq!(code(&answer), "000001", "{answer}");
+        messages.push(answer["resultMsg"].as_str().unwrap().to_owned());
+    }
+    // A replayed nonce, correctly signed over another body: refused by the processor.
+    let (key, nonce, now) = (
+        koogallery::signature::AccessKey::new(KEY),
+        uuid::Uuid::new_v4().simple().to_string(),
+        now_ms().to_string(),
+    );
+    let query = koogallery::signature::signed_query(&key, &nonce, &now, good.as_bytes());
+    assert_eq!(
+        code(
+            &stack
+                .callback_signed(&good, &query, "application/json")
+                .await
+        ),
+        "000000"
+    );
+    let other = status("PL106", "UNFREEZE");
+    let query = koogallery::signature::signed_query(&key, &nonce, &now, other.as_bytes());
+    let replay = stack
+        .callback_signed(&other, &query, "application/json")
+        .await;
+    assert_eq!(code(&replay), "000001", "{replay}");
+    messages.push(replay["resultMsg"].as_str().unwrap().to_owned());
+    assert!(
+        messages.iter().all(|m| m == &messages[0]),
+        "one generic message: {messages:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,64 @@ use serde_json::{Map, Value};
 
 use crate::market_time::{InvalidTime, parse_market_time};
 
+/// A JSON value whose objects (at the top level) never repeat a key: with a repeated key, which
+/// value counts would be a guess (serde_json keeps the last one), so the body is refused instead.
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueKeys(Value::Object(map)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = access.next_element::<Value>()? {
+                    items.push(item);
+                }
+                Ok(UniqueKeys(Value::Array(items)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::String(v.to_owned())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// `testFlag`: whether a callback is a debug call or probe (`"1"`) or real traffic (`"0"`, the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum TestFlag {
@@ -227,9 +285,9 @@ impl CallbackRequest {
     /// Parses and validates a callback body. Call it only after the signature was verified over
     /// these same bytes (D2).
     pub fn parse(body: &[u8]) -> Result<Self, InvalidCallback> {
-        let value: Value =
+        let value: UniqueKeys =
             serde_json::from_slice(body).map_err(|e| InvalidCallback::NotJson(e.to_string()))?;
-        let Value::Object(map) = value else {
+        let UniqueKeys(Value::Object(map)) = value else {
             return Err(InvalidCallback::NotAnObject);
         };
         let fields = Fields(map);

@@ -336,3 +336,14 @@ fn heartbeat_answers_and_gateway_errors_are_read_tolerantly() {
         ("APIGW.0301", Some("abc"), None)
     );
 }
+
+#[test]
+fn a_callback_body_with_a_repeated_key_is_refused() {
+    let body = br#"{"activity":"updateLicenseCodeStatus","license":"PL1","status":"FREEZE","status":"UNFREEZE","testFlag":"0"}"#;
+    let error = koogallery::callback::CallbackRequest::parse(body).unwrap_err();
+    assert!(
+        matches!(error, koogallery::callback::InvalidCallback::NotJson(_))
+            && error.to_string().contains("duplicate key `status`"),
+        "{error}"
+    );
+}

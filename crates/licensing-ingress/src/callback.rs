@@ -118,10 +118,13 @@ pub(crate) async fn callback(
                 .verification_failures
                 .get_or_create(&vec![("reason", e.reason().to_owned())])
                 .inc();
+            // One answer for every refusal (signature, window, parameters): the exact reason
+            // goes to the log and the metric, never to the caller.
+            tracing::warn!(request_id = %request, reason = e.reason(), error = %e, "callback refused by verification");
             return answer(
                 &state,
                 "unknown",
-                reply(ResultCode::AuthenticationFailed, e.to_string()),
+                CallbackResponse::new(ResultCode::AuthenticationFailed),
                 &request,
             );
         }

@@ -119,7 +119,13 @@ impl CommandEnvelope {
         let action = match &self.command {
             CommandBody::Callback(c) => domain::Action::Callback(domain::Callback {
                 kind: callback_kind(&c.request, how.market_zone)?,
-                on_unknown: how.on_unknown,
+                // Strict mode is for real licenses only: the marketplace's probes and debug
+                // calls (testFlag=1) use made-up codes and must keep answering 000000.
+                on_unknown: if c.request.test_flag().is_test() {
+                    domain::UnknownLicensePolicy::Register
+                } else {
+                    how.on_unknown
+                },
             }),
             CommandBody::RequestActivation {
                 real_effect_time, ..

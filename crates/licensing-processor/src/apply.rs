@@ -182,8 +182,12 @@ pub async fn apply_batch(
         let nonce = callback.map(|c| c.nonce.as_str());
         let replayed = nonce.is_some_and(|n| known[i].nonce_seen || batch.nonces.contains(n));
         let applied = if replayed {
+            // The same generic answer as every other verification refusal; the outcome
+            // `replayed_nonce` names the reason in the log and the metrics.
             finish(
-                Reply::callback(ResultCode::AuthenticationFailed, "nonce was used before"),
+                Reply::Callback(koogallery::callback::CallbackResponse::new(
+                    ResultCode::AuthenticationFailed,
+                )),
                 "replayed_nonce",
                 0,
             )
