@@ -208,3 +208,97 @@ async fn an_idempotency_key_returns_the_first_answer() {
         ["registered", "activation_requested", "frozen"]
     );
 }
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_and_the_scheme_in_any_case() {
+    let stack = Stack::start(&[]).await;
+    // No token, a body that is not even JSON: refused for the token, not the body.
+    let response = stack
+        .http
+        .post(stack.internal_url("/v1/licenses/PL230/usage"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // `bearer` in lower case is the same scheme.
+    let response = stack
+        .http
+        .post(stack.internal_url("/v1/licenses/PL230/activation"))
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+}
+
+#[tokio::test]
+async fn usage_far_from_now_is_refused() {
+    let stack = Stack::start(&[]).await;
+    let at = |offset: time::Duration| {
+        (time::OffsetDateTime::now_utc() + offset)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for (offset, expected) in [
+        (time::Duration::minutes(10), 400),
+        (time::Duration::hours(-37), 400),
+    ] {
+        let (status, body, _) = post(
+            &stack,
+            "/v1/licenses/PL231/usage",
+            Some(TOKEN),
+            None,
+            json!({"account": "erin", "at": at(offset)}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (expected, Some("invalid_usage_time")),
+            "{offset}"
+        );
+    }
+    // Within the window, the license's state decides (not activated here).
+    let (status, body, _) = post(
+        &stack,
+        "/v1/licenses/PL231/usage",
+        Some(TOKEN),
+        None,
+        json!({"account": "erin", "at": at(time::Duration::hours(-30))}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_license"))
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_is_refused() {
+    let stack = Stack::start(&[]).await;
+    let path = "/v1/licenses/PL232/activation";
+    let first = post(&stack, path, Some(TOKEN), Some("k-232"), json!({})).await;
+    assert_eq!(first.0, 202, "{:?}", first.1);
+    let again = post(&stack, path, Some(TOKEN), Some("k-232"), json!({})).await;
+    assert_eq!(again.0, 202, "the same request again gets the first answer");
+    let other = post(
+        &stack,
+        path,
+        Some(TOKEN),
+        Some("k-232"),
+        json!({"real_effect_time": "20260101000000"}),
+    )
+    .await;
+    assert_eq!(
+        (other.0, other.1["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{:?}",
+        other.1
+    );
+    assert_eq!(
+        stack.event_types("license-PL232").await,
+        ["registered", "activation_requested"]
+    );
+}

@@ -596,26 +596,33 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
         "the configured default account"
     );
 
-    // Use tomorrow (in the heartbeat zone): one more heartbeat, with that day's account.
-    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let (status, body) = internal(
-        &stack,
-        "/v1/licenses/PL720/usage",
-        json!({"account": "carol", "at": tomorrow}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    eventually("the next day's heartbeat", 30, || async {
-        let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
-        (heartbeats.len() == 2).then_some(())
-    })
-    .await;
+    // Each day of use gets one heartbeat: use 30 hours ago (always another day), then now.
+    sim.put("PL721", "claimed").await;
+    internal(&stack, "/v1/licenses/PL721/activation", json!({})).await;
+    stack.wait_event("license-PL721", "activated").await;
+    let at = |hours: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for (account, hours, heartbeats) in [("bob", 30, 2), ("carol", 0, 3)] {
+        let (status, body) = internal(
+            &stack,
+            "/v1/licenses/PL721/usage",
+            json!({"account": account, "at": at(hours)}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        eventually("that day's heartbeat", 30, || async {
+            let sent = calls(&sim.requests().await, "/license/heartbeat");
+            (sent.len() == heartbeats).then_some(())
+        })
+        .await;
+    }
     // Restarting the projector sends nothing again for a day already acknowledged.
-    eventually("the acknowledgement", 30, || async {
+    eventually("the acknowledgements", 30, || async {
         let n = stack
-            .event_types("license-PL720")
+            .event_types("license-PL721")
             .await
             .iter()
             .filter(|t| *t == "heartbeat_acknowledged")
@@ -627,9 +634,13 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
     stack.start_projector(&sim.url);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
-    assert_eq!(heartbeats.len(), 2, "one per day, across a restart");
+    assert_eq!(heartbeats.len(), 3, "one per day, across a restart");
     assert_eq!(
         heartbeats[1]["body"]["heartbeatInfo"]["thirdPartyAccount"],
+        "bob"
+    );
+    assert_eq!(
+        heartbeats[2]["body"]["heartbeatInfo"]["thirdPartyAccount"],
         "carol"
     );
 }

@@ -198,6 +198,7 @@ pub(crate) async fn callback(
         correlation_id: request,
         received_at_ms,
         source: "koogallery".to_owned(),
+        request_hash: None,
         command: CommandBody::Callback(CallbackCommand {
             request: parsed,
             nonce: verified.nonce,

@@ -34,6 +34,31 @@ fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uui
     }
 }
 
+/// Refuses a request without a valid bearer token before its body is read (the routes' middleware).
+pub(crate) async fn require_token(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let tokens = req
+        .app_data::<web::Data<State>>()
+        .map(|state| state.config.api_tokens.clone())
+        .unwrap_or_default();
+    if licensing_runtime::bearer_authorized(req.request(), &tokens) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let refused = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required",
+    );
+    Ok(req.into_response(refused).map_into_right_body())
+}
+
+/// The request body's SHA-256: an `Idempotency-Key` reused with another body is refused.
+fn body_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
 fn license_url(license: &str) -> String {
     format!("/v1/licenses/{license}")
 }
@@ -44,8 +69,9 @@ async fn submit(
     route: &'static str,
     license: String,
     command: CommandBody,
+    body: &[u8],
 ) -> HttpResponse {
-    let response = submit_inner(req, state, route, &license, command).await;
+    let response = submit_inner(req, state, route, &license, command, body_hash(body)).await;
     state
         .metrics
         .internal_requests
@@ -63,14 +89,8 @@ async fn submit_inner(
     route: &'static str,
     license: &str,
     command: CommandBody,
+    request_hash: String,
 ) -> HttpResponse {
-    if !licensing_runtime::bearer_authorized(req, &state.config.api_tokens) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
-    }
     if let Err(e) = LicenseCode::parse(license) {
         return error(StatusCode::BAD_REQUEST, "invalid_license", e.to_string());
     }
@@ -87,6 +107,7 @@ async fn submit_inner(
         correlation_id: request_id(req),
         received_at_ms: now_millis(),
         source: "internal-api".to_owned(),
+        request_hash: Some(request_hash),
         command,
     };
     match dispatch(
@@ -102,6 +123,7 @@ async fn submit_inner(
             let status = match code.as_str() {
                 "unknown_license" => StatusCode::NOT_FOUND,
                 "released" | "not_activated" | "frozen" => StatusCode::CONFLICT,
+                "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
             error(status, &code, message)
@@ -186,8 +208,13 @@ pub(crate) async fn activation(
         license: license.clone(),
         real_effect_time: parsed.real_effect_time,
     };
-    submit(&req, &state, "activation", license, command).await
+    submit(&req, &state, "activation", license, command, &body).await
 }
+
+/// How far ahead of the clock a usage report's `at` may be.
+const USAGE_AHEAD_MS: i64 = 5 * 60 * 1000;
+/// How far behind the clock a usage report's `at` may be.
+const USAGE_BEHIND_MS: i64 = 36 * 3600 * 1000;
 
 /// Body of a usage report.
 #[derive(Debug, Deserialize)]
@@ -242,11 +269,21 @@ pub(crate) async fn usage(
             }
         },
     };
+    // Use is reported as it happens: a little clock skew is fine, a day is not (a heartbeat is
+    // owed per day of use, and the marketplace counts days).
+    let now = now_millis();
+    if at_ms > now + USAGE_AHEAD_MS || at_ms < now - USAGE_BEHIND_MS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_usage_time",
+            "at must be within the last 36 hours and at most 5 minutes ahead",
+        );
+    }
     let command = CommandBody::ReportUsage {
         license: license.clone(),
         account: parsed.account,
         ip: parsed.ip,
         at_ms,
     };
-    submit(&req, &state, "usage", license, command).await
+    submit(&req, &state, "usage", license, command, &body).await
 }

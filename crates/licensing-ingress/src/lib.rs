@@ -104,11 +104,16 @@ impl Application {
             App::new()
                 .app_data(internal_state.clone())
                 .app_data(web::PayloadConfig::new(64 * 1024))
-                .route(
-                    "/v1/licenses/{code}/activation",
-                    web::post().to(internal::activation),
+                .service(
+                    // The token is checked before the body is read.
+                    web::scope("/v1")
+                        .wrap(actix_web::middleware::from_fn(internal::require_token))
+                        .route(
+                            "/licenses/{code}/activation",
+                            web::post().to(internal::activation),
+                        )
+                        .route("/licenses/{code}/usage", web::post().to(internal::usage)),
                 )
-                .route("/v1/licenses/{code}/usage", web::post().to(internal::usage))
                 .configure(ops.clone())
         })
         .disable_signals()

@@ -21,6 +21,10 @@ pub struct CommandEnvelope {
     pub received_at_ms: i64,
     /// Who sent it: `koogallery` or `internal-api`.
     pub source: String,
+    /// The SHA-256 of an internal request's body: a retry under the same `Idempotency-Key` with
+    /// another body is refused (`idempotency_key_reused`) instead of answered with the first reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
     /// The command.
     pub command: CommandBody,
 }

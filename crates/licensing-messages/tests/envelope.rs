@@ -12,6 +12,7 @@ fn envelope(body: &str) -> CommandEnvelope {
         correlation_id: Uuid::new_v4(),
         received_at_ms: 1_700_000_000_000,
         source: "koogallery".into(),
+        request_hash: None,
         command: CommandBody::Callback(CallbackCommand {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: "n".into(),

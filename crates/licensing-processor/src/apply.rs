@@ -167,15 +167,23 @@ pub async fn apply_batch(
     for (i, (envelope, command)) in envelopes.iter().zip(commands).enumerate() {
         let (callback, key) = (callbacks[i], content_keys[i].as_deref());
         if let Some(stored) = known[i].processed_reply.clone() {
-            batch
-                .results
-                .push(finish(stored_reply(stored)?, "redelivered", 0));
+            let first_hash = stored.get(REQUEST_HASH).and_then(|h| h.as_str());
+            let applied = if reused_key(envelope, first_hash) {
+                key_reused()
+            } else {
+                finish(stored_reply(stored)?, "redelivered", 0)
+            };
+            batch.results.push(applied);
             continue;
         }
         // The same message twice in one batch: the second is a redelivery of the first.
         if let Some(&first) = batch.messages.get(&envelope.message_id) {
-            let reply = batch.results[first].reply.clone();
-            batch.results.push(finish(reply, "redelivered", 0));
+            let applied = if reused_key(envelope, envelopes[first].request_hash.as_deref()) {
+                key_reused()
+            } else {
+                finish(batch.results[first].reply.clone(), "redelivered", 0)
+            };
+            batch.results.push(applied);
             continue;
         }
         batch.messages.insert(envelope.message_id, i);
@@ -219,7 +227,14 @@ pub async fn apply_batch(
     let replies: Vec<serde_json::Value> = batch
         .record
         .iter()
-        .map(|(i, _, _)| batch.results[*i].reply.to_value())
+        .map(|(i, _, _)| {
+            let mut reply = batch.results[*i].reply.to_value();
+            if let (Some(hash), Some(object)) = (&envelopes[*i].request_hash, reply.as_object_mut())
+            {
+                object.insert(REQUEST_HASH.to_owned(), hash.clone().into());
+            }
+            reply
+        })
         .collect();
     let outcomes: Vec<InboxOutcome<'_>> = batch
         .record
@@ -267,6 +282,26 @@ pub async fn apply_batch(
     }
     unit.commit().await?;
     Ok(batch.results)
+}
+
+/// Where a stored reply keeps the hash of the request that produced it.
+const REQUEST_HASH: &str = "request_hash";
+
+/// Whether `envelope` repeats an `Idempotency-Key` (same message id) with another body than the
+/// request that first used it.
+fn reused_key(envelope: &CommandEnvelope, first_hash: Option<&str>) -> bool {
+    matches!((envelope.request_hash.as_deref(), first_hash), (Some(ours), Some(first)) if ours != first)
+}
+
+fn key_reused() -> Applied {
+    finish(
+        Reply::Rejected {
+            code: "idempotency_key_reused".into(),
+            message: "this Idempotency-Key was used with another request body".into(),
+        },
+        "idempotency_key_reused",
+        0,
+    )
 }
 
 fn stored_reply(value: serde_json::Value) -> Result<Reply, ApplyError> {

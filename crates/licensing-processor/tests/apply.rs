@@ -18,6 +18,7 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
         correlation_id: Uuid::new_v4(),
         received_at_ms: 1_795_000_000_000,
         source: "koogallery".into(),
+        request_hash: None,
         command: CommandBody::Callback(CallbackCommand {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: nonce.into(),

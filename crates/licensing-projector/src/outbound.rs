@@ -256,6 +256,7 @@ impl Outbound {
             received_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                 as i64,
             source: "outbound-worker".to_owned(),
+            request_hash: None,
             command,
         };
         bus.publish_command(

@@ -17,15 +17,16 @@ pub use settings::{Settings, SettingsError};
 pub use supervise::{Backoff, Health, Task, supervise};
 pub use tokio_util::sync::CancellationToken;
 
-/// Whether the request carries `Authorization: Bearer <token>` with one of `tokens`, compared in
-/// constant time (the internal and query APIs).
+/// Whether the request carries `Authorization: Bearer <token>` (the scheme in any case) with one
+/// of `tokens`, compared in constant time (the internal and query APIs).
 pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[String]) -> bool {
     let presented = req
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     tokens.iter().fold(false, |found, token| {
         let same_length = token.len() == presented.len();
         let difference = token
