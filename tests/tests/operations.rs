@@ -69,6 +69,24 @@ async fn a_bad_setting_stops_start_up_and_names_the_variable() {
         ),
         (
             "licensing-ingress",
+            &[("LICENSING_CALLBACK_KEYS", "CHANGE-ME")],
+            "LICENSING_CALLBACK_KEYS",
+        ),
+        (
+            "licensing-ingress",
+            &[("LICENSING_API_TOKENS", "an-example-token-0123456789")],
+            "LICENSING_API_TOKENS",
+        ),
+        (
+            "licensing-projector",
+            &[
+                ("LICENSING_KOOGALLERY_AK", SIM_AK),
+                ("LICENSING_KOOGALLERY_SK", "CHANGE-ME"),
+            ],
+            "LICENSING_KOOGALLERY_SK",
+        ),
+        (
+            "licensing-ingress",
             &[("LICENSING_AMQP_QUEUE_TYPE", "stream")],
             "LICENSING_AMQP_QUEUE_TYPE",
         ),

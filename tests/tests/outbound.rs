@@ -100,8 +100,13 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
     );
     let types = stack.event_types("license-PL700").await;
     assert_eq!(types.iter().filter(|t| *t == "usage_recorded").count(), 1);
+    // A whole scenario later, no configured secret is in any service's logs.
+    assert_eq!(
+        code(&stack.callback(&support::status("PL700", "FREEZE")).await),
+        "000000"
+    );
+    stack.assert_logs_hold_none_of(&[KEY, TOKEN, SIM_SK]);
 }
-
 #[tokio::test]
 async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
     let sim = Simulator::start();
@@ -242,7 +247,7 @@ async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
     let mut stack = Stack::start(&[]).await;
     stack.start_projector_with(
         &sim.url,
-        &[("LICENSING_KOOGALLERY_SK", "not-the-secret-key")],
+        &[("LICENSING_KOOGALLERY_SK", "not-the-right-sk-000000000")],
     );
     internal(&stack, "/v1/licenses/PL704/activation", json!({})).await;
     stack.wait_event("license-PL704", "activation_failed").await;

@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole call.
     pub timeout: Duration,
+    /// Accept plain `http://` to hosts other than loopback (a simulator in another container);
+    /// never for the real marketplace.
+    pub allow_http: bool,
 }
 
 impl ClientConfig {
@@ -48,6 +51,7 @@ impl ClientConfig {
             extra_ca_pem: None,
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
+            allow_http: false,
         }
     }
 
@@ -137,7 +141,7 @@ pub struct Client {
     credentials: Credentials,
 }
 
-fn check_url(url: &Url) -> Result<(), ClientError> {
+fn check_url(url: &Url, allow_http: bool) -> Result<(), ClientError> {
     let host = url
         .host_str()
         .ok_or_else(|| ClientError::UnsupportedUrl(url.clone()))?;
@@ -147,7 +151,7 @@ fn check_url(url: &Url) -> Result<(), ClientError> {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let loopback =
                 bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if loopback {
+            if loopback || allow_http {
                 Ok(())
             } else {
                 Err(ClientError::InsecureUrl(url.clone()))
@@ -165,7 +169,7 @@ impl Client {
             .chain(config.fallback_url)
             .collect();
         for base in &bases {
-            check_url(base)?;
+            check_url(base, config.allow_http)?;
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)

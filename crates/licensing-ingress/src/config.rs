@@ -43,27 +43,18 @@ pub struct IngressConfig {
 impl IngressConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let keys = settings.list("LICENSING_CALLBACK_KEYS")?;
+        let keys = settings.secret_list("LICENSING_CALLBACK_KEYS")?;
         if keys.is_empty() {
             return Err(SettingsError::invalid(
                 "LICENSING_CALLBACK_KEYS",
                 "is required: the access key(s) from 密钥管理, comma-separated, current first",
             ));
         }
-        let api_tokens = settings.list("LICENSING_API_TOKENS")?;
+        let api_tokens = settings.secret_list("LICENSING_API_TOKENS")?;
         if api_tokens.is_empty() {
             return Err(SettingsError::invalid(
                 "LICENSING_API_TOKENS",
                 "is required: at least one bearer token for the internal API",
-            ));
-        }
-        if let Some(short) = api_tokens.iter().find(|t| t.len() < 16) {
-            return Err(SettingsError::invalid(
-                "LICENSING_API_TOKENS",
-                format!(
-                    "a token of {} characters is too short (16 at least)",
-                    short.len()
-                ),
             ));
         }
         let callback_path = settings

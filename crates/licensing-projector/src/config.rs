@@ -47,7 +47,7 @@ pub struct ProjectorConfig {
 impl ProjectorConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let api_tokens = settings.list("LICENSING_API_TOKENS")?;
+        let api_tokens = settings.secret_list("LICENSING_API_TOKENS")?;
         if api_tokens.is_empty() {
             return Err(SettingsError::invalid(
                 "LICENSING_API_TOKENS",
@@ -56,7 +56,7 @@ impl ProjectorConfig {
         }
         let credentials = Credentials::new(
             settings.required("LICENSING_KOOGALLERY_AK")?,
-            settings.required("LICENSING_KOOGALLERY_SK")?,
+            settings.secret("LICENSING_KOOGALLERY_SK")?,
         );
         let mut marketplace = ClientConfig::production(credentials);
         if let Some(url) = settings.optional("LICENSING_KOOGALLERY_URL")? {
@@ -82,6 +82,12 @@ impl ProjectorConfig {
                 SettingsError::invalid("LICENSING_KOOGALLERY_CA", format!("{path}: {e}"))
             })?;
             marketplace.extra_ca_pem = Some(pem);
+        }
+        marketplace.allow_http = settings.parse_or("LICENSING_KOOGALLERY_ALLOW_HTTP", false)?;
+        if marketplace.allow_http {
+            tracing::warn!(
+                "LICENSING_KOOGALLERY_ALLOW_HTTP=true: plain http:// accepted for the marketplace URL; only for a simulator, never in production"
+            );
         }
         koogallery::client::Client::new(marketplace.clone())
             .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_URL", e))?;

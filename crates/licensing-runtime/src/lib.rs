@@ -13,7 +13,7 @@ mod settings;
 mod supervise;
 
 pub use ops::{Readiness, ops_server, ops_service};
-pub use settings::{Settings, SettingsError};
+pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, supervise};
 pub use tokio_util::sync::CancellationToken;
 

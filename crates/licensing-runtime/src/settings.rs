@@ -33,6 +33,29 @@ pub struct Settings {
     values: BTreeMap<String, String>,
 }
 
+/// Refuses a placeholder or weak secret (an access key, API token or SK): shorter than 16
+/// characters, or containing `CHANGE-ME`, `changeme`, `example` or `secret` in any case. The
+/// error names the variable, never the value.
+pub fn check_secret(name: &str, value: &str) -> Result<(), SettingsError> {
+    if value.chars().count() < 16 {
+        return Err(SettingsError::invalid(
+            name,
+            "is too short for a secret (16 characters at least)",
+        ));
+    }
+    let lower = value.to_ascii_lowercase();
+    if let Some(word) = ["change-me", "changeme", "example", "secret"]
+        .into_iter()
+        .find(|word| lower.contains(word))
+    {
+        return Err(SettingsError::invalid(
+            name,
+            format!("looks like a placeholder (it contains {word:?}): set the real value"),
+        ));
+    }
+    Ok(())
+}
+
 impl Settings {
     /// The file named by `LICENSING_CONFIG` (if any), then the process environment on top.
     pub fn load() -> Result<Self, SettingsError> {
@@ -91,6 +114,22 @@ impl Settings {
             .get(name)
             .filter(|v| !v.trim().is_empty())
             .cloned())
+    }
+
+    /// A secret that must be present and strong (see [`check_secret`]).
+    pub fn secret(&self, name: &str) -> Result<String, SettingsError> {
+        let value = self.required(name)?;
+        check_secret(name, &value)?;
+        Ok(value)
+    }
+
+    /// A comma-separated list of secrets, each strong (see [`check_secret`]); empty when unset.
+    pub fn secret_list(&self, name: &str) -> Result<Vec<String>, SettingsError> {
+        let values = self.list(name)?;
+        for value in &values {
+            check_secret(name, value)?;
+        }
+        Ok(values)
     }
 
     /// A setting that must be present.
@@ -225,6 +264,24 @@ mod tests {
             "D"
         );
         assert!(settings.offset_or("E", time::UtcOffset::UTC).is_err());
+    }
+
+    #[test]
+    fn placeholder_and_short_secrets_are_refused_by_name_without_their_value() {
+        for weak in [
+            "short",
+            "CHANGE-ME-TO-A-LONG-RANDOM-TOKEN",
+            "an-example-token-0000",
+            "my-Secret-key-00000000",
+            "changeme00000000000",
+        ] {
+            let error = check_secret("LICENSING_API_TOKENS", weak)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("LICENSING_API_TOKENS"), "{error}");
+            assert!(!error.contains(weak), "{error}");
+        }
+        assert!(check_secret("LICENSING_API_TOKENS", "k7Qp-2wLx-9vRt-4mNz").is_ok());
     }
 
     #[test]

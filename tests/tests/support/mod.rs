@@ -132,6 +132,8 @@ pub struct Service {
     pub ready: Value,
     /// What it wrote to standard error (panics land there).
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What it wrote to standard output (its logs).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Service {
@@ -171,9 +173,12 @@ impl Service {
         }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let stdout_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = stdout_lines.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 if !sent {
                     if let Ok(value) = serde_json::from_str::<Value>(&line) {
                         if value["message"]
@@ -197,7 +202,19 @@ impl Service {
             child,
             ready,
             stderr: stderr_lines,
+            stdout: stdout_lines,
         }
+    }
+
+    /// Every line it wrote so far that contains `needle`.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        let out = self.stdout.lock().unwrap();
+        let err = self.stderr.lock().unwrap();
+        out.iter()
+            .chain(err.iter())
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// Lines of standard error that report a panic.
@@ -411,6 +428,19 @@ impl Stack {
                 .then_some(())
         })
         .await;
+    }
+
+    /// Fails when any running service wrote one of `secrets` to its logs.
+    pub fn assert_logs_hold_none_of(&self, secrets: &[&str]) {
+        for service in [&self.ingress, &self.processor, &self.projector]
+            .into_iter()
+            .flatten()
+        {
+            for secret in secrets {
+                let leaks = service.logged(secret);
+                assert!(leaks.is_empty(), "a secret in the logs: {leaks:?}");
+            }
+        }
     }
 
     /// The number of events in the store.

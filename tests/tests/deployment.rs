@@ -1,0 +1,193 @@
+//! The deployment files against the code: every binary that the compose file, the Kubernetes
+//! manifest and the systemd units start is one the image builds; every `LICENSING_*` variable they
+//! set is one a service reads; every variable a service requires is set by each of them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `LICENSING_…` name in `text`.
+fn variables(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("LICENSING_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The binaries the image builds: its `--bin` arguments.
+fn image_binaries() -> BTreeSet<String> {
+    let dockerfile = read("deploy/Dockerfile");
+    dockerfile
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].to_owned())
+        .collect()
+}
+
+/// The binaries a compose file or manifest starts: the first word of each `command: [...]`.
+fn commands(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("command:"))
+        .filter_map(|list| list.split('"').nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The binaries systemd units start: the file names of `ExecStart=` and `ExecStartPre=`.
+fn unit_binaries() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("deploy/systemd")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.starts_with("ExecStart") {
+                    let program = value.split_whitespace().next().unwrap_or_default();
+                    found.insert(program.rsplit('/').next().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The source of every crate, without its unit tests.
+fn sources() -> String {
+    fn walk(dir: &Path, text: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, text);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let file = std::fs::read_to_string(&path).unwrap();
+                // Unit tests name made-up variables.
+                text.push_str(file.split("#[cfg(test)]").next().unwrap_or_default());
+                text.push('\n');
+            }
+        }
+    }
+    let mut text = String::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        if src.is_dir() {
+            walk(&src, &mut text);
+        }
+    }
+    text
+}
+
+/// Variables the services read: every `"LICENSING_…"` string in the crates' sources.
+fn read_by_services(sources: &str) -> BTreeSet<String> {
+    variables(sources)
+        .into_iter()
+        .filter(|name| sources.contains(&format!("\"{name}\"")))
+        .collect()
+}
+
+/// Variables without a default: `required("…")`, and those named next to an "is required" error.
+fn required_by_services(sources: &str) -> BTreeSet<String> {
+    let lines: Vec<&str> = sources.lines().collect();
+    let mut required = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(".required(\"LICENSING_") {
+            required.extend(variables(line));
+        }
+        if line.contains("\"is required") {
+            for near in &lines[i.saturating_sub(3)..=i] {
+                required.extend(variables(near));
+            }
+        }
+    }
+    required
+}
+
+#[test]
+fn every_binary_started_by_a_deployment_file_is_built_by_the_image() {
+    let built = image_binaries();
+    for service in [
+        "licensing-ingress",
+        "licensing-processor",
+        "licensing-projector",
+    ] {
+        assert!(
+            built.contains(service),
+            "the image builds {service}: {built:?}"
+        );
+    }
+    let files = [
+        ("docker-compose.yml", commands(&read("docker-compose.yml"))),
+        (
+            "deploy/kubernetes/licensing.yaml",
+            commands(&read("deploy/kubernetes/licensing.yaml")),
+        ),
+        ("deploy/systemd", unit_binaries()),
+    ];
+    for (file, started) in files {
+        assert!(!started.is_empty(), "{file} starts something");
+        for binary in &started {
+            assert!(
+                built.contains(binary),
+                "{file} starts {binary}, which the image does not build"
+            );
+        }
+        for service in [
+            "licensing-ingress",
+            "licensing-processor",
+            "licensing-projector",
+        ] {
+            assert!(
+                started.contains(service),
+                "{file} starts {service}: {started:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_variable_set_is_read_and_every_required_one_is_set() {
+    let sources = sources();
+    let read_by_services = read_by_services(&sources);
+    let required = required_by_services(&sources);
+    assert!(
+        required.contains("LICENSING_DATABASE_URL") && required.contains("LICENSING_CALLBACK_KEYS"),
+        "the required variables are found: {required:?}"
+    );
+    for file in [
+        "docker-compose.yml",
+        "deploy/kubernetes/licensing.yaml",
+        "deploy/licensing.env.example",
+        "deploy/local.env",
+    ] {
+        let set = variables(&read(file));
+        for name in &set {
+            assert!(
+                read_by_services.contains(name),
+                "{file} sets {name}, which no service reads"
+            );
+        }
+        for name in &required {
+            assert!(
+                set.contains(name),
+                "{file} does not set the required {name}"
+            );
+        }
+    }
+}
