@@ -720,3 +720,67 @@ async fn a_heartbeat_refused_for_good_ends_that_day_with_one_event_and_no_more_c
         "the usage report's IP address is sent"
     );
 }
+
+#[tokio::test]
+async fn a_lock_held_on_the_view_table_makes_the_projector_not_ready_and_never_hangs_a_query() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(&sim.url, &[("LICENSING_READY_MAX_LAG_SECONDS", "2")]);
+    let ready = || async {
+        let response = stack
+            .http
+            .get(stack.query_url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    eventually("the projector to be ready", 30, || async {
+        (ready().await.0 == 200).then_some(())
+    })
+    .await;
+    let mut locker = stack.store.client().await.unwrap();
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE license_views IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&stack.callback(&support::status("PL750", "FREEZE")).await),
+        "000000"
+    );
+    let why = eventually("the projector to say it is not ready", 60, || async {
+        let (status, text) = ready().await;
+        (status == 503).then_some(text)
+    })
+    .await;
+    assert!(why.contains("license_views"), "{why}");
+    assert!(
+        !why.to_lowercase().contains("lock"),
+        "no database text: {why}"
+    );
+    let started = std::time::Instant::now();
+    let answer = stack
+        .http
+        .get(stack.query_url("/v1/licenses/PL750"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a query is answered, not held: {} after {:?}",
+        answer.status(),
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+    eventually("the projector to be ready again", 60, || async {
+        (ready().await.0 == 200).then_some(())
+    })
+    .await;
+    let license = eventually("the view to catch up", 30, || async {
+        let v = view(&stack, "PL750").await;
+        (v["status"] == "frozen").then_some(v)
+    })
+    .await;
+    assert_eq!(license["license"], "PL750");
+}

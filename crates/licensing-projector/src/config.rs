@@ -92,7 +92,13 @@ impl ProjectorConfig {
         koogallery::client::Client::new(marketplace.clone())
             .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_URL", e))?;
         Ok(Self {
-            store: StoreConfig::new(settings.required("LICENSING_DATABASE_URL")?),
+            store: StoreConfig {
+                // Queries and the followers' writes never hang on a lock or a slow statement: they
+                // fail (and are retried, or answered 503) instead.
+                statement_timeout: Some(Duration::from_secs(30)),
+                lock_timeout: Some(Duration::from_secs(5)),
+                ..StoreConfig::new(settings.required("LICENSING_DATABASE_URL")?)
+            },
             bus: BusConfig::from_lookup(settings.lookup())
                 .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,
             query_addr: settings

@@ -26,6 +26,9 @@ pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
 pub use views::{Views, replay};
 
+/// The projector's followers of the event store, by checkpoint name.
+pub(crate) const FOLLOWERS: [&str; 2] = ["event_publisher", "license_views"];
+
 /// A built projector: the query listener bound, nothing running yet.
 pub struct Projector {
     /// The query listener's address.
@@ -142,10 +145,7 @@ impl Projector {
             );
             move |task| {
                 let subscription = Subscription::new(store.clone(), "license_views");
-                let mut handler = Views {
-                    day_zone,
-                    default_account: account.clone(),
-                };
+                let mut handler = Views::new(day_zone, account.clone());
                 async move {
                     subscription
                         .run(&mut handler, task.cancel.clone(), || task.up())
@@ -231,7 +231,7 @@ impl Projector {
 async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
     health.check()?;
     let lags = store
-        .follower_lags()
+        .follower_lags(&FOLLOWERS)
         .await
         .map_err(|_| "event store (unavailable)".to_owned())?;
     let behind: Vec<String> = lags

@@ -101,7 +101,7 @@ impl Metrics {
             .await?
             .get(0);
         self.oldest_due.set(oldest.max(0.0));
-        for (follower, seconds) in store.follower_lags().await? {
+        for (follower, seconds) in store.follower_lags(&crate::FOLLOWERS).await? {
             self.lag
                 .get_or_create(&vec![("follower", follower)])
                 .set(seconds);

@@ -1,21 +1,39 @@
-//! The view follower: after each batch of events, the affected licenses' rows are rebuilt from
-//! their streams, and the calls they owe the marketplace are (re)scheduled, in the same
-//! transaction as the checkpoint.
+//! The view follower: after each batch of events, the affected licenses' rows are brought up to
+//! date, and the calls they owe the marketplace are (re)scheduled, in the same transaction as the
+//! checkpoint. A license's state is kept in memory after each batch, so the next batch folds only
+//! its new events; when the kept state is not exactly one event behind (a restart, a rolled-back
+//! batch, an evicted entry), the license is replayed from its stream instead.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 
 use licensing_domain::{self as domain, ActivationStatus, Day, License, Timestamp};
 use licensing_messages::event_codec;
 use licensing_store::{GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_stream};
 use time::{OffsetDateTime, UtcOffset};
 
-/// Rebuilds license views and outbound jobs.
+/// Licenses whose state is kept between batches, at most.
+const KEPT_STATES: usize = 100_000;
+
+/// Keeps license views and outbound jobs.
 #[derive(Debug, Clone)]
 pub struct Views {
     /// Zone of the heartbeat's calendar day.
-    pub day_zone: UtcOffset,
+    day_zone: UtcOffset,
     /// `thirdPartyAccount` when no usage named one.
-    pub default_account: String,
+    default_account: String,
+    /// The state of each recently changed license, by stream, as of the last batch handled.
+    kept: HashMap<String, License>,
+}
+
+impl Views {
+    /// A view follower's handler.
+    pub fn new(day_zone: UtcOffset, default_account: String) -> Self {
+        Self {
+            day_zone,
+            default_account,
+            kept: HashMap::new(),
+        }
+    }
 }
 
 fn ts(t: Timestamp) -> OffsetDateTime {
@@ -143,18 +161,47 @@ pub(crate) async fn write_views(
 }
 
 impl Views {
-    async fn rebuild(&self, tx: &Transaction<'_>, stream: &str) -> Result<(), String> {
+    /// The license's state after `new` (its events of this batch, in order): the kept state
+    /// folded with them when it is exactly one event behind, else a replay of the stream.
+    async fn advance(
+        &mut self,
+        tx: &Transaction<'_>,
+        stream: &str,
+        new: &[&RecordedEvent],
+    ) -> Result<License, String> {
+        let first = new.first().map_or(0, |e| e.stream_version);
+        if let Some(mut state) = self.kept.remove(stream) {
+            if state.version as i64 + 1 == first {
+                for e in new {
+                    let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
+                        .map_err(|err| format!("{stream}: {err}"))?;
+                    state = domain::evolve(state, &event);
+                }
+                return Ok(state);
+            }
+        }
         let events = load_stream(tx, stream, &Upcasters::new())
             .await
             .map_err(|e| e.to_string())?;
-        let state = replay(stream, &events)?;
-        let Some(code) = state.code.clone() else {
-            return Ok(());
-        };
-        write_view(tx, "license_views", &state).await?;
-        if !state.sandbox {
-            self.schedule(tx, &state, code.as_str()).await?;
+        replay(stream, &events)
+    }
+
+    async fn refresh(
+        &mut self,
+        tx: &Transaction<'_>,
+        stream: &str,
+        state: License,
+    ) -> Result<(), String> {
+        if let Some(code) = state.code.clone() {
+            write_view(tx, "license_views", &state).await?;
+            if !state.sandbox {
+                self.schedule(tx, &state, code.as_str()).await?;
+            }
         }
+        if self.kept.len() >= KEPT_STATES {
+            self.kept.clear();
+        }
+        self.kept.insert(stream.to_owned(), state);
         Ok(())
     }
 
@@ -235,9 +282,13 @@ impl Handler for Views {
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> Result<(), String> {
-        let streams: BTreeSet<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
-        for stream in streams {
-            self.rebuild(tx, stream).await?;
+        let mut streams: BTreeMap<&str, Vec<&RecordedEvent>> = BTreeMap::new();
+        for event in events {
+            streams.entry(&event.stream_id).or_default().push(event);
+        }
+        for (stream, new) in streams {
+            let state = self.advance(tx, stream, &new).await?;
+            self.refresh(tx, stream, state).await?;
         }
         Ok(())
     }

@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn placeholder_and_short_secrets_are_refused_by_name_without_their_value() {
         for weak in [
-            "short",
+            "k7Qp-2wLx",
             "CHANGE-ME-TO-A-LONG-RANDOM-TOKEN",
             "an-example-token-0000",
             "my-Secret-key-00000000",

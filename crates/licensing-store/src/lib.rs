@@ -89,17 +89,23 @@ pub async fn hold_checkpoint(tx: &Transaction<'_>, name: &str) -> Result<i64, St
 }
 
 impl Store {
-    /// How far each follower is behind, in seconds: the newest event's record time minus that of
-    /// the last event the follower handled. Two index lookups per follower (readiness checks run
-    /// it every few seconds).
-    pub async fn follower_lags(&self) -> Result<Vec<(String, f64)>, StoreError> {
+    /// How far each named follower is behind, in seconds: the age of the oldest event it has not
+    /// handled yet (0 when it has handled everything). A follower without a checkpoint yet counts
+    /// from the first event. One index lookup per follower (readiness checks run it every few
+    /// seconds).
+    pub async fn follower_lags(&self, names: &[&str]) -> Result<Vec<(String, f64)>, StoreError> {
         let client = self.client().await?;
+        let names: Vec<&str> = names.to_vec();
         let rows = client
             .query(
-                "SELECT c.name, coalesce(extract(epoch FROM (SELECT recorded_at FROM events ORDER BY global_position DESC LIMIT 1)
-                          - coalesce((SELECT recorded_at FROM events e WHERE e.global_position = c.position), 'epoch'))::float8, 0)
-                   FROM checkpoints c ORDER BY c.name",
-                &[],
+                "SELECT n.name, coalesce(extract(epoch FROM now() - (
+                        SELECT e.recorded_at FROM events e
+                         WHERE e.global_position > coalesce(c.position, 0)
+                         ORDER BY e.global_position LIMIT 1))::float8, 0)
+                   FROM unnest($1::text[]) AS n(name)
+                   LEFT JOIN checkpoints c ON c.name = n.name
+                  ORDER BY n.name",
+                &[&names],
             )
             .await?;
         Ok(rows

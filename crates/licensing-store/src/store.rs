@@ -22,7 +22,7 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
 const MIGRATION_LOCK: i64 = 7_419_251_409;
 
 /// How to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// A `postgres://` URL or a key=value connection string (`LICENSING_DATABASE_URL`).
     pub database_url: String,
@@ -30,6 +30,24 @@ pub struct StoreConfig {
     pub max_connections: usize,
     /// Longest wait for a connection from the pool (or a new one) before reporting "unavailable".
     pub connect_timeout: Duration,
+    /// `statement_timeout` of every session, when set: no statement hangs for ever.
+    pub statement_timeout: Option<Duration>,
+    /// `lock_timeout` of every session, when set: a lock held elsewhere fails the statement
+    /// (SQLSTATE `55P03`, retried) instead of stalling it.
+    pub lock_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("StoreConfig")
+            .field("database_url", &"[redacted]")
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish()
+    }
 }
 
 impl StoreConfig {
@@ -39,6 +57,8 @@ impl StoreConfig {
             database_url: database_url.into(),
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
         }
     }
 }
@@ -81,6 +101,23 @@ impl Store {
         pg_config.connect_timeout(config.connect_timeout);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("licensing");
+        }
+        let timeouts: Vec<String> = [
+            ("statement_timeout", config.statement_timeout),
+            ("lock_timeout", config.lock_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| format!("-c {name}={}", v.as_millis())))
+        .collect();
+        if !timeouts.is_empty() {
+            let options = pg_config
+                .get_options()
+                .into_iter()
+                .map(str::to_owned)
+                .chain(timeouts)
+                .collect::<Vec<_>>()
+                .join(" ");
+            pg_config.options(&options);
         }
         let manager = Manager::from_config(
             pg_config.clone(),

@@ -289,8 +289,16 @@ async fn a_held_checkpoint_makes_the_follower_wait_and_lags_are_reported() {
     tx.commit().await.unwrap();
     assert_eq!(step.await.unwrap().unwrap(), 3);
 
-    let lags = store.follower_lags().await.unwrap();
-    assert_eq!(lags.len(), 1);
-    assert_eq!(lags[0].0, "views");
-    assert!(lags[0].1 < 0.001, "caught up: {lags:?}");
+    let lags = store
+        .follower_lags(&["views", "never_started"])
+        .await
+        .unwrap();
+    assert_eq!(lags.len(), 2);
+    assert_eq!(lags[1].0, "views");
+    assert!(lags[1].1 < 0.001, "caught up: {lags:?}");
+    assert_eq!(lags[0].0, "never_started");
+    assert!(
+        lags[0].1 > 0.0,
+        "a follower without a checkpoint is behind: {lags:?}"
+    );
 }
