@@ -270,3 +270,67 @@ async fn the_ingress_stops_cleanly_on_sigterm() {
     let status = ingress.wait_exit(15);
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn services_started_together_on_a_fresh_database_never_fail_on_the_migrations() {
+    let stack = Stack::start(&[]).await;
+    let admin = stack.store.client().await.unwrap();
+    let http = reqwest::Client::new();
+    for trial in 0..6 {
+        let name = format!("{}_fresh_{trial}", stack.db.name);
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let mut env = stack.env.clone();
+        env.retain(|(k, _)| k != "LICENSING_DATABASE_URL");
+        env.extend(
+            [
+                (
+                    "LICENSING_DATABASE_URL",
+                    stack.db.url.replace(&stack.db.name, &name),
+                ),
+                ("LICENSING_KOOGALLERY_URL", "http://127.0.0.1:9".to_owned()),
+                ("LICENSING_KOOGALLERY_AK", SIM_AK.to_owned()),
+                ("LICENSING_KOOGALLERY_SK", SIM_SK.to_owned()),
+                ("LICENSING_QUERY_ADDR", "127.0.0.1:0".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let both = ["licensing-processor", "licensing-projector"].map(|binary| {
+            let env = env.clone();
+            std::thread::spawn(move || Service::start(binary, &env))
+        });
+        let [mut processor, mut projector] = both.map(|started| started.join().unwrap());
+        let urls = [
+            format!("http://{}/readyz", processor.ready["ops"].as_str().unwrap()),
+            format!(
+                "http://{}/readyz",
+                projector.ready["query"].as_str().unwrap()
+            ),
+        ];
+        for url in &urls {
+            eventually(
+                &format!("{url} to be ready (trial {trial})"),
+                30,
+                || async {
+                    let ok = http.get(url).send().await.ok()?.status() == 200;
+                    ok.then_some(())
+                },
+            )
+            .await;
+        }
+        for service in [&mut processor, &mut projector] {
+            assert!(
+                service.child.try_wait().unwrap().is_none(),
+                "a service exited (trial {trial}): {:?}",
+                service.stderr.lock().unwrap()
+            );
+        }
+        drop((processor, projector));
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+}

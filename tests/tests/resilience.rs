@@ -620,3 +620,164 @@ async fn an_ingress_terminated_under_load_answers_every_request_it_accepted() {
         );
     }
 }
+
+/// Opens a connection and sends a callback's headers announcing `length` bytes of body.
+async fn announce(address: &str, length: usize) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /koogallery/license?signature=00&timestamp=0&nonce=slow HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads an HTTP answer to the end of its JSON body; returns its text.
+async fn answer_of(stream: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buffer).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buffer[..n]);
+        if text.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_announced_is_answered_when_the_body_timeout_expires() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "1000")]).await;
+    let url = stack.callback_url();
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut stream = announce(&address, 500).await;
+    stream.write_all(b"{\"activity\":").await.unwrap();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), answer_of(&mut stream))
+        .await
+        .expect("answered, not held open");
+    assert!(answer.contains("\"resultCode\":\"000002\""), "{answer}");
+    assert!(answer.contains("did not arrive within 1000 ms"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn five_hundred_slow_bodies_do_not_delay_valid_callbacks() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "2000")]).await;
+    let url = stack.callback_url();
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        slow.push(announce(&address, 1000).await);
+    }
+    // They dribble a byte each while valid callbacks come in.
+    let dribble = tokio::spawn(async move {
+        for _ in 0..10 {
+            for stream in &mut slow {
+                let _ = stream.write_all(b" ").await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        slow
+    });
+    for i in 0..10 {
+        let started = Instant::now();
+        let answer = stack.callback(&status(&format!("PL76{i}"), "FREEZE")).await;
+        assert_eq!(code(&answer), "000000", "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a valid callback waited {:?}",
+            started.elapsed()
+        );
+    }
+    let mut slow = dribble.await.unwrap();
+    // Each slow one is answered 000002 once its body time is up.
+    for stream in slow.iter_mut().take(20) {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer_of(stream))
+            .await
+            .expect("answered");
+        assert!(answer.contains("\"resultCode\":\"000002\""), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_processor_and_the_projector_are_not_ready_while_their_broker_link_is_down() {
+    let mut relay = Relay::start().await;
+    let port = relay.port;
+    let mut stack = Stack::start(&[]).await;
+    stack.processor = None;
+    stack.env.retain(|(k, _)| k != "LICENSING_AMQP_URL");
+    let direct = amqp_url();
+    stack.env.push((
+        "LICENSING_AMQP_URL".into(),
+        format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+    ));
+    stack.start_processor();
+    stack.start_projector("http://127.0.0.1:9");
+    let readyz = [
+        format!(
+            "http://{}/readyz",
+            stack.processor.as_ref().unwrap().ready["ops"]
+                .as_str()
+                .unwrap()
+        ),
+        stack.query_url("/readyz"),
+    ];
+    let status_of = |url: String| {
+        let http = stack.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    for url in &readyz {
+        eventually(&format!("{url} ready"), 30, || async {
+            (status_of(url.clone()).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    relay.cut();
+    for (url, task) in readyz.iter().zip(["consumer", "outbound_worker"]) {
+        let why = eventually(&format!("{url} not ready"), 30, || async {
+            let (status, text) = status_of(url.clone()).await;
+            (status == 503).then_some(text)
+        })
+        .await;
+        assert!(why.contains(task), "{url}: {why}");
+    }
+    let _relay = Relay::on(port);
+    for url in &readyz {
+        eventually(&format!("{url} ready again"), 30, || async {
+            (status_of(url.clone()).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    // And the pipeline works again through the restored link.
+    stack.env.retain(|(k, _)| k != "LICENSING_AMQP_URL");
+    stack.env.push(("LICENSING_AMQP_URL".into(), direct));
+    assert_eq!(
+        code(&stack.callback(&status("PL780", "FREEZE")).await),
+        "000000"
+    );
+}
