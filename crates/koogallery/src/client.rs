@@ -114,6 +114,23 @@ pub struct Reply<T> {
     pub disposition: Disposition,
 }
 
+impl<T: DeserializeOwned> Reply<T> {
+    /// Reads an answer tolerantly, whatever its bytes: a JSON object becomes the body (a `data`
+    /// that does not fit `T` is dropped, and kept in the raw body), and the status and the code
+    /// decide what it means (D16).
+    pub fn decode(base_url: Url, http_status: u16, raw_body: String) -> Self {
+        let body = parse_body::<T>(&raw_body);
+        let disposition = classify(http_status, body.as_ref().map(|b| b.error_code.as_str()));
+        Self {
+            base_url,
+            http_status,
+            body,
+            raw_body,
+            disposition,
+        }
+    }
+}
+
 impl<T> Reply<T> {
     /// The `error_code`, or `HTTP <status>` when the body had none.
     pub fn code(&self) -> String {
@@ -279,16 +296,9 @@ impl Client {
                 e,
             )
         })?;
-        let body = parse_body::<T>(&raw_body);
-        let disposition = classify(http_status, body.as_ref().map(|b| b.error_code.as_str()));
-        tracing::debug!(url = %url, http_status, code = body.as_ref().map(|b| b.error_code.as_str()), disposition = disposition.as_str(), "open API answered");
-        Ok(Reply {
-            base_url: base.clone(),
-            http_status,
-            body,
-            raw_body,
-            disposition,
-        })
+        let reply = Reply::decode(base.clone(), http_status, raw_body);
+        tracing::debug!(url = %url, http_status, code = reply.body.as_ref().map(|b| b.error_code.as_str()), disposition = reply.disposition.as_str(), "open API answered");
+        Ok(reply)
     }
 }
 

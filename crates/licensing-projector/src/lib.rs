@@ -57,6 +57,18 @@ async fn openapi() -> actix_web::HttpResponse {
         .body(OPENAPI)
 }
 
+/// A route that answers GET (and HEAD), and 405 with the JSON error body to any other method.
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(query::method_not_allowed))
+}
+
 impl Projector {
     /// Binds the query listener.
     pub fn build(config: ProjectorConfig, registry: Arc<Mutex<Registry>>) -> anyhow::Result<Self> {
@@ -89,10 +101,10 @@ impl Projector {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .route("/openapi.json", web::get().to(openapi))
-                .route("/v1/licenses", web::get().to(query::list))
-                .route("/v1/licenses/{code}", web::get().to(query::license))
-                .route("/v1/licenses/{code}/events", web::get().to(query::events))
+                .service(get_only("/openapi.json", openapi))
+                .service(get_only("/v1/licenses", query::list))
+                .service(get_only("/v1/licenses/{code}", query::license))
+                .service(get_only("/v1/licenses/{code}/events", query::events))
                 .configure(ops.clone())
         })
         .workers(2)

@@ -23,6 +23,42 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResp
     HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
 }
 
+/// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
+fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::warn!(error = %cause, "query failed in the store");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the store cannot answer right now; retry",
+    )
+}
+
+/// 405 with the JSON error body, for a method a route does not declare.
+pub(crate) async fn method_not_allowed() -> HttpResponse {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route answers GET only",
+    )
+}
+
+/// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
+fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
+    match raw {
+        Some(value) if value.chars().count() > 256 || value.chars().any(char::is_control) => Err(
+            format!("{name} must be at most 256 characters without control characters"),
+        ),
+        other => Ok(other),
+    }
+}
+
+/// Query parameters decoded by serde; an error names the parameter when serde does.
+fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+    web::Query::<T>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| e.to_string())
+}
+
 /// 401 unless the request carries one of the API tokens.
 fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
     (!licensing_runtime::bearer_authorized(req, &state.tokens)).then(|| {
@@ -54,11 +90,7 @@ async fn license_events(
     match store.load(&license.stream_name(sandbox)).await {
         Ok(events) if events.is_empty() => Err(unknown()),
         Ok(events) => Ok(events),
-        Err(e) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
@@ -114,34 +146,50 @@ fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, S
         .transpose()
 }
 
+/// The checked filters of `GET /v1/licenses`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListFilter {
+    pub(crate) sandbox: bool,
+    pub(crate) status: Option<String>,
+    pub(crate) product: Option<String>,
+    pub(crate) order: Option<String>,
+    pub(crate) expire_after: Option<OffsetDateTime>,
+    pub(crate) expire_before: Option<OffsetDateTime>,
+    pub(crate) heartbeat_before_day: Option<i64>,
+    /// 1 to 1000.
+    pub(crate) limit: i64,
+    pub(crate) cursor: Option<String>,
+}
+
+/// Reads the query string of `GET /v1/licenses`; the error says which parameter is wrong.
+pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
+    let raw: ListQuery = decode_query(query)?;
+    Ok(ListFilter {
+        sandbox: raw.sandbox,
+        status: text_filter("status", raw.status)?,
+        product: text_filter("product", raw.product)?,
+        order: text_filter("order", raw.order)?,
+        expire_after: instant("expire_after", raw.expire_after.as_ref())?,
+        expire_before: instant("expire_before", raw.expire_before.as_ref())?,
+        heartbeat_before_day: raw.heartbeat_before_day,
+        limit: raw.limit.unwrap_or(100).clamp(1, 1000),
+        cursor: text_filter("cursor", raw.cursor)?,
+    })
+}
+
 /// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
-pub(crate) async fn list(
-    req: HttpRequest,
-    query: web::Query<ListQuery>,
-    state: web::Data<QueryState>,
-) -> HttpResponse {
+pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
     if let Some(refused) = unauthorized(&req, &state) {
         return refused;
     }
-    let (after, before) = match (
-        instant("expire_after", query.expire_after.as_ref()),
-        instant("expire_before", query.expire_before.as_ref()),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(message), _) | (_, Err(message)) => {
-            return error(StatusCode::BAD_REQUEST, "invalid_query", message);
-        }
+    let query = match list_filter(req.query_string()) {
+        Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = query.limit;
     let client = match state.store.client().await {
         Ok(client) => client,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            );
-        }
+        Err(e) => return unavailable(&e),
     };
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM license_views
@@ -160,8 +208,8 @@ pub(crate) async fn list(
                 &query.status,
                 &query.product,
                 &query.order,
-                &after,
-                &before,
+                &query.expire_after,
+                &query.expire_before,
                 &query.heartbeat_before_day,
                 &query.cursor,
                 &(limit + 1),
@@ -182,11 +230,7 @@ pub(crate) async fn list(
             };
             HttpResponse::Ok().json(json!({"items": items, "next_cursor": next}))
         }
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -201,43 +245,48 @@ pub(crate) struct LicenseQuery {
     as_of: Option<String>,
 }
 
+/// Reads the query string of `GET /v1/licenses/{code}` and `…/events`: the sandbox flag and the
+/// optional instant.
+pub(crate) fn license_query(query: &str) -> Result<(bool, Option<OffsetDateTime>), String> {
+    let raw: LicenseQuery = decode_query(query)?;
+    let at = instant("as_of", raw.as_of.as_ref())?;
+    Ok((raw.sandbox, at))
+}
+
 /// `GET /v1/licenses/{code}`.
 pub(crate) async fn license(
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
     if let Some(refused) = unauthorized(&req, &state) {
         return refused;
     }
     let code = path.into_inner();
-    if let Some(raw) = &query.as_of {
-        let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_as_of",
-                "as_of must be an RFC 3339 instant",
-            );
-        };
-        return as_of(&state.store, &code, query.sandbox, at).await;
+    let (sandbox, at) = match license_query(req.query_string()) {
+        Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    if licensing_domain::LicenseCode::parse(&code).is_err() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code}"),
+        );
+    }
+    if let Some(at) = at {
+        return as_of(&state.store, &code, sandbox, at).await;
     }
     let client = match state.store.client().await {
         Ok(client) => client,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            );
-        }
+        Err(e) => return unavailable(&e),
     };
     let row = client
         .query_opt(
             &format!(
                 "SELECT {VIEW_COLUMNS} FROM license_views WHERE license = $1 AND sandbox = $2"
             ),
-            &[&code, &query.sandbox],
+            &[&code, &sandbox],
         )
         .await;
     match row {
@@ -247,11 +296,7 @@ pub(crate) async fn license(
             "unknown_license",
             format!("no license {code}"),
         ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -286,14 +331,17 @@ async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> 
 pub(crate) async fn events(
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<LicenseQuery>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
     if let Some(refused) = unauthorized(&req, &state) {
         return refused;
     }
     let code = path.into_inner();
-    match license_events(&state.store, &code, query.sandbox).await {
+    let sandbox = match license_query(req.query_string()) {
+        Ok((sandbox, _)) => sandbox,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    match license_events(&state.store, &code, sandbox).await {
         Err(answer) => answer,
         Ok(events) => HttpResponse::Ok().json(
             events
@@ -312,5 +360,83 @@ pub(crate) async fn events(
                 })
                 .collect::<Vec<_>>(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The query parameters under arbitrary input: never a panic; either a clear error or filters
+    //! that are safe to send to PostgreSQL. `LICENSING_FUZZ_CASES` sets the number of cases
+    //! (`scripts/fuzz` runs a million).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("LICENSING_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2000)
+    }
+
+    /// Query strings made of the real parameter names, their kinds of values, and noise.
+    fn query_string() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("status"),
+            Just("product"),
+            Just("order"),
+            Just("sandbox"),
+            Just("expire_after"),
+            Just("expire_before"),
+            Just("heartbeat_before_day"),
+            Just("limit"),
+            Just("cursor"),
+            Just("as_of"),
+            Just("bogus"),
+        ];
+        let value = prop_oneof![
+            "[a-zA-Z0-9_-]{0,12}",
+            Just("true".to_owned()),
+            Just("2026-01-01T00:00:00Z".to_owned()),
+            "-?[0-9]{1,20}",
+            "(%[0-9A-Fa-f]{2}|[^&=#]){0,16}",
+            ".{0,300}",
+        ];
+        proptest::collection::vec((name, value), 0..6).prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+    }
+
+    fn safe(text: &Option<String>) -> bool {
+        text.as_ref()
+            .is_none_or(|t| t.chars().count() <= 256 && !t.chars().any(char::is_control))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn list_filters_are_checked_or_refused(query in query_string()) {
+            if let Ok(filter) = list_filter(&query) {
+                prop_assert!((1..=1000).contains(&filter.limit));
+                prop_assert!(safe(&filter.status) && safe(&filter.product) && safe(&filter.order) && safe(&filter.cursor));
+            }
+        }
+
+        #[test]
+        fn raw_bytes_never_panic(query in ".{0,200}") {
+            let _ = list_filter(&query);
+            let _ = license_query(&query);
+        }
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_filter_is_a_clear_error() {
+        let error = list_filter("product=a%00b").unwrap_err();
+        assert!(error.contains("product"), "{error}");
     }
 }
