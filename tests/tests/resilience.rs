@@ -654,11 +654,8 @@ async fn answer_of(stream: &mut TcpStream) -> String {
 async fn a_body_shorter_than_announced_is_answered_when_the_body_timeout_expires() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "1000")]).await;
-    let url = stack.callback_url();
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
+    let address = stack.ingress.as_ref().unwrap().ready["public"]
+        .as_str()
         .unwrap()
         .to_owned();
     let mut stream = announce(&address, 500).await;
@@ -680,11 +677,8 @@ async fn a_body_shorter_than_announced_is_answered_when_the_body_timeout_expires
 async fn five_hundred_slow_bodies_do_not_delay_valid_callbacks() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "2000")]).await;
-    let url = stack.callback_url();
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
+    let address = stack.ingress.as_ref().unwrap().ready["public"]
+        .as_str()
         .unwrap()
         .to_owned();
     let mut slow = Vec::new();
