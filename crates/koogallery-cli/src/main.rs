@@ -12,7 +12,6 @@ mod sim;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use koogallery::apig::{self, Credentials};
@@ -311,10 +310,7 @@ fn marketplace(command: Marketplace) -> ExitCode {
 }
 
 fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc())
 }
 
 fn emit(out: &mut impl Write, line: &str) -> Result<(), Failure> {

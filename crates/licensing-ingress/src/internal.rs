@@ -259,7 +259,7 @@ pub(crate) async fn usage(
     let at_ms = match &parsed.at {
         None => now_millis(),
         Some(raw) => match time::OffsetDateTime::parse(raw, &Rfc3339) {
-            Ok(at) => (at.unix_timestamp_nanos() / 1_000_000) as i64,
+            Ok(at) => koogallery::market_time::unix_millis(at),
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,

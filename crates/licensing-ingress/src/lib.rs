@@ -31,7 +31,7 @@ pub struct State {
 }
 
 pub(crate) fn now_millis() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc())
 }
 
 /// The request's id: a valid `X-Request-Id` UUID, else a new one. It becomes the correlation id

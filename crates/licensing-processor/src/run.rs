@@ -330,7 +330,7 @@ impl Processor {
     /// together and their confirms awaited together. A lost reply is not an error: the requester
     /// may be gone (it answered `000004` already), and the stored reply answers its retry.
     async fn answer(&self, bus: &Bus, batch: &[Delivery], applied: &[Applied]) {
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let now_ms = koogallery::market_time::unix_millis(OffsetDateTime::now_utc());
         let mut bodies = Vec::with_capacity(batch.len());
         for (delivery, applied) in batch.iter().zip(applied) {
             let envelope = &delivery.envelope;

@@ -213,7 +213,7 @@ impl Projector {
                         let now = time::OffsetDateTime::now_utc();
                         let today = licensing_domain::Day::containing(
                             licensing_domain::Timestamp::from_millis(
-                                (now.unix_timestamp_nanos() / 1_000_000) as i64,
+                                koogallery::market_time::unix_millis(now),
                             ),
                             zone.whole_minutes().into(),
                         );

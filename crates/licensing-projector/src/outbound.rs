@@ -253,8 +253,7 @@ impl Outbound {
             v: ENVELOPE_VERSION,
             message_id: uuid::Uuid::new_v4(),
             correlation_id: uuid::Uuid::new_v4(),
-            received_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-                as i64,
+            received_at_ms: koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc()),
             source: "outbound-worker".to_owned(),
             request_hash: None,
             command,

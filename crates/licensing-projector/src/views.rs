@@ -214,7 +214,7 @@ impl Views {
         code: &str,
     ) -> Result<(), String> {
         let now = OffsetDateTime::now_utc();
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let now_ms = koogallery::market_time::unix_millis(now);
         let today = Day::containing(
             Timestamp::from_millis(now_ms),
             self.day_zone.whole_minutes().into(),
