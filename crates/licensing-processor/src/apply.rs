@@ -56,13 +56,50 @@ impl From<StoreError> for ApplyError {
     }
 }
 
+/// How a command ended: the `outcome` label of the metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decided, with events appended.
+    Applied,
+    /// Decided, nothing to change.
+    Unchanged,
+    /// A callback with the content of one already answered: its first answer.
+    Repeated,
+    /// The same message again (a broker redelivery, an `Idempotency-Key` repeat): its reply.
+    Redelivered,
+    /// A callback nonce seen before: refused (`000001`).
+    ReplayedNonce,
+    /// Refused by the license's rules.
+    Rejected,
+    /// Not a valid command.
+    Invalid,
+    /// An `Idempotency-Key` reused with another body.
+    IdempotencyKeyReused,
+}
+
+impl Outcome {
+    /// The stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Repeated => "repeated",
+            Self::Redelivered => "redelivered",
+            Self::ReplayedNonce => "replayed_nonce",
+            Self::Rejected => "rejected",
+            Self::Invalid => "invalid",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+        }
+    }
+}
+
 /// How a command ended, for the reply and the metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     /// The reply (stored; a redelivery or a repeat gets the same).
     pub reply: Reply,
-    /// `applied`, `unchanged`, `repeated`, `redelivered`, `replayed_nonce`, `rejected`, `invalid`.
-    pub outcome: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
     /// Events appended.
     pub events: usize,
 }
@@ -171,7 +208,7 @@ pub async fn apply_batch(
             let applied = if reused_key(envelope, first_hash) {
                 key_reused()
             } else {
-                finish(stored_reply(stored)?, "redelivered", 0)
+                finish(stored_reply(stored)?, Outcome::Redelivered, 0)
             };
             batch.results.push(applied);
             continue;
@@ -181,7 +218,7 @@ pub async fn apply_batch(
             let applied = if reused_key(envelope, envelopes[first].request_hash.as_deref()) {
                 key_reused()
             } else {
-                finish(batch.results[first].reply.clone(), "redelivered", 0)
+                finish(batch.results[first].reply.clone(), Outcome::Redelivered, 0)
             };
             batch.results.push(applied);
             continue;
@@ -196,19 +233,19 @@ pub async fn apply_batch(
                 Reply::Callback(koogallery::callback::CallbackResponse::new(
                     ResultCode::AuthenticationFailed,
                 )),
-                "replayed_nonce",
+                Outcome::ReplayedNonce,
                 0,
             )
         } else if let (Some(_), Some(stored)) = (callback, known[i].callback_reply.clone()) {
-            finish(stored_reply(stored)?, "repeated", 0)
+            finish(stored_reply(stored)?, Outcome::Repeated, 0)
         } else if let Some(&first) = key.and_then(|k| batch.answered.get(k)) {
-            finish(batch.results[first].reply.clone(), "repeated", 0)
+            finish(batch.results[first].reply.clone(), Outcome::Repeated, 0)
         } else {
             batch.decide(envelope, command)?
         };
         // Only a success is final for a callback's content; a refusal (strict mode's 000003) is
         // decided again on retry.
-        let final_answer = matches!(applied.outcome, "applied" | "unchanged");
+        let final_answer = matches!(applied.outcome, Outcome::Applied | Outcome::Unchanged);
         let key = key.filter(|_| final_answer);
         if let Some(key) = key {
             batch.answered.insert(key, i);
@@ -299,7 +336,7 @@ fn key_reused() -> Applied {
             code: "idempotency_key_reused".into(),
             message: "this Idempotency-Key was used with another request body".into(),
         },
-        "idempotency_key_reused",
+        Outcome::IdempotencyKeyReused,
         0,
     )
 }
@@ -309,7 +346,7 @@ fn stored_reply(value: serde_json::Value) -> Result<Reply, ApplyError> {
         .map_err(|e| ApplyError::poison("stored_reply", e.to_string()))
 }
 
-fn finish(reply: Reply, outcome: &'static str, events: usize) -> Applied {
+fn finish(reply: Reply, outcome: Outcome, events: usize) -> Applied {
     Applied {
         reply,
         outcome,
@@ -355,7 +392,7 @@ impl Batch<'_> {
                         message: invalid,
                     }
                 };
-                return Ok(finish(reply, "invalid", 0));
+                return Ok(finish(reply, Outcome::Invalid, 0));
             }
         };
         let stream = command.license.stream_name(command.sandbox);
@@ -402,7 +439,11 @@ impl Batch<'_> {
                 };
                 Ok(finish(
                     reply,
-                    if count > 0 { "applied" } else { "unchanged" },
+                    if count > 0 {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Unchanged
+                    },
                     count,
                 ))
             }
@@ -419,7 +460,7 @@ impl Batch<'_> {
                         message: rejection.to_string(),
                     },
                 };
-                Ok(finish(reply, "rejected", 0))
+                Ok(finish(reply, Outcome::Rejected, 0))
             }
         }
     }

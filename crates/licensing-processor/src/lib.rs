@@ -13,7 +13,7 @@ mod config;
 mod metrics;
 mod run;
 
-pub use apply::{Applied, ApplyError, apply_batch};
+pub use apply::{Applied, ApplyError, Outcome, apply_batch};
 pub use config::{ProcessorConfig, bus_config};
 pub use metrics::Metrics;
 pub use run::Processor;

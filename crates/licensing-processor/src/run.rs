@@ -343,12 +343,12 @@ impl Processor {
                 .commands
                 .get_or_create(&vec![
                     ("kind", kind),
-                    ("outcome", applied.outcome.to_owned()),
+                    ("outcome", applied.outcome.as_str().to_owned()),
                 ])
                 .inc();
             self.span_of(envelope).in_scope(|| {
                 tracing::info!(
-                    outcome = applied.outcome,
+                    outcome = applied.outcome.as_str(),
                     events = applied.events,
                     batch = batch.len(),
                     "command applied"

@@ -5,7 +5,7 @@ use koogallery::callback::{CallbackRequest, ResultCode};
 use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, Interpretation, Reply,
 };
-use licensing_processor::{Applied, ApplyError, apply_batch};
+use licensing_processor::{Applied, ApplyError, Outcome, apply_batch};
 use licensing_store::Store;
 use licensing_store::testing::TestDatabase;
 use time::{Duration, OffsetDateTime};
@@ -83,10 +83,10 @@ async fn a_redelivered_message_gets_its_stored_reply_and_appends_nothing() {
     let store = db.store();
     let envelope = callback(RENEW, "n1");
     let first = run(&store, &envelope).await;
-    assert_eq!((first.outcome, first.events), ("applied", 2));
+    assert_eq!((first.outcome, first.events), (Outcome::Applied, 2));
     // The processor died after the commit and before the ack: the broker delivers it again.
     let again = run(&store, &envelope).await;
-    assert_eq!((again.outcome, again.events), ("redelivered", 0));
+    assert_eq!((again.outcome, again.events), (Outcome::Redelivered, 0));
     assert_eq!(again.reply, first.reply);
     assert_eq!(count(&store).await, 2);
 }
@@ -95,15 +95,18 @@ async fn a_redelivered_message_gets_its_stored_reply_and_appends_nothing() {
 async fn a_repeated_callback_gets_the_first_answer_and_a_replayed_nonce_is_refused() {
     let db = TestDatabase::create().await;
     let store = db.store();
-    assert_eq!(run(&store, &callback(RENEW, "n1")).await.outcome, "applied");
+    assert_eq!(
+        run(&store, &callback(RENEW, "n1")).await.outcome,
+        Outcome::Applied
+    );
     let repeat = run(&store, &callback(RENEW, "n2")).await;
-    assert_eq!(repeat.outcome, "repeated");
+    assert_eq!(repeat.outcome, Outcome::Repeated);
     assert_eq!(
         repeat.reply,
         Reply::callback(ResultCode::Success, "success.")
     );
     let replay = run(&store, &callback(FREEZE, "n1")).await;
-    assert_eq!(replay.outcome, "replayed_nonce");
+    assert_eq!(replay.outcome, Outcome::ReplayedNonce);
     assert!(
         matches!(replay.reply, Reply::Callback(ref r) if r.result_code == ResultCode::AuthenticationFailed)
     );
@@ -126,7 +129,7 @@ async fn status_changes_are_idempotent_by_state_not_by_content() {
         (FREEZE, "d", "applied"),
     ] {
         assert_eq!(
-            run(&store, &callback(body, nonce)).await.outcome,
+            run(&store, &callback(body, nonce)).await.outcome.as_str(),
             outcome,
             "{body} ({nonce})"
         );
@@ -214,7 +217,7 @@ async fn a_batch_decides_like_its_commands_one_by_one() {
         history(&one_by_one.store()).await,
         "the same events, in the same global order"
     );
-    let outcomes: Vec<_> = applied.iter().map(|a| a.0).collect();
+    let outcomes: Vec<_> = applied.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(
         outcomes,
         [
@@ -241,7 +244,10 @@ async fn repeats_within_a_batch_are_found_like_repeats_across_batches() {
     let applied = batch(&store, &[&first, &same_content, &first, &same_nonce])
         .await
         .unwrap();
-    let outcomes: Vec<_> = applied.iter().map(|a| (a.outcome, a.events)).collect();
+    let outcomes: Vec<_> = applied
+        .iter()
+        .map(|a| (a.outcome.as_str(), a.events))
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -266,7 +272,7 @@ async fn repeats_within_a_batch_are_found_like_repeats_across_batches() {
     )
     .await
     .unwrap();
-    let outcomes: Vec<_> = later.iter().map(|a| a.outcome).collect();
+    let outcomes: Vec<_> = later.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["redelivered", "repeated", "replayed_nonce"]);
     assert_eq!(count(&store).await, 2);
 }
@@ -302,7 +308,7 @@ async fn a_stream_the_processor_cannot_read_fails_the_batch_and_writes_nothing()
         "the good command was rolled back too"
     );
     // Alone, the good command goes through (the worker splits a failed batch).
-    assert_eq!(run(&store, &good).await.outcome, "applied");
+    assert_eq!(run(&store, &good).await.outcome, Outcome::Applied);
     assert!(matches!(
         batch(&store, &[&bad]).await,
         Err(ApplyError::Poison { .. })
@@ -338,7 +344,7 @@ async fn concurrent_writers_on_one_license_see_conflicts_never_failures() {
     let mut conflicts = 0;
     for task in tasks {
         let (outcome, seen) = task.await.unwrap();
-        assert_eq!(outcome, "applied");
+        assert_eq!(outcome, Outcome::Applied);
         conflicts += seen;
     }
     assert!(conflicts > 0, "the writers overlapped");
