@@ -19,11 +19,38 @@ use licensing_store::Store;
 
 use crate::metrics::Metrics;
 
+/// What a job calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// The activate API.
+    Activate,
+    /// The heartbeat API.
+    Heartbeat,
+}
+
+impl JobKind {
+    /// The `kind` column's value, also the metrics' label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Activate => "activate",
+            Self::Heartbeat => "heartbeat",
+        }
+    }
+
+    fn from_column(kind: &str) -> Option<Self> {
+        match kind {
+            "activate" => Some(Self::Activate),
+            "heartbeat" => Some(Self::Heartbeat),
+            _ => None,
+        }
+    }
+}
+
 /// One due job.
 #[derive(Debug, Clone)]
 struct Job {
     license: String,
-    kind: String,
+    kind: JobKind,
     day: i64,
     attempt: i32,
     account: Option<String>,
@@ -138,7 +165,12 @@ impl Outbound {
         };
         let job = Job {
             license: row.get(0),
-            kind: row.get(1),
+            kind: JobKind::from_column(row.get(1)).ok_or_else(|| {
+                licensing_store::StoreError::Decode(format!(
+                    "outbound job of unknown kind {:?}",
+                    row.get::<_, String>(1)
+                ))
+            })?,
             day: row.get(2),
             attempt: row.get(3),
             account: row.get(4),
@@ -149,7 +181,7 @@ impl Outbound {
         };
         tx.execute(
             "UPDATE outbound_jobs SET due_at = now() + interval '60 seconds' WHERE license = $1 AND kind = $2",
-            &[&job.license, &job.kind],
+            &[&job.license, &job.kind.as_str()],
         )
         .await?;
         tx.commit().await?;
@@ -157,7 +189,7 @@ impl Outbound {
     }
 
     async fn perform(&self, bus: &Bus, job: Job) -> Result<(), licensing_bus::BusError> {
-        let (command, disposition) = if job.kind == "activate" {
+        let (command, disposition) = if job.kind == JobKind::Activate {
             let request = ActivateRequest {
                 license: job.license.clone(),
                 real_effect_time: job.real_effect_time.clone(),
@@ -221,7 +253,7 @@ impl Outbound {
         self.metrics
             .calls
             .get_or_create(&vec![
-                ("kind", job.kind.clone()),
+                ("kind", job.kind.as_str().to_owned()),
                 ("disposition", disposition.as_str().to_owned()),
             ])
             .inc();
@@ -243,7 +275,10 @@ impl Outbound {
         if let Some(code) = failed_code {
             self.metrics
                 .failures
-                .get_or_create(&vec![("kind", job.kind.clone()), ("code", code)])
+                .get_or_create(&vec![
+                    ("kind", job.kind.as_str().to_owned()),
+                    ("code", code),
+                ])
                 .inc();
         }
         if disposition == Disposition::Credentials {
@@ -277,7 +312,7 @@ impl Outbound {
                 .execute(
                     "UPDATE outbound_jobs SET tries = tries + 1, due_at = now() + make_interval(secs => $3), last_error = $4
                       WHERE license = $1 AND kind = $2",
-                    &[&job.license, &job.kind, &delay.as_secs_f64(), &Some(disposition.as_str())],
+                    &[&job.license, &job.kind.as_str(), &delay.as_secs_f64(), &Some(disposition.as_str())],
                 )
                 .await?;
             Ok::<_, licensing_store::StoreError>(())
@@ -285,7 +320,7 @@ impl Outbound {
         if let Err(e) = updated.await {
             tracing::warn!(error = %e, "cannot reschedule an outbound job; it comes back after its lease");
         }
-        tracing::info!(license = %job.license, kind = %job.kind, attempt = job.attempt, disposition = disposition.as_str(), "marketplace called");
+        tracing::info!(license = %job.license, kind = job.kind.as_str(), attempt = job.attempt, disposition = disposition.as_str(), "marketplace called");
         Ok(())
     }
 }
