@@ -7,9 +7,14 @@
 //! - [`Replies`] waits for answers to requests (`reply_to` and `correlation_id`).
 
 mod bus;
+mod config;
+mod consume;
+mod publish;
 mod replies;
+mod topology;
 
-pub use bus::{
-    Bus, BusConfig, BusError, FAILURE_HEADER, Incoming, IncomingStream, Names, Outgoing, QueueType,
-};
+pub use bus::{Bus, BusError, FAILURE_HEADER, Names};
+pub use config::{BusConfig, QueueType};
+pub use consume::{Incoming, IncomingStream};
+pub use publish::Outgoing;
 pub use replies::{Replies, Waiting};

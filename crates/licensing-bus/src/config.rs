@@ -1,0 +1,98 @@
+//! How to reach RabbitMQ: the `LICENSING_AMQP_*` settings and the command queue's type.
+
+use std::time::Duration;
+
+/// The type of the command queue (ADR 0006).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueType {
+    /// Replicated, with a delivery limit enforced by the broker (default).
+    Quorum,
+    /// A single-node classic queue (development, old brokers).
+    Classic,
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quorum" => Ok(Self::Quorum),
+            "classic" => Ok(Self::Classic),
+            other => Err(format!("expected `quorum` or `classic`, got {other:?}")),
+        }
+    }
+}
+
+/// How to reach RabbitMQ and how the topology is named.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// `amqp://user:password@host:port/vhost` (`LICENSING_AMQP_URL`).
+    pub url: String,
+    /// Prefix of every exchange and queue name (`LICENSING_AMQP_PREFIX`), e.g. `staging.`.
+    pub prefix: String,
+    /// Command queue type.
+    pub queue_type: QueueType,
+    /// Deliveries of one message before the broker dead-letters it (quorum queues); 0, the
+    /// default, sets no limit (ADR 0009).
+    pub delivery_limit: u32,
+    /// Longest wait for a connection or a publisher confirm.
+    pub timeout: Duration,
+}
+
+impl BusConfig {
+    /// Defaults for a URL: no prefix, quorum queue, no delivery limit, 2 s timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: String::new(),
+            queue_type: QueueType::Quorum,
+            delivery_limit: 0,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl BusConfig {
+    /// Reads `LICENSING_AMQP_URL` (required), `LICENSING_AMQP_PREFIX`, `LICENSING_AMQP_QUEUE_TYPE`
+    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT` and `LICENSING_AMQP_TIMEOUT_MS`
+    /// through `get`. An error names the variable.
+    pub fn from_lookup(
+        get: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, (&'static str, String)> {
+        fn parse<T: std::str::FromStr>(
+            name: &'static str,
+            raw: Option<String>,
+            default: T,
+        ) -> Result<T, (&'static str, String)>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match raw {
+                None => Ok(default),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map_err(|e| (name, format!("{raw:?}: {e}"))),
+            }
+        }
+        let url = get("LICENSING_AMQP_URL")
+            .ok_or(("LICENSING_AMQP_URL", "is required but not set".to_owned()))?;
+        let mut config = Self::new(url);
+        config.prefix = get("LICENSING_AMQP_PREFIX").unwrap_or_default();
+        config.queue_type = parse(
+            "LICENSING_AMQP_QUEUE_TYPE",
+            get("LICENSING_AMQP_QUEUE_TYPE"),
+            QueueType::Quorum,
+        )?;
+        config.delivery_limit = parse(
+            "LICENSING_AMQP_DELIVERY_LIMIT",
+            get("LICENSING_AMQP_DELIVERY_LIMIT"),
+            0,
+        )?;
+        config.timeout = Duration::from_millis(parse(
+            "LICENSING_AMQP_TIMEOUT_MS",
+            get("LICENSING_AMQP_TIMEOUT_MS"),
+            2000,
+        )?);
+        Ok(config)
+    }
+}

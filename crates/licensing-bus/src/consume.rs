@@ -1,0 +1,177 @@
+//! Consuming: manual acks, prefetch, event subscriptions, and the received message.
+
+use futures_util::StreamExt;
+use lapin::Channel;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::bus::{Bus, BusError, bounded};
+
+impl Bus {
+    /// Consumes the command queue with manual acks and `prefetch` unacknowledged messages at most.
+    pub async fn consume_commands(&self, prefetch: u16) -> Result<IncomingStream, BusError> {
+        let queue = self.names.commands_queue.clone();
+        self.consume(&queue, prefetch, false).await
+    }
+
+    /// Consumes a queue. With `auto_ack`, messages are acknowledged on delivery.
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+        auto_ack: bool,
+    ) -> Result<IncomingStream, BusError> {
+        let t = self.config.timeout;
+        let channel = bounded(t, "channel.open", self.connection.create_channel()).await?;
+        bounded(
+            t,
+            "basic.qos",
+            channel.basic_qos(prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+        let options = BasicConsumeOptions {
+            no_ack: auto_ack,
+            ..BasicConsumeOptions::default()
+        };
+        let consumer = bounded(
+            t,
+            "basic.consume",
+            channel.basic_consume(queue.into(), "".into(), options, FieldTable::default()),
+        )
+        .await?;
+        Ok(IncomingStream {
+            consumer,
+            _channel: channel,
+        })
+    }
+
+    /// Subscribes to events: a private queue bound to the events exchange with `pattern`
+    /// (`license.#`, `license.frozen`, `test.license.#`), consumed with manual acks.
+    pub async fn subscribe_events(
+        &self,
+        pattern: &str,
+        prefetch: u16,
+    ) -> Result<IncomingStream, BusError> {
+        let name = format!(
+            "{}licensing.subscriber.{}",
+            self.config.prefix,
+            uuid::Uuid::new_v4().simple()
+        );
+        let queue = self.declare_private_queue(&name).await?;
+        bounded(
+            self.config.timeout,
+            "queue.bind",
+            self.publisher.queue_bind(
+                queue.as_str().into(),
+                self.names.events_exchange.as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        self.consume(&queue, prefetch, false).await
+    }
+}
+
+/// A stream of incoming messages.
+#[derive(Debug)]
+pub struct IncomingStream {
+    consumer: lapin::Consumer,
+    _channel: Channel,
+}
+
+impl IncomingStream {
+    /// The next message; `None` when the consumer or its connection ended.
+    pub async fn next(&mut self) -> Option<Result<Incoming, BusError>> {
+        let delivery = self.consumer.next().await?;
+        Some(delivery.map_err(BusError::from).map(|d| {
+            let headers = d
+                .properties
+                .headers()
+                .as_ref()
+                .map(|h| {
+                    h.inner()
+                        .iter()
+                        .filter_map(|(k, v)| match v {
+                            AMQPValue::LongString(s) => Some((
+                                k.as_str().to_owned(),
+                                String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                            )),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Incoming {
+                message_id: d
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+                correlation_id: d
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+                reply_to: d
+                    .properties
+                    .reply_to()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+                redelivered: d.redelivered,
+                headers,
+                body: d.data,
+                acker: d.acker,
+            }
+        }))
+    }
+}
+
+/// A received message. Exactly one of [`Incoming::ack`], [`Incoming::requeue`] or
+/// [`Bus::dead_letter`] should be called, once its outcome is durable.
+#[derive(Debug)]
+pub struct Incoming {
+    /// `message_id` property.
+    pub message_id: Option<String>,
+    /// `correlation_id` property.
+    pub correlation_id: Option<String>,
+    /// `reply_to` property.
+    pub reply_to: Option<String>,
+    /// Whether the broker delivered it before.
+    pub redelivered: bool,
+    /// String headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    acker: lapin::Acker,
+}
+
+impl Incoming {
+    /// Acknowledges: the message is done.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        self.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Gives the message back to the queue, to be delivered again.
+    pub async fn requeue(&self) -> Result<(), BusError> {
+        self.acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,142 @@
+//! Publishing: persistent, confirmed, bounded in time; commands, replies, events, dead letters.
+
+use lapin::BasicProperties;
+use lapin::Confirmation;
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::bus::{Bus, BusError, COMMAND_KEY, FAILURE_HEADER, bounded};
+use crate::consume::Incoming;
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// Exchange (`""` for the default exchange, used for replies).
+    pub exchange: &'a str,
+    /// Routing key.
+    pub routing_key: &'a str,
+    /// Body (JSON).
+    pub body: &'a [u8],
+    /// Message id.
+    pub message_id: String,
+    /// Correlation id (the request's, for replies).
+    pub correlation_id: Option<String>,
+    /// Where the answer should go.
+    pub reply_to: Option<String>,
+    /// Extra headers (string values).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Bus {
+    /// Publishes a command for the processor, persistently, and waits for the broker's confirm.
+    pub async fn publish_command(
+        &self,
+        body: &[u8],
+        message_id: String,
+        correlation_id: String,
+        reply_to: Option<String>,
+    ) -> Result<(), BusError> {
+        self.publish(Outgoing {
+            exchange: &self.names.commands_exchange.clone(),
+            routing_key: COMMAND_KEY,
+            body,
+            message_id,
+            correlation_id: Some(correlation_id),
+            reply_to,
+            headers: Vec::new(),
+        })
+        .await
+    }
+
+    /// Publishes persistently with `mandatory`, and waits (bounded) for the broker's confirm.
+    /// A nack or a return (no queue bound) is [`BusError::Refused`]; no confirm in time (a blocked
+    /// or dead connection) is [`BusError::Unavailable`].
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), BusError> {
+        self.send(message, true).await
+    }
+
+    /// Publishes an event for subscribers on the events exchange, persistently, confirmed; not
+    /// `mandatory`: an event nobody subscribes to is not an error.
+    pub async fn publish_event(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        message_id: String,
+    ) -> Result<(), BusError> {
+        let exchange = self.names.events_exchange.clone();
+        self.send(
+            Outgoing {
+                exchange: &exchange,
+                routing_key,
+                body,
+                message_id,
+                correlation_id: None,
+                reply_to: None,
+                headers: Vec::new(),
+            },
+            false,
+        )
+        .await
+    }
+
+    async fn send(&self, message: Outgoing<'_>, mandatory: bool) -> Result<(), BusError> {
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(message.message_id.into());
+        if let Some(id) = message.correlation_id {
+            properties = properties.with_correlation_id(id.into());
+        }
+        if let Some(reply_to) = message.reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        if !message.headers.is_empty() {
+            let mut headers = FieldTable::default();
+            for (k, v) in message.headers {
+                headers.insert(k.into(), AMQPValue::LongString(v.into()));
+            }
+            properties = properties.with_headers(headers);
+        }
+        let options = BasicPublishOptions {
+            mandatory,
+            ..BasicPublishOptions::default()
+        };
+        let t = self.config.timeout;
+        let confirm = bounded(
+            t,
+            "basic.publish",
+            self.publisher.basic_publish(
+                message.exchange.into(),
+                message.routing_key.into(),
+                options,
+                message.body,
+                properties,
+            ),
+        )
+        .await?;
+        match bounded(t, "the publisher confirm", confirm).await? {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(returned)) => Err(BusError::Refused(format!(
+                "returned as unroutable: {}",
+                returned.reply_text
+            ))),
+            Confirmation::Nack(_) => Err(BusError::Refused("nacked by the broker".to_owned())),
+        }
+    }
+
+    /// Sends a message to the dead-letter exchange with the reason in a header, then acknowledges
+    /// the original: it leaves the command queue only once it is safely parked.
+    pub async fn dead_letter(&self, incoming: &Incoming, reason: &str) -> Result<(), BusError> {
+        self.publish(Outgoing {
+            exchange: &self.names.dead_letter_exchange.clone(),
+            routing_key: "",
+            body: &incoming.body,
+            message_id: incoming.message_id.clone().unwrap_or_default(),
+            correlation_id: incoming.correlation_id.clone(),
+            reply_to: None,
+            headers: vec![(FAILURE_HEADER.to_owned(), reason.to_owned())],
+        })
+        .await?;
+        incoming.ack().await
+    }
+}

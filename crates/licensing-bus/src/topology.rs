@@ -1,0 +1,163 @@
+//! The topology: exchanges and queues declared idempotently, private queues, deletion.
+
+use lapin::ExchangeKind;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::bus::{Bus, BusError, COMMAND_KEY, bounded};
+use crate::config::QueueType;
+
+impl Bus {
+    /// Declares the exchanges and queues (idempotent; arguments must match existing ones).
+    pub async fn declare_topology(&self) -> Result<(), BusError> {
+        let ch = &self.publisher;
+        let t = self.config.timeout;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let n = &self.names;
+        for (exchange, kind) in [
+            (&n.commands_exchange, ExchangeKind::Direct),
+            (&n.dead_letter_exchange, ExchangeKind::Fanout),
+            (&n.events_exchange, ExchangeKind::Topic),
+        ] {
+            bounded(
+                t,
+                "exchange.declare",
+                ch.exchange_declare(
+                    exchange.as_str().into(),
+                    kind,
+                    durable,
+                    FieldTable::default(),
+                ),
+            )
+            .await?;
+        }
+
+        let queue_options = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut dead_args = FieldTable::default();
+        if self.config.queue_type == QueueType::Quorum {
+            dead_args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        bounded(
+            t,
+            "queue.declare",
+            ch.queue_declare(
+                n.dead_letter_queue.as_str().into(),
+                queue_options,
+                dead_args,
+            ),
+        )
+        .await?;
+        bounded(
+            t,
+            "queue.bind",
+            ch.queue_bind(
+                n.dead_letter_queue.as_str().into(),
+                n.dead_letter_exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+
+        let mut args = FieldTable::default();
+        // Rejected (and, with a delivery limit, over-delivered) commands go to the dead-letter queue.
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(n.dead_letter_exchange.as_str().into()),
+        );
+        // One processor consumes at a time; a standby takes over when it goes away. This keeps
+        // the commands of each license in order (ADR 0006).
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        if self.config.queue_type == QueueType::Quorum {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            // No broker delivery limit by default: the broker counts every return, including
+            // those of a reconnect, a shutdown or an outage, so a limit would dead-letter valid
+            // commands. The processor alone decides what is poison (ADR 0009).
+            if self.config.delivery_limit > 0 {
+                args.insert(
+                    "x-delivery-limit".into(),
+                    AMQPValue::LongInt(self.config.delivery_limit as i32),
+                );
+            }
+        }
+        bounded(
+            t,
+            "queue.declare",
+            ch.queue_declare(n.commands_queue.as_str().into(), queue_options, args),
+        )
+        .await?;
+        bounded(
+            t,
+            "queue.bind",
+            ch.queue_bind(
+                n.commands_queue.as_str().into(),
+                n.commands_exchange.as_str().into(),
+                COMMAND_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Declares an exclusive, auto-deleted queue for this process (e.g. for replies); returns its name.
+    pub async fn declare_private_queue(&self, name: &str) -> Result<String, BusError> {
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = bounded(
+            self.config.timeout,
+            "queue.declare",
+            self.publisher
+                .queue_declare(name.into(), options, FieldTable::default()),
+        )
+        .await?;
+        Ok(queue.name().as_str().to_owned())
+    }
+
+    /// Deletes every queue and exchange of this prefix (tests, decommissioning). Messages in them are lost.
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let t = self.config.timeout;
+        let n = &self.names;
+        for queue in [&n.commands_queue, &n.dead_letter_queue] {
+            bounded(
+                t,
+                "queue.delete",
+                self.publisher
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default()),
+            )
+            .await?;
+        }
+        for exchange in [
+            &n.commands_exchange,
+            &n.dead_letter_exchange,
+            &n.events_exchange,
+        ] {
+            bounded(
+                t,
+                "exchange.delete",
+                self.publisher
+                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
