@@ -10,8 +10,8 @@ use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, Interpretation, LicenseSummary, Reply,
 };
 use licensing_store::{
-    AppendOutcome, EventMetadata, InboxKeys, InboxOutcome, NewEvent, Store, StoreError,
-    StreamAppend, Upcasters,
+    AppendOutcome, EventMetadata, InboxKeys, InboxLookup, InboxOutcome, NewEvent, Store,
+    StoreError, StreamAppend, UnitOfWork, Upcasters,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -129,10 +129,10 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
 }
 
 /// Applies a batch of commands, in their order, in one transaction of three round trips: the inbox
-/// lookup and the load of their streams; the decisions in memory (each command sees the ones
-/// before it); the append and the inbox write; the commit. `now` is the processing time (nonce
-/// expiry). Any error rolls the whole batch back; the caller retries it, or applies it in halves to
-/// isolate a poison command.
+/// lookup and the load of their streams (`lookup`); the decisions in memory, each command seeing
+/// the ones before it (`decide`); the append and the inbox write, then the commit (`write`).
+/// `now` is the processing time (nonce expiry). Any error rolls the whole batch back; the caller
+/// retries it, or applies it in halves to isolate a poison command.
 pub async fn apply_batch(
     store: &Store,
     how: &Interpretation,
@@ -141,44 +141,76 @@ pub async fn apply_batch(
     now: OffsetDateTime,
 ) -> Result<Vec<Applied>, ApplyError> {
     let unit = store.begin(Upcasters::new()).await?;
-    let callbacks: Vec<Option<&CallbackCommand>> = envelopes
-        .iter()
-        .map(|e| match &e.command {
-            CommandBody::Callback(c) => Some(c),
-            _ => None,
-        })
-        .collect();
-    let content_keys: Vec<Option<String>> = callbacks
-        .iter()
-        .map(|c| c.and_then(CallbackCommand::content_key))
-        .collect();
+    let read = Read::of(envelopes, how);
+    let (known, states) = lookup(&unit, envelopes, &read, now).await?;
+    let batch = decide(envelopes, &read, &known, states, nonce_ttl, now)?;
+    write(unit, envelopes, batch, now).await
+}
+
+/// What a batch's envelopes say, read once: their callbacks, content keys, domain commands and
+/// the streams they touch.
+struct Read<'a> {
+    callbacks: Vec<Option<&'a CallbackCommand>>,
+    content_keys: Vec<Option<String>>,
+    commands: Vec<Result<domain::Command, String>>,
+    stream_ids: Vec<String>,
+}
+
+impl<'a> Read<'a> {
+    fn of(envelopes: &[&'a CommandEnvelope], how: &Interpretation) -> Self {
+        let callbacks: Vec<Option<&CallbackCommand>> = envelopes
+            .iter()
+            .map(|e| match &e.command {
+                CommandBody::Callback(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let content_keys = callbacks
+            .iter()
+            .map(|c| c.and_then(CallbackCommand::content_key))
+            .collect();
+        let commands: Vec<Result<domain::Command, String>> = envelopes
+            .iter()
+            .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
+            .collect();
+        let mut stream_ids: Vec<String> = commands
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .map(|c| c.license.stream_name(c.sandbox))
+            .collect();
+        stream_ids.sort_unstable();
+        stream_ids.dedup();
+        Self {
+            callbacks,
+            content_keys,
+            commands,
+            stream_ids,
+        }
+    }
+}
+
+/// The first round trip (with the BEGIN): everything the inbox knows of the commands, and the
+/// state of every stream they touch.
+async fn lookup(
+    unit: &UnitOfWork,
+    envelopes: &[&CommandEnvelope],
+    read: &Read<'_>,
+    now: OffsetDateTime,
+) -> Result<(Vec<InboxLookup>, HashMap<String, License>), ApplyError> {
     let keys: Vec<InboxKeys<'_>> = envelopes
         .iter()
-        .zip(&callbacks)
-        .zip(&content_keys)
+        .zip(&read.callbacks)
+        .zip(&read.content_keys)
         .map(|((envelope, callback), key)| InboxKeys {
             message_id: envelope.message_id,
             nonce: callback.map(|c| c.nonce.as_str()),
             content_key: key.as_deref(),
         })
         .collect();
-    // The domain commands, and the streams they touch.
-    let commands: Vec<Result<domain::Command, String>> = envelopes
-        .iter()
-        .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
-        .collect();
-    let mut stream_ids: Vec<String> = commands
-        .iter()
-        .filter_map(|c| c.as_ref().ok())
-        .map(|c| c.license.stream_name(c.sandbox))
-        .collect();
-    stream_ids.sort_unstable();
-    stream_ids.dedup();
-    let refs: Vec<&str> = stream_ids.iter().map(String::as_str).collect();
-    // One round trip (with the BEGIN) for everything the inbox knows and every stream.
+    let refs: Vec<&str> = read.stream_ids.iter().map(String::as_str).collect();
     let (known, loaded) = join(unit.inbox_lookup(&keys, now), unit.load_many(&refs)).await;
     let (known, loaded) = (known?, loaded?);
-    let mut states = HashMap::with_capacity(stream_ids.len());
+    let mut states = HashMap::with_capacity(read.stream_ids.len());
     for (stream, events) in loaded {
         let mut state = License::default();
         for event in &events {
@@ -191,7 +223,22 @@ pub async fn apply_batch(
         }
         states.insert(stream, state);
     }
+    Ok((known, states))
+}
 
+/// Decides each command in order, against the state the ones before it left: the stored reply of
+/// a redelivery, a refusal for a replayed nonce, the first answer of a repeated callback, else the
+/// domain's decision with its events queued.
+fn decide<'a>(
+    envelopes: &[&CommandEnvelope],
+    read: &'a Read<'a>,
+    known: &[InboxLookup],
+    states: HashMap<String, License>,
+    nonce_ttl: time::Duration,
+    now: OffsetDateTime,
+) -> Result<Batch<'a>, ApplyError> {
+    let (callbacks, content_keys) = (&read.callbacks, &read.content_keys);
+    let commands = read.commands.iter().cloned();
     let mut batch = Batch {
         results: Vec::with_capacity(envelopes.len()),
         messages: HashMap::new(),
@@ -260,6 +307,16 @@ pub async fn apply_batch(
         batch.results.push(applied);
     }
 
+    Ok(batch)
+}
+
+/// The second round trip, the append and everything the inbox must remember, then the commit.
+async fn write(
+    unit: UnitOfWork,
+    envelopes: &[&CommandEnvelope],
+    batch: Batch<'_>,
+    now: OffsetDateTime,
+) -> Result<Vec<Applied>, ApplyError> {
     // One round trip for the append and everything the inbox must remember.
     let replies: Vec<serde_json::Value> = batch
         .record
