@@ -10,16 +10,28 @@ use licensing_projector::{Projector, ProjectorConfig};
 use licensing_runtime::{Settings, init_logging, shutdown_signal};
 use prometheus_client::registry::Registry;
 
+/// License views, the query API, and the outbound activation and heartbeat calls. Settings come
+/// from LICENSING_* variables (see the README).
+#[derive(Debug, clap::Parser)]
+#[command(name = "licensing-projector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Rebuild the license view from the event store into a new table and swap it in, while the
+    /// service keeps running (needs only LICENSING_DATABASE_URL).
+    Rebuild,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.as_slice() {
-        [] => run().await,
-        [command] if command == "rebuild" => rebuild().await,
-        _ => {
-            eprintln!("usage: licensing-projector [rebuild]");
-            return std::process::ExitCode::from(2);
-        }
+    let cli = <Cli as clap::Parser>::parse();
+    let result = match cli.command {
+        None => run().await,
+        Some(Command::Rebuild) => rebuild().await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

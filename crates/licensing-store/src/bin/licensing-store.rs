@@ -8,25 +8,28 @@
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use licensing_store::{Store, StoreConfig, StoreError};
 
-const USAGE: &str = "usage: licensing-store <migrate|status>\n\
-                     The database is read from LICENSING_DATABASE_URL.";
+/// Operate the event store. The database is read from LICENSING_DATABASE_URL.
+#[derive(Debug, Parser)]
+#[command(name = "licensing-store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+enum Command {
+    /// Apply the pending migrations (the services also do this at start).
+    Migrate,
+    /// Schema version, event count, last position, follower checkpoints.
+    Status,
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match args.as_slice() {
-        [c] if c == "migrate" || c == "status" => c.clone(),
-        [c] if c == "-h" || c == "--help" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let command = Cli::parse().command;
     let Ok(url) = std::env::var("LICENSING_DATABASE_URL") else {
         eprintln!(
             "licensing-store: LICENSING_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/licensing)"
@@ -34,7 +37,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match Store::connect(&StoreConfig::new(url)) {
-        Ok(store) if command == "migrate" => migrate(&store).await,
+        Ok(store) if command == Command::Migrate => migrate(&store).await,
         Ok(store) => status(&store).await,
         Err(e) => Err(e),
     };
