@@ -784,3 +784,43 @@ async fn a_lock_held_on_the_view_table_makes_the_projector_not_ready_and_never_h
     .await;
     assert_eq!(license["license"], "PL750");
 }
+
+#[tokio::test]
+async fn the_query_api_answers_as_its_openapi_document_says() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    assert_eq!(
+        code(
+            &stack
+                .callback(&support::renew("PL790", "CS790", "20270101000000", false))
+                .await
+        ),
+        "000000"
+    );
+    stack.wait_event("license-PL790", "renewed").await;
+    let base = stack.query_url("");
+    let document = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    // schemathesis, installed by scripts/test (`python3 -m pip install schemathesis`).
+    let output = std::process::Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run", document.to_str().unwrap()])
+        .args(["--url", &base, "--checks", "all"])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args([
+            "--max-examples",
+            "30",
+            "--workers",
+            "2",
+            "--no-color",
+            "--seed",
+            "1",
+        ])
+        .output()
+        .expect("python3 runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use licensing_bus::Bus;
-use licensing_runtime::{Backoff, CancellationToken, Health, Readiness, ops_service, supervise};
+use licensing_runtime::{
+    Backoff, CancellationToken, Health, Readiness, get_only, ops_service, supervise,
+};
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
@@ -55,18 +57,6 @@ async fn openapi() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI)
-}
-
-/// A route that answers GET (and HEAD), and 405 with the JSON error body to any other method.
-fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(query::method_not_allowed))
 }
 
 impl Projector {

@@ -33,15 +33,6 @@ fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
     )
 }
 
-/// 405 with the JSON error body, for a method a route does not declare.
-pub(crate) async fn method_not_allowed() -> HttpResponse {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route answers GET only",
-    )
-}
-
 /// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
 fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
     match raw {
@@ -172,7 +163,11 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
         expire_after: instant("expire_after", raw.expire_after.as_ref())?,
         expire_before: instant("expire_before", raw.expire_before.as_ref())?,
         heartbeat_before_day: raw.heartbeat_before_day,
-        limit: raw.limit.unwrap_or(100).clamp(1, 1000),
+        limit: match raw.limit {
+            None => 100,
+            Some(limit @ 1..=1000) => limit,
+            Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
+        },
         cursor: text_filter("cursor", raw.cursor)?,
     })
 }

@@ -43,6 +43,28 @@ async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
     }
 }
 
+/// 405 with `Allow: GET` and the JSON error body, for a method a GET route does not answer.
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", "GET"))
+        .json(serde_json::json!({
+            "code": "method_not_allowed",
+            "message": "this route answers GET only",
+        }))
+}
+
+/// A route that answers GET, and [`method_not_allowed`] to any other method.
+pub fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
 /// The `/healthz`, `/readyz` and `/metrics` routes, to mount on any actix app.
 pub fn ops_service(
     registry: Arc<Mutex<Registry>>,
@@ -54,9 +76,9 @@ pub fn ops_service(
     });
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(data.clone())
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics));
+            .service(get_only("/healthz", healthz))
+            .service(get_only("/readyz", readyz))
+            .service(get_only("/metrics", metrics));
     }
 }
 
