@@ -162,7 +162,14 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
         order: text_filter("order", raw.order)?,
         expire_after: instant("expire_after", raw.expire_after.as_ref())?,
         expire_before: instant("expire_before", raw.expire_before.as_ref())?,
-        heartbeat_before_day: raw.heartbeat_before_day,
+        heartbeat_before_day: match raw.heartbeat_before_day {
+            Some(day) if !(0..=1_000_000).contains(&day) => {
+                return Err(
+                    "heartbeat_before_day must be a day number from 0 to 1000000".to_owned(),
+                );
+            }
+            day => day,
+        },
         limit: match raw.limit {
             None => 100,
             Some(limit @ 1..=1000) => limit,
