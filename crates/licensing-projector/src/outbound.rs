@@ -60,6 +60,9 @@ struct Job {
     claim_since: Option<time::OffsetDateTime>,
 }
 
+/// The longest wait between activate calls while the buyer has not claimed the code.
+const AWAITING_CLAIM_CAP: Duration = Duration::from_secs(3600);
+
 /// The worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
@@ -81,33 +84,31 @@ pub(crate) struct Outbound {
     pub(crate) metrics: Metrics,
 }
 
-/// The delay before a job is tried again (exponential with jitter, capped; slow for credentials).
+/// The delay before a job is tried again: exponential from `base` with jitter, capped at `cap`
+/// (at an hour while the buyer has not claimed the code); the cap itself for refused credentials
+/// and for outcomes that need nothing more (in case the outcome command is lost).
 fn backoff(
     base: Duration,
     cap: Duration,
     tries: i32,
     disposition: Option<Disposition>,
 ) -> Duration {
-    let exponential = base
-        .saturating_mul(1u32 << tries.clamp(0, 16) as u32)
-        .min(cap);
     let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0; // 0..1
-    let delay = exponential.mul_f64(0.5 + jitter / 2.0);
+    let exponential = |cap: Duration| {
+        base.saturating_mul(1u32 << tries.clamp(0, 16) as u32)
+            .min(cap)
+            .mul_f64(0.5 + jitter / 2.0)
+    };
     match disposition {
         Some(Disposition::Credentials) => cap,
-        // The buyer has not claimed the code yet: back off to hourly.
-        Some(Disposition::AwaitingClaim) => base
-            .saturating_mul(1u32 << tries.clamp(0, 16) as u32)
-            .min(Duration::from_secs(3600))
-            .mul_f64(0.5 + jitter / 2.0),
-        // Nothing more to do until the outcome is applied: look again later in case it is lost.
+        Some(Disposition::AwaitingClaim) => exponential(AWAITING_CLAIM_CAP),
         Some(
             Disposition::Success
             | Disposition::AlreadyActivated
             | Disposition::Permanent
             | Disposition::Rejected,
         ) => cap.max(base),
-        _ => delay,
+        _ => exponential(cap),
     }
 }
 
@@ -392,5 +393,43 @@ fn heartbeat_result(
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unclaimed_code_backs_off_to_hourly_other_failures_to_the_cap() {
+        let (base, cap) = (Duration::from_secs(2), Duration::from_secs(600));
+        let waiting = backoff(base, cap, 16, Some(Disposition::AwaitingClaim));
+        assert!(
+            waiting > cap && waiting <= AWAITING_CLAIM_CAP,
+            "{waiting:?}"
+        );
+        let retry = backoff(base, cap, 16, Some(Disposition::Retry));
+        assert!(retry <= cap && retry >= cap / 2, "{retry:?}");
+        let first = backoff(base, cap, 0, Some(Disposition::AwaitingClaim));
+        assert!(first <= base, "{first:?}");
+    }
+
+    #[test]
+    fn a_heartbeat_success_without_data_is_acknowledged() {
+        let base = url::Url::parse("https://mkt.example.test").unwrap();
+        for raw in [
+            r#"{"error_code":"92020000","error_msg":"success"}"#,
+            r#"{"error_code":"92020000","error_msg":"success","data":"unexpected"}"#,
+        ] {
+            let reply = Reply::<HeartbeatData>::decode(base.clone(), 200, raw.to_owned());
+            assert_eq!(
+                heartbeat_result(Ok(reply)),
+                HeartbeatResultV1::Acknowledged {
+                    status: String::new(),
+                    expire_time: None,
+                },
+                "{raw}"
+            );
+        }
     }
 }

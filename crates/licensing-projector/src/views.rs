@@ -43,7 +43,15 @@ fn ts(t: Timestamp) -> OffsetDateTime {
 
 /// A license's state from its stored events.
 pub fn replay(stream: &str, events: &[RecordedEvent]) -> Result<License, String> {
-    let mut state = License::default();
+    fold(License::default(), stream, events.iter())
+}
+
+/// `state` after `events` of `stream`.
+fn fold<'a>(
+    mut state: License,
+    stream: &str,
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+) -> Result<License, String> {
     for e in events {
         let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
             .map_err(|err| format!("{stream}: {err}"))?;
@@ -170,14 +178,9 @@ impl Views {
         new: &[&RecordedEvent],
     ) -> Result<License, String> {
         let first = new.first().map_or(0, |e| e.stream_version);
-        if let Some(mut state) = self.kept.remove(stream) {
+        if let Some(state) = self.kept.remove(stream) {
             if state.version as i64 + 1 == first {
-                for e in new {
-                    let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
-                        .map_err(|err| format!("{stream}: {err}"))?;
-                    state = domain::evolve(state, &event);
-                }
-                return Ok(state);
+                return fold(state, stream, new.iter().copied());
             }
         }
         let events = load_stream(tx, stream, &Upcasters::new())
