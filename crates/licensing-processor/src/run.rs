@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use licensing_bus::{Bus, Incoming, Outgoing};
 use licensing_messages::{CommandBody, CommandEnvelope};
-use licensing_runtime::{Backoff, CancellationToken, Health, supervise};
+use licensing_runtime::{Backoff, CancellationToken, Health, panic_message, supervise, until_done};
 use licensing_store::Store;
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
@@ -94,21 +94,17 @@ impl Processor {
     /// RabbitMQ outages; every task is supervised (restarted with backoff, shown by `/readyz`);
     /// returns when cancelled, after the commands in hand are finished.
     pub async fn run(&self, cancel: CancellationToken) -> anyhow::Result<()> {
-        self.health.down("migrations", "starting");
-        let mut backoff = Backoff::reconnect();
-        loop {
-            match self.store.migrate().await {
-                Ok(_) => break,
-                Err(e) if e.is_unavailable() => {
-                    tracing::warn!(error = %e, "event store unavailable at start, retrying");
-                    if !backoff.wait(&cancel).await {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let migrated = until_done(
+            &self.health,
+            "migrations",
+            &cancel,
+            || self.store.migrate(),
+            licensing_store::StoreError::is_unavailable,
+        )
+        .await?;
+        if migrated.is_none() {
+            return Ok(());
         }
-        self.health.up("migrations");
         let retention = supervise(&self.health, "nonce_retention", cancel.clone(), {
             let store = self.store.clone();
             move |task| {
@@ -259,11 +255,7 @@ impl Processor {
                 Ok(applied) => applied,
                 Err(panic) => Err(ApplyError::Poison {
                     reason: "panic",
-                    detail: panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "while applying".to_owned()),
+                    detail: panic_message(panic.as_ref()),
                 }),
             };
             let retry = match applied {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use licensing_bus::Bus;
 use licensing_runtime::{
-    Backoff, CancellationToken, Health, Readiness, get_only, ops_service, supervise,
+    CancellationToken, Health, Readiness, get_only, ops_service, supervise, until_done,
 };
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
@@ -120,25 +120,21 @@ impl Projector {
     /// Runs the views follower, the event publisher, the outbound worker, the gauges and the query
     /// API until `cancel`; each task is supervised (restarted with backoff, shown by `/readyz`).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        self.health.down("migrations", "starting");
-        let mut backoff = Backoff::reconnect();
-        loop {
-            let ready = async {
-                self.store.migrate().await?;
-                schema::ensure(&self.store).await
-            };
-            match ready.await {
-                Ok(()) => break,
-                Err(e) if e.is_unavailable() => {
-                    tracing::warn!(error = %e, "event store unavailable at start, retrying");
-                    if !backoff.wait(&cancel).await {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let store = &self.store;
+        let migrated = until_done(
+            &self.health,
+            "migrations",
+            &cancel,
+            || async {
+                store.migrate().await?;
+                schema::ensure(store).await
+            },
+            licensing_store::StoreError::is_unavailable,
+        )
+        .await?;
+        if migrated.is_none() {
+            return Ok(());
         }
-        self.health.up("migrations");
         let views = supervise(&self.health, "license_views", cancel.clone(), {
             let (store, day_zone, account) = (
                 self.store.clone(),

@@ -14,7 +14,7 @@ mod supervise;
 
 pub use ops::{Readiness, get_only, method_not_allowed, ops_server, ops_service};
 pub use settings::{Settings, SettingsError, check_secret};
-pub use supervise::{Backoff, Health, Task, supervise};
+pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
 pub use tokio_util::sync::CancellationToken;
 
 /// Whether the request carries `Authorization: Bearer <token>` (the scheme in any case) with one

@@ -148,6 +148,49 @@ impl Health {
     }
 }
 
+/// The text a caught panic carries (empty when it carries none).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// A start-up step (migrations, say) run until it succeeds: a failure `retryable` accepts is logged
+/// and waited out with the reconnect backoff, with `name` shown down on `health` meanwhile; any
+/// other failure is returned. `Ok(None)` when `cancel` fires first.
+pub async fn until_done<T, E, F, Fut>(
+    health: &Health,
+    name: &'static str,
+    cancel: &CancellationToken,
+    mut step: F,
+    retryable: impl Fn(&E) -> bool,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    health.down(name, "starting");
+    let mut backoff = Backoff::reconnect();
+    loop {
+        match step().await {
+            Ok(value) => {
+                health.up(name);
+                return Ok(Some(value));
+            }
+            Err(e) if retryable(&e) => {
+                tracing::warn!(step = name, error = %e, "cannot start yet, retrying");
+                if !backoff.wait(cancel).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What a supervised task gets: its name, the health board and the shutdown token. The task calls
 /// [`Task::up`] once it does its work (connected, caught up…), which also resets its backoff.
 #[derive(Debug, Clone)]
@@ -232,11 +275,7 @@ where
                     tracing::error!(task = name, error = %e, retry_in = ?delay, "task failed, restarting")
                 }
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what = panic_message(panic.as_ref());
                     tracing::error!(task = name, panic = %what, retry_in = ?delay, "task panicked, restarting")
                 }
             }
