@@ -86,6 +86,15 @@ async fn a_bad_setting_stops_start_up_and_names_the_variable() {
             "LICENSING_KOOGALLERY_SK",
         ),
         (
+            "licensing-projector",
+            &[
+                ("LICENSING_KOOGALLERY_AK", SIM_AK),
+                ("LICENSING_KOOGALLERY_SK", SIM_SK),
+                ("LICENSING_KOOGALLERY_URL", "http://koogallery-sim:9090"),
+            ],
+            "LICENSING_KOOGALLERY_URL",
+        ),
+        (
             "licensing-ingress",
             &[("LICENSING_AMQP_QUEUE_TYPE", "stream")],
             "LICENSING_AMQP_QUEUE_TYPE",
@@ -333,4 +342,20 @@ async fn services_started_together_on_a_fresh_database_never_fail_on_the_migrati
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_plain_http_marketplace_url_elsewhere_than_loopback_needs_the_explicit_setting() {
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(
+        "http://koogallery-sim.invalid:9090",
+        &[("LICENSING_KOOGALLERY_ALLOW_HTTP", "true")],
+    );
+    let projector = stack.projector.as_ref().unwrap();
+    assert!(
+        !projector
+            .logged("LICENSING_KOOGALLERY_ALLOW_HTTP=true")
+            .is_empty(),
+        "a warning at start"
+    );
 }

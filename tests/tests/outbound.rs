@@ -827,3 +827,46 @@ async fn the_query_api_answers_as_its_openapi_document_says() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn an_activation_never_claimed_is_parked_after_the_claim_days() {
+    let sim = Simulator::start();
+    sim.put("PL795", "unclaimed").await;
+    let mut stack = Stack::start(&[]).await;
+    // Zero days: parked at the first retry after the first 92020004.
+    stack.start_projector_with(&sim.url, &[("LICENSING_ACTIVATION_CLAIM_DAYS", "0")]);
+    internal(&stack, "/v1/licenses/PL795/activation", json!({})).await;
+    stack.wait_event("license-PL795", "activation_failed").await;
+    let failed = stack
+        .events("license-PL795")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "activation_failed")
+        .unwrap();
+    assert_eq!(failed.payload["failure"]["code"], "92020004");
+    assert_eq!(failed.payload["failure"]["retryable"], false);
+    let license = eventually("the view to show the activation parked", 30, || async {
+        let v = view(&stack, "PL795").await;
+        (v["status"] == "activation_failed").then_some(v)
+    })
+    .await;
+    assert!(
+        license["activation"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parked")),
+        "{license}"
+    );
+    eventually("the activate job to end", 30, || async {
+        let client = stack.store.client().await.unwrap();
+        let jobs: i64 = client
+            .query_one(
+                "SELECT count(*) FROM outbound_jobs WHERE license = 'PL795'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (jobs == 0).then_some(())
+    })
+    .await;
+}

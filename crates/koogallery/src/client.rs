@@ -366,6 +366,11 @@ mod tests {
                 matches!(Client::new(config(bad)), Err(ClientError::InsecureUrl(_))),
                 "{bad}"
             );
+            let allowed = ClientConfig {
+                allow_http: true,
+                ..config(bad)
+            };
+            assert!(Client::new(allowed).is_ok(), "{bad} with allow_http");
         }
         assert!(matches!(
             Client::new(config("ftp://example.com")),

@@ -247,3 +247,17 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_never_shows_the_database_password() {
+        let config = StoreConfig::new("postgres://licensing:hunter2-hunter2@db:5432/licensing");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let store = Store::connect(&config).unwrap();
+        assert!(!format!("{store:?}").contains("hunter2"));
+    }
+}
