@@ -137,15 +137,6 @@ impl Health {
             Err(down.join(", "))
         }
     }
-
-    /// The restarts counted for `task` so far.
-    pub fn restarts(&self, task: &str) -> u64 {
-        self.restarts
-            .get_or_create(&TaskLabel {
-                task: task.to_owned(),
-            })
-            .get()
-    }
 }
 
 /// The text a caught panic carries (empty when it carries none).
@@ -208,16 +199,6 @@ impl Task {
         self.was_up
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.health.up(self.name);
-    }
-
-    /// The task is alive but cannot work for now (for example, it is waiting for the database).
-    pub fn down(&self, reason: &'static str) {
-        self.health.down(self.name, reason);
-    }
-
-    /// The task's name.
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 }
 
@@ -341,7 +322,6 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(health.restarts("flaky"), 2);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry.lock().unwrap()).unwrap();
         assert!(
