@@ -141,23 +141,25 @@ pub async fn apply_batch(
     now: OffsetDateTime,
 ) -> Result<Vec<Applied>, ApplyError> {
     let unit = store.begin(Upcasters::new()).await?;
-    let read = Read::of(envelopes, how);
+    let (read, commands) = Read::of(envelopes, how);
     let (known, states) = lookup(&unit, envelopes, &read, now).await?;
-    let batch = decide(envelopes, &read, &known, states, nonce_ttl, now)?;
+    let batch = decide(envelopes, &read, commands, &known, states, nonce_ttl, now)?;
     write(unit, envelopes, batch, now).await
 }
 
-/// What a batch's envelopes say, read once: their callbacks, content keys, domain commands and
-/// the streams they touch.
+/// What a batch's envelopes say, read once: their callbacks, content keys and the streams their
+/// domain commands touch.
 struct Read<'a> {
     callbacks: Vec<Option<&'a CallbackCommand>>,
     content_keys: Vec<Option<String>>,
-    commands: Vec<Result<domain::Command, String>>,
     stream_ids: Vec<String>,
 }
 
+/// Each envelope's domain command, or why it is not one.
+type Commands = Vec<Result<domain::Command, String>>;
+
 impl<'a> Read<'a> {
-    fn of(envelopes: &[&'a CommandEnvelope], how: &Interpretation) -> Self {
+    fn of(envelopes: &[&'a CommandEnvelope], how: &Interpretation) -> (Self, Commands) {
         let callbacks: Vec<Option<&CallbackCommand>> = envelopes
             .iter()
             .map(|e| match &e.command {
@@ -169,7 +171,7 @@ impl<'a> Read<'a> {
             .iter()
             .map(|c| c.and_then(CallbackCommand::content_key))
             .collect();
-        let commands: Vec<Result<domain::Command, String>> = envelopes
+        let commands: Commands = envelopes
             .iter()
             .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
             .collect();
@@ -180,12 +182,12 @@ impl<'a> Read<'a> {
             .collect();
         stream_ids.sort_unstable();
         stream_ids.dedup();
-        Self {
+        let read = Self {
             callbacks,
             content_keys,
-            commands,
             stream_ids,
-        }
+        };
+        (read, commands)
     }
 }
 
@@ -232,13 +234,13 @@ async fn lookup(
 fn decide<'a>(
     envelopes: &[&CommandEnvelope],
     read: &'a Read<'a>,
+    commands: Commands,
     known: &[InboxLookup],
     states: HashMap<String, License>,
     nonce_ttl: time::Duration,
     now: OffsetDateTime,
 ) -> Result<Batch<'a>, ApplyError> {
     let (callbacks, content_keys) = (&read.callbacks, &read.content_keys);
-    let commands = read.commands.iter().cloned();
     let mut batch = Batch {
         results: Vec::with_capacity(envelopes.len()),
         messages: HashMap::new(),
