@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::{LongString, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::{Channel, Connection, ConnectionBuilder, ConnectionProperties};
 
 use crate::config::BusConfig;
 
@@ -86,12 +87,20 @@ impl Bus {
         let properties = ConnectionProperties::default().with_connection_name(LongString::from(
             format!("licensing-{}", std::process::id()),
         ));
-        let connection = bounded(
-            config.timeout,
-            "connect",
-            Connection::connect(&config.url, properties),
-        )
-        .await?;
+        // `amqps://` verifies the broker's certificate against the system's roots and `ca_pem`.
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: config.ca_pem.clone(),
+        };
+        let connect = async {
+            ConnectionBuilder::new()?
+                .with_uri_str(config.url.clone())
+                .with_properties(properties)
+                .with_tls_config(tls)
+                .connect()
+                .await
+        };
+        let connection = bounded(config.timeout, "connect", connect).await?;
         let publisher =
             bounded(config.timeout, "channel.open", connection.create_channel()).await?;
         bounded(

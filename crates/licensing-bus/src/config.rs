@@ -23,7 +23,7 @@ impl std::str::FromStr for QueueType {
 }
 
 /// How to reach RabbitMQ and how the topology is named.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BusConfig {
     /// `amqp://user:password@host:port/vhost` (`LICENSING_AMQP_URL`).
     pub url: String,
@@ -36,6 +36,23 @@ pub struct BusConfig {
     pub delivery_limit: u32,
     /// Longest wait for a connection or a publisher confirm.
     pub timeout: Duration,
+    /// PEM certificates trusted besides the system's roots for `amqps://` (read from the file
+    /// named by `LICENSING_AMQP_CA`).
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL holds the broker's password.
+        f.debug_struct("BusConfig")
+            .field("url", &"[redacted]")
+            .field("prefix", &self.prefix)
+            .field("queue_type", &self.queue_type)
+            .field("delivery_limit", &self.delivery_limit)
+            .field("timeout", &self.timeout)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "[set]"))
+            .finish()
+    }
 }
 
 impl BusConfig {
@@ -47,14 +64,15 @@ impl BusConfig {
             queue_type: QueueType::Quorum,
             delivery_limit: 0,
             timeout: Duration::from_secs(2),
+            ca_pem: None,
         }
     }
 }
 
 impl BusConfig {
     /// Reads `LICENSING_AMQP_URL` (required), `LICENSING_AMQP_PREFIX`, `LICENSING_AMQP_QUEUE_TYPE`
-    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT` and `LICENSING_AMQP_TIMEOUT_MS`
-    /// through `get`. An error names the variable.
+    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT`, `LICENSING_AMQP_TIMEOUT_MS` and
+    /// `LICENSING_AMQP_CA` (a PEM file, read now) through `get`. An error names the variable.
     pub fn from_lookup(
         get: impl Fn(&'static str) -> Option<String>,
     ) -> Result<Self, (&'static str, String)> {
@@ -93,6 +111,14 @@ impl BusConfig {
             get("LICENSING_AMQP_TIMEOUT_MS"),
             2000,
         )?);
+        if let Some(path) = get("LICENSING_AMQP_CA") {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| ("LICENSING_AMQP_CA", format!("{path}: {e}")))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(("LICENSING_AMQP_CA", format!("{path}: holds no PEM certificate")));
+            }
+            config.ca_pem = Some(pem);
+        }
         Ok(config)
     }
 }

@@ -60,7 +60,8 @@ impl ProcessorConfig {
             ));
         }
         Ok(Self {
-            store: StoreConfig::new(settings.required("LICENSING_DATABASE_URL")?),
+            store: StoreConfig::from_lookup(settings.lookup())
+                .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,
             bus: bus_config(settings)?,
             ops_addr: settings
                 .optional("LICENSING_PROCESSOR_ADDR")?

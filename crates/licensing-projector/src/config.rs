@@ -97,7 +97,8 @@ impl ProjectorConfig {
                 // fail (and are retried, or answered 503) instead.
                 statement_timeout: Some(Duration::from_secs(30)),
                 lock_timeout: Some(Duration::from_secs(5)),
-                ..StoreConfig::new(settings.required("LICENSING_DATABASE_URL")?)
+                ..StoreConfig::from_lookup(settings.lookup())
+                    .map_err(|(name, reason)| SettingsError::invalid(name, reason))?
             },
             bus: BusConfig::from_lookup(settings.lookup())
                 .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,

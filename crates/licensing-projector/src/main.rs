@@ -45,9 +45,9 @@ async fn main() -> std::process::ExitCode {
 async fn rebuild() -> anyhow::Result<()> {
     use std::io::Write;
     let settings = Settings::load()?;
-    let store = licensing_store::Store::connect(&licensing_store::StoreConfig::new(
-        settings.required("LICENSING_DATABASE_URL")?,
-    ))?;
+    let config = licensing_store::StoreConfig::from_lookup(settings.lookup())
+        .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
+    let store = licensing_store::Store::connect(&config)?;
     let mut last_shown = std::time::Instant::now();
     let report = licensing_projector::rebuild(&store, |done, total| {
         if done == total || last_shown.elapsed().as_millis() > 200 {

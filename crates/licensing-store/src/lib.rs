@@ -18,6 +18,7 @@ mod inbox;
 mod read;
 mod store;
 mod subscription;
+mod tls;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unit_of_work;

@@ -1,13 +1,13 @@
 //! The store handle: a pool of connections that survives PostgreSQL restarts, and migrations.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
-use tokio_postgres::NoTls;
-
 use crate::error::StoreError;
+use crate::tls::{MakeRustls, split_sslmode};
 
 /// The embedded migrations, applied in order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -35,6 +35,9 @@ pub struct StoreConfig {
     /// `lock_timeout` of every session, when set: a lock held elsewhere fails the statement
     /// (SQLSTATE `55P03`, retried) instead of stalling it.
     pub lock_timeout: Option<Duration>,
+    /// A PEM file of CA certificates trusted besides the system's roots when `sslmode` is
+    /// `require`, `verify-ca` or `verify-full` (`LICENSING_DATABASE_CA`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -59,7 +63,30 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
             lock_timeout: None,
+            ca_file: None,
         }
+    }
+
+    /// Reads `LICENSING_DATABASE_URL` (required) and `LICENSING_DATABASE_CA` through `get`, with
+    /// the other fields at their defaults. An error names the variable.
+    pub fn from_lookup(
+        get: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, (&'static str, String)> {
+        let url = get("LICENSING_DATABASE_URL").ok_or((
+            "LICENSING_DATABASE_URL",
+            "is required but not set (e.g. postgres://postgres@127.0.0.1:5432/licensing)"
+                .to_owned(),
+        ))?;
+        let mut config = Self::new(url);
+        config.ca_file = get("LICENSING_DATABASE_CA").map(PathBuf::from);
+        // Checked now, so that a bad URL or CA file stops the service at start-up.
+        let (url, mode) = split_sslmode(&config.database_url)
+            .map_err(|e| ("LICENSING_DATABASE_URL", e.to_string()))?;
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| ("LICENSING_DATABASE_URL", format!("invalid database URL: {e}")))?;
+        MakeRustls::new(mode, config.ca_file.as_deref())
+            .map_err(|e| ("LICENSING_DATABASE_CA", e.to_string()))?;
+        Ok(config)
     }
 }
 
@@ -68,6 +95,7 @@ impl StoreConfig {
 pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) pg_config: tokio_postgres::Config,
+    pub(crate) tls: MakeRustls,
     notifier: Arc<Notifier>,
 }
 
@@ -94,8 +122,9 @@ impl Store {
     /// Builds the pool. No connection is opened until one is needed, so this succeeds while
     /// PostgreSQL is down; connections broken by a restart are replaced on their next use.
     pub fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let mut pg_config: tokio_postgres::Config = config
-            .database_url
+        let (database_url, ssl_mode) = split_sslmode(&config.database_url)?;
+        let tls = MakeRustls::new(ssl_mode, config.ca_file.as_deref())?;
+        let mut pg_config: tokio_postgres::Config = database_url
             .parse()
             .map_err(|e| StoreError::Database(format!("invalid database URL: {e}")))?;
         pg_config.connect_timeout(config.connect_timeout);
@@ -121,7 +150,7 @@ impl Store {
         }
         let manager = Manager::from_config(
             pg_config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -137,6 +166,7 @@ impl Store {
         Ok(Self {
             pool,
             pg_config,
+            tls,
             notifier: Arc::default(),
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{StoreError, chain};
@@ -176,7 +176,7 @@ impl Subscription {
         let (client, connection) = self
             .store
             .pg_config
-            .connect(NoTls)
+            .connect(self.store.tls.clone())
             .await
             .map_err(|e| FollowError::Store(e.into()))?;
         let mut listener = std::pin::pin!(listen(client, connection, wake.clone()));

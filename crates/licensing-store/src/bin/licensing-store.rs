@@ -30,13 +30,14 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let command = Cli::parse().command;
-    let Ok(url) = std::env::var("LICENSING_DATABASE_URL") else {
-        eprintln!(
-            "licensing-store: LICENSING_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/licensing)"
-        );
-        return ExitCode::from(2);
+    let config = match StoreConfig::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err((name, reason)) => {
+            eprintln!("licensing-store: {name} {reason}");
+            return ExitCode::from(2);
+        }
     };
-    let result = match Store::connect(&StoreConfig::new(url)) {
+    let result = match Store::connect(&config) {
         Ok(store) if command == Command::Migrate => migrate(&store).await,
         Ok(store) => status(&store).await,
         Err(e) => Err(e),

@@ -54,5 +54,15 @@ fn bad_invocations_say_what_is_wrong() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("LICENSING_DATABASE_URL is not set"));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("LICENSING_DATABASE_URL is required but not set"),
+        "{err}"
+    );
+    let (code, _, err) = run("postgres://postgres@127.0.0.1:5432/x?sslmode=maybe", &["status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("LICENSING_DATABASE_URL") && err.contains("sslmode \"maybe\""),
+        "{err}"
+    );
 }
