@@ -454,34 +454,6 @@ async fn the_openapi_document_is_served_and_lists_every_route() {
     );
 }
 
-async fn views_snapshot(stack: &Stack) -> Vec<String> {
-    let client = stack.store.client().await.unwrap();
-    // Empty until the projector has created its table.
-    client
-        .query(
-            "SELECT row_to_json(v)::text FROM license_views v ORDER BY license, sandbox",
-            &[],
-        )
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
-}
-
-async fn caught_up(stack: &Stack) -> bool {
-    let client = stack.store.client().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT (SELECT coalesce(max(global_position), 0) FROM events),
-                    (SELECT coalesce(min(position), 0) FROM checkpoints WHERE name IN ('license_views', 'event_publisher')),
-                    (SELECT count(*) FROM checkpoints WHERE name IN ('license_views', 'event_publisher'))",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (last, slowest, followers): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    followers == 2 && slowest == last
-}
-
 #[tokio::test]
 async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_everything_in_order()
 {
@@ -507,7 +479,7 @@ async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_e
     };
     let kill = async {
         eventually("some views", 30, || async {
-            (views_snapshot(&stack).await.len() >= 3).then_some(())
+            (stack.views_snapshot().await.len() >= 3).then_some(())
         })
         .await;
         stack.projector.as_ref().unwrap().signal("KILL");
@@ -516,37 +488,16 @@ async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_e
     stack.projector.as_mut().unwrap().wait_exit(10);
     stack.start_projector(&sim.url);
     eventually("both followers to catch up", 30, || async {
-        caught_up(&stack).await.then_some(())
+        stack.projector_caught_up().await.then_some(())
     })
     .await;
 
-    let live = views_snapshot(&stack).await;
+    let live = stack.views_snapshot().await;
     assert_eq!(live.len(), 10);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("target")
-        });
-    let output = std::process::Command::new(target.join("debug/licensing-projector"))
-        .arg("rebuild")
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).starts_with("rebuilt 10 licenses from"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let rebuilt = stack.rebuild_views();
+    assert!(rebuilt.starts_with("rebuilt 10 licenses from"), "{rebuilt}");
     assert_eq!(
-        views_snapshot(&stack).await,
+        stack.views_snapshot().await,
         live,
         "the views after the crash equal a full rebuild"
     );

@@ -53,25 +53,67 @@ impl Certificates {
                 Command::new("openssl").current_dir(&dir).args(args),
             );
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
         openssl(
-            &[&["req", "-x509"][..], &ec[..], &[
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=licensing test CA",
-            ]]
+            &[
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=licensing test CA",
+                ],
+            ]
             .concat(),
         );
         openssl(
-            &[&["req"][..], &ec[..], &[
-                "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-            ]]
+            &[
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
             .concat(),
         );
         std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
         openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
         ]);
-        run("chmod", Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+        run(
+            "chmod",
+            Command::new("chmod").args(["-R", "a+rX"]).arg(&dir),
+        );
         Self { dir }
     }
 
@@ -287,7 +329,9 @@ async fn postgres_is_reached_over_verified_tls_and_rabbitmq_over_amqps() {
     let without_ca = Bus::connect(bus_config.clone()).await;
     assert!(without_ca.is_err(), "an unknown CA is refused by amqps");
     bus_config.ca_pem = Some(std::fs::read_to_string(&ca).unwrap());
-    Bus::connect(bus_config).await.expect("amqps with the CA connects");
+    Bus::connect(bus_config)
+        .await
+        .expect("amqps with the CA connects");
 
     // The real processor, configured by its environment only, runs over both and is ready.
     let prefix = format!("systest-{}.", uuid::Uuid::new_v4().simple());

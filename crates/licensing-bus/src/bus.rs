@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
-use lapin::types::{LongString, ShortString};
 use lapin::tcp::OwnedTLSConfig;
+use lapin::types::{LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionBuilder, ConnectionProperties};
 
 use crate::config::BusConfig;

@@ -115,7 +115,10 @@ impl BusConfig {
             let pem = std::fs::read_to_string(&path)
                 .map_err(|e| ("LICENSING_AMQP_CA", format!("{path}: {e}")))?;
             if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(("LICENSING_AMQP_CA", format!("{path}: holds no PEM certificate")));
+                return Err((
+                    "LICENSING_AMQP_CA",
+                    format!("{path}: holds no PEM certificate"),
+                ));
             }
             config.ca_pem = Some(pem);
         }

@@ -47,6 +47,79 @@ impl Bus {
         })
     }
 
+    /// Subscribes to events under a durable queue `licensing.subscriber.<name>` bound with
+    /// `pattern`: events published while the subscriber is away wait for it there, so a
+    /// subscriber that reconnects with the same name misses nothing. Delete the queue (RabbitMQ's
+    /// tools) when the subscriber is retired.
+    pub async fn subscribe_events_durable(
+        &self,
+        name: &str,
+        pattern: &str,
+        prefetch: u16,
+    ) -> Result<IncomingStream, BusError> {
+        let queue = format!("{}licensing.subscriber.{name}", self.config.prefix);
+        bounded(
+            self.config.timeout,
+            "queue.declare",
+            self.publisher.queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        bounded(
+            self.config.timeout,
+            "queue.bind",
+            self.publisher.queue_bind(
+                queue.as_str().into(),
+                self.names.events_exchange.as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        self.consume(&queue, prefetch, false).await
+    }
+
+    /// Deletes a queue and the messages in it (a retired durable subscriber).
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
+        bounded(
+            self.config.timeout,
+            "queue.delete",
+            self.publisher
+                .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Messages ready in a queue (not counting those delivered and not yet acknowledged). Asks
+    /// on a channel of its own: a missing queue closes the channel that asked.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, BusError> {
+        let t = self.config.timeout;
+        let channel = bounded(t, "channel.open", self.connection.create_channel()).await?;
+        let declared = bounded(
+            t,
+            "queue.declare",
+            channel.queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok(declared?.message_count())
+    }
+
     /// Subscribes to events: a private queue bound to the events exchange with `pattern`
     /// (`license.#`, `license.frozen`, `test.license.#`), consumed with manual acks.
     pub async fn subscribe_events(

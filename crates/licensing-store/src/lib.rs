@@ -18,9 +18,9 @@ mod inbox;
 mod read;
 mod store;
 mod subscription;
-mod tls;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod unit_of_work;
 
 pub use append::AppendOutcome;

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::Notify;
 use crate::error::StoreError;
 use crate::tls::{MakeRustls, split_sslmode};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Notify;
 
 /// The embedded migrations, applied in order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -82,8 +82,12 @@ impl StoreConfig {
         // Checked now, so that a bad URL or CA file stops the service at start-up.
         let (url, mode) = split_sslmode(&config.database_url)
             .map_err(|e| ("LICENSING_DATABASE_URL", e.to_string()))?;
-        url.parse::<tokio_postgres::Config>()
-            .map_err(|e| ("LICENSING_DATABASE_URL", format!("invalid database URL: {e}")))?;
+        url.parse::<tokio_postgres::Config>().map_err(|e| {
+            (
+                "LICENSING_DATABASE_URL",
+                format!("invalid database URL: {e}"),
+            )
+        })?;
         MakeRustls::new(mode, config.ca_file.as_deref())
             .map_err(|e| ("LICENSING_DATABASE_CA", e.to_string()))?;
         Ok(config)

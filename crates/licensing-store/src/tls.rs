@@ -182,13 +182,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -265,9 +262,7 @@ impl ServerCertVerifier for Unverified {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -382,7 +377,10 @@ mod tests {
             split_sslmode("host=db sslmode=verify-ca password='a sslmode=b' user=u").unwrap();
         assert_eq!(
             (rest.as_str(), mode),
-            ("host=db sslmode=require password='a sslmode=b' user=u", SslMode::VerifyCa)
+            (
+                "host=db sslmode=require password='a sslmode=b' user=u",
+                SslMode::VerifyCa
+            )
         );
         let (_, mode) = split_sslmode("postgres://db/x").unwrap();
         assert_eq!(mode, SslMode::Prefer);
@@ -394,6 +392,9 @@ mod tests {
     fn an_unreadable_ca_file_is_refused_by_name() {
         let error = MakeRustls::new(SslMode::VerifyFull, Some(Path::new("/nonexistent/ca.pem")))
             .unwrap_err();
-        assert!(error.to_string().contains("LICENSING_DATABASE_CA"), "{error}");
+        assert!(
+            error.to_string().contains("LICENSING_DATABASE_CA"),
+            "{error}"
+        );
     }
 }

@@ -96,11 +96,15 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the service binaries once per test process and returns their directory.
-fn binaries() -> PathBuf {
+/// Builds the service binaries once per test process and returns their directory, or returns
+/// `LICENSING_TEST_BINARIES` when set (the release build of `scripts/chaos`).
+pub fn binaries() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(dir) = std::env::var_os("LICENSING_TEST_BINARIES") {
+                return PathBuf::from(dir);
+            }
             let status = Command::new(env!("CARGO"))
                 .args([
                     "build",
@@ -441,6 +445,53 @@ impl Stack {
                 assert!(leaks.is_empty(), "a secret in the logs: {leaks:?}");
             }
         }
+    }
+
+    /// Every license view as a JSON row, in a stable order (empty before the projector made its
+    /// table).
+    pub async fn views_snapshot(&self) -> Vec<String> {
+        let client = self.store.client().await.unwrap();
+        client
+            .query(
+                "SELECT row_to_json(v)::text FROM license_views v ORDER BY license, sandbox",
+                &[],
+            )
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the projector's view follower and event publisher have handled every event.
+    pub async fn projector_caught_up(&self) -> bool {
+        let client = self.store.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT (SELECT coalesce(max(global_position), 0) FROM events),
+                        (SELECT coalesce(min(position), 0) FROM checkpoints
+                          WHERE name IN ('license_views', 'event_publisher')),
+                        (SELECT count(*) FROM checkpoints
+                          WHERE name IN ('license_views', 'event_publisher'))",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (last, slowest, followers): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        followers == 2 && slowest == last
+    }
+
+    /// Runs `licensing-projector rebuild` on this stack's database; returns its standard output.
+    pub fn rebuild_views(&self) -> String {
+        let output = Command::new(binaries().join("licensing-projector"))
+            .arg("rebuild")
+            .env("LICENSING_DATABASE_URL", &self.db.url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// The number of events in the store.

@@ -59,7 +59,10 @@ fn bad_invocations_say_what_is_wrong() {
         err.contains("LICENSING_DATABASE_URL is required but not set"),
         "{err}"
     );
-    let (code, _, err) = run("postgres://postgres@127.0.0.1:5432/x?sslmode=maybe", &["status"]);
+    let (code, _, err) = run(
+        "postgres://postgres@127.0.0.1:5432/x?sslmode=maybe",
+        &["status"],
+    );
     assert_eq!(code, 2);
     assert!(
         err.contains("LICENSING_DATABASE_URL") && err.contains("sslmode \"maybe\""),

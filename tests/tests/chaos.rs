@@ -1,0 +1,77 @@
+//! Two minutes of the chaos loop (`tests/examples/chaos.rs`, `scripts/chaos` for longer runs):
+//! every service killed and restarted, RabbitMQ stopped and started, PostgreSQL restarted, under
+//! load; nothing lost, nothing doubled. In a test binary of its own, so that no other test shares
+//! the machine's PostgreSQL and RabbitMQ while they are restarted.
+
+use std::process::Command;
+
+#[test]
+fn two_minutes_of_chaos_lose_nothing_and_double_nothing() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        eprintln!("skipped: the chaos loop restarts PostgreSQL and RabbitMQ, which needs root");
+        return;
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "system-tests",
+            "--example",
+            "chaos",
+        ])
+        .current_dir(workspace)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the chaos loop failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let seed = std::env::var("CHAOS_SEED").unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string()
+    });
+    let output = Command::new(target.join("debug/examples/chaos"))
+        .args(["2", &seed])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("chaos:") || l.starts_with("  violation"))
+        .collect();
+    eprintln!("{}", verdict.join("\n"));
+    assert!(
+        output.status.success() && stdout.contains("chaos: PASS"),
+        "the chaos loop found violations (seed {seed}):\n{}\n{}",
+        verdict.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .filter(|l| l.starts_with("chaos:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Every kind of fault happened at least once.
+    for fault in [
+        "KillIngress",
+        "KillProcessor",
+        "KillProjector",
+        "RestartBroker",
+        "RestartPostgres",
+    ] {
+        assert!(
+            stdout.contains(&format!("{fault}=")),
+            "{fault} injected: {stdout}"
+        );
+    }
+}
