@@ -302,3 +302,21 @@ async fn an_idempotency_key_reused_with_another_body_is_refused() {
         ["registered", "activation_requested"]
     );
 }
+
+#[tokio::test]
+async fn the_internal_api_answers_as_its_openapi_document_says() {
+    let stack = Stack::start(&[]).await;
+    // Only the internal API's operations (and the shared ops routes) live on this listener.
+    // `positive_data_acceptance` is left out: a schema cannot say "within the last 36 hours" for
+    // a usage report's `at`, nor "a real calendar date" for `real_effect_time`, so valid-looking
+    // values are rightly refused with 400 (`invalid_usage_time`, `invalid_body`).
+    schemathesis(
+        &stack.internal_url(""),
+        &[
+            "--include-path-regex",
+            "/(activation|usage)$|^/(healthz|readyz|metrics)$",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ],
+    );
+}

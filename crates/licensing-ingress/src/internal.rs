@@ -2,7 +2,7 @@
 //! Errors are JSON `{"code", "message"}`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use licensing_domain::LicenseCode;
 use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION, LicenseSummary, Reply};
 use serde::Deserialize;
@@ -12,8 +12,50 @@ use time::format_description::well_known::Rfc3339;
 use crate::dispatch::{Dispatched, dispatch};
 use crate::{State, now_millis, request_id};
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "code": code, "message": message.into() }))
+/// An internal API error, answered as `{"code", "message"}` with its status: the handlers' one
+/// error type.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .json(serde_json::json!({ "code": self.code, "message": self.message }))
+    }
 }
 
 /// The message id of a request: derived from its `Idempotency-Key` (so a repeat is recognised by
@@ -45,11 +87,12 @@ pub(crate) async fn require_token(
     if authorized {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let refused = error(
+    let refused = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "a valid bearer token is required",
-    );
+    )
+    .error_response();
     Ok(req.into_response(refused).map_into_right_body())
 }
 
@@ -69,14 +112,18 @@ async fn submit(
     license: String,
     command: CommandBody,
     body: &[u8],
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let response = submit_inner(req, state, route, &license, command, body_hash(body)).await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(e) => e.status,
+    };
     state
         .metrics
         .internal_requests
         .get_or_create(&vec![
             ("route", route.to_owned()),
-            ("status", response.status().as_u16().to_string()),
+            ("status", status.as_u16().to_string()),
         ])
         .inc();
     response
@@ -89,17 +136,16 @@ async fn submit_inner(
     license: &str,
     command: CommandBody,
     request_hash: String,
-) -> HttpResponse {
-    if let Err(e) = LicenseCode::parse(license) {
-        return error(StatusCode::BAD_REQUEST, "invalid_license", e.to_string());
-    }
-    let Some(message_id) = message_id(req, route, license) else {
-        return error(
+) -> Result<HttpResponse, ApiError> {
+    LicenseCode::parse(license)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_license", e.to_string()))?;
+    let message_id = message_id(req, route, license).ok_or_else(|| {
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible characters",
-        );
-    };
+        )
+    })?;
     let envelope = CommandEnvelope {
         v: ENVELOPE_VERSION,
         message_id,
@@ -117,7 +163,7 @@ async fn submit_inner(
     )
     .await
     {
-        Dispatched::Replied(Reply::Applied { license: summary }) => applied(route, summary),
+        Dispatched::Replied(Reply::Applied { license: summary }) => Ok(applied(route, summary)),
         Dispatched::Replied(Reply::Rejected { code, message }) => {
             let status = match code.as_str() {
                 "unknown_license" => StatusCode::NOT_FOUND,
@@ -125,30 +171,30 @@ async fn submit_inner(
                 "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            error(status, &code, message)
+            Err(ApiError::new(status, &code, message))
         }
-        Dispatched::Replied(Reply::Callback(_)) => error(
+        Dispatched::Replied(Reply::Callback(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected reply",
-        ),
+        )),
         Dispatched::Pending => {
             state
                 .metrics
                 .reply_timeouts
                 .get_or_create(&vec![("source", "internal-api".to_owned())])
                 .inc();
-            HttpResponse::Accepted()
+            Ok(HttpResponse::Accepted()
                 .insert_header(("Location", license_url(license)))
-                .json(serde_json::json!({ "status": "processing", "license": license, "location": license_url(license) }))
+                .json(serde_json::json!({ "status": "processing", "license": license, "location": license_url(license) })))
         }
         Dispatched::Unavailable(reason) => {
             tracing::error!(%reason, "cannot hand the request over");
-            error(
+            Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the service cannot take commands right now; retry",
-            )
+            ))
         }
     }
 }
@@ -184,24 +230,16 @@ pub(crate) async fn activation(
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<State>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let license = path.into_inner();
     let parsed: ActivationBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActivationBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(parsed) => parsed,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
-        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?
     };
     if let Some(raw) = &parsed.real_effect_time {
-        if let Err(e) = koogallery::market_time::parse_market_time(raw, time::UtcOffset::UTC) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("real_effect_time: {e}"),
-            );
-        }
+        koogallery::market_time::parse_market_time(raw, time::UtcOffset::UTC)
+            .map_err(|e| ApiError::invalid_body(format!("real_effect_time: {e}")))?;
     }
     let command = CommandBody::RequestActivation {
         license: license.clone(),
@@ -235,48 +273,33 @@ pub(crate) async fn usage(
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<State>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let license = path.into_inner();
-    let parsed: UsageBody = match serde_json::from_slice(&body) {
-        Ok(parsed) => parsed,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
-    };
+    let parsed: UsageBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     if parsed.account.is_empty() || parsed.account.chars().count() > 256 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
+        return Err(ApiError::invalid_body(
             "account must be 1 to 256 characters",
-        );
+        ));
     }
     if parsed.ip.as_ref().is_some_and(|ip| ip.chars().count() > 32) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "ip must be at most 32 characters",
-        );
+        return Err(ApiError::invalid_body("ip must be at most 32 characters"));
     }
     let at_ms = match &parsed.at {
         None => now_millis(),
-        Some(raw) => match time::OffsetDateTime::parse(raw, &Rfc3339) {
-            Ok(at) => koogallery::market_time::unix_millis(at),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    format!("at: {e} (RFC 3339 expected)"),
-                );
-            }
-        },
+        Some(raw) => time::OffsetDateTime::parse(raw, &Rfc3339)
+            .map(koogallery::market_time::unix_millis)
+            .map_err(|e| ApiError::invalid_body(format!("at: {e} (RFC 3339 expected)")))?,
     };
     // Use is reported as it happens: a little clock skew is fine, a day is not (a heartbeat is
     // owed per day of use, and the marketplace counts days).
     let now = now_millis();
     if at_ms > now + USAGE_AHEAD_MS || at_ms < now - USAGE_BEHIND_MS {
-        return error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_usage_time",
             "at must be within the last 36 hours and at most 5 minutes ahead",
-        );
+        ));
     }
     let command = CommandBody::ReportUsage {
         license: license.clone(),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpServer, web};
 use koogallery::signature::Verifier;
-use licensing_runtime::{CancellationToken, Health, Readiness, ops_service, supervise};
+use licensing_runtime::{CancellationToken, Health, Readiness, ops_service, post_only, supervise};
 use prometheus_client::registry::Registry;
 
 pub use config::IngressConfig;
@@ -108,11 +108,11 @@ impl Application {
                     // The token is checked before the body is read.
                     web::scope("/v1")
                         .wrap(actix_web::middleware::from_fn(internal::require_token))
-                        .route(
+                        .service(post_only(
                             "/licenses/{code}/activation",
-                            web::post().to(internal::activation),
-                        )
-                        .route("/licenses/{code}/usage", web::post().to(internal::usage)),
+                            internal::activation,
+                        ))
+                        .service(post_only("/licenses/{code}/usage", internal::usage)),
                 )
                 .configure(ops.clone())
         })

@@ -12,7 +12,7 @@ mod ops;
 mod settings;
 mod supervise;
 
-pub use ops::{Readiness, get_only, method_not_allowed, ops_server, ops_service};
+pub use ops::{Readiness, get_only, method_not_allowed, ops_server, ops_service, post_only};
 pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
 pub use tokio_util::sync::CancellationToken;

@@ -43,13 +43,13 @@ async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
     }
 }
 
-/// 405 with `Allow: GET` and the JSON error body, for a method a GET route does not answer.
-pub async fn method_not_allowed() -> HttpResponse {
+/// 405 with `Allow: {allow}` and the JSON error body, for a method a route does not answer.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
-        .insert_header(("Allow", "GET"))
+        .insert_header(("Allow", allow))
         .json(serde_json::json!({
             "code": "method_not_allowed",
-            "message": "this route answers GET only",
+            "message": format!("this route answers {allow} only"),
         }))
 }
 
@@ -62,7 +62,19 @@ where
 {
     web::resource(path)
         .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(web::to(|| async { method_not_allowed("GET") }))
+}
+
+/// A route that answers POST, and [`method_not_allowed`] to any other method.
+pub fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(|| async { method_not_allowed("POST") }))
 }
 
 /// The `/healthz`, `/readyz` and `/metrics` routes, to mount on any actix app.

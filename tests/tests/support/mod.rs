@@ -539,6 +539,37 @@ impl Drop for Stack {
     }
 }
 
+/// Runs schemathesis (installed by `scripts/test`) with every check against the API at `base`,
+/// driven by `docs/openapi.json`, with the operations chosen by `filters`; fails with its report.
+pub fn schemathesis(base: &str, filters: &[&str]) {
+    let document = workspace().join("docs/openapi.json");
+    let output = Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run", document.to_str().unwrap()])
+        .args(["--url", base, "--checks", "all"])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(filters)
+        .args([
+            "--max-examples",
+            "30",
+            "--workers",
+            "2",
+            "--no-color",
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("python3 runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A query string signed now with a fresh nonce.
 pub fn fresh_query(key: &str, body: &str) -> String {
     let now = std::time::SystemTime::now()
