@@ -24,7 +24,7 @@ pub struct IngressConfig {
     /// `LICENSING_INTERNAL_WAIT_MS`: how long an internal request waits (default 2000).
     pub internal_wait: Duration,
     /// `LICENSING_API_TOKENS`: bearer tokens of the internal API.
-    pub api_tokens: Vec<String>,
+    pub api_tokens: Vec<licensing_runtime::Secret>,
     /// `LICENSING_MAX_BODY_BYTES` (default 65536).
     pub max_body_bytes: usize,
     /// `LICENSING_AMQP_*`.

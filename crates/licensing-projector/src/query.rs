@@ -16,7 +16,7 @@ pub(crate) struct QueryState {
     /// The store.
     pub(crate) store: Store,
     /// Accepted bearer tokens.
-    pub(crate) tokens: Vec<String>,
+    pub(crate) tokens: Vec<licensing_runtime::Secret>,
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {

@@ -12,6 +12,8 @@ mod ops;
 mod settings;
 mod supervise;
 
+/// A secret setting (token, key): its `Debug` is redacted.
+pub use koogallery::Secret;
 pub use ops::{Readiness, get_only, method_not_allowed, ops_server, ops_service, post_only};
 pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
@@ -19,7 +21,7 @@ pub use tokio_util::sync::CancellationToken;
 
 /// Whether the request carries `Authorization: Bearer <token>` (the scheme in any case) with one
 /// of `tokens`, compared in constant time (the internal and query APIs).
-pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[String]) -> bool {
+pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[Secret]) -> bool {
     let presented = req
         .headers()
         .get("Authorization")
@@ -27,14 +29,17 @@ pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[String]) -> boo
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, token)| token.trim());
-    tokens.iter().fold(false, |found, token| {
-        let same_length = token.len() == presented.len();
-        let difference = token
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |d, (a, b)| d | (a ^ b));
-        found | (same_length && difference == 0)
-    })
+    tokens
+        .iter()
+        .map(Secret::expose)
+        .fold(false, |found, token| {
+            let same_length = token.len() == presented.len();
+            let difference = token
+                .bytes()
+                .zip(presented.bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b));
+            found | (same_length && difference == 0)
+        })
 }
 
 /// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level

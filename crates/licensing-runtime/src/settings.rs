@@ -3,6 +3,7 @@
 //! The file (path in `LICENSING_CONFIG`) holds `NAME=value` lines, the same names as the
 //! environment, `#` comments and blank lines allowed; values may be quoted.
 
+use koogallery::Secret;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
@@ -117,19 +118,19 @@ impl Settings {
     }
 
     /// A secret that must be present and strong (see [`check_secret`]).
-    pub fn secret(&self, name: &str) -> Result<String, SettingsError> {
+    pub fn secret(&self, name: &str) -> Result<Secret, SettingsError> {
         let value = self.required(name)?;
         check_secret(name, &value)?;
-        Ok(value)
+        Ok(Secret::new(value))
     }
 
     /// A comma-separated list of secrets, each strong (see [`check_secret`]); empty when unset.
-    pub fn secret_list(&self, name: &str) -> Result<Vec<String>, SettingsError> {
+    pub fn secret_list(&self, name: &str) -> Result<Vec<Secret>, SettingsError> {
         let values = self.list(name)?;
         for value in &values {
             check_secret(name, value)?;
         }
-        Ok(values)
+        Ok(values.into_iter().map(Secret::new).collect())
     }
 
     /// A setting that must be present.
@@ -302,5 +303,18 @@ mod tests {
             "LICENSING_EMPTY: is required but not set"
         );
         assert_eq!(settings.parse_or("LICENSING_MISSING", 7u16).unwrap(), 7);
+    }
+
+    #[test]
+    fn secrets_read_from_settings_are_typed_and_print_redacted() {
+        let settings = Settings::from_pairs([
+            ("LICENSING_API_TOKENS", "k7Qp-2wLx-9vRt-4mNz,z9Xc-3vBn-7mLk-1jHg"),
+            ("LICENSING_KOOGALLERY_SK", "k7Qp-2wLx-9vRt-4mNz-SK"),
+        ]);
+        let tokens = settings.secret_list("LICENSING_API_TOKENS").unwrap();
+        let sk = settings.secret("LICENSING_KOOGALLERY_SK").unwrap();
+        assert_eq!(tokens[1].expose(), "z9Xc-3vBn-7mLk-1jHg");
+        let shown = format!("{tokens:?} {sk:?}");
+        assert!(!shown.contains("k7Qp") && !shown.contains("z9Xc"), "{shown}");
     }
 }
