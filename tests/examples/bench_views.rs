@@ -122,15 +122,29 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-async fn wait_caught_up(stack: &Stack, limit: Duration) -> Option<f64> {
+/// Seconds until each of the view follower and the event publisher has handled every event
+/// (`None` for one that did not within `limit`).
+async fn wait_caught_up(stack: &Stack, limit: Duration) -> [Option<f64>; 2] {
     let started = Instant::now();
-    while started.elapsed() < limit {
-        if stack.projector_caught_up().await {
-            return Some(started.elapsed().as_secs_f64());
+    let mut done = [None, None];
+    let client = stack.store.client().await.unwrap();
+    while started.elapsed() < limit && done.iter().any(Option::is_none) {
+        for (i, name) in ["license_views", "event_publisher"].iter().enumerate() {
+            let row = client
+                .query_one(
+                    "SELECT (SELECT coalesce(max(global_position), 0) FROM events)
+                          = coalesce((SELECT position FROM checkpoints WHERE name = $1), -1)",
+                    &[name],
+                )
+                .await
+                .unwrap();
+            if done[i].is_none() && row.get::<_, bool>(0) {
+                done[i] = Some(started.elapsed().as_secs_f64());
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+    done
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -168,8 +182,10 @@ async fn main() {
     let started = Instant::now();
     tokio::task::block_in_place(|| stack.start_projector(&sim.url));
     let projector_pid = stack.projector.as_ref().unwrap().child.id();
-    let catch_up = wait_caught_up(&stack, Duration::from_secs(600))
-        .await
+    let [views_caught_up, publisher_caught_up] =
+        wait_caught_up(&stack, Duration::from_secs(600)).await;
+    let catch_up = views_caught_up
+        .zip(publisher_caught_up)
         .map(|_| started.elapsed().as_secs_f64());
     let catch_up_cpu = cpu_seconds(projector_pid);
     let events = (LICENSES * PER_LICENSE) as f64;
@@ -196,6 +212,9 @@ async fn main() {
             "caught_up_after_burst_seconds": (burst_caught_up * 100.0).round() / 100.0,
             "projector_cpu_ms_per_event_burst": (burst_cpu * 1000.0 / events * 1000.0).round() / 1000.0,
             "catch_up_seconds": catch_up.map(|s| (s * 100.0).round() / 100.0),
+            "catch_up_views_seconds": views_caught_up.map(|s| (s * 100.0).round() / 100.0),
+            "catch_up_publisher_seconds": publisher_caught_up.map(|s| (s * 100.0).round() / 100.0),
+            "catch_up_views_events_per_second": views_caught_up.map(|s| (events / s).round()),
             "catch_up_events_per_second": catch_up_rate.map(f64::round),
             "projector_cpu_ms_per_event_catch_up": (catch_up_cpu * 1000.0 / events * 1000.0).round() / 1000.0,
             "rebuild_events_per_second": rebuild_rate,
