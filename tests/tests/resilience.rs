@@ -775,3 +775,64 @@ async fn the_processor_and_the_projector_are_not_ready_while_their_broker_link_i
         "000000"
     );
 }
+
+/// Reads until the peer closes the connection; returns what arrived.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while let Ok(n) = stream.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test]
+async fn unfinished_headers_and_idle_connections_are_closed_by_their_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start(&[
+        ("LICENSING_HEADER_TIMEOUT_MS", "500"),
+        ("LICENSING_KEEP_ALIVE_SECONDS", "1"),
+    ])
+    .await;
+    let address = stack.ingress.as_ref().unwrap().ready["public"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Headers that never end: the connection is closed once the header timeout expires.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /koogallery/license HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), until_closed(&mut stream))
+        .await
+        .expect("closed, not held open");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
+
+    // A kept-alive connection that stays idle is closed after the keep-alive time.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let seen = tokio::time::timeout(Duration::from_secs(10), until_closed(&mut stream))
+        .await
+        .expect("closed after the keep-alive time");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}

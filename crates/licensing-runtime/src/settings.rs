@@ -308,13 +308,19 @@ mod tests {
     #[test]
     fn secrets_read_from_settings_are_typed_and_print_redacted() {
         let settings = Settings::from_pairs([
-            ("LICENSING_API_TOKENS", "k7Qp-2wLx-9vRt-4mNz,z9Xc-3vBn-7mLk-1jHg"),
+            (
+                "LICENSING_API_TOKENS",
+                "k7Qp-2wLx-9vRt-4mNz,z9Xc-3vBn-7mLk-1jHg",
+            ),
             ("LICENSING_KOOGALLERY_SK", "k7Qp-2wLx-9vRt-4mNz-SK"),
         ]);
         let tokens = settings.secret_list("LICENSING_API_TOKENS").unwrap();
         let sk = settings.secret("LICENSING_KOOGALLERY_SK").unwrap();
         assert_eq!(tokens[1].expose(), "z9Xc-3vBn-7mLk-1jHg");
         let shown = format!("{tokens:?} {sk:?}");
-        assert!(!shown.contains("k7Qp") && !shown.contains("z9Xc"), "{shown}");
+        assert!(
+            !shown.contains("k7Qp") && !shown.contains("z9Xc"),
+            "{shown}"
+        );
     }
 }
