@@ -388,15 +388,10 @@ async fn main() {
     eprintln!("chaos: {minutes} minutes, seed {seed}, {licenses} licenses");
 
     let sim = Simulator::start();
-    let addr = |_| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("127.0.0.1:{port}")
-    };
-    let (public, internal) = (addr(0), addr(1));
+    let (public, internal) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
     let mut stack = Stack::start(&[
         ("LICENSING_AMQP_QUEUE_TYPE", "quorum"),
         ("LICENSING_INGRESS_ADDR", &public),

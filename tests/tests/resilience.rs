@@ -459,15 +459,6 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
     );
 }
 
-/// A port free right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_ingress_opens_its_public_port_only_once_the_broker_link_is_up() {
     let mut stack = Stack::start(&[]).await;

@@ -29,14 +29,6 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A private CA and a server certificate for `localhost` only (not for `127.0.0.1`), in a
 /// directory everyone may read (the test's brokers run as other users).
 struct Certificates {

@@ -71,11 +71,21 @@ impl Bus {
             ),
         )
         .await?;
+        self.consume_events(&queue, pattern, prefetch).await
+    }
+
+    /// Binds `queue` to the events exchange with `pattern` and consumes it with manual acks.
+    async fn consume_events(
+        &self,
+        queue: &str,
+        pattern: &str,
+        prefetch: u16,
+    ) -> Result<IncomingStream, BusError> {
         bounded(
             self.config.timeout,
             "queue.bind",
             self.publisher.queue_bind(
-                queue.as_str().into(),
+                queue.into(),
                 self.names.events_exchange.as_str().into(),
                 pattern.into(),
                 QueueBindOptions::default(),
@@ -83,7 +93,7 @@ impl Bus {
             ),
         )
         .await?;
-        self.consume(&queue, prefetch, false).await
+        self.consume(queue, prefetch, false).await
     }
 
     /// Deletes a queue and the messages in it (a retired durable subscriber).
@@ -133,19 +143,7 @@ impl Bus {
             uuid::Uuid::new_v4().simple()
         );
         let queue = self.declare_private_queue(&name).await?;
-        bounded(
-            self.config.timeout,
-            "queue.bind",
-            self.publisher.queue_bind(
-                queue.as_str().into(),
-                self.names.events_exchange.as_str().into(),
-                pattern.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
-        self.consume(&queue, prefetch, false).await
+        self.consume_events(&queue, pattern, prefetch).await
     }
 }
 

@@ -539,6 +539,15 @@ impl Drop for Stack {
     }
 }
 
+/// A port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Runs schemathesis (installed by `scripts/test`) with every check against the API at `base`,
 /// driven by `docs/openapi.json`, with the operations chosen by `filters`; fails with its report.
 pub fn schemathesis(base: &str, filters: &[&str]) {
