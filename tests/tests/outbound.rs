@@ -799,3 +799,54 @@ async fn an_activation_never_claimed_is_parked_after_the_claim_days() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_correlation_id_follows_a_request_to_the_marketplace_and_back() {
+    let sim = Simulator::start();
+    sim.put("PL798", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    let post = |path: &'static str, body: Value, request: uuid::Uuid| {
+        let http = stack.http.clone();
+        let url = stack.internal_url(path);
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("X-Request-Id", request.to_string())
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    };
+    let activation = uuid::Uuid::new_v4();
+    post("/v1/licenses/PL798/activation", json!({}), activation).await;
+    stack.wait_event("license-PL798", "activated").await;
+    let usage = uuid::Uuid::new_v4();
+    post(
+        "/v1/licenses/PL798/usage",
+        json!({"account": "alice"}),
+        usage,
+    )
+    .await;
+    stack
+        .wait_event("license-PL798", "heartbeat_acknowledged")
+        .await;
+    let correlation = |event_type: &str, events: &[licensing_store::RecordedEvent]| {
+        events
+            .iter()
+            .find(|e| e.event_type == event_type)
+            .and_then(|e| e.metadata.correlation_id)
+    };
+    let events = stack.events("license-PL798").await;
+    // The request, the call's outcome (a command from the outbound worker), and their events.
+    assert_eq!(
+        correlation("activation_requested", &events),
+        Some(activation)
+    );
+    assert_eq!(correlation("activated", &events), Some(activation));
+    assert_eq!(correlation("usage_recorded", &events), Some(usage));
+    assert_eq!(correlation("heartbeat_acknowledged", &events), Some(usage));
+}

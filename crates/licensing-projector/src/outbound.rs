@@ -58,6 +58,7 @@ struct Job {
     tries: i32,
     ip: Option<String>,
     claim_since: Option<time::OffsetDateTime>,
+    correlation_id: Option<uuid::Uuid>,
 }
 
 /// The longest wait between activate calls while the buyer has not claimed the code.
@@ -155,7 +156,7 @@ impl Outbound {
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
-                "SELECT license, kind, day, attempt, account, real_effect_time, tries, ip, claim_since FROM outbound_jobs
+                "SELECT license, kind, day, attempt, account, real_effect_time, tries, ip, claim_since, correlation_id FROM outbound_jobs
                   WHERE due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
                 &[],
             )
@@ -179,6 +180,7 @@ impl Outbound {
             tries: row.get(6),
             ip: row.get(7),
             claim_since: row.get(8),
+            correlation_id: row.get(9),
         };
         tx.execute(
             "UPDATE outbound_jobs SET due_at = now() + interval '60 seconds' WHERE license = $1 AND kind = $2",
@@ -288,7 +290,7 @@ impl Outbound {
         let envelope = CommandEnvelope {
             v: ENVELOPE_VERSION,
             message_id: uuid::Uuid::new_v4(),
-            correlation_id: uuid::Uuid::new_v4(),
+            correlation_id: job.correlation_id.unwrap_or_else(uuid::Uuid::new_v4),
             received_at_ms: koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc()),
             source: "outbound-worker".to_owned(),
             request_hash: None,

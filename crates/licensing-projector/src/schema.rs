@@ -51,6 +51,9 @@ CREATE INDEX IF NOT EXISTS outbound_jobs_due ON outbound_jobs (due_at);
 -- buyer's claim (parked after LICENSING_ACTIVATION_CLAIM_DAYS).
 ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS ip text;
 ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS claim_since timestamptz;
+-- The correlation id of the request that made the call owed: the call's outcome carries it, so one
+-- id follows a license change from the HTTP request to the marketplace and back.
+ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS correlation_id uuid;
 ";
 
 /// Creates the projector's tables if they do not exist.

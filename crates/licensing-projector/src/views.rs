@@ -194,11 +194,13 @@ impl Views {
         tx: &Transaction<'_>,
         stream: &str,
         state: License,
+        correlation: Option<uuid::Uuid>,
     ) -> Result<(), String> {
         if let Some(code) = state.code.clone() {
             write_view(tx, "license_views", &state).await?;
             if !state.sandbox {
-                self.schedule(tx, &state, code.as_str()).await?;
+                self.schedule(tx, &state, code.as_str(), correlation)
+                    .await?;
             }
         }
         if self.kept.len() >= KEPT_STATES {
@@ -209,12 +211,14 @@ impl Views {
     }
 
     /// Keeps the outbound jobs equal to what the state owes: an activate call while activation is
-    /// due, a heartbeat for the day owed; none otherwise.
+    /// due, a heartbeat for the day owed; none otherwise. A job keeps the correlation id of the
+    /// request that made it owed (a heartbeat's is replaced for a new day).
     async fn schedule(
         &self,
         tx: &Transaction<'_>,
         state: &License,
         code: &str,
+        correlation: Option<uuid::Uuid>,
     ) -> Result<(), String> {
         let now = OffsetDateTime::now_utc();
         let now_ms = koogallery::market_time::unix_millis(now);
@@ -228,10 +232,12 @@ impl Views {
                 .map(|t| koogallery::market_time::format_market_time(ts(t), UtcOffset::UTC));
             let claim_since = state.awaiting_claim_since.map(ts);
             tx.execute(
-                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since) VALUES ($1, 'activate', $2, $3, $4)
+                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id)
+                 VALUES ($1, 'activate', $2, $3, $4, $5)
                  ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time,
-                     claim_since = EXCLUDED.claim_since",
-                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since],
+                     claim_since = EXCLUDED.claim_since,
+                     correlation_id = coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)",
+                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since, &correlation],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -254,12 +260,16 @@ impl Views {
                     .as_ref()
                     .map_or(self.default_account.clone(), |(_, a)| a.clone());
                 tx.execute(
-                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip) VALUES ($1, 'heartbeat', $2, $3, $4, $5)
+                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip, correlation_id)
+                     VALUES ($1, 'heartbeat', $2, $3, $4, $5, $6)
                      ON CONFLICT (license, kind) DO UPDATE SET
                          tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
                          due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
+                         correlation_id = CASE WHEN outbound_jobs.day = EXCLUDED.day
+                             THEN coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)
+                             ELSE EXCLUDED.correlation_id END,
                          day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account, ip = EXCLUDED.ip",
-                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip],
+                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip, &correlation],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -290,8 +300,10 @@ impl Handler for Views {
             streams.entry(&event.stream_id).or_default().push(event);
         }
         for (stream, new) in streams {
+            // The newest request behind these events: a call they make owed carries its id.
+            let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
             let state = self.advance(tx, stream, &new).await?;
-            self.refresh(tx, stream, state).await?;
+            self.refresh(tx, stream, state, correlation).await?;
         }
         Ok(())
     }
