@@ -190,14 +190,9 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(get(stack.internal_url("/healthz")).await.0, 200);
     assert_eq!(get(stack.internal_url("/readyz")).await.0, 200);
     assert_eq!(
-        get(format!(
-            "http://{}/healthz",
-            stack.ingress.as_ref().unwrap().ready["public"]
-                .as_str()
-                .unwrap()
-        ))
-        .await
-        .0,
+        get(format!("http://{}/healthz", stack.public_addr()))
+            .await
+            .0,
         200
     );
     let (status, metrics) = get(stack.internal_url("/metrics")).await;
@@ -214,10 +209,7 @@ async fn health_readiness_and_metrics_are_served() {
         "{metrics}"
     );
     // Metrics are not published on the public listener.
-    let public = stack.ingress.as_ref().unwrap().ready["public"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let public = stack.public_addr();
     assert_eq!(get(format!("http://{public}/metrics")).await.0, 404);
 
     let ops = stack.processor.as_ref().unwrap().ready["ops"]

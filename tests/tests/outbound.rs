@@ -643,17 +643,9 @@ async fn a_heartbeat_refused_for_good_ends_that_day_with_one_event_and_no_more_c
     .await;
     assert_eq!(status, 200, "{body}");
     stack.wait_event("license-PL740", "heartbeat_failed").await;
+    // Activated, nothing else owed: the day's heartbeat job is the only one there was.
     eventually("the day's heartbeat job to end", 30, || async {
-        let client = stack.store.client().await.unwrap();
-        let jobs: i64 = client
-            .query_one(
-                "SELECT count(*) FROM outbound_jobs WHERE license = 'PL740' AND kind = 'heartbeat'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (jobs == 0).then_some(())
+        (stack.outbound_jobs("PL740").await == 0).then_some(())
     })
     .await;
     let events = stack.events("license-PL740").await;
@@ -786,16 +778,7 @@ async fn an_activation_never_claimed_is_parked_after_the_claim_days() {
         "{license}"
     );
     eventually("the activate job to end", 30, || async {
-        let client = stack.store.client().await.unwrap();
-        let jobs: i64 = client
-            .query_one(
-                "SELECT count(*) FROM outbound_jobs WHERE license = 'PL795'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (jobs == 0).then_some(())
+        (stack.outbound_jobs("PL795").await == 0).then_some(())
     })
     .await;
 }

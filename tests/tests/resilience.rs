@@ -645,10 +645,7 @@ async fn answer_of(stream: &mut TcpStream) -> String {
 async fn a_body_shorter_than_announced_is_answered_when_the_body_timeout_expires() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "1000")]).await;
-    let address = stack.ingress.as_ref().unwrap().ready["public"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let address = stack.public_addr();
     let mut stream = announce(&address, 500).await;
     stream.write_all(b"{\"activity\":").await.unwrap();
     let started = Instant::now();
@@ -668,10 +665,7 @@ async fn a_body_shorter_than_announced_is_answered_when_the_body_timeout_expires
 async fn five_hundred_slow_bodies_do_not_delay_valid_callbacks() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::start(&[("LICENSING_BODY_TIMEOUT_MS", "2000")]).await;
-    let address = stack.ingress.as_ref().unwrap().ready["public"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let address = stack.public_addr();
     let mut slow = Vec::new();
     for _ in 0..500 {
         slow.push(announce(&address, 1000).await);
@@ -789,10 +783,7 @@ async fn unfinished_headers_and_idle_connections_are_closed_by_their_timeouts() 
         ("LICENSING_KEEP_ALIVE_SECONDS", "1"),
     ])
     .await;
-    let address = stack.ingress.as_ref().unwrap().ready["public"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let address = stack.public_addr();
 
     // Headers that never end: the connection is closed once the header timeout expires.
     let mut stream = TcpStream::connect(&address).await.unwrap();

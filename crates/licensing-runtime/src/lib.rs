@@ -14,7 +14,7 @@ mod supervise;
 
 /// A secret setting (token, key): its `Debug` is redacted.
 pub use koogallery::Secret;
-pub use ops::{Readiness, get_only, method_not_allowed, ops_server, ops_service, post_only};
+pub use ops::{Readiness, get_only, ops_server, ops_service, post_only};
 pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
 pub use tokio_util::sync::CancellationToken;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use actix_web::http::Method;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use prometheus_client::registry::Registry;
 
@@ -44,7 +45,7 @@ async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
 }
 
 /// 405 with `Allow: {allow}` and the JSON error body, for a method a route does not answer.
-pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("Allow", allow))
         .json(serde_json::json!({
@@ -53,28 +54,37 @@ pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
         }))
 }
 
-/// A route that answers GET, and [`method_not_allowed`] to any other method.
+/// A route that answers the method `allow` only, and [`method_not_allowed`] to any other.
+fn only<F, Args>(path: &str, allow: &'static str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let method = Method::from_bytes(allow.as_bytes()).expect("a method name");
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move || async move { method_not_allowed(allow) }))
+}
+
+/// A route that answers GET, and 405 with `Allow: GET` to any other method.
 pub fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(|| async { method_not_allowed("GET") }))
+    only(path, "GET", handler)
 }
 
-/// A route that answers POST, and [`method_not_allowed`] to any other method.
+/// A route that answers POST, and 405 with `Allow: POST` to any other method.
 pub fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::post().to(handler))
-        .default_service(web::to(|| async { method_not_allowed("POST") }))
+    only(path, "POST", handler)
 }
 
 /// The `/healthz`, `/readyz` and `/metrics` routes, to mount on any actix app.

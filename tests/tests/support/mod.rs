@@ -361,6 +361,24 @@ impl Stack {
             .to_owned()
     }
 
+    /// The public listener's address, `host:port`.
+    pub fn public_addr(&self) -> String {
+        self.ingress_ready("public")
+    }
+
+    /// Outbound jobs of a license still owed.
+    pub async fn outbound_jobs(&self, license: &str) -> i64 {
+        let client = self.store.client().await.unwrap();
+        client
+            .query_one(
+                "SELECT count(*) FROM outbound_jobs WHERE license = $1",
+                &[&license],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub fn callback_url(&self) -> String {
         format!("http://{}/koogallery/license", self.ingress_ready("public"))
     }
