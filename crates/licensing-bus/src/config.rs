@@ -125,3 +125,36 @@ impl BusConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ca: &str) -> Result<BusConfig, (&'static str, String)> {
+        let ca = ca.to_owned();
+        BusConfig::from_lookup(move |name| match name {
+            "LICENSING_AMQP_URL" => Some("amqps://u:hunter2-hunter2@mq:5671/%2f".to_owned()),
+            "LICENSING_AMQP_CA" => Some(ca.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_holds_no_certificate_is_refused_by_name() {
+        let (name, reason) = config("/nonexistent/ca.pem").unwrap_err();
+        assert_eq!(name, "LICENSING_AMQP_CA");
+        assert!(reason.contains("/nonexistent/ca.pem"), "{reason}");
+        let (name, reason) = config("Cargo.toml").unwrap_err();
+        assert_eq!(name, "LICENSING_AMQP_CA");
+        assert!(reason.contains("no PEM certificate"), "{reason}");
+    }
+
+    #[test]
+    fn the_config_never_shows_the_broker_password() {
+        let shown = format!(
+            "{:?}",
+            BusConfig::new("amqps://u:hunter2-hunter2@mq:5671/%2f")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
