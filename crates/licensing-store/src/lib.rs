@@ -9,10 +9,13 @@
 //! - [`UnitOfWork::inbox_lookup`] and [`UnitOfWork::record_outcomes`] read and write, in one round
 //!   trip each for a whole batch of commands, the processed messages, the callback answers and the
 //!   nonces; [`UnitOfWork::load_many`] loads a batch's streams in one query.
+//! - [`Exchange`]s are the evidence log (D20): every exchange with the marketplace byte for byte,
+//!   in monthly partitions ([`Store::maintain_evidence`] creates and expires them).
 //! - [`Upcasters`] turn old payload versions into current ones on read.
 
 mod append;
 mod error;
+mod evidence;
 mod event;
 mod inbox;
 mod read;
@@ -25,6 +28,9 @@ mod unit_of_work;
 
 pub use append::AppendOutcome;
 pub use error::StoreError;
+pub use evidence::{
+    Direction, EvidenceVolume, Exchange, ExchangeFilter, Expired, StoredExchange,
+};
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
 pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use store::{Store, StoreConfig};

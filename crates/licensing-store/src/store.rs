@@ -10,16 +10,17 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 
 /// The embedded migrations, applied in order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../migrations/0001_events.sql")),
     (2, "inbox", include_str!("../migrations/0002_inbox.sql")),
+    (3, "evidence", include_str!("../migrations/0003_evidence.sql")),
 ];
 
 /// Shortest time between two notifications to followers.
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Serialises migrations between processes starting at once.
-const MIGRATION_LOCK: i64 = 7_419_251_409;
+pub(crate) const MIGRATION_LOCK: i64 = 7_419_251_409;
 
 /// How to connect.
 #[derive(Clone)]
@@ -245,6 +246,8 @@ impl Store {
         if !applied.is_empty() {
             tracing::info!(?applied, "event store migrated");
         }
+        self.ensure_evidence_partitions(time::OffsetDateTime::now_utc())
+            .await?;
         Ok(applied)
     }
 

@@ -107,8 +107,9 @@ async fn ensure_template() {
 fn expected_fingerprint() -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    include_str!("../migrations/0001_events.sql").hash(&mut hasher);
-    include_str!("../migrations/0002_inbox.sql").hash(&mut hasher);
+    for (_, _, sql) in crate::store::MIGRATIONS {
+        sql.hash(&mut hasher);
+    }
     format!("{:016x}", hasher.finish())
 }
 

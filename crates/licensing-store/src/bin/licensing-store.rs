@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! licensing-store migrate    apply the pending migrations (the services also do this at start)
-//! licensing-store status     schema version, event count, last position, follower checkpoints
+//! licensing-store status     schema version, event count, last position, follower checkpoints,
+//!                            the evidence log's volume and oldest month
 //! ```
 //! The database comes from `LICENSING_DATABASE_URL`.
 
@@ -23,7 +24,7 @@ struct Cli {
 enum Command {
     /// Apply the pending migrations (the services also do this at start).
     Migrate,
-    /// Schema version, event count, last position, follower checkpoints.
+    /// Schema version, event count, last position, follower checkpoints, evidence volume.
     Status,
 }
 
@@ -99,6 +100,26 @@ async fn status(store: &Store) -> Result<(), StoreError> {
         println!(
             "follower {name}: position {position} ({} behind), updated {at}",
             last - position
+        );
+    }
+    let evidence = store.evidence_volume().await?;
+    println!(
+        "evidence: {} exchanges, {} bytes, oldest month {}",
+        evidence.exchanges,
+        evidence.bytes,
+        evidence
+            .months
+            .iter()
+            .find(|(_, count)| *count > 0)
+            .map_or("none", |(month, _)| month.as_str())
+    );
+    for (month, count) in &evidence.months {
+        println!("evidence month {month}: {count} exchanges");
+    }
+    if evidence.unpartitioned > 0 {
+        println!(
+            "evidence outside a month partition: {} exchanges (created at the next upkeep)",
+            evidence.unpartitioned
         );
     }
     Ok(())

@@ -25,7 +25,7 @@ async fn migrate_is_idempotent_and_status_reports_the_store() {
     let (code, out, _) = run(&db.url, &["migrate"]);
     assert_eq!(
         (code, out.as_str()),
-        (0, "schema is up to date (version 2)\n")
+        (0, "schema is up to date (version 3)\n")
     );
     db.store()
         .append("license-PL1", 0, vec![event("registered", 1)])
@@ -33,8 +33,12 @@ async fn migrate_is_idempotent_and_status_reports_the_store() {
         .unwrap();
     let (code, out, _) = run(&db.url, &["status"]);
     assert_eq!(code, 0);
-    assert!(out.contains("schema version: 2 (this build: 2)"), "{out}");
+    assert!(out.contains("schema version: 3 (this build: 3)"), "{out}");
     assert!(out.contains("events: 1 in 1 streams"), "{out}");
+    assert!(
+        out.contains("evidence: 0 exchanges") && out.contains("oldest month none"),
+        "{out}"
+    );
 }
 
 #[test]

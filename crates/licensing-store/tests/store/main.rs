@@ -2,6 +2,7 @@
 
 mod append;
 mod cli;
+mod evidence;
 mod follower;
 mod gap_safety;
 mod inbox;
