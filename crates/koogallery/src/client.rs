@@ -99,6 +99,43 @@ impl CallError {
     }
 }
 
+/// One HTTP attempt of a call as it went on the wire, for the evidence log (D20): what was sent,
+/// to which host, and what came back (or the error), with the latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// `POST`.
+    pub method: &'static str,
+    /// The URL called.
+    pub url: String,
+    /// 0 for the primary host, 1 for the fallback (D17).
+    pub host_index: usize,
+    /// The headers we set, `Authorization` included (a signature, never the SK).
+    pub request_headers: Vec<(String, String)>,
+    /// The request body, byte for byte.
+    pub request_body: Vec<u8>,
+    /// When the request was sent.
+    pub sent_at: time::OffsetDateTime,
+    /// From sending to the answer (or the error).
+    pub latency: Duration,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// The answer's headers.
+    pub response_headers: Vec<(String, String)>,
+    /// The answer's body, byte for byte, when one came.
+    pub response_body: Option<Vec<u8>>,
+    /// What went wrong when no (complete) answer came.
+    pub error: Option<CallError>,
+}
+
+/// A call's outcome with every attempt it made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call<T> {
+    /// The answer that counts, or the last error.
+    pub outcome: Result<Reply<T>, CallError>,
+    /// Each attempt, in order (the primary host, then the fallback if it was tried).
+    pub attempts: Vec<Attempt>,
+}
+
 /// An HTTP answer from the open API, read tolerantly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply<T> {
@@ -191,8 +228,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("koogallery-rs/", env!("CARGO_PKG_VERSION")));
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &config.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ClientError::BadCertificate(e.to_string()))?;
@@ -218,6 +254,11 @@ impl Client {
         &self,
         request: &ActivateRequest,
     ) -> Result<Reply<ActivateData>, CallError> {
+        self.activate_recorded(request).await.outcome
+    }
+
+    /// [`Client::activate`], with every attempt as it went on the wire.
+    pub async fn activate_recorded(&self, request: &ActivateRequest) -> Call<ActivateData> {
         self.call(ACTIVATE_PATH, request).await
     }
 
@@ -226,32 +267,43 @@ impl Client {
         &self,
         request: &HeartbeatRequest,
     ) -> Result<Reply<HeartbeatData>, CallError> {
+        self.heartbeat_recorded(request).await.outcome
+    }
+
+    /// [`Client::heartbeat`], with every attempt as it went on the wire.
+    pub async fn heartbeat_recorded(&self, request: &HeartbeatRequest) -> Call<HeartbeatData> {
         self.call(HEARTBEAT_PATH, request).await
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        request: &B,
-    ) -> Result<Reply<T>, CallError> {
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, path: &str, request: &B) -> Call<T> {
         let body = serde_json::to_vec(request)
             .unwrap_or_else(|e| unreachable!("request types serialise: {e}"));
+        let mut attempts = Vec::with_capacity(self.bases.len());
         let mut last = None;
         for (i, base) in self.bases.iter().enumerate() {
             let has_next = i + 1 < self.bases.len();
-            match self.send(base, path, &body).await {
+            let (outcome, mut attempt) = self.send(base, path, &body).await;
+            attempt.host_index = i;
+            attempts.push(attempt);
+            match outcome {
                 Ok(reply) if reply.http_status >= 500 && has_next => {
                     tracing::warn!(url = %base, status = reply.http_status, "open API answered 5xx, trying the fallback host");
                     last = Some(Ok(reply));
                 }
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => {
+                    last = Some(Ok(reply));
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(url = %base, %error, "open API unreachable");
                     last = Some(Err(error));
                 }
             }
         }
-        last.unwrap_or_else(|| unreachable!("there is at least one base URL"))
+        Call {
+            outcome: last.unwrap_or_else(|| unreachable!("there is at least one base URL")),
+            attempts,
+        }
     }
 
     async fn send<T: DeserializeOwned>(
@@ -259,17 +311,59 @@ impl Client {
         base: &Url,
         path: &str,
         body: &[u8],
-    ) -> Result<Reply<T>, CallError> {
+    ) -> (Result<Reply<T>, CallError>, Attempt) {
         let url = endpoint(base, path);
-        let date = format_sdk_date(time::OffsetDateTime::now_utc());
+        let sent_at = time::OffsetDateTime::now_utc();
+        let date = format_sdk_date(sent_at);
         let headers = apig::default_headers(&url, "application/json", &date, &[]);
         let signature = apig::sign(&self.credentials, "POST", &url, &headers, body)
             .unwrap_or_else(|e| unreachable!("the default headers hold the date: {e}"));
         let mut request = self.http.post(url.clone()).body(body.to_vec());
-        for (name, value) in headers.iter().filter(|(n, _)| n != "Host") {
+        let mut request_headers: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| n != "Host")
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        request_headers.push(("Authorization".to_owned(), signature.authorization));
+        request_headers.push(("User-Agent".to_owned(), USER_AGENT.to_owned()));
+        for (name, value) in &request_headers {
             request = request.header(name, value);
         }
-        request = request.header("Authorization", signature.authorization);
+        let mut attempt = Attempt {
+            method: "POST",
+            url: url.to_string(),
+            host_index: 0,
+            request_headers,
+            request_body: body.to_vec(),
+            sent_at,
+            latency: Duration::ZERO,
+            status: None,
+            response_headers: Vec::new(),
+            response_body: None,
+            error: None,
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.exchange(request, &url, &mut attempt).await;
+        attempt.latency = started.elapsed();
+        let outcome = outcome.map(|(status, raw)| {
+            let reply = Reply::decode(base.clone(), status, String::from_utf8_lossy(&raw).into_owned());
+            tracing::debug!(url = %url, http_status = status, code = reply.body.as_ref().map(|b| b.error_code.as_str()), disposition = reply.disposition.as_str(), "open API answered");
+            reply
+        });
+        if let Err(error) = &outcome {
+            attempt.error = Some(error.clone());
+        }
+        (outcome, attempt)
+    }
+
+    /// Sends `request`; the status and the body's bytes, with the answer's headers and body noted
+    /// in `attempt` as they arrive.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+        attempt: &mut Attempt,
+    ) -> Result<(u16, Vec<u8>), CallError> {
         let fail = |kind, error: reqwest::Error| CallError {
             kind,
             url: url.to_string(),
@@ -285,8 +379,19 @@ impl Client {
             };
             fail(kind, e)
         })?;
-        let http_status = response.status().as_u16();
-        let raw_body = response.text().await.map_err(|e| {
+        let status = response.status().as_u16();
+        attempt.status = Some(status);
+        attempt.response_headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let raw = response.bytes().await.map_err(|e| {
             fail(
                 if e.is_timeout() {
                     "timeout"
@@ -296,11 +401,13 @@ impl Client {
                 e,
             )
         })?;
-        let reply = Reply::decode(base.clone(), http_status, raw_body);
-        tracing::debug!(url = %url, http_status, code = reply.body.as_ref().map(|b| b.error_code.as_str()), disposition = reply.disposition.as_str(), "open API answered");
-        Ok(reply)
+        attempt.response_body = Some(raw.to_vec());
+        Ok((status, raw.to_vec()))
     }
 }
+
+/// Our `User-Agent`.
+const USER_AGENT: &str = concat!("koogallery-rs/", env!("CARGO_PKG_VERSION"));
 
 /// `base` with its path replaced by `path` (a base may carry a prefix, which is kept).
 fn endpoint(base: &Url, path: &str) -> Url {

@@ -7,7 +7,10 @@ use futures_util::StreamExt;
 use koogallery::callback::{CallbackRequest, CallbackResponse, RESPONSE_CONTENT_TYPE, ResultCode};
 use koogallery::signature::{SignatureParams, Verified};
 use licensing_domain::LicenseCode;
-use licensing_messages::{CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, Reply};
+use licensing_messages::{
+    CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, InboundRecord, Reply,
+    RequestSeen,
+};
 
 use crate::dispatch::{Dispatched, dispatch};
 use crate::{State, now_millis, request_id};
@@ -20,6 +23,8 @@ pub(crate) struct Answer {
     response: CallbackResponse,
     /// Echoed as `X-Request-Id`.
     request: Option<uuid::Uuid>,
+    /// Whether this is the processor's committed decision (its record is stored with it).
+    decided: bool,
 }
 
 /// A callback refused before it was handed over: `000001` (verification) or `000002` (anything
@@ -34,6 +39,7 @@ impl Refusal {
             activity,
             response: CallbackResponse::with_message(ResultCode::InvalidParameters, message.into()),
             request: None,
+            decided: false,
         })
     }
 }
@@ -69,15 +75,153 @@ fn json_answer(answer: &Answer) -> HttpResponse {
     response.body(answer.response.to_json())
 }
 
+/// What the evidence record of one request needs (D20), filled in as the checks go.
+#[derive(Debug)]
+struct Seen {
+    received_at_ms: i64,
+    /// The body, up to the body limit.
+    body: Vec<u8>,
+    /// The body's real size.
+    body_size: u64,
+    /// `none` before verification, then `valid` or the refusal's reason.
+    verification: &'static str,
+    key_index: Option<usize>,
+    /// The command's id, once handed over.
+    handed_over: Option<uuid::Uuid>,
+}
+
+/// The headers and peer of a request, as its evidence record keeps them.
+fn request_seen(req: &HttpRequest, seen: &Seen) -> RequestSeen {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    RequestSeen {
+        method: req.method().to_string(),
+        content_type: header("content-type"),
+        user_agent: header("user-agent"),
+        forwarded_for: header("x-forwarded-for"),
+        request_id: header("x-request-id"),
+        peer: req.peer_addr().map(|a| a.to_string()),
+        verification: seen.verification.to_owned(),
+        key_index: seen.key_index,
+    }
+}
+
+/// Hands the record of a request answered without the processor's decision to the processor,
+/// without waiting: a failure never delays or changes the answer. Refusals are rate-limited
+/// (D20); an answer sent before the decision (`000004`) is always recorded, linked to its command.
+fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer: &Answer) {
+    if answer.decided {
+        return;
+    }
+    let refusal = match (seen.handed_over, answer.response.result_code) {
+        (Some(_), _) => "not_decided",
+        (None, ResultCode::AuthenticationFailed) => "verification",
+        (None, _) => "invalid",
+    };
+    if seen.handed_over.is_none() && !state.evidence_budget.take(now_millis()) {
+        state
+            .metrics
+            .evidence_dropped
+            .get_or_create(&vec![("reason", "rate_limited".to_owned())])
+            .inc();
+        return;
+    }
+    let request = answer.request.unwrap_or_else(uuid::Uuid::new_v4);
+    let envelope = CommandEnvelope {
+        v: ENVELOPE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        correlation_id: request,
+        received_at_ms: seen.received_at_ms,
+        source: "koogallery".to_owned(),
+        request_hash: None,
+        command: CommandBody::RecordInbound(InboundRecord {
+            exchange_id: seen.handed_over.unwrap_or_else(uuid::Uuid::new_v4),
+            received_at_ms: seen.received_at_ms,
+            raw_query: req.query_string().to_owned(),
+            seen: request_seen(req, &seen),
+            body: seen.body,
+            body_size: seen.body_size,
+            refusal: refusal.to_owned(),
+            answer: answer.response.clone(),
+            answered_at_ms: now_millis(),
+        }),
+    };
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let published = match state.connection.get() {
+            Some(link) => link
+                .bus
+                .publish_command(
+                    &envelope.to_bytes(),
+                    envelope.message_id.to_string(),
+                    envelope.correlation_id.to_string(),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("not connected to the broker".to_owned()),
+        };
+        let (family, label) = match &published {
+            Ok(()) => (&state.metrics.evidence_handed_over, refusal),
+            Err(_) => (&state.metrics.evidence_dropped, "hand_over_failed"),
+        };
+        family
+            .get_or_create(&vec![("reason", label.to_owned())])
+            .inc();
+        if let Err(error) = published {
+            tracing::warn!(request_id = %request, %error, "cannot hand over the record of a callback request");
+        }
+    });
+}
+
+/// At most `rate` refusal records per second, in bursts of up to `rate`: a token bucket.
+#[derive(Debug)]
+pub(crate) struct EvidenceBudget {
+    rate: f64,
+    /// (tokens left, when last refilled in ms).
+    bucket: std::sync::Mutex<(f64, i64)>,
+}
+
+impl EvidenceBudget {
+    pub(crate) fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second);
+        Self {
+            rate,
+            bucket: std::sync::Mutex::new((rate, now_millis())),
+        }
+    }
+
+    /// Takes one token at `now_ms`, if there is one.
+    fn take(&self, now_ms: i64) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = *bucket;
+        let refilled = (tokens + (now_ms - last).max(0) as f64 * self.rate / 1000.0).min(self.rate);
+        let taken = refilled >= 1.0;
+        *bucket = (if taken { refilled - 1.0 } else { refilled }, now_ms);
+        taken
+    }
+}
+
 /// `POST {callback path}`: the checks in order, then the hand-over; every answer counted and
-/// logged with the request id.
+/// logged with the request id, and every request kept as evidence (D20).
 pub(crate) async fn callback(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Refusal> {
     let request = request_id(&req);
-    let mut outcome = handle(&req, payload, &state, request).await;
+    let mut seen = Seen {
+        received_at_ms: now_millis(),
+        body: Vec::new(),
+        body_size: 0,
+        verification: "none",
+        key_index: None,
+        handed_over: None,
+    };
+    let mut outcome = handle(&req, payload, &state, request, &mut seen).await;
     let (Ok(answer) | Err(Refusal(answer))) = &mut outcome;
     answer.request = Some(request);
     let response = &answer.response;
@@ -90,6 +234,7 @@ pub(crate) async fn callback(
         ])
         .inc();
     tracing::info!(request_id = %request, activity = answer.activity, result_code = response.result_code.as_str(), result_msg = %response.result_msg, "callback answered");
+    keep_evidence(&req, &state, seen, answer);
     outcome.map(|answer| json_answer(&answer))
 }
 
@@ -98,8 +243,9 @@ async fn handle(
     payload: web::Payload,
     state: &State,
     request: uuid::Uuid,
+    seen: &mut Seen,
 ) -> Result<Answer, Refusal> {
-    let received_at_ms = now_millis();
+    let received_at_ms = seen.received_at_ms;
     let arrived = std::time::Instant::now();
     if req.method() != actix_web::http::Method::POST {
         return Err(Refusal::invalid(
@@ -107,9 +253,13 @@ async fn handle(
             format!("method {} is not allowed; use POST", req.method()),
         ));
     }
-    let body = read_body(payload, state).await?;
+    read_body(payload, state, seen).await?;
     // Verify over the raw bytes before reading anything of the body (D2).
-    let verified = verify(req, &body, state, received_at_ms, request)?;
+    let verified = verify(req, &seen.body, state, received_at_ms, request).inspect_err(|_| {
+        seen.verification = "refused";
+    })?;
+    seen.verification = "valid";
+    seen.key_index = Some(verified.key_index);
     // D6: JSON, any charset.
     let json = req
         .headers()
@@ -123,13 +273,14 @@ async fn handle(
             "Content-Type must be application/json",
         ));
     }
-    let parsed =
-        CallbackRequest::parse(&body).map_err(|e| Refusal::invalid("unknown", e.to_string()))?;
+    let parsed = CallbackRequest::parse(&seen.body)
+        .map_err(|e| Refusal::invalid("unknown", e.to_string()))?;
     let activity = parsed.activity();
     LicenseCode::parse(parsed.license())
         .map_err(|e| Refusal::invalid(activity, format!("field `license`: {e}")))?;
-    let raw_body =
-        String::from_utf8(body).map_err(|_| Refusal::invalid(activity, "body is not UTF-8"))?;
+    let raw_body = std::str::from_utf8(&seen.body)
+        .map_err(|_| Refusal::invalid(activity, "body is not UTF-8"))?
+        .to_owned();
     let envelope = CommandEnvelope {
         v: ENVELOPE_VERSION,
         message_id: uuid::Uuid::new_v4(),
@@ -143,6 +294,7 @@ async fn handle(
             timestamp_ms: verified.timestamp_ms,
             raw_query: req.query_string().to_owned(),
             raw_body,
+            seen: Some(request_seen(req, seen)),
         }),
     };
     // The deadline counts from the request's arrival, not from the hand-over.
@@ -150,31 +302,33 @@ async fn handle(
         .config
         .reply_deadline
         .saturating_sub(arrived.elapsed());
-    let response = hand_over(state, &envelope, deadline).await;
+    seen.handed_over = Some(envelope.message_id);
+    let (response, decided) = hand_over(state, &envelope, deadline).await;
     Ok(Answer {
         activity,
         response,
         request: None,
+        decided,
     })
 }
 
-/// Reads the body within the body timeout and up to the size limit.
-async fn read_body(mut payload: web::Payload, state: &State) -> Result<Vec<u8>, Refusal> {
+/// Reads the body within the body timeout into `seen`: up to the size limit kept, the rest only
+/// counted (the record keeps a too large body truncated, with its real size).
+async fn read_body(
+    mut payload: web::Payload,
+    state: &State,
+    seen: &mut Seen,
+) -> Result<(), Refusal> {
     let limit = state.config.max_body_bytes;
     let reading = async {
-        let mut body = Vec::new();
         while let Some(chunk) = payload.next().await {
             let chunk = chunk
                 .map_err(|e| Refusal::invalid("unknown", format!("cannot read the body: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(Refusal::invalid(
-                    "unknown",
-                    format!("body is larger than {limit} bytes"),
-                ));
-            }
-            body.extend_from_slice(&chunk);
+            seen.body_size += chunk.len() as u64;
+            let room = limit.saturating_sub(seen.body.len()).min(chunk.len());
+            seen.body.extend_from_slice(&chunk[..room]);
         }
-        Ok(body)
+        Ok(())
     };
     let timeout = state.config.body_timeout;
     tokio::time::timeout(timeout, reading).await.map_err(|_| {
@@ -182,7 +336,14 @@ async fn read_body(mut payload: web::Payload, state: &State) -> Result<Vec<u8>, 
             "unknown",
             format!("the body did not arrive within {} ms", timeout.as_millis()),
         )
-    })?
+    })??;
+    if seen.body_size > limit as u64 {
+        return Err(Refusal::invalid(
+            "unknown",
+            format!("body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the signature, the timestamp window and the key (D2–D5). Every refusal gets the one
@@ -207,6 +368,7 @@ fn verify(
                 activity: "unknown",
                 response: CallbackResponse::new(ResultCode::AuthenticationFailed),
                 request: None,
+                decided: false,
             })
         })?;
     if verified.key_index > 0 {
@@ -218,14 +380,15 @@ fn verify(
     Ok(verified)
 }
 
-/// Hands the command over and waits for the processor's answer up to `deadline`.
+/// Hands the command over and waits for the processor's answer up to `deadline`; true with the
+/// processor's decision.
 async fn hand_over(
     state: &State,
     envelope: &CommandEnvelope,
     deadline: std::time::Duration,
-) -> CallbackResponse {
-    match dispatch(&state.connection, &state.metrics, envelope, deadline).await {
-        Dispatched::Replied(Reply::Callback(response)) => response,
+) -> (CallbackResponse, bool) {
+    let response = match dispatch(&state.connection, &state.metrics, envelope, deadline).await {
+        Dispatched::Replied(Reply::Callback(response)) => return (response, true),
         Dispatched::Replied(other) => {
             tracing::error!(
                 ?other,
@@ -249,5 +412,6 @@ async fn hand_over(
                 "service temporarily unavailable".to_owned(),
             )
         }
-    }
+    };
+    (response, false)
 }

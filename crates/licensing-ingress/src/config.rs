@@ -38,6 +38,9 @@ pub struct IngressConfig {
     pub keep_alive: Duration,
     /// `LICENSING_MAX_CONNECTIONS`: open connections per worker thread at most (default 4096).
     pub max_connections: usize,
+    /// Records of refused callback requests handed over per second at most, beyond which they
+    /// are only counted (`LICENSING_EVIDENCE_REFUSED_PER_SECOND`, default 20, D20).
+    pub evidence_refused_per_second: u32,
 }
 
 impl IngressConfig {
@@ -106,6 +109,8 @@ impl IngressConfig {
             ),
             keep_alive: Duration::from_secs(settings.parse_or("LICENSING_KEEP_ALIVE_SECONDS", 15)?),
             max_connections: settings.parse_or("LICENSING_MAX_CONNECTIONS", 4096)?,
+            evidence_refused_per_second: settings
+                .parse_or("LICENSING_EVIDENCE_REFUSED_PER_SECOND", 20)?,
         })
     }
 }

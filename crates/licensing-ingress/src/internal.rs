@@ -173,7 +173,7 @@ async fn submit_inner(
             };
             Err(ApiError::new(status, &code, message))
         }
-        Dispatched::Replied(Reply::Callback(_)) => Err(ApiError::new(
+        Dispatched::Replied(Reply::Callback(_) | Reply::Recorded) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected reply",

@@ -28,6 +28,8 @@ pub struct State {
     connection: Connection,
     metrics: metrics::Metrics,
     health: Health,
+    /// Refusal records handed over per second at most (D20).
+    evidence_budget: callback::EvidenceBudget,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -80,6 +82,7 @@ impl Application {
             verifier,
             connection: Connection::default(),
             metrics: metrics::Metrics::register(&registry),
+            evidence_budget: callback::EvidenceBudget::new(config.evidence_refused_per_second),
             config,
             health,
         });

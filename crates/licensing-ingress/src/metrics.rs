@@ -22,6 +22,10 @@ pub(crate) struct Metrics {
     pub(crate) reply_timeouts: Family<Labels, Counter>,
     /// Internal API requests, by route and HTTP status.
     pub(crate) internal_requests: Family<Labels, Counter>,
+    /// Evidence records of requests answered without a decision, handed over, by kind.
+    pub(crate) evidence_handed_over: Family<Labels, Counter>,
+    /// Evidence records not kept, by reason (`rate_limited`, `hand_over_failed`).
+    pub(crate) evidence_dropped: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -33,6 +37,8 @@ impl Metrics {
             publish_confirm: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             reply_timeouts: Family::default(),
             internal_requests: Family::default(),
+            evidence_handed_over: Family::default(),
+            evidence_dropped: Family::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -59,6 +65,16 @@ impl Metrics {
             "licensing_ingress_internal_requests",
             "Internal API requests, by route and status",
             metrics.internal_requests.clone(),
+        );
+        r.register(
+            "licensing_evidence_handed_over",
+            "Records of callback requests answered without a decision, handed over to be stored, by kind",
+            metrics.evidence_handed_over.clone(),
+        );
+        r.register(
+            "licensing_evidence_dropped",
+            "Records of callback requests not kept, by reason (rate_limited, hand_over_failed)",
+            metrics.evidence_dropped.clone(),
         );
         metrics
     }

@@ -113,10 +113,16 @@ impl CommandEnvelope {
 
     /// The domain command, read with `how`.
     pub fn to_domain(&self, how: &Interpretation) -> Result<domain::Command, InvalidCommand> {
+        if matches!(self.command, CommandBody::RecordInbound(_)) {
+            return Err(invalid("kind", "an evidence record decides nothing"));
+        }
         let license =
             domain::LicenseCode::parse(self.license()).map_err(|e| invalid("license", e))?;
         let at = domain::Timestamp::from_millis(self.received_at_ms);
         let action = match &self.command {
+            CommandBody::RecordInbound(_) => {
+                return Err(invalid("kind", "an evidence record decides nothing"));
+            }
             CommandBody::Callback(c) => domain::Action::Callback(domain::Callback {
                 kind: callback_kind(&c.request, how.market_zone)?,
                 // Strict mode is for real licenses only: the marketplace's probes and debug

@@ -51,6 +51,9 @@ pub enum CommandBody {
         attempt: u32,
         /// What the marketplace answered.
         result: ActivationResultV1,
+        /// Each HTTP attempt of the call, as evidence (D20); the last one's answer is `result`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attempts: Vec<OutboundAttemptV1>,
     },
     /// The outcome of one heartbeat call made by the outbound worker.
     RecordHeartbeat {
@@ -62,7 +65,14 @@ pub enum CommandBody {
         attempt: u32,
         /// What the marketplace answered.
         result: HeartbeatResultV1,
+        /// Each HTTP attempt of the call, as evidence (D20); the last one's answer is `result`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attempts: Vec<OutboundAttemptV1>,
     },
+    /// The record of a callback request answered without the processor's decision (D20): one
+    /// refused at the ingress, or one answered `000004`/`000005` before its command was decided.
+    /// Stored as evidence; decides nothing.
+    RecordInbound(InboundRecord),
     /// The seller's software was used (D15).
     ReportUsage {
         /// License code.
@@ -142,6 +152,147 @@ pub struct CallbackCommand {
     pub raw_query: String,
     /// The body as received (UTF-8 JSON).
     pub raw_body: String,
+    /// What else the ingress saw of the request, kept as evidence (D20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<RequestSeen>,
+}
+
+/// What the ingress saw of a callback request besides its query and body (D20).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSeen {
+    /// The HTTP method.
+    pub method: String,
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `User-Agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// `X-Forwarded-For`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+    /// `X-Request-Id`, as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The peer's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `valid`, or why verification refused it (`bad_signature`, `stale_timestamp`, …); `none`
+    /// when the request was refused before verification.
+    pub verification: String,
+    /// The index of the access key that verified it (0 = current), never the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_index: Option<usize>,
+}
+
+/// One HTTP attempt of an open-API call, as evidence (D20).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundAttemptV1 {
+    /// The evidence record's id.
+    pub exchange_id: Uuid,
+    /// When the request was sent, in milliseconds since the Unix epoch.
+    pub sent_at_ms: i64,
+    /// `POST`.
+    pub method: String,
+    /// The URL called.
+    pub url: String,
+    /// `primary` or `fallback` (D17).
+    pub host: String,
+    /// The headers we set, `Authorization` included (a signature, never the SK).
+    pub request_headers: Vec<(String, String)>,
+    /// The request body (base64 on the bus).
+    #[serde(with = "base64_bytes")]
+    pub request_body: Vec<u8>,
+    /// From sending to the answer or the error, in milliseconds.
+    pub latency_ms: u64,
+    /// The HTTP status, when an answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The answer's headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
+    /// The answer's body, when one came (base64 on the bus).
+    #[serde(
+        default,
+        with = "base64_bytes_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub response_body: Option<Vec<u8>>,
+    /// The error, when no (complete) answer came: its kind (`timeout`, `connect`, `transport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// What the error said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer's disposition (D16), or the error's kind.
+    pub outcome: String,
+}
+
+/// A callback request answered without the processor's decision, as evidence (D20).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundRecord {
+    /// The exchange: the id of the command that carried the callback when it was handed over,
+    /// else a fresh one.
+    pub exchange_id: Uuid,
+    /// When the request was received, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// The query string as received.
+    pub raw_query: String,
+    /// The body as received, up to the body limit (base64 on the bus).
+    #[serde(with = "base64_bytes")]
+    pub body: Vec<u8>,
+    /// The body's real size.
+    pub body_size: u64,
+    /// The rest of the request.
+    pub seen: RequestSeen,
+    /// Why it was refused (`verification`, `invalid`), or `not_decided` for an answer sent before
+    /// the decision.
+    pub refusal: String,
+    /// What we answered.
+    pub answer: CallbackResponse,
+    /// When the answer was sent, in milliseconds since the Unix epoch.
+    pub answered_at_ms: i64,
+}
+
+mod base64_bytes_opt {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => serializer.serialize_some(&STANDARD.encode(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| STANDARD.decode(text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl CommandEnvelope {
@@ -159,10 +310,12 @@ impl CommandEnvelope {
         Ok(envelope)
     }
 
-    /// The license code the command is about.
+    /// The license code the command is about (empty for a [`CommandBody::RecordInbound`]: its
+    /// body may name none).
     pub fn license(&self) -> &str {
         match &self.command {
             CommandBody::Callback(c) => c.request.license(),
+            CommandBody::RecordInbound(_) => "",
             CommandBody::RequestActivation { license, .. }
             | CommandBody::ReportUsage { license, .. }
             | CommandBody::RecordActivation { license, .. }
@@ -182,6 +335,8 @@ pub enum Reply {
         /// The license after the command.
         license: LicenseSummary,
     },
+    /// An exchange was recorded as evidence.
+    Recorded,
     /// An internal command was refused.
     Rejected {
         /// Stable code: `unknown_license`, `released`, `not_activated`, `frozen`, `invalid`.

@@ -11,5 +11,5 @@ pub mod event_codec;
 pub use convert::{Interpretation, InvalidCommand};
 pub use envelope::{
     ActivationResultV1, CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION,
-    HeartbeatResultV1, LicenseSummary, Reply,
+    HeartbeatResultV1, InboundRecord, LicenseSummary, OutboundAttemptV1, Reply, RequestSeen,
 };

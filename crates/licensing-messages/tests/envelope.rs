@@ -19,6 +19,7 @@ fn envelope(body: &str) -> CommandEnvelope {
             timestamp_ms: 1_700_000_000_000,
             raw_query: "signature=x&timestamp=1&nonce=n".into(),
             raw_body: body.into(),
+            seen: None,
         }),
     }
 }

@@ -10,9 +10,11 @@ use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, Interpretation, LicenseSummary, Reply,
 };
 use licensing_store::{
-    AppendOutcome, EventMetadata, InboxKeys, InboxLookup, InboxOutcome, NewEvent, Store,
+    AppendOutcome, EventMetadata, Exchange, InboxKeys, InboxLookup, InboxOutcome, NewEvent, Store,
     StoreError, StreamAppend, UnitOfWork, Upcasters,
 };
+
+use crate::evidence;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -75,6 +77,8 @@ pub enum Outcome {
     Invalid,
     /// An `Idempotency-Key` reused with another body.
     IdempotencyKeyReused,
+    /// An evidence record stored (D20).
+    Recorded,
 }
 
 impl Outcome {
@@ -89,6 +93,7 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Invalid => "invalid",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Recorded => "recorded",
         }
     }
 }
@@ -249,6 +254,7 @@ fn decide<'a>(
         states,
         appends: Vec::new(),
         record: Vec::new(),
+        exchanges: Vec::new(),
     };
     for (i, (envelope, command)) in envelopes.iter().zip(commands).enumerate() {
         let (callback, key) = (callbacks[i], content_keys[i].as_deref());
@@ -289,6 +295,8 @@ fn decide<'a>(
             finish(stored_reply(stored)?, Outcome::Repeated, 0)
         } else if let Some(&first) = key.and_then(|k| batch.answered.get(k)) {
             finish(batch.results[first].reply.clone(), Outcome::Repeated, 0)
+        } else if matches!(envelope.command, CommandBody::RecordInbound(_)) {
+            finish(Reply::Recorded, Outcome::Recorded, 0)
         } else {
             batch.decide(envelope, command)?
         };
@@ -306,6 +314,21 @@ fn decide<'a>(
         batch
             .record
             .push((i, nonce.map(|n| (n, now + nonce_ttl)), key));
+        // Every HTTP request is evidence, a repeat or a replay too (a redelivered message is
+        // stored already).
+        match &envelope.command {
+            CommandBody::Callback(c) => {
+                batch
+                    .exchanges
+                    .push(evidence::decided(envelope, c, &applied.reply, now));
+            }
+            CommandBody::RecordInbound(r) => batch.exchanges.push(evidence::undecided(envelope, r)),
+            CommandBody::RecordActivation { attempts, .. }
+            | CommandBody::RecordHeartbeat { attempts, .. } => batch
+                .exchanges
+                .extend(attempts.iter().map(|a| evidence::outbound(envelope, a))),
+            _ => {}
+        }
         batch.results.push(applied);
     }
 
@@ -352,7 +375,12 @@ async fn write(
             unit.append(&batch.appends).await
         }
     };
-    let (appended, refused) = join(appending, unit.record_outcomes(&outcomes, now)).await;
+    let (appended, refused, recorded) = futures_util::future::join3(
+        appending,
+        unit.record_outcomes(&outcomes, now),
+        unit.record_exchanges(&batch.exchanges),
+    )
+    .await;
     // A conflict aborts the transaction, failing the inbox write sent with it: look at it first.
     match appended? {
         AppendOutcome::Appended { .. } => {}
@@ -368,6 +396,7 @@ async fn write(
         }
     }
     let refused = refused?;
+    recorded?;
     if !refused.is_empty() {
         // Another processor took a nonce meanwhile: start over, it will be seen.
         unit.rollback().await?;
@@ -428,6 +457,8 @@ struct Batch<'a> {
     appends: Vec<StreamAppend>,
     /// What the inbox remembers: (command index, nonce with expiry, content key).
     record: Vec<RecordEntry<'a>>,
+    /// The evidence records of the batch's callbacks (D20).
+    exchanges: Vec<Exchange>,
 }
 
 type RecordEntry<'a> = (usize, Option<(&'a str, OffsetDateTime)>, Option<&'a str>);
@@ -466,6 +497,14 @@ impl Batch<'_> {
                         message_id: Some(envelope.message_id),
                         source: Some(envelope.source.clone()),
                         received_at_ms: Some(envelope.received_at_ms),
+                        exchange_id: match &envelope.command {
+                            CommandBody::Callback(_) => Some(envelope.message_id),
+                            CommandBody::RecordActivation { attempts, .. }
+                            | CommandBody::RecordHeartbeat { attempts, .. } => {
+                                attempts.last().map(|a| a.exchange_id)
+                            }
+                            _ => None,
+                        },
                     };
                     let new_events = events
                         .iter()

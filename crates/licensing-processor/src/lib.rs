@@ -10,6 +10,7 @@
 
 mod apply;
 mod config;
+mod evidence;
 mod metrics;
 mod run;
 

@@ -33,6 +33,7 @@ fn kind(envelope: &CommandEnvelope) -> String {
         CommandBody::ReportUsage { .. } => "report_usage".to_owned(),
         CommandBody::RecordActivation { .. } => "record_activation".to_owned(),
         CommandBody::RecordHeartbeat { .. } => "record_heartbeat".to_owned(),
+        CommandBody::RecordInbound(_) => "record_inbound".to_owned(),
     }
 }
 

@@ -25,6 +25,7 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
             timestamp_ms: 1_795_000_000_000,
             raw_query: String::new(),
             raw_body: body.into(),
+            seen: None,
         }),
     }
 }

@@ -42,6 +42,9 @@ pub struct ProjectorConfig {
     /// `LICENSING_ACTIVATION_CLAIM_DAYS`: an activation still unclaimed by the buyer (`92020004`)
     /// after this many days is parked (default 14).
     pub claim_days: u32,
+    /// `LICENSING_EVIDENCE_RETENTION_DAYS`: exchanges with the marketplace are kept this long,
+    /// expired by whole months once a day (default 1095, D20).
+    pub evidence_retention_days: u32,
 }
 
 impl ProjectorConfig {
@@ -122,6 +125,8 @@ impl ProjectorConfig {
             ),
             rate: settings.parse_or("LICENSING_OUTBOUND_RATE", 20)?,
             claim_days: settings.parse_or("LICENSING_ACTIVATION_CLAIM_DAYS", 14)?,
+            evidence_retention_days: settings
+                .parse_or("LICENSING_EVIDENCE_RETENTION_DAYS", 1095)?,
             ready_max_lag: Duration::from_secs(
                 settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
             ),

@@ -3,6 +3,7 @@
 //! processor as commands), and serves the query API.
 
 mod config;
+mod evidence;
 mod metrics;
 mod outbound;
 mod publisher;
@@ -95,6 +96,12 @@ impl Projector {
                 .service(get_only("/v1/licenses", query::list))
                 .service(get_only("/v1/licenses/{code}", query::license))
                 .service(get_only("/v1/licenses/{code}/events", query::events))
+                .service(get_only(
+                    "/v1/licenses/{code}/ledger",
+                    evidence::license_ledger,
+                ))
+                .service(get_only("/v1/exchanges", evidence::exchanges))
+                .service(get_only("/v1/exchanges/{id}", evidence::exchange))
                 .configure(ops.clone())
         })
         .workers(2)
@@ -215,11 +222,35 @@ impl Projector {
                 }
             }
         });
+        let evidence = supervise(&self.health, "evidence_upkeep", cancel.clone(), {
+            let (store, retention) = (
+                self.store.clone(),
+                time::Duration::days(i64::from(self.config.evidence_retention_days)),
+            );
+            move |task| {
+                let store = store.clone();
+                async move {
+                    task.up();
+                    while !task.cancel.is_cancelled() {
+                        // Once a day: next month's partition, expiry by whole months (D20).
+                        store
+                            .maintain_evidence(time::OffsetDateTime::now_utc(), retention)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tokio::select! {
+                            () = task.cancel.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+                        }
+                    }
+                    Ok::<(), String>(())
+                }
+            }
+        });
         let handle = self.server.handle();
         tokio::spawn(self.server);
         cancel.cancelled().await;
         handle.stop(true).await;
-        let _ = tokio::join!(views, publisher, outbound, gauges);
+        let _ = tokio::join!(views, publisher, outbound, gauges, evidence);
         Ok(())
     }
 }

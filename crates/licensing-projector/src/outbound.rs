@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use koogallery::classify::Disposition;
-use koogallery::client::{Client, Reply};
+use koogallery::classify::{Disposition, classify};
+use koogallery::client::{Attempt, Client, Reply};
 use koogallery::openapi::{
     ActivateData, ActivateRequest, HeartbeatData, HeartbeatInfo, HeartbeatRequest,
 };
 use licensing_bus::Bus;
 use licensing_messages::{
     ActivationResultV1, CommandBody, CommandEnvelope, ENVELOPE_VERSION, HeartbeatResultV1,
+    OutboundAttemptV1,
 };
 use licensing_runtime::CancellationToken;
 use licensing_store::Store;
@@ -192,12 +193,15 @@ impl Outbound {
     }
 
     async fn perform(&self, bus: &Bus, job: Job) -> Result<(), licensing_bus::BusError> {
-        let (command, disposition) = if job.kind == JobKind::Activate {
+        let attempts;
+        let (mut command, disposition) = if job.kind == JobKind::Activate {
             let request = ActivateRequest {
                 license: job.license.clone(),
                 real_effect_time: job.real_effect_time.clone(),
             };
-            let outcome = self.client.activate(&request).await;
+            let call = self.client.activate_recorded(&request).await;
+            attempts = evidence_of(&call.attempts);
+            let outcome = call.outcome;
             let disposition = outcome
                 .as_ref()
                 .map_or(Disposition::Retry, |r| r.disposition);
@@ -224,6 +228,7 @@ impl Outbound {
                     license: job.license.clone(),
                     attempt: job.attempt as u32,
                     result,
+                    attempts: Vec::new(),
                 },
                 disposition,
             )
@@ -239,7 +244,9 @@ impl Outbound {
                     ip: job.ip.clone(),
                 },
             };
-            let outcome = self.client.heartbeat(&request).await;
+            let call = self.client.heartbeat_recorded(&request).await;
+            attempts = evidence_of(&call.attempts);
+            let outcome = call.outcome;
             let disposition = outcome
                 .as_ref()
                 .map_or(Disposition::Retry, |r| r.disposition);
@@ -249,10 +256,17 @@ impl Outbound {
                     day: job.day,
                     attempt: job.attempt as u32,
                     result: heartbeat_result(outcome),
+                    attempts: Vec::new(),
                 },
                 disposition,
             )
         };
+        // The attempts travel with the outcome and are stored with its events (D20).
+        if let CommandBody::RecordActivation { attempts: a, .. }
+        | CommandBody::RecordHeartbeat { attempts: a, .. } = &mut command
+        {
+            *a = attempts;
+        }
         self.metrics
             .calls
             .get_or_create(&vec![
@@ -326,6 +340,48 @@ impl Outbound {
         tracing::info!(license = %job.license, kind = job.kind.as_str(), attempt = job.attempt, disposition = disposition.as_str(), "marketplace called");
         Ok(())
     }
+}
+
+/// Each attempt of a call as evidence, with what its own answer meant.
+fn evidence_of(attempts: &[Attempt]) -> Vec<OutboundAttemptV1> {
+    attempts
+        .iter()
+        .map(|a| {
+            let outcome = match (&a.error, a.status) {
+                (Some(error), _) => error.kind.to_owned(),
+                (None, Some(status)) => {
+                    let code = a
+                        .response_body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                        .and_then(|v| v.get("error_code")?.as_str().map(str::to_owned));
+                    classify(status, code.as_deref()).as_str().to_owned()
+                }
+                (None, None) => "transport".to_owned(),
+            };
+            OutboundAttemptV1 {
+                exchange_id: uuid::Uuid::new_v4(),
+                sent_at_ms: koogallery::market_time::unix_millis(a.sent_at),
+                method: a.method.to_owned(),
+                url: a.url.clone(),
+                host: if a.host_index == 0 {
+                    "primary"
+                } else {
+                    "fallback"
+                }
+                .to_owned(),
+                request_headers: a.request_headers.clone(),
+                request_body: a.request_body.clone(),
+                latency_ms: u64::try_from(a.latency.as_millis()).unwrap_or(u64::MAX),
+                status: a.status,
+                response_headers: a.response_headers.clone(),
+                response_body: a.response_body.clone(),
+                error_kind: a.error.as_ref().map(|e| e.kind.to_owned()),
+                error: a.error.as_ref().map(|e| e.message.clone()),
+                outcome,
+            }
+        })
+        .collect()
 }
 
 fn activation_result(

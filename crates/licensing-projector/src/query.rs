@@ -19,12 +19,12 @@ pub(crate) struct QueryState {
     pub(crate) tokens: Vec<licensing_runtime::Secret>,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
 }
 
 /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
-fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
+pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
     tracing::warn!(error = %cause, "query failed in the store");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -34,7 +34,7 @@ fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
 }
 
 /// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
-fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
+pub(crate) fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
     match raw {
         Some(value) if value.chars().count() > 256 || value.chars().any(char::is_control) => Err(
             format!("{name} must be at most 256 characters without control characters"),
@@ -44,14 +44,14 @@ fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String
 }
 
 /// Query parameters decoded by serde; an error names the parameter when serde does.
-fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
     web::Query::<T>::from_query(query)
         .map(web::Query::into_inner)
         .map_err(|e| e.to_string())
 }
 
 /// 401 unless the request carries one of the API tokens.
-fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
+pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
     (!licensing_runtime::bearer_authorized(req, &state.tokens)).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
@@ -63,7 +63,7 @@ fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
 
 /// The events of license `code` (of its sandbox twin with `sandbox`), or the error to answer: 404
 /// when there are none, or when `code` cannot be a license code at all.
-async fn license_events(
+pub(crate) async fn license_events(
     store: &Store,
     code: &str,
     sandbox: bool,
@@ -85,7 +85,7 @@ async fn license_events(
     }
 }
 
-fn rfc3339(t: Option<OffsetDateTime>) -> Value {
+pub(crate) fn rfc3339(t: Option<OffsetDateTime>) -> Value {
     t.and_then(|t| t.format(&Rfc3339).ok())
         .map_or(Value::Null, Value::String)
 }
@@ -132,7 +132,7 @@ pub(crate) struct ListQuery {
 }
 
 /// An optional RFC 3339 query parameter; the error names it.
-fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, String> {
+pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, String> {
     raw.map(|r| OffsetDateTime::parse(r, &Rfc3339).map_err(|_| format!("{name} must be RFC 3339")))
         .transpose()
 }

@@ -23,6 +23,10 @@ pub struct EventMetadata {
     /// When the command was received, in milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
+    /// The evidence record of the exchange with the marketplace that caused it: the callback, or
+    /// the open-API call whose answer it records (D20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_id: Option<Uuid>,
 }
 
 /// An event to append.

@@ -247,9 +247,8 @@ fn from_row(row: &Row) -> Result<StoredExchange, StoreError> {
         exchange: Exchange {
             id: row.get("id"),
             at: row.get("at"),
-            direction: Direction::parse(&direction).ok_or_else(|| {
-                StoreError::Decode(format!("exchange direction {direction:?}"))
-            })?,
+            direction: Direction::parse(&direction)
+                .ok_or_else(|| StoreError::Decode(format!("exchange direction {direction:?}")))?,
             license: row.get("license"),
             sandbox: row.get("sandbox"),
             correlation_id: row.get("correlation_id"),
@@ -416,7 +415,11 @@ impl Store {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        let existing: Vec<Date> = partitions(&*tx).await?.into_iter().map(|(_, m)| m).collect();
+        let existing: Vec<Date> = partitions(&*tx)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
         let mut created = Vec::new();
         for &month in months {
             if existing.contains(&month) {

@@ -15,8 +15,8 @@
 
 mod append;
 mod error;
-mod evidence;
 mod event;
+mod evidence;
 mod inbox;
 mod read;
 mod store;
@@ -28,10 +28,8 @@ mod unit_of_work;
 
 pub use append::AppendOutcome;
 pub use error::StoreError;
-pub use evidence::{
-    Direction, EvidenceVolume, Exchange, ExchangeFilter, Expired, StoredExchange,
-};
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
+pub use evidence::{Direction, EvidenceVolume, Exchange, ExchangeFilter, Expired, StoredExchange};
 pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};

@@ -13,7 +13,11 @@ use tokio::sync::Notify;
 pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../migrations/0001_events.sql")),
     (2, "inbox", include_str!("../migrations/0002_inbox.sql")),
-    (3, "evidence", include_str!("../migrations/0003_evidence.sql")),
+    (
+        3,
+        "evidence",
+        include_str!("../migrations/0003_evidence.sql"),
+    ),
 ];
 
 /// Shortest time between two notifications to followers.

@@ -42,7 +42,10 @@ async fn payloads_are_stored_byte_for_byte_with_their_hash() {
     let body = b"{\"license\":\"PL1\"}\x00\xff\xfe".to_vec();
     let mut sent = exchange(now, "PL1", &body);
     sent.request_size = 70_000;
-    store.record_exchanges(&[sent.clone()]).await.unwrap();
+    store
+        .record_exchanges(std::slice::from_ref(&sent))
+        .await
+        .unwrap();
     let stored = store.exchange(sent.id).await.unwrap().expect("stored");
     assert_eq!(stored.exchange, sent);
     assert_eq!(stored.request_sha256, Sha256::digest(&body).to_vec());
@@ -179,7 +182,10 @@ async fn expiry_drops_whole_months_and_keeps_the_newer_ones() {
     let older = now - Duration::days(400);
     // A row whose month has no partition yet lands in the default partition…
     let stray = exchange(older, "PLOLD", b"old");
-    store.record_exchanges(&[stray.clone()]).await.unwrap();
+    store
+        .record_exchanges(std::slice::from_ref(&stray))
+        .await
+        .unwrap();
     assert_eq!(store.evidence_volume().await.unwrap().unpartitioned, 1);
     // …and moves into its month when the month is created.
     store.ensure_evidence_partitions(old).await.unwrap();
@@ -205,5 +211,10 @@ async fn expiry_drops_whole_months_and_keeps_the_newer_ones() {
     let volume = store.evidence_volume().await.unwrap();
     assert_eq!(volume.exchanges, 2, "{volume:?}");
     // Expiry works by month: nothing newer than the cutoff's month is touched.
-    assert!(volume.months.iter().all(|(m, _)| !expired.months.contains(m)));
+    assert!(
+        volume
+            .months
+            .iter()
+            .all(|(m, _)| !expired.months.contains(m))
+    );
 }

@@ -1,0 +1,526 @@
+//! The evidence log on the query API (D20): one exchange byte for byte, exchanges listed and
+//! filtered, and one license's three-way ledger — what the marketplace said, what we concluded,
+//! what we told it — in one time-ordered list.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use licensing_store::{Direction, ExchangeFilter, RecordedEvent, StoredExchange};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::query::{
+    QueryState, decode_query, error, instant, license_events, rfc3339, text_filter, unauthorized,
+    unavailable,
+};
+
+/// A payload as served: its size, hash, bytes (base64) and, when it is JSON, the decoded value.
+fn payload(
+    bytes: Option<&[u8]>,
+    sha256: Option<&[u8]>,
+    real_size: Option<i64>,
+    meta: &Value,
+) -> Value {
+    let Some(bytes) = bytes else {
+        return json!({ "meta": meta, "bytes": null });
+    };
+    let size = real_size.unwrap_or(bytes.len() as i64);
+    json!({
+        "meta": meta,
+        "size": size,
+        "stored_bytes": bytes.len(),
+        "truncated": size > bytes.len() as i64,
+        "sha256": sha256.map(hex::encode),
+        "base64": STANDARD.encode(bytes),
+        "json": serde_json::from_slice::<Value>(bytes).ok(),
+    })
+}
+
+/// An exchange's summary fields (no payloads).
+fn summary_json(stored: &StoredExchange) -> Value {
+    let e = &stored.exchange;
+    json!({
+        "exchange_id": e.id,
+        "direction": e.direction.as_str(),
+        "at": rfc3339(Some(e.at)),
+        "answered_at": rfc3339(e.answered_at),
+        "license": e.license,
+        "sandbox": e.sandbox,
+        "correlation_id": e.correlation_id,
+        "message_id": e.message_id,
+        "outcome": e.outcome,
+        "summary": describe(stored),
+        "request_sha256": hex::encode(&stored.request_sha256),
+        "response_sha256": stored.response_sha256.as_deref().map(hex::encode),
+        "request_size": e.request_size,
+    })
+}
+
+/// One exchange in full, as `GET /v1/exchanges/{id}` serves it (and the evidence pack keeps it).
+pub(crate) fn exchange_json(stored: &StoredExchange) -> Value {
+    let e = &stored.exchange;
+    let mut value = summary_json(stored);
+    value["request"] = payload(
+        Some(&e.request),
+        Some(&stored.request_sha256),
+        Some(e.request_size),
+        &e.request_meta,
+    );
+    value["response"] = payload(
+        e.response.as_deref(),
+        stored.response_sha256.as_deref(),
+        None,
+        &e.response_meta,
+    );
+    value["decision"] = e.decision.clone().unwrap_or(Value::Null);
+    value
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A short line saying what an exchange was.
+fn describe(stored: &StoredExchange) -> String {
+    let e = &stored.exchange;
+    let (req, resp) = (&e.request_meta, &e.response_meta);
+    match e.direction {
+        Direction::In => {
+            let activity = serde_json::from_slice::<Value>(&e.request)
+                .ok()
+                .and_then(|b| b.get("activity").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "unreadable body".to_owned());
+            let verification = text(req, "verification");
+            format!(
+                "callback {activity} (verification: {verification}) answered {} {}",
+                text(resp, "result_code"),
+                text(resp, "result_msg")
+            )
+        }
+        Direction::Out => {
+            let answer = match (
+                resp.get("status").and_then(Value::as_u64),
+                text(resp, "error"),
+            ) {
+                (Some(status), _) => format!("HTTP {status}"),
+                (None, error) => format!("no answer: {error}"),
+            };
+            format!(
+                "{} call to the {} host: {answer} ({}, {} ms)",
+                text(req, "call"),
+                text(req, "host"),
+                e.outcome,
+                resp.get("latency_ms").and_then(Value::as_u64).unwrap_or(0)
+            )
+        }
+    }
+}
+
+/// `GET /v1/exchanges/{id}`: one exchange, both payloads byte for byte.
+pub(crate) async fn exchange(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let unknown = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "unknown_exchange",
+            "no such exchange",
+        )
+    };
+    let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
+        return unknown();
+    };
+    match state.store.exchange(id).await {
+        Ok(Some(stored)) => HttpResponse::Ok().json(exchange_json(&stored)),
+        Ok(None) => unknown(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// Filters of `GET /v1/exchanges`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangesQuery {
+    license: Option<String>,
+    sandbox: Option<bool>,
+    direction: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The paging cursor: the last item's time (µs since the epoch) and id.
+fn cursor_of(stored: &StoredExchange) -> String {
+    let e = &stored.exchange;
+    format!("{}_{}", e.at.unix_timestamp_nanos() / 1000, e.id)
+}
+
+fn parse_cursor(raw: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let (micros, id) = raw.split_once('_')?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(micros.parse::<i128>().ok()? * 1000).ok()?;
+    Some((at, Uuid::parse_str(id).ok()?))
+}
+
+/// Reads the query string of `GET /v1/exchanges`; the error names the parameter.
+fn exchanges_filter(query: &str) -> Result<ExchangeFilter, String> {
+    let raw: ExchangesQuery = decode_query(query)?;
+    Ok(ExchangeFilter {
+        license: text_filter("license", raw.license)?,
+        sandbox: raw.sandbox,
+        direction: raw
+            .direction
+            .map(|d| Direction::parse(&d).ok_or("direction must be in or out"))
+            .transpose()?,
+        outcome: text_filter("outcome", raw.outcome)?,
+        from: instant("from", raw.from.as_ref())?,
+        to: instant("to", raw.to.as_ref())?,
+        after: raw
+            .cursor
+            .map(|c| parse_cursor(&c).ok_or("cursor is not one this API returned"))
+            .transpose()?,
+        limit: match raw.limit {
+            None => 100,
+            Some(limit @ 1..=1000) => limit,
+            Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
+        },
+        with_payloads: false,
+    })
+}
+
+/// `GET /v1/exchanges`: exchanges oldest first, refused ones included, by the license their body
+/// names when it can be read; paged with `next_cursor`.
+pub(crate) async fn exchanges(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let mut filter = match exchanges_filter(req.query_string()) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    let limit = filter.limit;
+    filter.limit += 1;
+    match state.store.exchanges(&filter).await {
+        Ok(found) => {
+            let more = found.len() as i64 > limit;
+            let page = &found[..found.len().min(limit as usize)];
+            let next = more.then(|| page.last().map(cursor_of)).flatten();
+            HttpResponse::Ok().json(json!({
+                "items": page.iter().map(summary_json).collect::<Vec<_>>(),
+                "next_cursor": next,
+            }))
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// Query parameters of the ledger and the evidence pack.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowQuery {
+    #[serde(default)]
+    sandbox: bool,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A license, a sandbox flag and a time window.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub(crate) sandbox: bool,
+    pub(crate) from: Option<OffsetDateTime>,
+    pub(crate) to: Option<OffsetDateTime>,
+}
+
+impl Window {
+    pub(crate) fn parse(query: &str) -> Result<Self, String> {
+        let raw: WindowQuery = decode_query(query)?;
+        Ok(Self {
+            sandbox: raw.sandbox,
+            from: instant("from", raw.from.as_ref())?,
+            to: instant("to", raw.to.as_ref())?,
+        })
+    }
+
+    fn contains(&self, at: OffsetDateTime) -> bool {
+        self.from.is_none_or(|from| at >= from) && self.to.is_none_or(|to| at < to)
+    }
+}
+
+/// Everything kept about one license in a window: its events and its exchanges (with payloads).
+#[derive(Debug)]
+pub(crate) struct Evidence {
+    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) exchanges: Vec<StoredExchange>,
+}
+
+/// The most exchanges one ledger or pack holds; narrow the window for more.
+const MAX_EXCHANGES: i64 = 1000;
+
+/// Reads one license's events and exchanges in `window`, or the answer to give instead.
+pub(crate) async fn gather(
+    state: &QueryState,
+    code: &str,
+    window: &Window,
+) -> Result<Evidence, HttpResponse> {
+    let events = license_events(&state.store, code, window.sandbox).await?;
+    let filter = ExchangeFilter {
+        license: Some(code.to_owned()),
+        sandbox: Some(window.sandbox),
+        from: window.from,
+        to: window.to,
+        limit: MAX_EXCHANGES,
+        with_payloads: true,
+        ..ExchangeFilter::default()
+    };
+    let exchanges = state
+        .store
+        .exchanges(&filter)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(Evidence {
+        events: events
+            .into_iter()
+            .filter(|e| window.contains(e.recorded_at))
+            .collect(),
+        exchanges,
+    })
+}
+
+/// Which column of the ledger an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    MarketplaceSaid,
+    WeConcluded,
+    WeTold,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::MarketplaceSaid => "marketplace_said",
+            Self::WeConcluded => "we_concluded",
+            Self::WeTold => "we_told",
+        }
+    }
+}
+
+/// One line of the ledger.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    at: OffsetDateTime,
+    side: Side,
+    kind: String,
+    summary: String,
+    exchange_id: Option<Uuid>,
+    event_id: Option<Uuid>,
+}
+
+impl Entry {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "at": rfc3339(Some(self.at)),
+            "side": self.side.as_str(),
+            "kind": self.kind,
+            "summary": self.summary,
+            "exchange_id": self.exchange_id,
+            "event_id": self.event_id,
+        })
+    }
+}
+
+/// The three columns merged in time order. A callback's answer is placed after the events it
+/// caused (they commit together, just before the answer is sent).
+pub(crate) fn ledger(evidence: &Evidence) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for event in &evidence.events {
+        entries.push(Entry {
+            at: event.recorded_at,
+            side: Side::WeConcluded,
+            kind: event.event_type.clone(),
+            summary: event_summary(event),
+            exchange_id: event.metadata.exchange_id,
+            event_id: Some(event.event_id),
+        });
+    }
+    for stored in &evidence.exchanges {
+        let e = &stored.exchange;
+        let answered = e.answered_at.unwrap_or(e.at);
+        match e.direction {
+            Direction::In => {
+                let caused = evidence
+                    .events
+                    .iter()
+                    .filter(|ev| ev.metadata.exchange_id == Some(e.id))
+                    .map(|ev| ev.recorded_at)
+                    .max();
+                let activity = serde_json::from_slice::<Value>(&e.request)
+                    .ok()
+                    .and_then(|b| b.get("activity").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| "unreadable body".to_owned());
+                entries.push(Entry {
+                    at: e.at,
+                    side: Side::MarketplaceSaid,
+                    kind: "callback".to_owned(),
+                    summary: format!(
+                        "{activity} (verification: {})",
+                        text(&e.request_meta, "verification")
+                    ),
+                    exchange_id: Some(e.id),
+                    event_id: None,
+                });
+                entries.push(Entry {
+                    at: caused.map_or(answered, |c| c.max(answered)),
+                    side: Side::WeTold,
+                    kind: "callback_answer".to_owned(),
+                    summary: format!(
+                        "{} {}",
+                        text(&e.response_meta, "result_code"),
+                        text(&e.response_meta, "result_msg")
+                    ),
+                    exchange_id: Some(e.id),
+                    event_id: None,
+                });
+            }
+            Direction::Out => {
+                let call = text(&e.request_meta, "call");
+                entries.push(Entry {
+                    at: e.at,
+                    side: Side::WeTold,
+                    kind: format!("{call}_request"),
+                    summary: format!(
+                        "POST {} ({} host)",
+                        text(&e.request_meta, "url"),
+                        text(&e.request_meta, "host")
+                    ),
+                    exchange_id: Some(e.id),
+                    event_id: None,
+                });
+                entries.push(Entry {
+                    at: answered,
+                    side: Side::MarketplaceSaid,
+                    kind: format!("{call}_answer"),
+                    summary: describe(stored),
+                    exchange_id: Some(e.id),
+                    event_id: None,
+                });
+            }
+        }
+    }
+    entries.sort_by_key(|e| (e.at, e.side));
+    entries
+}
+
+/// A short line for an event: its type and the payload fields that say the most.
+fn event_summary(event: &RecordedEvent) -> String {
+    let p = &event.payload;
+    let fields: Vec<String> = [
+        "scene",
+        "expire",
+        "expire_time",
+        "status",
+        "ours",
+        "theirs",
+        "day",
+        "code",
+        "message",
+        "order_id",
+    ]
+    .iter()
+    .filter_map(|k| {
+        p.get(*k).filter(|v| !v.is_null()).map(|v| {
+            format!(
+                "{k}={}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            )
+        })
+    })
+    .collect();
+    if fields.is_empty() {
+        event.event_type.clone()
+    } else {
+        format!("{} {}", event.event_type, fields.join(" "))
+    }
+}
+
+/// `GET /v1/licenses/{code}/ledger[?sandbox=true][&from=&to=]`.
+pub(crate) async fn license_ledger(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let code = path.into_inner();
+    let window = match Window::parse(req.query_string()) {
+        Ok(window) => window,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    let evidence = match gather(&state, &code, &window).await {
+        Ok(evidence) => evidence,
+        Err(answer) => return answer,
+    };
+    HttpResponse::Ok().json(json!({
+        "license": code,
+        "sandbox": window.sandbox,
+        "from": rfc3339(window.from),
+        "to": rfc3339(window.to),
+        "entries": ledger(&evidence).iter().map(Entry::to_json).collect::<Vec<_>>(),
+        "exchanges_truncated": evidence.exchanges.len() as i64 >= MAX_EXCHANGES,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let stored = StoredExchange {
+            exchange: licensing_store::Exchange {
+                id: Uuid::new_v4(),
+                at: OffsetDateTime::from_unix_timestamp_nanos(1_790_000_000_123_456_000).unwrap(),
+                direction: Direction::In,
+                license: None,
+                sandbox: false,
+                correlation_id: None,
+                message_id: None,
+                outcome: "000001".into(),
+                request: Vec::new(),
+                request_size: 0,
+                request_meta: json!({}),
+                response: None,
+                response_meta: json!({}),
+                answered_at: None,
+                decision: None,
+            },
+            request_sha256: Vec::new(),
+            response_sha256: None,
+        };
+        let cursor = cursor_of(&stored);
+        assert_eq!(
+            parse_cursor(&cursor),
+            Some((stored.exchange.at, stored.exchange.id))
+        );
+        let error = exchanges_filter("cursor=nope").unwrap_err();
+        assert!(error.contains("cursor"), "{error}");
+        let error = exchanges_filter("direction=sideways").unwrap_err();
+        assert!(error.contains("direction"), "{error}");
+        assert!(exchanges_filter("bogus=1").is_err());
+        let ok = exchanges_filter("license=PL1&direction=in&outcome=000001&limit=5").unwrap();
+        assert_eq!(
+            (ok.license.as_deref(), ok.direction, ok.limit),
+            (Some("PL1"), Some(Direction::In), 5)
+        );
+    }
+}

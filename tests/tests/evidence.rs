@@ -1,0 +1,538 @@
+//! The evidence log end to end (D20): every callback request and every open-API call kept byte
+//! for byte (the hash of what was sent equals the hash of what is stored), refusals rate-limited
+//! and counted, `000004` answers linked to their decision, and the three-way ledger.
+
+mod support;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::*;
+
+async fn get(stack: &Stack, path: &str) -> Value {
+    let response = stack
+        .http
+        .get(stack.query_url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.unwrap()
+}
+
+/// The exchanges whose body names `license`, once there are at least `count`.
+async fn exchanges_of(stack: &Stack, license: &str, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} exchanges of {license}"), 30, || async {
+        let listed = get(stack, &format!("/v1/exchanges?license={license}")).await;
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        (items.len() >= count).then_some(items)
+    })
+    .await
+}
+
+async fn exchange(stack: &Stack, id: &Value) -> Value {
+    get(stack, &format!("/v1/exchanges/{}", id.as_str().unwrap())).await
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Posts `body` with `query` and a known request id; returns the answer.
+async fn post(stack: &Stack, query: &str, body: Vec<u8>) -> Value {
+    let response = stack
+        .http
+        .post(format!("{}?{query}", stack.callback_url()))
+        .header("Content-Type", "application/json")
+        .header("User-Agent", "KooGallery-Test/1.0")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Checks that the stored request is exactly `sent`, with its hash.
+fn assert_stored(stored: &Value, sent: &[u8]) {
+    let request = &stored["request"];
+    let bytes = STANDARD
+        .decode(request["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, sent, "{stored}");
+    assert_eq!(request["sha256"], sha256(sent));
+    assert_eq!(stored["request_sha256"], sha256(sent));
+}
+
+#[tokio::test]
+async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[("LICENSING_MAX_BODY_BYTES", "4096")]).await;
+    stack.start_projector(&sim.url);
+
+    // Accepted: stored by the processor with its decision.
+    let body = renew("PL810", "CS810", "20301231235959", false);
+    let answer = stack.callback(&body).await;
+    assert_eq!(code(&answer), "000000");
+    let listed = exchanges_of(&stack, "PL810", 1).await;
+    let stored = exchange(&stack, &listed[0]["exchange_id"]).await;
+    assert_stored(&stored, body.as_bytes());
+    assert_eq!(stored["direction"], "in");
+    assert_eq!(stored["outcome"], "000000");
+    assert_eq!(stored["request"]["meta"]["verification"], "valid");
+    assert_eq!(stored["request"]["meta"]["key_index"], 0);
+    assert_eq!(stored["request"]["json"]["license"], "PL810");
+    assert!(
+        stored["request"]["meta"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("signature=")
+    );
+    assert_eq!(stored["decision"]["resultCode"], "000000");
+    let response_bytes = STANDARD
+        .decode(stored["response"]["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&response_bytes).unwrap(),
+        answer,
+        "the stored answer is the one sent"
+    );
+    // The events name the exchange that caused them.
+    let events = stack.events("license-PL810").await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e.metadata.exchange_id.map(|id| id.to_string())
+                == stored["exchange_id"].as_str().map(str::to_owned))
+    );
+
+    // A bad signature: refused at the ingress, handed over, stored with the reason.
+    let body = renew("PL811", "CS811", "20301231235959", false);
+    let forged = fresh_query("anotherAccessKey0123456789xyz", &body);
+    assert_eq!(
+        code(&post(&stack, &forged, body.clone().into()).await),
+        "000001"
+    );
+    let listed = exchanges_of(&stack, "PL811", 1).await;
+    let stored = exchange(&stack, &listed[0]["exchange_id"]).await;
+    assert_stored(&stored, body.as_bytes());
+    assert_eq!(
+        (
+            stored["outcome"].as_str(),
+            stored["request"]["meta"]["verification"].as_str(),
+            stored["request"]["meta"]["refusal"].as_str(),
+        ),
+        (Some("000001"), Some("refused"), Some("verification"))
+    );
+    assert_eq!(
+        stored["request"]["meta"]["user_agent"],
+        "KooGallery-Test/1.0"
+    );
+    assert_eq!(stored["request"]["meta"]["forwarded_for"], "203.0.113.7");
+    assert!(stored["request"]["meta"]["peer"].is_string());
+    assert!(stack.events("license-PL811").await.is_empty());
+
+    // A stale timestamp.
+    let body = renew("PL812", "CS812", "20301231235959", false);
+    let stale = query_at(KEY, &body, now_ms() - 3_600_000);
+    assert_eq!(
+        code(&post(&stack, &stale, body.clone().into()).await),
+        "000001"
+    );
+    let stored = exchange(
+        &stack,
+        &exchanges_of(&stack, "PL812", 1).await[0]["exchange_id"],
+    )
+    .await;
+    assert_stored(&stored, body.as_bytes());
+
+    // An oversized body: stored truncated at the limit, with its real size.
+    let padding = "x".repeat(10_000);
+    let body =
+        format!(r#"{{"activity":"refreshLicenseCode","license":"PL813","pad":"{padding}"}}"#);
+    let answer = post(&stack, &fresh_query(KEY, &body), body.clone().into()).await;
+    assert_eq!(code(&answer), "000002");
+    // A truncated body is not JSON: it names no license, and is found by its outcome.
+    let refused = eventually("the oversized request's record", 30, || async {
+        let listed = get(&stack, "/v1/exchanges?outcome=000002&direction=in").await;
+        listed["items"].get(0).cloned()
+    })
+    .await;
+    assert_eq!(refused["license"], Value::Null);
+    let stored = exchange(&stack, &refused["exchange_id"]).await;
+    assert_stored(&stored, &body.as_bytes()[..4096]);
+    assert_eq!(stored["request"]["size"], body.len());
+    assert_eq!(stored["request"]["truncated"], true);
+    assert_eq!(stored["request"]["json"], Value::Null);
+
+    // 000004: the processor is stopped, the answer goes out before the decision; the decision
+    // joins the same record when the processor comes back.
+    stack.processor.take();
+    let body = renew("PL814", "CS814", "20301231235959", false);
+    let answer = stack.callback(&body).await;
+    assert_eq!(code(&answer), "000004");
+    stack.start_processor();
+    stack.wait_event("license-PL814", "renewed").await;
+    let stored = eventually("the 000004 record with its decision", 30, || async {
+        let listed = get(&stack, "/v1/exchanges?license=PL814").await;
+        let id = listed["items"].get(0)?["exchange_id"].clone();
+        let stored = exchange(&stack, &id).await;
+        (stored["decision"]["resultCode"] == "000000").then_some(stored)
+    })
+    .await;
+    assert_stored(&stored, body.as_bytes());
+    assert_eq!(stored["outcome"], "000004", "what we answered");
+    assert_eq!(stored["response"]["json"]["resultCode"], "000004");
+    let events = stack.events("license-PL814").await;
+    assert_eq!(
+        events[0]
+            .metadata
+            .exchange_id
+            .map(|id| id.to_string())
+            .as_deref(),
+        stored["exchange_id"].as_str(),
+        "the answer and its later outcome are linked"
+    );
+    assert_eq!(
+        get(&stack, "/v1/exchanges?license=PL814").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "one request, one record"
+    );
+}
+
+/// Reads a counter from a Prometheus text page (0 when absent).
+fn counter(page: &str, name: &str, label: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_callbacks_is_answered_in_time_stored_up_to_the_limit_and_counted() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[("LICENSING_EVIDENCE_REFUSED_PER_SECOND", "20")]).await;
+    stack.start_projector(&sim.url);
+    let started = std::time::Instant::now();
+    let body = renew("PL820", "CS820", "20301231235959", false);
+    let forged = fresh_query("anotherAccessKey0123456789xyz", &body);
+    let flood = futures_util::stream::iter(0..2000)
+        .map(|_| {
+            let (http, url) = (
+                stack.http.clone(),
+                format!("{}?{forged}", stack.callback_url()),
+            );
+            let body = body.clone();
+            async move {
+                let sent = std::time::Instant::now();
+                let answer: Value = http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                (code(&answer).to_owned(), sent.elapsed())
+            }
+        })
+        .buffer_unordered(32);
+    // Valid callbacks meanwhile.
+    let valid = async {
+        let mut answers = Vec::new();
+        for i in 0..20 {
+            let license = format!("PL82{i:02}");
+            answers.push(
+                code(
+                    &stack
+                        .callback(&renew(&license, "CS82", "20301231235959", false))
+                        .await,
+                )
+                .to_owned(),
+            );
+        }
+        answers
+    };
+    let (answers, valid): (Vec<(String, std::time::Duration)>, Vec<String>) =
+        tokio::join!(flood.collect(), valid);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(answers.iter().all(|(c, _)| c == "000001"));
+    let slowest = answers.iter().map(|(_, d)| *d).max().unwrap();
+    assert!(slowest.as_secs_f64() < 5.0, "slowest answer {slowest:?}");
+    assert!(valid.iter().all(|c| c == "000000"), "{valid:?}");
+
+    // Everything handed over is stored; the rest is counted.
+    let metrics_url = stack.internal_url("/metrics");
+    let (stored, dropped) = eventually("the handed over records to be stored", 30, || async {
+        let page = stack
+            .http
+            .get(&metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let handed = counter(
+            &page,
+            "licensing_evidence_handed_over_total",
+            "verification",
+        );
+        let dropped = counter(&page, "licensing_evidence_dropped_total", "rate_limited");
+        let listed = get(&stack, "/v1/exchanges?license=PL820&limit=1000").await;
+        let stored = listed["items"].as_array().unwrap().len() as f64;
+        (handed > 0.0 && stored == handed).then_some((stored, dropped))
+    })
+    .await;
+    assert_eq!(
+        stored + dropped,
+        2000.0,
+        "stored {stored}, dropped {dropped}"
+    );
+    // A token bucket of 20/s with a burst of 20.
+    let limit = 20.0 * elapsed + 20.0;
+    assert!(
+        stored <= limit,
+        "stored {stored} > {limit} over {elapsed:.1} s"
+    );
+    assert!(stored >= 20.0, "stored {stored}");
+}
+
+async fn internal_post(stack: &Stack, path: &str, body: Value, request: uuid::Uuid) {
+    let response = stack
+        .http
+        .post(stack.internal_url(path))
+        .bearer_auth(TOKEN)
+        .header("X-Request-Id", request.to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+#[tokio::test]
+async fn every_open_api_attempt_is_kept_with_its_answer_or_its_error() {
+    let sim = Simulator::start();
+    sim.put("PL830", "unclaimed").await;
+    let mut stack = Stack::start(&[]).await;
+    // The simulator is both hosts: a fault on the first attempt sends the call to the fallback.
+    stack.start_projector_with(
+        &sim.url,
+        &[
+            ("LICENSING_KOOGALLERY_FALLBACK_URL", &sim.url),
+            ("LICENSING_KOOGALLERY_TIMEOUT_MS", "500"),
+        ],
+    );
+    let activation = uuid::Uuid::new_v4();
+    internal_post(
+        &stack,
+        "/v1/licenses/PL830/activation",
+        json!({}),
+        activation,
+    )
+    .await;
+    stack
+        .wait_event("license-PL830", "activation_awaiting_claim")
+        .await;
+    sim.fault(json!({"status": 503, "count": 1})).await;
+    sim.put("PL830", "claimed").await;
+    stack.wait_event("license-PL830", "activated").await;
+    sim.fault(json!({"hang": true, "count": 1})).await;
+    let usage = uuid::Uuid::new_v4();
+    internal_post(
+        &stack,
+        "/v1/licenses/PL830/usage",
+        json!({"account": "alice"}),
+        usage,
+    )
+    .await;
+    stack
+        .wait_event("license-PL830", "heartbeat_acknowledged")
+        .await;
+
+    let out = eventually("the outbound exchanges", 30, || async {
+        let listed = get(&stack, "/v1/exchanges?license=PL830&direction=out").await;
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .any(|i| i["summary"].as_str().unwrap_or("").starts_with("heartbeat"))
+            .then_some(items)
+    })
+    .await;
+    let outcomes: Vec<&str> = out.iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    for expected in ["awaiting_claim", "retry", "success", "timeout"] {
+        assert!(outcomes.contains(&expected), "{expected} in {outcomes:?}");
+    }
+    for item in &out {
+        let stored = exchange(&stack, &item["exchange_id"]).await;
+        let meta = &stored["request"]["meta"];
+        assert_eq!(meta["method"], "POST");
+        let sent = STANDARD
+            .decode(stored["request"]["base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(stored["request"]["sha256"], sha256(&sent));
+        assert_eq!(stored["request"]["json"]["license"], "PL830");
+        let headers = meta["headers"].as_array().unwrap();
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == "Authorization" && h[1].as_str().unwrap().contains("Signature=")),
+            "{headers:?}"
+        );
+        assert!(
+            !stored.to_string().contains(SIM_SK),
+            "the SK is never stored"
+        );
+        match stored["outcome"].as_str().unwrap() {
+            "timeout" => {
+                assert_eq!(stored["response"]["bytes"], Value::Null);
+                assert_eq!(stored["response"]["meta"]["error_kind"], "timeout");
+                assert_eq!(meta["host"], "primary");
+            }
+            "retry" => {
+                assert_eq!(stored["response"]["meta"]["status"], 503);
+                assert_eq!(meta["host"], "primary");
+            }
+            _ => {
+                assert_eq!(stored["response"]["meta"]["status"], 200);
+                let body = STANDARD
+                    .decode(stored["response"]["base64"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(stored["response"]["sha256"], sha256(&body));
+            }
+        }
+        // One correlation id from the internal request to the call.
+        let expected = if meta["call"] == "activate" {
+            activation
+        } else {
+            usage
+        };
+        assert_eq!(stored["correlation_id"], expected.to_string(), "{stored}");
+    }
+    // The outcome events name the exchange and carry the request's correlation id.
+    let events = stack.events("license-PL830").await;
+    let activated = events.iter().find(|e| e.event_type == "activated").unwrap();
+    let success = out
+        .iter()
+        .find(|i| {
+            i["outcome"] == "success" && i["summary"].as_str().unwrap().starts_with("activate")
+        })
+        .unwrap();
+    assert_eq!(
+        activated
+            .metadata
+            .exchange_id
+            .map(|i| i.to_string())
+            .as_deref(),
+        success["exchange_id"].as_str()
+    );
+    assert_eq!(activated.metadata.correlation_id, Some(activation));
+    let fallback = exchange(&stack, &success["exchange_id"]).await;
+    assert_eq!(fallback["request"]["meta"]["host"], "fallback");
+}
+
+#[tokio::test]
+async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_we_told_it() {
+    let sim = Simulator::start();
+    sim.put("PL840", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    internal_post(
+        &stack,
+        "/v1/licenses/PL840/activation",
+        json!({}),
+        uuid::Uuid::new_v4(),
+    )
+    .await;
+    stack.wait_event("license-PL840", "activated").await;
+    internal_post(
+        &stack,
+        "/v1/licenses/PL840/usage",
+        json!({"account": "alice"}),
+        uuid::Uuid::new_v4(),
+    )
+    .await;
+    stack
+        .wait_event("license-PL840", "heartbeat_acknowledged")
+        .await;
+    for body in [
+        renew("PL840", "CS840", "20311231235959", false),
+        status("PL840", "FREEZE"),
+        status("PL840", "UNFREEZE"),
+        release("PL840"),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    stack.wait_event("license-PL840", "released").await;
+
+    let ledger = eventually("the whole ledger", 30, || async {
+        let ledger = get(&stack, "/v1/licenses/PL840/ledger").await;
+        let entries = ledger["entries"].as_array().cloned().unwrap_or_default();
+        (entries
+            .iter()
+            .filter(|e| e["kind"] == "callback_answer")
+            .count()
+            == 4)
+            .then_some(entries)
+    })
+    .await;
+    let kinds: Vec<(&str, &str)> = ledger
+        .iter()
+        .map(|e| (e["side"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    let expected = [
+        ("we_concluded", "registered"),
+        ("we_concluded", "activation_requested"),
+        ("we_told", "activate_request"),
+        ("marketplace_said", "activate_answer"),
+        ("we_concluded", "activated"),
+        ("we_concluded", "usage_recorded"),
+        ("we_told", "heartbeat_request"),
+        ("marketplace_said", "heartbeat_answer"),
+        ("we_concluded", "heartbeat_acknowledged"),
+        ("marketplace_said", "callback"),
+        ("we_concluded", "renewed"),
+        ("we_told", "callback_answer"),
+        ("marketplace_said", "callback"),
+        ("we_concluded", "frozen"),
+        ("we_told", "callback_answer"),
+        ("marketplace_said", "callback"),
+        ("we_concluded", "unfrozen"),
+        ("we_told", "callback_answer"),
+        ("marketplace_said", "callback"),
+        ("we_concluded", "released"),
+        ("we_told", "callback_answer"),
+    ];
+    assert_eq!(kinds, expected, "{ledger:#?}");
+    // Every exchange entry names a record that is served.
+    for entry in ledger.iter().filter(|e| e["kind"] != "registered") {
+        let id = &entry["exchange_id"];
+        if !id.is_null() {
+            let stored = exchange(&stack, id).await;
+            assert_eq!(stored["license"], "PL840");
+        }
+    }
+    // A window narrows it.
+    let first_callback = ledger.iter().find(|e| e["kind"] == "callback").unwrap();
+    let from = first_callback["at"].as_str().unwrap();
+    let narrowed = get(
+        &stack,
+        &format!("/v1/licenses/PL840/ledger?from={}", urlencode(from)),
+    )
+    .await;
+    assert_eq!(narrowed["entries"][0]["kind"], "callback", "{narrowed:#}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
