@@ -536,3 +536,95 @@ async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_w
 fn urlencode(text: &str) -> String {
     text.replace(':', "%3A").replace('+', "%2B")
 }
+
+const OPS_TOKEN: &str = "ops-token-0123456789abcdefgh";
+
+#[tokio::test]
+async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resolves_it() {
+    let sim = Simulator::start();
+    sim.put("PL850", "claimed").await;
+    let tokens = format!("ops:{OPS_TOKEN},{TOKEN}");
+    let mut stack = Stack::start(&[("LICENSING_API_TOKENS", &tokens)]).await;
+    stack.start_projector(&sim.url);
+    // A renewal tells us one expiry; the marketplace's activation answer says another.
+    let answer = stack
+        .callback(&renew("PL850", "CS850", "20291231235959", false))
+        .await;
+    assert_eq!(code(&answer), "000000");
+    internal_post(
+        &stack,
+        "/v1/licenses/PL850/activation",
+        json!({}),
+        uuid::Uuid::new_v4(),
+    )
+    .await;
+    stack.wait_event("license-PL850", "drift_detected").await;
+    let drift = stack
+        .events("license-PL850")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "drift_detected")
+        .unwrap();
+    assert_eq!(drift.payload["expire"]["ours"]["raw"], "20291231235959");
+    assert_eq!(drift.payload["expire"]["theirs"]["raw"], "20301231235959");
+    assert!(drift.metadata.exchange_id.is_some(), "names the answer");
+    eventually("the view to show the drift", 30, || async {
+        (get(&stack, "/v1/licenses/PL850").await["drift"] == true).then_some(())
+    })
+    .await;
+
+    let resolve = |token: &'static str, body: Value| {
+        let (http, url) = (
+            stack.http.clone(),
+            stack.internal_url("/v1/licenses/PL850/drift/resolve"),
+        );
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = resolve(OPS_TOKEN, json!({"accept": "nobody", "note": "x"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_body")));
+    let (status, _) = resolve(OPS_TOKEN, json!({"accept": "ours", "note": "   "})).await;
+    assert_eq!(status, 400);
+    let (status, _) = resolve(
+        "wrong-token-0123456789abcdef",
+        json!({"accept": "ours", "note": "x"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = resolve(
+        OPS_TOKEN,
+        json!({"accept": "marketplace", "note": "the seller console shows 2030"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let resolved = stack
+        .events("license-PL850")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "drift_resolved")
+        .unwrap();
+    assert_eq!(resolved.payload["actor"], "ops");
+    assert_eq!(resolved.payload["accepted"], "marketplace");
+    assert_eq!(resolved.metadata.actor.as_deref(), Some("ops"));
+    let view = eventually("the view to clear the drift", 30, || async {
+        let view = get(&stack, "/v1/licenses/PL850").await;
+        (view["drift"] == false).then_some(view)
+    })
+    .await;
+    assert_eq!(view["expire_time"], "20301231235959");
+    // Nothing left: the bare token (named `default`) gets a clear refusal.
+    let (status, body) = resolve(TOKEN, json!({"accept": "ours", "note": "again"})).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("no_drift")));
+}

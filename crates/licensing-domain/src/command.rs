@@ -32,6 +32,15 @@ pub enum Action {
     ReportUsage(Usage),
     /// The outcome of one heartbeat call made by the outbound worker.
     RecordHeartbeat(HeartbeatOutcome),
+    /// An operator settles the open drift, keeping one side's values.
+    ResolveDrift {
+        /// The side kept.
+        accept: crate::event::DriftSide,
+        /// Why.
+        note: String,
+        /// The name of the API token that asked.
+        actor: String,
+    },
 }
 
 /// A callback, and what to do when it names a license we have never seen (D10).

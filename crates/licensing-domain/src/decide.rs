@@ -12,11 +12,11 @@ use crate::command::{
 };
 use crate::event::{
     Activated, ActivationAwaitingClaim, ActivationRequested, CallFailed, CallbackIgnored,
-    CallbackKey, DriftDetected, Event, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason,
-    LocalStatus, Origin, Registered, Released, Renewed, StatusChanged, UsageRecorded,
+    CallbackKey, DriftDetected, DriftResolved, Event, HeartbeatAcknowledged, HeartbeatFailed,
+    IgnoreReason, LocalStatus, Origin, Registered, Released, Renewed, StatusChanged, UsageRecorded,
 };
 use crate::state::{ActivationStatus, License, Status, refresh_key, status_key};
-use crate::values::Timestamp;
+use crate::values::{MarketTime, Timestamp};
 
 /// Why a command was refused. Refusals append nothing; the caller turns them into an answer
 /// (a callback result code, an HTTP status).
@@ -35,6 +35,8 @@ pub enum Rejection {
     Frozen,
     /// The command names another license than the stream it was sent to.
     WrongLicense,
+    /// A drift resolution for a license without an open drift.
+    NoDrift,
 }
 
 impl fmt::Display for Rejection {
@@ -46,6 +48,7 @@ impl fmt::Display for Rejection {
             Self::NotActivated => "the license code is not activated",
             Self::Frozen => "the license code is frozen",
             Self::WrongLicense => "the command is for another license code",
+            Self::NoDrift => "the license code has no open drift to resolve",
         })
     }
 }
@@ -86,7 +89,64 @@ pub fn decide(state: &License, command: Command) -> Result<Vec<Event>, Rejection
         Action::RecordActivation(outcome) => on_activation_outcome(state, outcome, at),
         Action::ReportUsage(usage) => on_usage(state, usage, at),
         Action::RecordHeartbeat(outcome) => on_heartbeat_outcome(state, outcome, at),
+        Action::ResolveDrift {
+            accept,
+            note,
+            actor,
+        } => {
+            if state.code.is_none() {
+                return Err(Rejection::UnknownLicense);
+            }
+            let drift = state.drift.clone().ok_or(Rejection::NoDrift)?;
+            Ok(vec![Event::DriftResolved(DriftResolved {
+                accepted: accept,
+                drift,
+                note,
+                actor,
+                at,
+            })])
+        }
     }
+}
+
+/// The fields on which the marketplace's answer disagrees with `state`: the status (as
+/// [`disagrees`] reads it), the expiry, the product and the order, each compared only when the
+/// marketplace gave it.
+fn drift_of(
+    state: &License,
+    ours: Option<LocalStatus>,
+    theirs: Option<&MarketStatus>,
+    expire: Option<&MarketTime>,
+    product_id: Option<&str>,
+    order_id: Option<&str>,
+    at: Timestamp,
+) -> Option<Event> {
+    let differs = |ours: Option<&str>, theirs: Option<&str>| match theirs {
+        Some(theirs) if ours != Some(theirs) => Some((ours.map(str::to_owned), theirs.to_owned())),
+        _ => None,
+    };
+    let drift = DriftDetected {
+        status: ours
+            .zip(theirs)
+            .filter(|(ours, theirs)| disagrees(*ours, theirs))
+            .map(|(ours, theirs)| (ours, theirs.clone())),
+        // An expiry we only estimated cannot disagree.
+        expire: expire
+            .filter(|theirs| {
+                !state.expire_estimated
+                    && state
+                        .expire
+                        .as_ref()
+                        .is_some_and(|ours| ours.instant != theirs.instant)
+            })
+            .map(|theirs| (state.expire.clone(), theirs.clone())),
+        // A product or order we never learnt cannot disagree.
+        product_id: differs(state.product_id.as_deref(), product_id)
+            .filter(|(ours, _)| ours.is_some()),
+        order_id: differs(state.order_id.as_deref(), order_id).filter(|(ours, _)| ours.is_some()),
+        at,
+    };
+    drift.any().then_some(Event::DriftDetected(drift))
 }
 
 fn on_callback(
@@ -212,7 +272,29 @@ fn on_activation_outcome(
         return Ok(Vec::new());
     }
     let attempt = outcome.attempt;
-    Ok(vec![match outcome.result {
+    // The activation's `license_code_info` against what callbacks told us (D20).
+    let drift = match &outcome.result {
+        ActivationResult::Activated(info) => {
+            let ours = if state.frozen_since.is_some() {
+                LocalStatus::Frozen
+            } else {
+                LocalStatus::Active
+            };
+            let theirs =
+                Some(MarketStatus::from_wire(&info.status)).filter(|_| !info.status.is_empty());
+            drift_of(
+                state,
+                Some(ours),
+                theirs.as_ref(),
+                info.expire.as_ref(),
+                info.product_id.as_deref(),
+                info.order_id.as_deref(),
+                at,
+            )
+        }
+        _ => None,
+    };
+    let outcome_event = match outcome.result {
         ActivationResult::Activated(info) => Event::Activated(Activated {
             attempt,
             info: Some(info),
@@ -238,7 +320,8 @@ fn on_activation_outcome(
             failure,
             at,
         }),
-    }])
+    };
+    Ok(std::iter::once(outcome_event).chain(drift).collect())
 }
 
 fn on_usage(state: &License, usage: Usage, at: Timestamp) -> Result<Vec<Event>, Rejection> {
@@ -298,16 +381,15 @@ fn on_heartbeat_outcome(
             at,
         })]),
         HeartbeatResult::Acknowledged { status, expire } => {
-            let drift = state
-                .local_status()
-                .filter(|ours| disagrees(*ours, &status))
-                .map(|ours| {
-                    Event::DriftDetected(DriftDetected {
-                        ours,
-                        theirs: status.clone(),
-                        at,
-                    })
-                });
+            let drift = drift_of(
+                state,
+                state.local_status(),
+                Some(&status),
+                expire.as_ref(),
+                None,
+                None,
+                at,
+            );
             let ack = Event::HeartbeatAcknowledged(HeartbeatAcknowledged {
                 day,
                 attempt,

@@ -37,6 +37,8 @@ pub enum Event {
     CallbackIgnored(CallbackIgnored),
     /// The marketplace's view of the license disagrees with ours.
     DriftDetected(DriftDetected),
+    /// An operator settled a drift: one side's values are kept.
+    DriftResolved(DriftResolved),
 }
 
 impl Event {
@@ -59,6 +61,7 @@ impl Event {
             Self::HeartbeatFailed(_) => "heartbeat_failed",
             Self::CallbackIgnored(_) => "callback_ignored",
             Self::DriftDetected(_) => "drift_detected",
+            Self::DriftResolved(_) => "drift_resolved",
         }
     }
 
@@ -78,6 +81,7 @@ impl Event {
             Self::HeartbeatFailed(e) => e.at,
             Self::CallbackIgnored(e) => e.at,
             Self::DriftDetected(e) => e.at,
+            Self::DriftResolved(e) => e.at,
         }
     }
 }
@@ -284,13 +288,62 @@ pub enum LocalStatus {
     Released,
 }
 
-/// Payload of [`Event::DriftDetected`].
+/// Payload of [`Event::DriftDetected`]: each field on which an open-API answer disagrees with
+/// our state, ours and theirs (a field that agrees is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriftDetected {
-    /// What we believed.
-    pub ours: LocalStatus,
-    /// What the marketplace said.
-    pub theirs: MarketStatus,
+    /// The status: what we believed and what the marketplace said.
+    pub status: Option<(LocalStatus, MarketStatus)>,
+    /// The expiry: ours (if we knew one) and the marketplace's.
+    pub expire: Option<(Option<MarketTime>, MarketTime)>,
+    /// The product id: ours (if known) and the marketplace's.
+    pub product_id: Option<(Option<String>, String)>,
+    /// The order id: ours (if known) and the marketplace's.
+    pub order_id: Option<(Option<String>, String)>,
+    /// When.
+    pub at: Timestamp,
+}
+
+impl DriftDetected {
+    /// Whether any field disagrees.
+    pub fn any(&self) -> bool {
+        self.status.is_some()
+            || self.expire.is_some()
+            || self.product_id.is_some()
+            || self.order_id.is_some()
+    }
+}
+
+/// Which side's values an operator kept when resolving a drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftSide {
+    /// The marketplace's values replace ours.
+    Marketplace,
+    /// Ours stand; the marketplace's answer is noted as wrong or transient.
+    Ours,
+}
+
+impl DriftSide {
+    /// `marketplace` or `ours`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Marketplace => "marketplace",
+            Self::Ours => "ours",
+        }
+    }
+}
+
+/// Payload of [`Event::DriftResolved`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftResolved {
+    /// The side kept.
+    pub accepted: DriftSide,
+    /// The drift settled.
+    pub drift: DriftDetected,
+    /// The operator's note.
+    pub note: String,
+    /// The name of the API token that asked.
+    pub actor: String,
     /// When.
     pub at: Timestamp,
 }

@@ -22,8 +22,9 @@ pub use command::{
 pub use decide::{Rejection, decide};
 pub use event::{
     Activated, ActivationAwaitingClaim, ActivationRequested, CallFailed, CallbackIgnored,
-    CallbackKey, DriftDetected, Event, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason,
-    LocalStatus, Origin, Registered, Released, Renewed, StatusChanged, UsageRecorded,
+    CallbackKey, DriftDetected, DriftResolved, DriftSide, Event, HeartbeatAcknowledged,
+    HeartbeatFailed, IgnoreReason, LocalStatus, Origin, Registered, Released, Renewed,
+    StatusChanged, UsageRecorded,
 };
 pub use state::{ActivationStatus, DEFAULT_FREEZE_PERIOD_MS, License, Status, evolve};
 pub use values::{

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::command::{CallFailure, MarketStatus, Scene, StatusChange};
-use crate::event::{CallbackKey, DriftDetected, Event, LocalStatus};
+use crate::event::{CallbackKey, DriftDetected, DriftSide, Event, LocalStatus};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
 
 /// The freeze period KooGallery asks sellers to configure: 15 days, during which data is kept.
@@ -84,6 +84,9 @@ pub struct License {
     pub needs_confirmation: bool,
     /// Current expiry (latest fact: activation estimate, refresh callback, or heartbeat).
     pub expire: Option<MarketTime>,
+    /// Whether `expire` is only the activation's estimate (the heartbeat is authoritative, so a
+    /// heartbeat that corrects an estimate is no drift).
+    pub expire_estimated: bool,
     /// Product id.
     pub product_id: Option<String>,
     /// Purchase order id.
@@ -213,6 +216,7 @@ pub fn evolve(mut state: License, event: &Event) -> License {
             if let Some(info) = &e.info {
                 if info.expire.is_some() {
                     state.expire = info.expire.clone();
+                    state.expire_estimated = true;
                 }
                 if info.product_id.is_some() {
                     state.product_id = info.product_id.clone();
@@ -237,6 +241,7 @@ pub fn evolve(mut state: License, event: &Event) -> License {
         }
         Event::Renewed(e) | Event::RenewalCancelled(e) => {
             state.expire = Some(e.expire.clone());
+            state.expire_estimated = false;
             if e.product_id.is_some() {
                 state.product_id = e.product_id.clone();
             }
@@ -270,6 +275,7 @@ pub fn evolve(mut state: License, event: &Event) -> License {
             state.drift = None;
             if e.expire.is_some() {
                 state.expire = e.expire.clone();
+                state.expire_estimated = false;
             }
         }
         Event::HeartbeatFailed(e) => {
@@ -283,6 +289,50 @@ pub fn evolve(mut state: License, event: &Event) -> License {
             state.seen_callbacks.insert(e.key.clone());
         }
         Event::DriftDetected(e) => state.drift = Some(e.clone()),
+        Event::DriftResolved(e) => {
+            // The answer that showed the drift already applied the marketplace's expiry, product
+            // and order (the marketplace is authoritative for them); its status never is.
+            state.drift = None;
+            let drift = &e.drift;
+            let marketplace = e.accepted == DriftSide::Marketplace;
+            if let Some((ours, theirs)) = &drift.expire {
+                state.expire = if marketplace {
+                    Some(theirs.clone())
+                } else {
+                    ours.clone()
+                };
+                state.expire_estimated = false;
+            }
+            if let Some((ours, theirs)) = &drift.product_id {
+                state.product_id = if marketplace {
+                    Some(theirs.clone())
+                } else {
+                    ours.clone()
+                };
+            }
+            if let Some((ours, theirs)) = &drift.order_id {
+                state.order_id = if marketplace {
+                    Some(theirs.clone())
+                } else {
+                    ours.clone()
+                };
+            }
+            match drift
+                .status
+                .as_ref()
+                .map(|(_, theirs)| theirs)
+                .filter(|_| marketplace)
+            {
+                Some(MarketStatus::Released) => {
+                    state.released_at.get_or_insert(e.at);
+                }
+                Some(MarketStatus::Expired) => {
+                    state.frozen_since.get_or_insert(e.at);
+                }
+                Some(MarketStatus::Alive) => state.frozen_since = None,
+                Some(MarketStatus::Other(_)) | None => {}
+            }
+        }
     }
     state
 }

@@ -595,8 +595,8 @@ fn heartbeat_expiry_is_authoritative_and_consistent_status_clears_drift() {
     ]);
     let drift = state.drift.clone().expect("drift recorded");
     assert_eq!(
-        (drift.ours, drift.theirs),
-        (LocalStatus::Active, MarketStatus::Released)
+        drift.status,
+        Some((LocalStatus::Active, MarketStatus::Released))
     );
 
     let (state, _) = given([
@@ -762,4 +762,78 @@ fn repeated_identical_failures_add_no_event_a_different_one_does() {
         ),
         Ok(vec![])
     );
+}
+
+fn resolve(accept: DriftSide) -> Command {
+    command(Action::ResolveDrift {
+        accept,
+        note: "checked in the seller console".to_owned(),
+        actor: "ops".to_owned(),
+    })
+}
+
+#[test]
+fn an_activation_answer_that_disagrees_with_a_renewal_is_drift_and_an_operator_settles_it() {
+    // A renewal told us the expiry; the activation's license_code_info says another one.
+    let history = [
+        renew("CS9", "20300101000000"),
+        request_activation(),
+        activation(1, ActivationResult::Activated(info())),
+    ];
+    let (state, events) = given(history.clone());
+    let types: Vec<&str> = events.iter().map(Event::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "registered",
+            "renewed",
+            "activation_requested",
+            "activated",
+            "drift_detected"
+        ]
+    );
+    let drift = state.drift.clone().expect("drift open");
+    let (ours, theirs) = drift.expire.clone().expect("the expiry disagrees");
+    assert_eq!(ours.map(|t| t.raw), Some("20300101000000".to_owned()));
+    assert_eq!(theirs.raw, "20230726121646");
+    assert_eq!(drift.status, None, "ALIVE agrees with a fresh activation");
+
+    // Keeping ours restores the renewal's expiry; keeping the marketplace's keeps theirs.
+    let kept_ours = evolve(
+        state.clone(),
+        &decide(&state, resolve(DriftSide::Ours)).unwrap()[0],
+    );
+    assert_eq!(kept_ours.drift, None);
+    assert_eq!(kept_ours.expire.unwrap().raw, "20300101000000");
+    let events = decide(&state, resolve(DriftSide::Marketplace)).unwrap();
+    let Event::DriftResolved(resolved) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (resolved.actor.as_str(), resolved.accepted),
+        ("ops", DriftSide::Marketplace)
+    );
+    let kept_theirs = evolve(state, &events[0]);
+    assert_eq!(kept_theirs.expire.as_ref().unwrap().raw, "20230726121646");
+    // Nothing left to resolve.
+    assert_eq!(
+        when(&kept_theirs, resolve(DriftSide::Ours)),
+        Err(Rejection::NoDrift)
+    );
+}
+
+#[test]
+fn an_estimated_expiry_corrected_by_a_heartbeat_is_no_drift_but_a_released_status_is_settled_by_accepting_it()
+ {
+    let (state, _) = given([
+        request_activation(),
+        activation(1, ActivationResult::Activated(info())),
+        usage(0),
+        heartbeat(0, 1, ack(MarketStatus::Released)),
+    ]);
+    let drift = state.drift.clone().unwrap();
+    assert_eq!(drift.expire, None, "{drift:?}");
+    let events = decide(&state, resolve(DriftSide::Marketplace)).unwrap();
+    let settled = evolve(state, &events[0]);
+    assert_eq!(settled.status(), Status::Released);
 }

@@ -137,6 +137,7 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
         received_at_ms: seen.received_at_ms,
         source: "koogallery".to_owned(),
         request_hash: None,
+        actor: None,
         command: CommandBody::RecordInbound(InboundRecord {
             exchange_id: seen.handed_over.unwrap_or_else(uuid::Uuid::new_v4),
             received_at_ms: seen.received_at_ms,
@@ -288,6 +289,7 @@ async fn handle(
         received_at_ms,
         source: "koogallery".to_owned(),
         request_hash: None,
+        actor: None,
         command: CommandBody::Callback(CallbackCommand {
             request: parsed,
             nonce: verified.nonce,

@@ -24,7 +24,7 @@ pub struct IngressConfig {
     /// `LICENSING_INTERNAL_WAIT_MS`: how long an internal request waits (default 2000).
     pub internal_wait: Duration,
     /// `LICENSING_API_TOKENS`: bearer tokens of the internal API.
-    pub api_tokens: Vec<licensing_runtime::Secret>,
+    pub api_tokens: Vec<licensing_runtime::ApiToken>,
     /// `LICENSING_MAX_BODY_BYTES` (default 65536).
     pub max_body_bytes: usize,
     /// `LICENSING_AMQP_*`.
@@ -53,7 +53,7 @@ impl IngressConfig {
                 "is required: the access key(s) from 密钥管理, comma-separated, current first",
             ));
         }
-        let api_tokens = settings.secret_list("LICENSING_API_TOKENS")?;
+        let api_tokens = settings.api_tokens("LICENSING_API_TOKENS")?;
         if api_tokens.is_empty() {
             return Err(SettingsError::invalid(
                 "LICENSING_API_TOKENS",

@@ -76,15 +76,22 @@ fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uui
     }
 }
 
-/// Refuses a request without a valid bearer token before its body is read (the routes' middleware).
+/// The name of the API token a request was authorised by: the actor of what it asks.
+#[derive(Debug, Clone)]
+struct Actor(String);
+
+/// Refuses a request without a valid bearer token before its body is read (the routes'
+/// middleware); an accepted request carries its token's name to the handler.
 pub(crate) async fn require_token(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let authorized = req.app_data::<web::Data<State>>().is_some_and(|state| {
-        licensing_runtime::bearer_authorized(req.request(), &state.config.api_tokens)
+    let actor = req.app_data::<web::Data<State>>().and_then(|state| {
+        licensing_runtime::bearer_token(req.request(), &state.config.api_tokens)
+            .map(|token| token.name.clone())
     });
-    if authorized {
+    if let Some(actor) = actor {
+        actix_web::HttpMessage::extensions_mut(&req).insert(Actor(actor));
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let refused = ApiError::new(
@@ -152,6 +159,9 @@ async fn submit_inner(
         correlation_id: request_id(req),
         received_at_ms: now_millis(),
         source: "internal-api".to_owned(),
+        actor: actix_web::HttpMessage::extensions(req)
+            .get::<Actor>()
+            .map(|a| a.0.clone()),
         request_hash: Some(request_hash),
         command,
     };
@@ -167,7 +177,7 @@ async fn submit_inner(
         Dispatched::Replied(Reply::Rejected { code, message }) => {
             let status = match code.as_str() {
                 "unknown_license" => StatusCode::NOT_FOUND,
-                "released" | "not_activated" | "frozen" => StatusCode::CONFLICT,
+                "released" | "not_activated" | "frozen" | "no_drift" => StatusCode::CONFLICT,
                 "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
@@ -308,4 +318,40 @@ pub(crate) async fn usage(
         at_ms,
     };
     submit(&req, &state, "usage", license, command, &body).await
+}
+
+/// Body of a drift resolution.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResolveBody {
+    /// `marketplace` or `ours`.
+    pub(crate) accept: String,
+    /// Why (1 to 1000 characters).
+    pub(crate) note: String,
+}
+
+/// `POST /v1/licenses/{code}/drift/resolve`: keep the marketplace's values or ours; recorded as a
+/// `drift_resolved` event with the token's name as actor.
+pub(crate) async fn resolve_drift(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let license = path.into_inner();
+    let parsed: ResolveBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    if !matches!(parsed.accept.as_str(), "marketplace" | "ours") {
+        return Err(ApiError::invalid_body("accept must be marketplace or ours"));
+    }
+    let note = parsed.note.trim();
+    if note.is_empty() || note.chars().count() > 1000 {
+        return Err(ApiError::invalid_body("note must be 1 to 1000 characters"));
+    }
+    let command = CommandBody::ResolveDrift {
+        license: license.clone(),
+        accept: parsed.accept,
+        note: note.to_owned(),
+    };
+    submit(&req, &state, "drift_resolve", license, command, &body).await
 }

@@ -115,7 +115,11 @@ impl Application {
                             "/licenses/{code}/activation",
                             internal::activation,
                         ))
-                        .service(post_only("/licenses/{code}/usage", internal::usage)),
+                        .service(post_only("/licenses/{code}/usage", internal::usage))
+                        .service(post_only(
+                            "/licenses/{code}/drift/resolve",
+                            internal::resolve_drift,
+                        )),
                 )
                 .configure(ops.clone())
         })

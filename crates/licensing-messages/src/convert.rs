@@ -203,6 +203,15 @@ impl CommandEnvelope {
                     }),
                 },
             }),
+            CommandBody::ResolveDrift { accept, note, .. } => domain::Action::ResolveDrift {
+                accept: match accept.as_str() {
+                    "marketplace" => domain::DriftSide::Marketplace,
+                    "ours" => domain::DriftSide::Ours,
+                    _ => return Err(invalid("accept", "must be marketplace or ours")),
+                },
+                note: note.clone(),
+                actor: self.actor.clone().unwrap_or_else(|| "default".to_owned()),
+            },
             CommandBody::ReportUsage {
                 account, ip, at_ms, ..
             } => {

@@ -21,6 +21,9 @@ pub struct CommandEnvelope {
     pub received_at_ms: i64,
     /// Who sent it: `koogallery` or `internal-api`.
     pub source: String,
+    /// The name of the API token behind an internal request (`LICENSING_API_TOKENS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// The SHA-256 of an internal request's body: a retry under the same `Idempotency-Key` with
     /// another body is refused (`idempotency_key_reused`) instead of answered with the first reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,15 @@ pub enum CommandBody {
     /// refused at the ingress, or one answered `000004`/`000005` before its command was decided.
     /// Stored as evidence; decides nothing.
     RecordInbound(InboundRecord),
+    /// An operator settles a license's open drift (D20).
+    ResolveDrift {
+        /// License code.
+        license: String,
+        /// `marketplace` or `ours`: whose values are kept.
+        accept: String,
+        /// Why.
+        note: String,
+    },
     /// The seller's software was used (D15).
     ReportUsage {
         /// License code.
@@ -317,6 +329,7 @@ impl CommandEnvelope {
             CommandBody::Callback(c) => c.request.license(),
             CommandBody::RecordInbound(_) => "",
             CommandBody::RequestActivation { license, .. }
+            | CommandBody::ResolveDrift { license, .. }
             | CommandBody::ReportUsage { license, .. }
             | CommandBody::RecordActivation { license, .. }
             | CommandBody::RecordHeartbeat { license, .. } => license,
@@ -339,7 +352,8 @@ pub enum Reply {
     Recorded,
     /// An internal command was refused.
     Rejected {
-        /// Stable code: `unknown_license`, `released`, `not_activated`, `frozen`, `invalid`.
+        /// Stable code: `unknown_license`, `released`, `not_activated`, `frozen`, `no_drift`,
+        /// `invalid`.
         code: String,
         /// What is wrong.
         message: String,

@@ -291,11 +291,91 @@ enum EventV1 {
         reason: String,
         at_ms: i64,
     },
-    DriftDetected {
-        ours: String,
-        theirs: String,
+    DriftDetected(DriftV1),
+    DriftResolved {
+        accepted: String,
+        drift: DriftV1,
+        note: String,
+        actor: String,
         at_ms: i64,
     },
+}
+
+/// A drift: the status as `ours`/`theirs` (the only fields of the first version), then the other
+/// fields that disagree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DriftV1 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ours: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    theirs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expire: Option<DriftTimeV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    product_id: Option<DriftTextV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    order_id: Option<DriftTextV1>,
+    at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DriftTimeV1 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ours: Option<MarketTimeV1>,
+    theirs: MarketTimeV1,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DriftTextV1 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ours: Option<String>,
+    theirs: String,
+}
+
+impl From<&domain::DriftDetected> for DriftV1 {
+    fn from(d: &domain::DriftDetected) -> Self {
+        let text = |pair: &Option<(Option<String>, String)>| {
+            pair.as_ref().map(|(ours, theirs)| DriftTextV1 {
+                ours: ours.clone(),
+                theirs: theirs.clone(),
+            })
+        };
+        Self {
+            ours: d
+                .status
+                .as_ref()
+                .map(|(o, _)| local_status_name(*o).to_owned()),
+            theirs: d.status.as_ref().map(|(_, t)| t.as_str().to_owned()),
+            expire: d.expire.as_ref().map(|(ours, theirs)| DriftTimeV1 {
+                ours: ours.as_ref().map(Into::into),
+                theirs: theirs.into(),
+            }),
+            product_id: text(&d.product_id),
+            order_id: text(&d.order_id),
+            at_ms: d.at.as_millis(),
+        }
+    }
+}
+
+impl TryFrom<DriftV1> for domain::DriftDetected {
+    type Error = String;
+
+    fn try_from(d: DriftV1) -> Result<Self, String> {
+        let text = |pair: Option<DriftTextV1>| pair.map(|p| (p.ours, p.theirs));
+        Ok(Self {
+            status: match (d.ours, d.theirs) {
+                (Some(ours), Some(theirs)) => Some((
+                    local_status(&ours)?,
+                    domain::MarketStatus::from_wire(&theirs),
+                )),
+                _ => None,
+            },
+            expire: d.expire.map(|e| (e.ours.map(Into::into), e.theirs.into())),
+            product_id: text(d.product_id),
+            order_id: text(d.order_id),
+            at: domain::Timestamp::from_millis(d.at_ms),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -409,9 +489,12 @@ fn to_dto(event: &domain::Event) -> EventV1 {
             .to_owned(),
             at_ms: e.at.as_millis(),
         },
-        E::DriftDetected(e) => EventV1::DriftDetected {
-            ours: local_status_name(e.ours).to_owned(),
-            theirs: e.theirs.as_str().to_owned(),
+        E::DriftDetected(e) => EventV1::DriftDetected(e.into()),
+        E::DriftResolved(e) => EventV1::DriftResolved {
+            accepted: e.accepted.as_str().to_owned(),
+            drift: (&e.drift).into(),
+            note: e.note.clone(),
+            actor: e.actor.clone(),
             at_ms: e.at.as_millis(),
         },
     }
@@ -532,13 +615,22 @@ fn from_dto(dto: EventV1) -> Result<domain::Event, String> {
                 at: ts(at_ms),
             })
         }
-        EventV1::DriftDetected {
-            ours,
-            theirs,
+        EventV1::DriftDetected(drift) => E::DriftDetected(drift.try_into()?),
+        EventV1::DriftResolved {
+            accepted,
+            drift,
+            note,
+            actor,
             at_ms,
-        } => E::DriftDetected(domain::DriftDetected {
-            ours: local_status(&ours)?,
-            theirs: domain::MarketStatus::from_wire(&theirs),
+        } => E::DriftResolved(domain::DriftResolved {
+            accepted: match accepted.as_str() {
+                "marketplace" => domain::DriftSide::Marketplace,
+                "ours" => domain::DriftSide::Ours,
+                other => return Err(format!("unknown drift side {other:?}")),
+            },
+            drift: drift.try_into()?,
+            note,
+            actor,
             at: ts(at_ms),
         }),
     })

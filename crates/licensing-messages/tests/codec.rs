@@ -128,11 +128,54 @@ fn every_event() -> Vec<Event> {
             at: t(10),
         }),
         Event::DriftDetected(DriftDetected {
-            ours: LocalStatus::Active,
-            theirs: MarketStatus::Released,
+            status: Some((LocalStatus::Active, MarketStatus::Released)),
+            expire: None,
+            product_id: None,
+            order_id: None,
             at: t(11),
         }),
+        Event::DriftDetected(full_drift()),
+        Event::DriftResolved(DriftResolved {
+            accepted: DriftSide::Marketplace,
+            drift: full_drift(),
+            note: "checked in the seller console".into(),
+            actor: "ops".into(),
+            at: t(13),
+        }),
     ]
+}
+
+fn full_drift() -> DriftDetected {
+    DriftDetected {
+        status: Some((LocalStatus::Frozen, MarketStatus::Alive)),
+        expire: Some((
+            Some(MarketTime {
+                instant: t(1),
+                raw: "20300101000000".into(),
+            }),
+            MarketTime {
+                instant: t(2),
+                raw: "20310101000000".into(),
+            },
+        )),
+        product_id: Some((Some("P1".into()), "P2".into())),
+        order_id: Some((None, "CS9".into())),
+        at: t(12),
+    }
+}
+
+#[test]
+fn a_drift_stored_before_it_named_fields_still_loads() {
+    let payload = serde_json::json!({"at_ms": 11, "ours": "active", "theirs": "RELEASED"});
+    let event = decode("drift_detected", 1, &payload).unwrap();
+    assert!(matches!(
+        event,
+        Event::DriftDetected(DriftDetected {
+            status: Some((LocalStatus::Active, MarketStatus::Released)),
+            expire: None,
+            ..
+        })
+    ));
 }
 
 #[test]

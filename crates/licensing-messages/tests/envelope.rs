@@ -13,6 +13,7 @@ fn envelope(body: &str) -> CommandEnvelope {
         received_at_ms: 1_700_000_000_000,
         source: "koogallery".into(),
         request_hash: None,
+        actor: None,
         command: CommandBody::Callback(CallbackCommand {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: "n".into(),

@@ -47,7 +47,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-const EVENT_TYPES: [&str; 16] = [
+const EVENT_TYPES: [&str; 17] = [
     "registered",
     "activation_requested",
     "activated",
@@ -63,6 +63,7 @@ const EVENT_TYPES: [&str; 16] = [
     "heartbeat_failed",
     "callback_ignored",
     "drift_detected",
+    "drift_resolved",
     "written_by_a_later_release",
 ];
 

@@ -129,6 +129,7 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
         Rejection::Released => "released",
         Rejection::NotActivated => "not_activated",
         Rejection::Frozen => "frozen",
+        Rejection::NoDrift => "no_drift",
         Rejection::SandboxMismatch | Rejection::WrongLicense => "invalid",
     }
 }
@@ -496,6 +497,7 @@ impl Batch<'_> {
                         correlation_id: Some(envelope.correlation_id),
                         message_id: Some(envelope.message_id),
                         source: Some(envelope.source.clone()),
+                        actor: envelope.actor.clone(),
                         received_at_ms: Some(envelope.received_at_ms),
                         exchange_id: match &envelope.command {
                             CommandBody::Callback(_) => Some(envelope.message_id),

@@ -34,6 +34,7 @@ fn kind(envelope: &CommandEnvelope) -> String {
         CommandBody::RecordActivation { .. } => "record_activation".to_owned(),
         CommandBody::RecordHeartbeat { .. } => "record_heartbeat".to_owned(),
         CommandBody::RecordInbound(_) => "record_inbound".to_owned(),
+        CommandBody::ResolveDrift { .. } => "resolve_drift".to_owned(),
     }
 }
 

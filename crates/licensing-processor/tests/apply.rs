@@ -19,6 +19,7 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
         received_at_ms: 1_795_000_000_000,
         source: "koogallery".into(),
         request_hash: None,
+        actor: None,
         command: CommandBody::Callback(CallbackCommand {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: nonce.into(),

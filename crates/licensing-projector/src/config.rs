@@ -20,7 +20,7 @@ pub struct ProjectorConfig {
     /// `LICENSING_QUERY_ADDR`: query API, health, readiness, metrics (default `127.0.0.1:8083`).
     pub query_addr: String,
     /// `LICENSING_API_TOKENS`.
-    pub api_tokens: Vec<licensing_runtime::Secret>,
+    pub api_tokens: Vec<licensing_runtime::ApiToken>,
     /// `LICENSING_KOOGALLERY_URL` (default the production host), `LICENSING_KOOGALLERY_FALLBACK_URL`
     /// (default the production fallback host when the URL is the default, else none),
     /// `LICENSING_KOOGALLERY_AK`, `LICENSING_KOOGALLERY_SK`, `LICENSING_KOOGALLERY_CA`,
@@ -50,7 +50,7 @@ pub struct ProjectorConfig {
 impl ProjectorConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let api_tokens = settings.secret_list("LICENSING_API_TOKENS")?;
+        let api_tokens = settings.api_tokens("LICENSING_API_TOKENS")?;
         if api_tokens.is_empty() {
             return Err(SettingsError::invalid(
                 "LICENSING_API_TOKENS",

@@ -308,6 +308,7 @@ impl Outbound {
             received_at_ms: koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc()),
             source: "outbound-worker".to_owned(),
             request_hash: None,
+            actor: None,
             command,
         };
         bus.publish_command(

@@ -16,7 +16,7 @@ pub(crate) struct QueryState {
     /// The store.
     pub(crate) store: Store,
     /// Accepted bearer tokens.
-    pub(crate) tokens: Vec<licensing_runtime::Secret>,
+    pub(crate) tokens: Vec<licensing_runtime::ApiToken>,
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
@@ -52,13 +52,15 @@ pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Resul
 
 /// 401 unless the request carries one of the API tokens.
 pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
-    (!licensing_runtime::bearer_authorized(req, &state.tokens)).then(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        )
-    })
+    licensing_runtime::bearer_token(req, &state.tokens)
+        .is_none()
+        .then(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+        })
 }
 
 /// The events of license `code` (of its sandbox twin with `sandbox`), or the error to answer: 404

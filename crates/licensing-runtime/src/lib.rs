@@ -19,9 +19,47 @@ pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
 pub use tokio_util::sync::CancellationToken;
 
-/// Whether the request carries `Authorization: Bearer <token>` (the scheme in any case) with one
-/// of `tokens`, compared in constant time (the internal and query APIs).
-pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[Secret]) -> bool {
+/// An API token and the name its actions are recorded under (`LICENSING_API_TOKENS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// The name: the actor of what the token asks.
+    pub name: String,
+    /// The token.
+    pub token: Secret,
+}
+
+impl ApiToken {
+    /// One item of `LICENSING_API_TOKENS`: `name:token`, or a bare token named `default`. A name
+    /// is 1 to 64 of `A-Z a-z 0-9 _ . -`; an item whose part before the first `:` is not a name
+    /// is a bare token.
+    pub fn parse(item: &str) -> Self {
+        match item.split_once(':') {
+            Some((name, token))
+                if !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) =>
+            {
+                Self {
+                    name: name.to_owned(),
+                    token: Secret::new(token.to_owned()),
+                }
+            }
+            _ => Self {
+                name: "default".to_owned(),
+                token: Secret::new(item.to_owned()),
+            },
+        }
+    }
+}
+
+/// The token the request carries as `Authorization: Bearer <token>` (the scheme in any case), if
+/// it is one of `tokens`; every token compared in constant time (the internal and query APIs).
+pub fn bearer_token<'a>(
+    req: &actix_web::HttpRequest,
+    tokens: &'a [ApiToken],
+) -> Option<&'a ApiToken> {
     let presented = req
         .headers()
         .get("Authorization")
@@ -29,17 +67,19 @@ pub fn bearer_authorized(req: &actix_web::HttpRequest, tokens: &[Secret]) -> boo
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, token)| token.trim());
-    tokens
-        .iter()
-        .map(Secret::expose)
-        .fold(false, |found, token| {
-            let same_length = token.len() == presented.len();
-            let difference = token
-                .bytes()
-                .zip(presented.bytes())
-                .fold(0u8, |d, (a, b)| d | (a ^ b));
-            found | (same_length && difference == 0)
-        })
+    tokens.iter().fold(None, |found, candidate| {
+        let token = candidate.token.expose();
+        let same_length = token.len() == presented.len();
+        let difference = token
+            .bytes()
+            .zip(presented.bytes())
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        if same_length && difference == 0 {
+            found.or(Some(candidate))
+        } else {
+            found
+        }
+    })
 }
 
 /// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level

@@ -133,6 +133,20 @@ impl Settings {
         Ok(values.into_iter().map(Secret::new).collect())
     }
 
+    /// Named API tokens (`name:token,…`, a bare token named `default`), each checked like any
+    /// secret.
+    pub fn api_tokens(&self, name: &str) -> Result<Vec<crate::ApiToken>, SettingsError> {
+        let tokens: Vec<crate::ApiToken> = self
+            .list(name)?
+            .iter()
+            .map(|item| crate::ApiToken::parse(item))
+            .collect();
+        for token in &tokens {
+            check_secret(name, token.token.expose())?;
+        }
+        Ok(tokens)
+    }
+
     /// A setting that must be present.
     pub fn required(&self, name: &str) -> Result<String, SettingsError> {
         self.optional(name)?

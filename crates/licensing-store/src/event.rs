@@ -20,6 +20,9 @@ pub struct EventMetadata {
     /// Who sent the command: `koogallery`, `internal-api`, `outbound-worker`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The name of the API token behind an internal request (D20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// When the command was received, in milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
