@@ -314,7 +314,7 @@ async fn the_internal_api_answers_as_its_openapi_document_says() {
         &stack.internal_url(""),
         &[
             "--include-path-regex",
-            "/(activation|usage)$|^/(healthz|readyz|metrics)$",
+            "/(activation|usage|drift/resolve)$|^/(healthz|readyz|metrics)$",
             "--exclude-checks",
             "positive_data_acceptance",
         ],
