@@ -628,3 +628,226 @@ async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resol
     let (status, body) = resolve(TOKEN, json!({"accept": "ours", "note": "again"})).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("no_drift")));
 }
+
+/// Unzips `zip` with Python's zipfile (an implementation independent of ours) into `dir`.
+fn unzip(zip: &[u8], dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let archive = dir.join("pack.zip");
+    std::fs::write(&archive, zip).unwrap();
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2])"])
+        .arg(&archive)
+        .arg(dir.join("unpacked"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "python's zipfile reads the pack");
+}
+
+/// Checks every hash of an unpacked pack's manifest; returns the manifest.
+fn verify_manifest(unpacked: &std::path::Path) -> Value {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    for file in files {
+        let bytes = std::fs::read(unpacked.join(file["path"].as_str().unwrap())).unwrap();
+        assert_eq!(file["sha256"], sha256(&bytes), "{file}");
+        assert_eq!(file["bytes"], bytes.len());
+    }
+    // Every other file is listed.
+    let mut listed: Vec<String> = files
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut present = Vec::new();
+    for entry in walk(unpacked) {
+        let relative = entry
+            .strip_prefix(unpacked)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if relative != "manifest.json" {
+            present.push(relative);
+        }
+    }
+    present.sort();
+    assert_eq!(listed, present);
+    manifest
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A headless Chromium screenshot of `html`, saved at `png`.
+fn screenshot(html: &std::path::Path, png: &std::path::Path) {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a Chromium (Debian package chromium) to open report.html");
+    let profile = html.parent().unwrap().join("chromium-profile");
+    let output = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let image = std::fs::read(png).unwrap();
+    assert!(
+        image.starts_with(b"\x89PNG") && image.len() > 10_000,
+        "a real screenshot, {} bytes",
+        image.len()
+    );
+}
+
+#[tokio::test]
+async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secret() {
+    let sim = Simulator::start();
+    sim.put("PL860", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(&sim.url, &[("LICENSING_CALLBACK_KEYS", KEY)]);
+    internal_post(
+        &stack,
+        "/v1/licenses/PL860/activation",
+        json!({}),
+        uuid::Uuid::new_v4(),
+    )
+    .await;
+    stack.wait_event("license-PL860", "activated").await;
+    for body in [
+        renew("PL860", "CS860", "20311231235959", false),
+        status("PL860", "FREEZE"),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    // A forged one too: in the pack, its signature is found not valid.
+    let forged_body = status("PL860", "UNFREEZE");
+    let forged = fresh_query("anotherAccessKey0123456789xyz", &forged_body);
+    assert_eq!(
+        code(&post(&stack, &forged, forged_body.into()).await),
+        "000001"
+    );
+    exchanges_of(&stack, "PL860", 4).await;
+
+    let response = stack
+        .http
+        .get(stack.query_url("/v1/licenses/PL860/evidence"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let zip = response.bytes().await.unwrap().to_vec();
+    for secret in [KEY, SIM_SK, TOKEN] {
+        assert!(
+            !zip.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the pack holds no secret"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("evidence-{}", uuid::Uuid::new_v4()));
+    unzip(&zip, &dir);
+    let unpacked = dir.join("unpacked");
+    let manifest = verify_manifest(&unpacked);
+    assert_eq!(manifest["license"], "PL860");
+    assert!(manifest["created_at"].is_string());
+    let paths: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"report.html") && paths.contains(&"events.json"));
+    let inbound: Vec<Value> = paths
+        .iter()
+        .filter(|p| p.starts_with("exchanges/") && p.ends_with("-in.json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(unpacked.join(p)).unwrap()).unwrap())
+        .collect();
+    assert_eq!(inbound.len(), 3, "{paths:?}");
+    assert!(paths.iter().any(|p| p.ends_with("-out.json")));
+    let checks: Vec<(Option<bool>, Option<u64>)> = inbound
+        .iter()
+        .map(|e| {
+            (
+                e["signature_check"]["valid"].as_bool(),
+                e["signature_check"]["key_index"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            (Some(true), Some(0)),
+            (Some(true), Some(0)),
+            (Some(false), None)
+        ]
+    );
+    let events: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("events.json")).unwrap()).unwrap();
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        stack.events("license-PL860").await.len()
+    );
+    let report = std::fs::read_to_string(unpacked.join("report.html")).unwrap();
+    assert!(report.contains("三方账本") && report.contains("Three-way ledger"));
+    screenshot(
+        &unpacked.join("report.html"),
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("evidence-report.png"),
+    );
+
+    // The same pack from the command line.
+    let out = dir.join("cli.zip");
+    let output = std::process::Command::new(binaries().join("licensing-projector"))
+        .args(["evidence", "PL860", "--out"])
+        .arg(&out)
+        .env_clear()
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .env("LICENSING_CALLBACK_KEYS", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cli_dir = dir.join("cli");
+    unzip(&std::fs::read(&out).unwrap(), &cli_dir);
+    let cli_manifest = verify_manifest(&cli_dir.join("unpacked"));
+    assert_eq!(cli_manifest["files"].as_array().unwrap().len(), paths.len());
+    // A code without history is a clear error.
+    let output = std::process::Command::new(binaries().join("licensing-projector"))
+        .args(["evidence", "PLNONE", "--out"])
+        .arg(dir.join("none.zip"))
+        .env_clear()
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no license PLNONE"));
+}

@@ -6,15 +6,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use licensing_store::{Direction, ExchangeFilter, RecordedEvent, StoredExchange};
+use licensing_store::{Direction, ExchangeFilter, RecordedEvent, Store, StoredExchange};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::query::{
-    QueryState, decode_query, error, instant, license_events, rfc3339, text_filter, unauthorized,
-    unavailable,
+    QueryState, decode_query, error, instant, rfc3339, text_filter, unauthorized, unavailable,
 };
 
 /// A payload as served: its size, hash, bytes (base64) and, when it is JSON, the decoded value.
@@ -233,12 +232,15 @@ struct WindowQuery {
     to: Option<String>,
 }
 
-/// A license, a sandbox flag and a time window.
-#[derive(Debug, Clone)]
-pub(crate) struct Window {
-    pub(crate) sandbox: bool,
-    pub(crate) from: Option<OffsetDateTime>,
-    pub(crate) to: Option<OffsetDateTime>,
+/// A sandbox flag and a time window.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// The sandbox twin of the license.
+    pub sandbox: bool,
+    /// At or after.
+    pub from: Option<OffsetDateTime>,
+    /// Before.
+    pub to: Option<OffsetDateTime>,
 }
 
 impl Window {
@@ -266,13 +268,42 @@ pub(crate) struct Evidence {
 /// The most exchanges one ledger or pack holds; narrow the window for more.
 const MAX_EXCHANGES: i64 = 1000;
 
-/// Reads one license's events and exchanges in `window`, or the answer to give instead.
+/// Why a license's evidence cannot be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    /// No events for that code (or it cannot be a code).
+    #[error("no license {0}")]
+    UnknownLicense(String),
+    /// The store cannot answer.
+    #[error(transparent)]
+    Unavailable(#[from] licensing_store::StoreError),
+}
+
+impl GatherError {
+    fn answer(&self) -> HttpResponse {
+        match self {
+            Self::UnknownLicense(code) => error(
+                StatusCode::NOT_FOUND,
+                "unknown_license",
+                format!("no license {code}"),
+            ),
+            Self::Unavailable(e) => unavailable(e),
+        }
+    }
+}
+
+/// Reads one license's events and exchanges in `window`.
 pub(crate) async fn gather(
-    state: &QueryState,
+    store: &Store,
     code: &str,
     window: &Window,
-) -> Result<Evidence, HttpResponse> {
-    let events = license_events(&state.store, code, window.sandbox).await?;
+) -> Result<Evidence, GatherError> {
+    let unknown = || GatherError::UnknownLicense(code.to_owned());
+    let license = licensing_domain::LicenseCode::parse(code).map_err(|_| unknown())?;
+    let events = store.load(&license.stream_name(window.sandbox)).await?;
+    if events.is_empty() {
+        return Err(unknown());
+    }
     let filter = ExchangeFilter {
         license: Some(code.to_owned()),
         sandbox: Some(window.sandbox),
@@ -282,11 +313,7 @@ pub(crate) async fn gather(
         with_payloads: true,
         ..ExchangeFilter::default()
     };
-    let exchanges = state
-        .store
-        .exchanges(&filter)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let exchanges = store.exchanges(&filter).await?;
     Ok(Evidence {
         events: events
             .into_iter()
@@ -466,9 +493,9 @@ pub(crate) async fn license_ledger(
         Ok(window) => window,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
     };
-    let evidence = match gather(&state, &code, &window).await {
+    let evidence = match gather(&state.store, &code, &window).await {
         Ok(evidence) => evidence,
-        Err(answer) => return answer,
+        Err(e) => return e.answer(),
     };
     HttpResponse::Ok().json(json!({
         "license": code,
@@ -478,6 +505,50 @@ pub(crate) async fn license_ledger(
         "entries": ledger(&evidence).iter().map(Entry::to_json).collect::<Vec<_>>(),
         "exchanges_truncated": evidence.exchanges.len() as i64 >= MAX_EXCHANGES,
     }))
+}
+
+/// `GET /v1/licenses/{code}/evidence[?sandbox=true][&from=&to=]`: the dispute evidence pack.
+pub(crate) async fn license_evidence(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let code = path.into_inner();
+    let window = match Window::parse(req.query_string()) {
+        Ok(window) => window,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    match evidence_pack(&state.store, &code, &window, state.verifier.as_ref()).await {
+        Ok(zip) => HttpResponse::Ok()
+            .content_type("application/zip")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"evidence-{code}.zip\""),
+            ))
+            .body(zip),
+        Err(e) => e.answer(),
+    }
+}
+
+/// The evidence pack of `code` over `window` as `.zip` bytes (the query API and
+/// `licensing-projector evidence`).
+pub async fn evidence_pack(
+    store: &Store,
+    code: &str,
+    window: &Window,
+    verifier: Option<&koogallery::signature::Verifier>,
+) -> Result<Vec<u8>, GatherError> {
+    let evidence = gather(store, code, window).await?;
+    Ok(crate::pack::build(
+        code,
+        window,
+        &evidence,
+        verifier,
+        OffsetDateTime::now_utc(),
+    ))
 }
 
 #[cfg(test)]

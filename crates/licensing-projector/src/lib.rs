@@ -6,6 +6,7 @@ mod config;
 mod evidence;
 mod metrics;
 mod outbound;
+mod pack;
 mod publisher;
 mod query;
 mod rebuild;
@@ -24,7 +25,8 @@ use licensing_runtime::{
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
-pub use config::ProjectorConfig;
+pub use config::{ProjectorConfig, callback_verifier};
+pub use evidence::{GatherError, Window, evidence_pack};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
 pub use views::{Views, replay};
@@ -88,6 +90,7 @@ impl Projector {
         let state = web::Data::new(query::QueryState {
             store: store.clone(),
             tokens: config.api_tokens.clone(),
+            verifier: config.callback_verifier(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -99,6 +102,10 @@ impl Projector {
                 .service(get_only(
                     "/v1/licenses/{code}/ledger",
                     evidence::license_ledger,
+                ))
+                .service(get_only(
+                    "/v1/licenses/{code}/evidence",
+                    evidence::license_evidence,
                 ))
                 .service(get_only("/v1/exchanges", evidence::exchanges))
                 .service(get_only("/v1/exchanges/{id}", evidence::exchange))

@@ -3,6 +3,9 @@
 //!
 //! `licensing-projector rebuild` rebuilds the license view from the event store into a new table
 //! and swaps it in while the service keeps running (needs only `LICENSING_DATABASE_URL`).
+//!
+//! `licensing-projector evidence CODE [--from T] [--to T] [--sandbox] --out FILE` writes a
+//! license's dispute evidence pack (a `.zip`; docs/evidence.md).
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +27,24 @@ enum Command {
     /// Rebuild the license view from the event store into a new table and swap it in, while the
     /// service keeps running (needs only LICENSING_DATABASE_URL).
     Rebuild,
+    /// Write a license's dispute evidence pack (.zip: report.html, exchanges, events, manifest).
+    /// Needs LICENSING_DATABASE_URL; LICENSING_CALLBACK_KEYS to verify callback signatures again.
+    Evidence {
+        /// The license code.
+        code: String,
+        /// From this instant (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this instant (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// The license's sandbox twin (test traffic).
+        #[arg(long)]
+        sandbox: bool,
+        /// Where to write the .zip.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -32,6 +53,13 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None => run().await,
         Some(Command::Rebuild) => rebuild().await,
+        Some(Command::Evidence {
+            code,
+            from,
+            to,
+            sandbox,
+            out,
+        }) => evidence(&code, from, to, sandbox, &out).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -72,6 +100,44 @@ async fn rebuild() -> anyhow::Result<()> {
         report.seconds,
         report.events as f64 / report.seconds.max(1e-9)
     );
+    Ok(())
+}
+
+async fn evidence(
+    code: &str,
+    from: Option<String>,
+    to: Option<String>,
+    sandbox: bool,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use time::format_description::well_known::Rfc3339;
+    let instant = |name: &str, raw: Option<String>| {
+        raw.map(|r| {
+            time::OffsetDateTime::parse(&r, &Rfc3339).map_err(|_| {
+                anyhow::anyhow!("--{name} must be RFC 3339, like 2026-11-01T00:00:00+08:00")
+            })
+        })
+        .transpose()
+    };
+    let window = licensing_projector::Window {
+        sandbox,
+        from: instant("from", from)?,
+        to: instant("to", to)?,
+    };
+    let settings = Settings::load()?;
+    let config = licensing_store::StoreConfig::from_lookup(settings.lookup())
+        .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
+    let verifier = licensing_projector::callback_verifier(&settings)?;
+    if verifier.is_none() {
+        eprintln!(
+            "licensing-projector: LICENSING_CALLBACK_KEYS is not set: callback signatures are not verified again"
+        );
+    }
+    let store = licensing_store::Store::connect(&config)?;
+    let zip = licensing_projector::evidence_pack(&store, code, &window, verifier.as_ref()).await?;
+    std::fs::write(out, &zip)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    println!("wrote {} ({} bytes)", out.display(), zip.len());
     Ok(())
 }
 

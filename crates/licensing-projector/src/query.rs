@@ -17,6 +17,8 @@ pub(crate) struct QueryState {
     pub(crate) store: Store,
     /// Accepted bearer tokens.
     pub(crate) tokens: Vec<licensing_runtime::ApiToken>,
+    /// The callback keys, to verify callbacks again in evidence packs (none when not configured).
+    pub(crate) verifier: Option<koogallery::signature::Verifier>,
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
