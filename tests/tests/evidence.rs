@@ -851,3 +851,105 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no license PLNONE"));
 }
+
+/// Runs `licensing-processor replay` on the stack's database with `extra` settings.
+fn replay(stack: &Stack, extra: &[(&str, &str)]) -> (i32, String) {
+    let mut command = std::process::Command::new(binaries().join("licensing-processor"));
+    command
+        .arg("replay")
+        .env_clear()
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .env("LICENSING_CALLBACK_KEYS", KEY);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn replaying_recorded_traffic_through_todays_code_shows_every_difference() {
+    let sim = Simulator::start();
+    sim.put("PL870", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    // Recorded in lenient mode: callbacks for codes never activated register them.
+    internal_post(
+        &stack,
+        "/v1/licenses/PL870/activation",
+        json!({}),
+        uuid::Uuid::new_v4(),
+    )
+    .await;
+    stack.wait_event("license-PL870", "activated").await;
+    let bodies = [
+        renew("PL870", "CS870", "20311231235959", false),
+        status("PL870", "FREEZE"),
+        status("PL870", "UNFREEZE"),
+        renew("PL871", "CS871", "20311231235959", false),
+        status("PL871", "FREEZE"),
+        renew("PL872", "CS872", "20311231235959", true),
+    ];
+    for body in &bodies {
+        assert_eq!(code(&stack.callback(body).await), "000000");
+    }
+    // A repeat, a forged request and a stale one are replayed too.
+    assert_eq!(code(&stack.callback(&bodies[0]).await), "000000");
+    let forged = fresh_query("anotherAccessKey0123456789xyz", &bodies[1]);
+    assert_eq!(
+        code(&post(&stack, &forged, bodies[1].clone().into()).await),
+        "000001"
+    );
+    exchanges_of(&stack, "PL870", 6).await;
+    exchanges_of(&stack, "PL871", 2).await;
+
+    // Same build, same settings: no difference.
+    let (code_same, out) = replay(&stack, &[]);
+    assert_eq!(code_same, 0, "{out}");
+    assert!(out.contains("8 callbacks replayed, 0 differences"), "{out}");
+
+    // Strict mode over traffic recorded in lenient mode: PL871's callbacks now answer 000003 and
+    // register nothing; PL870 (activated before) and the sandbox PL872 are unchanged.
+    let (code_strict, out) = replay(&stack, &[("LICENSING_UNKNOWN_LICENSE", "strict")]);
+    assert_eq!(code_strict, 1, "{out}");
+    let diffs: Vec<&str> = out.lines().filter(|l| l.starts_with("DIFF")).collect();
+    assert!(
+        diffs.iter().all(|l| l.contains("PL871")),
+        "only PL871 differs: {out}"
+    );
+    assert!(
+        diffs
+            .iter()
+            .any(|l| l.contains("answer 000000 recorded, 000003 now")),
+        "{out}"
+    );
+    assert!(
+        diffs.iter().any(|l| l.contains("events [registered")),
+        "{out}"
+    );
+    // Another market time zone changes the decoded expiry of every renewal.
+    let (code_zone, out) = replay(&stack, &[("LICENSING_MARKET_TIME_ZONE", "+00:00")]);
+    assert_eq!(code_zone, 1, "{out}");
+    assert!(out.contains("renewed"), "{out}");
+    // One license only: PL870 is not affected by strict mode.
+    let mut command = std::process::Command::new(binaries().join("licensing-processor"));
+    let output = command
+        .args(["replay", "--license", "PL870"])
+        .env_clear()
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .env("LICENSING_CALLBACK_KEYS", KEY)
+        .env("LICENSING_UNKNOWN_LICENSE", "strict")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // Nothing was written.
+    assert_eq!(
+        stack.event_types("license-PL871").await,
+        ["registered", "renewed", "frozen"]
+    );
+}

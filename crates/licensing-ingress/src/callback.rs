@@ -4,12 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::StreamExt;
-use koogallery::callback::{CallbackRequest, CallbackResponse, RESPONSE_CONTENT_TYPE, ResultCode};
-use koogallery::signature::{SignatureParams, Verified};
-use licensing_domain::LicenseCode;
+use koogallery::callback::{CallbackResponse, RESPONSE_CONTENT_TYPE, ResultCode};
 use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, InboundRecord, Reply,
-    RequestSeen,
+    RequestSeen, admit_callback,
 };
 
 use crate::dispatch::{Dispatched, dispatch};
@@ -255,33 +253,50 @@ async fn handle(
         ));
     }
     read_body(payload, state, seen).await?;
-    // Verify over the raw bytes before reading anything of the body (D2).
-    let verified = verify(req, &seen.body, state, received_at_ms, request).inspect_err(|_| {
-        seen.verification = "refused";
-    })?;
-    seen.verification = "valid";
-    seen.key_index = Some(verified.key_index);
-    // D6: JSON, any charset.
-    let json = req
+    // Verify over the raw bytes before reading anything of the body (D2), then the rest.
+    let content_type = req
         .headers()
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Refusal::invalid(
-            "unknown",
-            "Content-Type must be application/json",
-        ));
+        .and_then(|v| v.to_str().ok());
+    let admitted = admit_callback(
+        req.query_string(),
+        content_type,
+        &seen.body,
+        &state.verifier,
+        received_at_ms,
+    );
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            if let Some((reason, error)) = &refused.verification {
+                seen.verification = "refused";
+                state
+                    .metrics
+                    .verification_failures
+                    .get_or_create(&vec![("reason", (*reason).to_owned())])
+                    .inc();
+                tracing::warn!(request_id = %request, reason, error, "callback refused by verification");
+            } else {
+                seen.verification = "valid";
+            }
+            return Err(Refusal(Answer {
+                activity: refused.activity,
+                response: refused.response,
+                request: None,
+                decided: false,
+            }));
+        }
+    };
+    let verified = admitted.verified;
+    seen.verification = "valid";
+    seen.key_index = Some(verified.key_index);
+    if verified.key_index > 0 {
+        tracing::warn!(
+            key = verified.key_index + 1,
+            "callback signed with a previous access key"
+        );
     }
-    let parsed = CallbackRequest::parse(&seen.body)
-        .map_err(|e| Refusal::invalid("unknown", e.to_string()))?;
-    let activity = parsed.activity();
-    LicenseCode::parse(parsed.license())
-        .map_err(|e| Refusal::invalid(activity, format!("field `license`: {e}")))?;
-    let raw_body = std::str::from_utf8(&seen.body)
-        .map_err(|_| Refusal::invalid(activity, "body is not UTF-8"))?
-        .to_owned();
+    let activity = admitted.request.activity();
     let envelope = CommandEnvelope {
         v: ENVELOPE_VERSION,
         message_id: uuid::Uuid::new_v4(),
@@ -291,11 +306,11 @@ async fn handle(
         request_hash: None,
         actor: None,
         command: CommandBody::Callback(CallbackCommand {
-            request: parsed,
+            request: admitted.request,
             nonce: verified.nonce,
             timestamp_ms: verified.timestamp_ms,
             raw_query: req.query_string().to_owned(),
-            raw_body,
+            raw_body: admitted.raw_body,
             seen: Some(request_seen(req, seen)),
         }),
     };
@@ -346,40 +361,6 @@ async fn read_body(
         ));
     }
     Ok(())
-}
-
-/// Checks the signature, the timestamp window and the key (D2–D5). Every refusal gets the one
-/// generic answer; the exact reason goes to the log and the metric, never to the caller.
-fn verify(
-    req: &HttpRequest,
-    body: &[u8],
-    state: &State,
-    received_at_ms: i64,
-    request: uuid::Uuid,
-) -> Result<Verified, Refusal> {
-    let verified = SignatureParams::from_query(req.query_string())
-        .and_then(|params| state.verifier.verify(&params, body, received_at_ms))
-        .map_err(|e| {
-            state
-                .metrics
-                .verification_failures
-                .get_or_create(&vec![("reason", e.reason().to_owned())])
-                .inc();
-            tracing::warn!(request_id = %request, reason = e.reason(), error = %e, "callback refused by verification");
-            Refusal(Answer {
-                activity: "unknown",
-                response: CallbackResponse::new(ResultCode::AuthenticationFailed),
-                request: None,
-                decided: false,
-            })
-        })?;
-    if verified.key_index > 0 {
-        tracing::warn!(
-            key = verified.key_index + 1,
-            "callback signed with a previous access key"
-        );
-    }
-    Ok(verified)
 }
 
 /// Hands the command over and waits for the processor's answer up to `deadline`; true with the

@@ -8,6 +8,8 @@ mod convert;
 mod envelope;
 pub mod event_codec;
 
+mod admit;
+pub use admit::{Admitted, Refused, admit_callback};
 pub use convert::{Interpretation, InvalidCommand};
 pub use envelope::{
     ActivationResultV1, CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION,

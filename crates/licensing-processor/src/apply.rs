@@ -472,96 +472,109 @@ impl Batch<'_> {
         command: Result<domain::Command, String>,
     ) -> Result<Applied, ApplyError> {
         let is_callback = matches!(envelope.command, CommandBody::Callback(_));
-        let command = match command {
-            Ok(command) => command,
-            Err(invalid) => {
-                let reply = if is_callback {
-                    Reply::callback(ResultCode::InvalidParameters, invalid)
-                } else {
-                    Reply::Rejected {
-                        code: "invalid".into(),
-                        message: invalid,
-                    }
-                };
-                return Ok(finish(reply, Outcome::Invalid, 0));
-            }
+        let stream = command
+            .as_ref()
+            .ok()
+            .map(|c| c.license.stream_name(c.sandbox));
+        let Some(stream) = stream else {
+            let (reply, outcome, _) = decision(&mut License::default(), is_callback, command);
+            return Ok(finish(reply, outcome, 0));
         };
-        let stream = command.license.stream_name(command.sandbox);
         let state = self.states.entry(stream.clone()).or_default();
-        match domain::decide(state, command) {
-            Ok(events) => {
-                let count = events.len();
-                if count > 0 {
-                    let metadata = EventMetadata {
-                        causation_id: Some(envelope.message_id),
-                        correlation_id: Some(envelope.correlation_id),
-                        message_id: Some(envelope.message_id),
-                        source: Some(envelope.source.clone()),
-                        actor: envelope.actor.clone(),
-                        received_at_ms: Some(envelope.received_at_ms),
-                        exchange_id: match &envelope.command {
-                            CommandBody::Callback(_) => Some(envelope.message_id),
-                            CommandBody::RecordActivation { attempts, .. }
-                            | CommandBody::RecordHeartbeat { attempts, .. } => {
-                                attempts.last().map(|a| a.exchange_id)
-                            }
-                            _ => None,
-                        },
-                    };
-                    let new_events = events
-                        .iter()
-                        .map(|event| {
-                            let (event_type, payload) = event_codec::encode(event);
-                            NewEvent {
-                                event_id: Uuid::new_v4(),
-                                event_type,
-                                schema_version: event_codec::SCHEMA_VERSION,
-                                payload,
-                                metadata: metadata.clone(),
-                            }
-                        })
-                        .collect();
-                    self.appends.push(StreamAppend {
-                        stream_id: stream,
-                        expected_version: state.version as i64,
-                        events: new_events,
-                    });
-                    for event in &events {
-                        *state = domain::evolve(std::mem::take(state), event);
+        let expected_version = state.version as i64;
+        let (reply, outcome, events) = decision(state, is_callback, command);
+        if !events.is_empty() {
+            let metadata = EventMetadata {
+                causation_id: Some(envelope.message_id),
+                correlation_id: Some(envelope.correlation_id),
+                message_id: Some(envelope.message_id),
+                source: Some(envelope.source.clone()),
+                actor: envelope.actor.clone(),
+                received_at_ms: Some(envelope.received_at_ms),
+                exchange_id: match &envelope.command {
+                    CommandBody::Callback(_) => Some(envelope.message_id),
+                    CommandBody::RecordActivation { attempts, .. }
+                    | CommandBody::RecordHeartbeat { attempts, .. } => {
+                        attempts.last().map(|a| a.exchange_id)
                     }
+                    _ => None,
+                },
+            };
+            let new_events = events
+                .iter()
+                .map(|event| {
+                    let (event_type, payload) = event_codec::encode(event);
+                    NewEvent {
+                        event_id: Uuid::new_v4(),
+                        event_type,
+                        schema_version: event_codec::SCHEMA_VERSION,
+                        payload,
+                        metadata: metadata.clone(),
+                    }
+                })
+                .collect();
+            self.appends.push(StreamAppend {
+                stream_id: stream,
+                expected_version,
+                events: new_events,
+            });
+        }
+        Ok(finish(reply, outcome, events.len()))
+    }
+}
+
+/// What one command means on `state`: the reply, how it ended, and the events it produces, which
+/// are already folded into `state`. The processor and the replay decide alike.
+pub(crate) fn decision(
+    state: &mut License,
+    is_callback: bool,
+    command: Result<domain::Command, String>,
+) -> (Reply, Outcome, Vec<domain::Event>) {
+    let command = match command {
+        Ok(command) => command,
+        Err(invalid) => {
+            let reply = if is_callback {
+                Reply::callback(ResultCode::InvalidParameters, invalid)
+            } else {
+                Reply::Rejected {
+                    code: "invalid".into(),
+                    message: invalid,
                 }
-                let reply = if is_callback {
-                    Reply::callback(ResultCode::Success, "success.")
-                } else {
-                    Reply::Applied {
-                        license: summary(state),
-                    }
-                };
-                Ok(finish(
-                    reply,
-                    if count > 0 {
-                        Outcome::Applied
-                    } else {
-                        Outcome::Unchanged
-                    },
-                    count,
-                ))
+            };
+            return (reply, Outcome::Invalid, Vec::new());
+        }
+    };
+    match domain::decide(state, command) {
+        Ok(events) => {
+            for event in &events {
+                *state = domain::evolve(std::mem::take(state), event);
             }
-            Err(rejection) => {
-                let reply = match (is_callback, &rejection) {
-                    (true, Rejection::UnknownLicense) => {
-                        Reply::callback(ResultCode::LicenseNotFound, rejection.to_string())
-                    }
-                    (true, _) => {
-                        Reply::callback(ResultCode::InvalidParameters, rejection.to_string())
-                    }
-                    (false, _) => Reply::Rejected {
-                        code: rejection_code(&rejection).into(),
-                        message: rejection.to_string(),
-                    },
-                };
-                Ok(finish(reply, Outcome::Rejected, 0))
-            }
+            let reply = if is_callback {
+                Reply::callback(ResultCode::Success, "success.")
+            } else {
+                Reply::Applied {
+                    license: summary(state),
+                }
+            };
+            let outcome = if events.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Applied
+            };
+            (reply, outcome, events)
+        }
+        Err(rejection) => {
+            let reply = match (is_callback, &rejection) {
+                (true, Rejection::UnknownLicense) => {
+                    Reply::callback(ResultCode::LicenseNotFound, rejection.to_string())
+                }
+                (true, _) => Reply::callback(ResultCode::InvalidParameters, rejection.to_string()),
+                (false, _) => Reply::Rejected {
+                    code: rejection_code(&rejection).into(),
+                    message: rejection.to_string(),
+                },
+            };
+            (reply, Outcome::Rejected, Vec::new())
         }
     }
 }

@@ -39,26 +39,39 @@ pub fn bus_config(settings: &Settings) -> Result<BusConfig, SettingsError> {
         .map_err(|(name, reason)| SettingsError::invalid(name, reason))
 }
 
+/// How commands are read (`LICENSING_UNKNOWN_LICENSE`, `LICENSING_MARKET_TIME_ZONE`,
+/// `LICENSING_HEARTBEAT_TIME_ZONE`), and how long a nonce is remembered
+/// (`LICENSING_NONCE_TTL_SECONDS`): the settings a decision depends on.
+pub fn interpretation(settings: &Settings) -> Result<(Interpretation, Duration), SettingsError> {
+    let on_unknown = match settings.optional("LICENSING_UNKNOWN_LICENSE")?.as_deref() {
+        None | Some("lenient") => UnknownLicensePolicy::Register,
+        Some("strict") => UnknownLicensePolicy::Reject,
+        Some(other) => {
+            return Err(SettingsError::invalid(
+                "LICENSING_UNKNOWN_LICENSE",
+                format!("expected lenient or strict, got {other:?}"),
+            ));
+        }
+    };
+    let nonce_ttl: u64 = settings.parse_or("LICENSING_NONCE_TTL_SECONDS", 600)?;
+    if nonce_ttl < 120 {
+        return Err(SettingsError::invalid(
+            "LICENSING_NONCE_TTL_SECONDS",
+            "must be at least 120 (twice the timestamp window)",
+        ));
+    }
+    let how = Interpretation {
+        market_zone: settings.offset_or("LICENSING_MARKET_TIME_ZONE", CHINA_STANDARD_TIME)?,
+        day_zone: settings.offset_or("LICENSING_HEARTBEAT_TIME_ZONE", CHINA_STANDARD_TIME)?,
+        on_unknown,
+    };
+    Ok((how, Duration::from_secs(nonce_ttl)))
+}
+
 impl ProcessorConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let on_unknown = match settings.optional("LICENSING_UNKNOWN_LICENSE")?.as_deref() {
-            None | Some("lenient") => UnknownLicensePolicy::Register,
-            Some("strict") => UnknownLicensePolicy::Reject,
-            Some(other) => {
-                return Err(SettingsError::invalid(
-                    "LICENSING_UNKNOWN_LICENSE",
-                    format!("expected lenient or strict, got {other:?}"),
-                ));
-            }
-        };
-        let nonce_ttl: u64 = settings.parse_or("LICENSING_NONCE_TTL_SECONDS", 600)?;
-        if nonce_ttl < 120 {
-            return Err(SettingsError::invalid(
-                "LICENSING_NONCE_TTL_SECONDS",
-                "must be at least 120 (twice the timestamp window)",
-            ));
-        }
+        let (interpretation, nonce_ttl) = interpretation(settings)?;
         Ok(Self {
             store: StoreConfig::from_lookup(settings.lookup())
                 .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,
@@ -66,14 +79,8 @@ impl ProcessorConfig {
             ops_addr: settings
                 .optional("LICENSING_PROCESSOR_ADDR")?
                 .unwrap_or_else(|| "127.0.0.1:8082".to_owned()),
-            interpretation: Interpretation {
-                market_zone: settings
-                    .offset_or("LICENSING_MARKET_TIME_ZONE", CHINA_STANDARD_TIME)?,
-                day_zone: settings
-                    .offset_or("LICENSING_HEARTBEAT_TIME_ZONE", CHINA_STANDARD_TIME)?,
-                on_unknown,
-            },
-            nonce_ttl: Duration::from_secs(nonce_ttl),
+            interpretation,
+            nonce_ttl,
             prefetch: settings.parse_or("LICENSING_PREFETCH", 64)?,
             workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 4)?,
             batch_size: match settings.parse_or("LICENSING_PROCESSOR_BATCH", 32)? {

@@ -12,9 +12,11 @@ mod apply;
 mod config;
 mod evidence;
 mod metrics;
+mod replay;
 mod run;
 
 pub use apply::{Applied, ApplyError, Outcome, apply_batch};
-pub use config::{ProcessorConfig, bus_config};
+pub use config::{ProcessorConfig, bus_config, interpretation};
 pub use metrics::Metrics;
+pub use replay::{ReplayOptions, ReplayReport, replay};
 pub use run::Processor;

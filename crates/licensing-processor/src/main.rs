@@ -1,4 +1,8 @@
 //! `licensing-processor`: applies commands from RabbitMQ to the event store. Settings: see the README.
+//!
+//! `licensing-processor replay [--from T] [--to T] [--license CODE]` re-runs the stored callbacks
+//! through this build and its settings and prints every difference from what was recorded; exits 1
+//! on any (docs/evidence.md). It writes nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -7,17 +11,109 @@ use licensing_processor::{Processor, ProcessorConfig};
 use licensing_runtime::{Readiness, Settings, init_logging, ops_server, shutdown_signal};
 use prometheus_client::registry::Registry;
 
+/// Applies commands from RabbitMQ to the event store. Settings come from LICENSING_* variables
+/// (see the README).
+#[derive(Debug, clap::Parser)]
+#[command(name = "licensing-processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Re-run the stored callbacks through this build and its settings against a shadow copy of
+    /// state, print every difference from what was recorded, exit 1 on any. Writes nothing. Needs
+    /// LICENSING_DATABASE_URL and LICENSING_CALLBACK_KEYS.
+    Replay {
+        /// Callbacks received at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Callbacks received before (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this license's callbacks.
+        #[arg(long)]
+        license: Option<String>,
+    },
+}
+
 // One thread: the processor waits on PostgreSQL and RabbitMQ, and handing work between threads
 // cost more CPU than it saved (docs/benchmarks.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let cli = <Cli as clap::Parser>::parse();
+    let result = match cli.command {
+        None => run().await.map(|()| true),
+        Some(Command::Replay { from, to, license }) => replay(from, to, license).await,
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("licensing-processor: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Returns whether the replay found no difference.
+async fn replay(
+    from: Option<String>,
+    to: Option<String>,
+    license: Option<String>,
+) -> anyhow::Result<bool> {
+    use time::format_description::well_known::Rfc3339;
+    let instant = |name: &str, raw: Option<String>| {
+        raw.map(|r| {
+            time::OffsetDateTime::parse(&r, &Rfc3339).map_err(|_| {
+                anyhow::anyhow!("--{name} must be RFC 3339, like 2026-11-01T00:00:00+08:00")
+            })
+        })
+        .transpose()
+    };
+    let (from, to) = (instant("from", from)?, instant("to", to)?);
+    let settings = Settings::load()?;
+    let store_config = licensing_store::StoreConfig::from_lookup(settings.lookup())
+        .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
+    let keys = settings.secret_list("LICENSING_CALLBACK_KEYS")?;
+    if keys.is_empty() {
+        anyhow::bail!("LICENSING_CALLBACK_KEYS is required: replay verifies every callback again");
+    }
+    let window_seconds: i64 = settings.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?;
+    let (how, nonce_ttl) = licensing_processor::interpretation(&settings)?;
+    let options = licensing_processor::ReplayOptions {
+        from,
+        to,
+        license,
+        verifier: koogallery::signature::Verifier::with_window(
+            keys.into_iter()
+                .map(koogallery::signature::AccessKey::new)
+                .collect(),
+            window_seconds.saturating_mul(1000),
+        ),
+        how,
+        nonce_ttl: time::Duration::try_from(nonce_ttl)?,
+    };
+    let store = licensing_store::Store::connect(&store_config)?;
+    let report = licensing_processor::replay(&store, &options).await?;
+    for line in &report.differences {
+        println!("{line}");
+    }
+    println!(
+        "{} callbacks replayed, {} differences{}",
+        report.replayed,
+        report.differences.len(),
+        if report.skipped > 0 {
+            format!(
+                " ({} answered before a decision that never came, skipped)",
+                report.skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(report.differences.is_empty())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ pub enum StoreError {
     /// serialization failure…): try again later.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
-    /// PostgreSQL refused the statement itself (SQLSTATE class `22` or `42`): a bug or a schema
+    /// PostgreSQL refused the statement itself (SQLSTATE class `21`, `22` or `42`): a bug or a schema
     /// mismatch, which retrying will not fix.
     #[error("the event store refused the operation: {0}")]
     Database(String),
@@ -26,12 +26,16 @@ impl StoreError {
 }
 
 /// SQLSTATE classes that mean the statement itself is wrong (a bug, or a schema this build does
-/// not match): `22` data exception, `42` syntax error or access rule violation, and the store's own
+/// not match): `21` cardinality violation (a statement touching one row twice), `22` data
+/// exception, `42` syntax error or access rule violation, and the store's own
 /// `LS` codes that are not a conflict. Everything else (a lost connection, `25006` read-only after
 /// a failover, `57014` statement timeout, `58` I/O, `40` serialization failures, lock timeouts,
 /// `53` resources) can succeed when tried again, and is [`StoreError::Unavailable`].
 fn is_bug_state(code: &str) -> bool {
-    code.starts_with("22") || code.starts_with("42") || code.starts_with("LS")
+    code.starts_with("21")
+        || code.starts_with("22")
+        || code.starts_with("42")
+        || code.starts_with("LS")
 }
 
 impl From<tokio_postgres::Error> for StoreError {

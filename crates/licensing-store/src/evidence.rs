@@ -224,6 +224,43 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Folds the records of one exchange given twice into one, as the insert's conflict rule would
+/// (one statement cannot touch a row twice): a decision keeps the answer of a note without one.
+fn merged(exchanges: &[Exchange]) -> std::borrow::Cow<'_, [Exchange]> {
+    let mut seen = std::collections::HashSet::new();
+    if exchanges.iter().all(|e| seen.insert((e.id, e.at))) {
+        return std::borrow::Cow::Borrowed(exchanges);
+    }
+    let mut out: Vec<Exchange> = Vec::with_capacity(exchanges.len());
+    for exchange in exchanges {
+        let Some(first) = out
+            .iter_mut()
+            .find(|e| e.id == exchange.id && e.at == exchange.at)
+        else {
+            out.push(exchange.clone());
+            continue;
+        };
+        let (decided, note) = match (&first.decision, &exchange.decision) {
+            (Some(_), None) => (first.clone(), exchange),
+            (None, Some(_)) => (exchange.clone(), &*first),
+            // Two notes: the later answer; two decisions: the first.
+            (None, None) => {
+                *first = exchange.clone();
+                continue;
+            }
+            (Some(_), Some(_)) => continue,
+        };
+        *first = Exchange {
+            outcome: note.outcome.clone(),
+            response: note.response.clone(),
+            response_meta: note.response_meta.clone(),
+            answered_at: note.answered_at,
+            ..decided
+        };
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl UnitOfWork {
     /// Stores exchanges in this transaction, in one statement (the processor: a callback's record
     /// commits with its events, so the two can never disagree).
@@ -231,7 +268,8 @@ impl UnitOfWork {
         if exchanges.is_empty() {
             return Ok(());
         }
-        let columns = Columns::of(exchanges);
+        let exchanges = merged(exchanges);
+        let columns = Columns::of(&exchanges);
         self.in_transaction(async {
             let statement = self.prepared(INSERT).await?;
             columns.insert(&***self.client()?, &statement).await
@@ -339,7 +377,7 @@ impl Store {
         }
         let client = self.client().await?;
         let statement = client.prepare_cached(INSERT).await?;
-        Columns::of(exchanges)
+        Columns::of(&merged(exchanges))
             .insert(&**client, &statement)
             .await
             .map(drop)

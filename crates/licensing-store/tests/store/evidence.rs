@@ -72,6 +72,18 @@ async fn an_answer_note_and_a_decision_meet_in_one_row_whatever_their_order() {
         answered_at: Some(e.at + Duration::seconds(5)),
         ..e.clone()
     };
+    // In one statement too (a note and its decision in the same batch).
+    let base = exchange(now, "PL2", b"{}");
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    unit.record_exchanges(&[noted(&base), decided(&base)])
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+    let stored = store.exchange(base.id).await.unwrap().unwrap().exchange;
+    assert_eq!(
+        (stored.outcome.as_str(), stored.decision),
+        ("000004", decided(&base).decision)
+    );
     for note_first in [true, false] {
         let base = exchange(now, "PL2", b"{}");
         let (first, second) = if note_first {
