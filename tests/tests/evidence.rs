@@ -953,3 +953,64 @@ async fn replaying_recorded_traffic_through_todays_code_shows_every_difference()
         ["registered", "renewed", "frozen"]
     );
 }
+
+#[tokio::test]
+async fn the_projector_expires_evidence_older_than_the_setting_by_whole_months() {
+    use licensing_store::{Direction, Exchange};
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    let now = time::OffsetDateTime::now_utc();
+    let record = |days_ago: i64, license: &str| Exchange {
+        id: uuid::Uuid::new_v4(),
+        at: now - time::Duration::days(days_ago),
+        direction: Direction::In,
+        license: Some(license.to_owned()),
+        sandbox: false,
+        correlation_id: None,
+        message_id: None,
+        outcome: "000000".to_owned(),
+        request: b"{}".to_vec(),
+        request_size: 2,
+        request_meta: json!({}),
+        response: None,
+        response_meta: json!({}),
+        answered_at: None,
+        decision: None,
+    };
+    let (old, recent) = (record(120, "PLOLD"), record(1, "PLNEW"));
+    stack
+        .store
+        .ensure_evidence_partitions(old.at)
+        .await
+        .unwrap();
+    stack
+        .store
+        .record_exchanges(&[old.clone(), recent.clone()])
+        .await
+        .unwrap();
+    assert!(stack.store.exchange(old.id).await.unwrap().is_some());
+    // Kept 60 days: the month of a 120-day-old exchange ended long before the cutoff.
+    stack.start_projector_with(&sim.url, &[("LICENSING_EVIDENCE_RETENTION_DAYS", "60")]);
+    eventually("the old month to be dropped", 30, || async {
+        stack
+            .store
+            .exchange(old.id)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(stack.store.exchange(recent.id).await.unwrap().is_some());
+    // Every month left is the cutoff's month or newer.
+    let volume = stack.store.evidence_volume().await.unwrap();
+    let cutoff = now - time::Duration::days(60);
+    let cutoff_month = format!("{:04}-{:02}", cutoff.year(), u8::from(cutoff.month()));
+    assert!(
+        volume
+            .months
+            .iter()
+            .all(|(month, _)| *month >= cutoff_month),
+        "{volume:?}"
+    );
+}
