@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::evidence::{Evidence, Window, exchange_json, ledger};
-use crate::query::rfc3339;
+use crate::query::{event_json, rfc3339};
 
 /// A callback's signature checked again against the configured keys at its recorded receive time.
 fn signature_check(stored: &StoredExchange, verifier: Option<&Verifier>) -> Value {
@@ -210,22 +210,7 @@ pub(crate) fn build(
             )
         })
         .collect();
-    let events: Vec<Value> = evidence
-        .events
-        .iter()
-        .map(|e| {
-            json!({
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "stream_version": e.stream_version,
-                "global_position": e.global_position,
-                "schema_version": e.schema_version,
-                "recorded_at": rfc3339(Some(e.recorded_at)),
-                "metadata": e.metadata,
-                "payload": e.payload,
-            })
-        })
-        .collect();
+    let events: Vec<Value> = evidence.events.iter().map(event_json).collect();
     let mut contents: Vec<(String, Vec<u8>)> = vec![(
         "report.html".to_owned(),
         report(code, window, evidence, &files, &created).into_bytes(),

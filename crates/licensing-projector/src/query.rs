@@ -333,6 +333,20 @@ async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> 
     }
 }
 
+/// A stored event as the query API and the evidence pack show it.
+pub(crate) fn event_json(e: &RecordedEvent) -> Value {
+    json!({
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "stream_version": e.stream_version,
+        "global_position": e.global_position,
+        "schema_version": e.schema_version,
+        "recorded_at": rfc3339(Some(e.recorded_at)),
+        "metadata": e.metadata,
+        "payload": e.payload,
+    })
+}
+
 /// `GET /v1/licenses/{code}/events`: the full history with metadata.
 pub(crate) async fn events(
     req: HttpRequest,
@@ -349,23 +363,7 @@ pub(crate) async fn events(
     };
     match license_events(&state.store, &code, sandbox).await {
         Err(answer) => answer,
-        Ok(events) => HttpResponse::Ok().json(
-            events
-                .iter()
-                .map(|e| {
-                    json!({
-                        "event_id": e.event_id,
-                        "event_type": e.event_type,
-                        "stream_version": e.stream_version,
-                        "global_position": e.global_position,
-                        "schema_version": e.schema_version,
-                        "recorded_at": rfc3339(Some(e.recorded_at)),
-                        "metadata": e.metadata,
-                        "payload": e.payload,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Ok(events) => HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()),
     }
 }
 
