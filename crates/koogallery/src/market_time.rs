@@ -84,9 +84,23 @@ pub fn unix_millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// The instant `millis` milliseconds after the Unix epoch (the inverse of [`unix_millis`]); `None`
+/// outside the years −9999 to 9999.
+pub fn from_unix_millis(millis: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_round_trip_and_out_of_range_is_none() {
+        let at = from_unix_millis(1_795_943_142_103).unwrap();
+        assert_eq!(unix_millis(at), 1_795_943_142_103);
+        assert_eq!(from_unix_millis(-1).map(unix_millis), Some(-1));
+        assert_eq!(from_unix_millis(i64::MAX), None);
+    }
 
     #[test]
     fn parses_in_the_given_zone() {

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 fn instant(millis: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    koogallery::market_time::from_unix_millis(millis).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn request_meta(query: &str, seen: Option<&RequestSeen>, refusal: Option<&str>) -> Value {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use koogallery::callback::ResultCode;
+use koogallery::market_time::unix_millis;
 use koogallery::signature::Verifier;
 use licensing_domain::{self as domain, License};
 use licensing_messages::{
@@ -89,10 +90,6 @@ fn recorded_code(stored: &StoredExchange) -> String {
         .and_then(Value::as_str)
         .unwrap_or(&stored.exchange.outcome)
         .to_owned()
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// The events as `type payload` lines, to compare and to print.
@@ -191,7 +188,7 @@ pub async fn replay(store: &Store, options: &ReplayOptions) -> Result<ReplayRepo
                 content_type,
                 &e.request,
                 &options.verifier,
-                millis(e.at),
+                unix_millis(e.at),
             ) {
                 Err(refused) => (refused.response.result_code.as_str().to_owned(), Vec::new()),
                 Ok(admitted) => {
@@ -199,7 +196,7 @@ pub async fn replay(store: &Store, options: &ReplayOptions) -> Result<ReplayRepo
                         v: ENVELOPE_VERSION,
                         message_id: e.id,
                         correlation_id: e.correlation_id.unwrap_or(e.id),
-                        received_at_ms: millis(e.at),
+                        received_at_ms: unix_millis(e.at),
                         source: "koogallery".to_owned(),
                         actor: None,
                         request_hash: None,

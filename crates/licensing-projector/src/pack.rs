@@ -25,7 +25,7 @@ fn signature_check(stored: &StoredExchange, verifier: Option<&Verifier>) -> Valu
         return json!({"checked": false, "reason": "LICENSING_CALLBACK_KEYS is not set"});
     };
     let query = e.request_meta["query"].as_str().unwrap_or("");
-    let received_ms = i64::try_from(e.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let received_ms = koogallery::market_time::unix_millis(e.at);
     let result = SignatureParams::from_query(query)
         .and_then(|params| verifier.verify(&params, &e.request, received_ms));
     match result {

@@ -6,7 +6,6 @@
 use licensing_bus::Bus;
 use licensing_store::{Handler, RecordedEvent, Transaction};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The subscriber envelope's version.
@@ -31,7 +30,7 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
     );
     let occurred_at = event.payload["at_ms"]
         .as_i64()
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(koogallery::market_time::from_unix_millis)
         .and_then(|t| t.format(&Rfc3339).ok());
     let mut payload = event.payload.clone();
     if let Some(map) = payload.as_object_mut() {

@@ -37,8 +37,7 @@ impl Views {
 }
 
 fn ts(t: Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    koogallery::market_time::from_unix_millis(t.as_millis()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A license's state from its stored events.
