@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use koogallery::signature::AccessKey;
+use koogallery::signature::Verifier;
 use licensing_bus::BusConfig;
 use licensing_runtime::{Settings, SettingsError};
 
@@ -15,10 +15,9 @@ pub struct IngressConfig {
     pub internal_addr: String,
     /// `LICENSING_CALLBACK_PATH` (default `/koogallery/license`).
     pub callback_path: String,
-    /// `LICENSING_CALLBACK_KEYS`: access keys, current first (D7).
-    pub callback_keys: Vec<AccessKey>,
+    /// `LICENSING_CALLBACK_KEYS` (access keys, current first, D7) and
     /// `LICENSING_CALLBACK_WINDOW_SECONDS` (default 60, D4).
-    pub window: Duration,
+    pub verifier: Verifier,
     /// `LICENSING_REPLY_DEADLINE_MS`: how long a callback waits for its commit (default 3000, D8).
     pub reply_deadline: Duration,
     /// `LICENSING_INTERNAL_WAIT_MS`: how long an internal request waits (default 2000).
@@ -46,13 +45,12 @@ pub struct IngressConfig {
 impl IngressConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let keys = settings.secret_list("LICENSING_CALLBACK_KEYS")?;
-        if keys.is_empty() {
+        let Some(verifier) = settings.callback_verifier()? else {
             return Err(SettingsError::invalid(
                 "LICENSING_CALLBACK_KEYS",
                 "is required: the access key(s) from 密钥管理, comma-separated, current first",
             ));
-        }
+        };
         let api_tokens = settings.api_tokens("LICENSING_API_TOKENS")?;
         if api_tokens.is_empty() {
             return Err(SettingsError::invalid(
@@ -90,10 +88,7 @@ impl IngressConfig {
                 .optional("LICENSING_INTERNAL_ADDR")?
                 .unwrap_or_else(|| "127.0.0.1:8081".to_owned()),
             callback_path,
-            callback_keys: keys.into_iter().map(AccessKey::new).collect(),
-            window: Duration::from_secs(
-                settings.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?,
-            ),
+            verifier,
             reply_deadline: Duration::from_millis(deadline_ms),
             internal_wait: Duration::from_millis(
                 settings.parse_or("LICENSING_INTERNAL_WAIT_MS", 2000)?,

@@ -75,8 +75,7 @@ const DRAIN_SECONDS: u64 = 10;
 impl Application {
     /// Binds the internal listener (port 0 picks a free port).
     pub fn build(config: IngressConfig, registry: Arc<Mutex<Registry>>) -> anyhow::Result<Self> {
-        let window_ms = i64::try_from(config.window.as_millis()).unwrap_or(i64::MAX);
-        let verifier = Verifier::with_window(config.callback_keys.clone(), window_ms);
+        let verifier = config.verifier.clone();
         let health = Health::register(&registry);
         let state = web::Data::new(State {
             verifier,

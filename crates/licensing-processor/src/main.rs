@@ -76,22 +76,15 @@ async fn replay(
     let settings = Settings::load()?;
     let store_config = licensing_store::StoreConfig::from_lookup(settings.lookup())
         .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
-    let keys = settings.secret_list("LICENSING_CALLBACK_KEYS")?;
-    if keys.is_empty() {
+    let Some(verifier) = settings.callback_verifier()? else {
         anyhow::bail!("LICENSING_CALLBACK_KEYS is required: replay verifies every callback again");
-    }
-    let window_seconds: i64 = settings.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?;
+    };
     let (how, nonce_ttl) = licensing_processor::interpretation(&settings)?;
     let options = licensing_processor::ReplayOptions {
         from,
         to,
         license,
-        verifier: koogallery::signature::Verifier::with_window(
-            keys.into_iter()
-                .map(koogallery::signature::AccessKey::new)
-                .collect(),
-            window_seconds.saturating_mul(1000),
-        ),
+        verifier,
         how,
         nonce_ttl: time::Duration::try_from(nonce_ttl)?,
     };

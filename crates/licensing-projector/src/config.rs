@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use koogallery::apig::Credentials;
 use koogallery::client::{ClientConfig, FALLBACK_URL, PRIMARY_URL};
-use koogallery::signature::{AccessKey, Verifier};
+use koogallery::signature::Verifier;
 use licensing_bus::BusConfig;
 use licensing_runtime::{Settings, SettingsError};
 use licensing_store::StoreConfig;
@@ -51,26 +51,7 @@ pub struct ProjectorConfig {
     pub callback_verifier: Option<Verifier>,
 }
 
-/// The callback access keys of `settings`, as a verifier with the ingress's window; none when
-/// `LICENSING_CALLBACK_KEYS` is not set.
-pub fn callback_verifier(settings: &Settings) -> Result<Option<Verifier>, SettingsError> {
-    let keys = settings.secret_list("LICENSING_CALLBACK_KEYS")?;
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let window_seconds: i64 = settings.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?;
-    Ok(Some(Verifier::with_window(
-        keys.into_iter().map(AccessKey::new).collect(),
-        window_seconds.saturating_mul(1000),
-    )))
-}
-
 impl ProjectorConfig {
-    /// The verifier of callback signatures for evidence packs, if keys are configured.
-    pub(crate) fn callback_verifier(&self) -> Option<Verifier> {
-        self.callback_verifier.clone()
-    }
-
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
         let api_tokens = settings.api_tokens("LICENSING_API_TOKENS")?;
@@ -150,7 +131,7 @@ impl ProjectorConfig {
             claim_days: settings.parse_or("LICENSING_ACTIVATION_CLAIM_DAYS", 14)?,
             evidence_retention_days: settings
                 .parse_or("LICENSING_EVIDENCE_RETENTION_DAYS", 1095)?,
-            callback_verifier: callback_verifier(settings)?,
+            callback_verifier: settings.callback_verifier()?,
             ready_max_lag: Duration::from_secs(
                 settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
             ),

@@ -82,16 +82,21 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The `activity` a callback body names, when it can be read.
+fn activity(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("activity").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "unreadable body".to_owned())
+}
+
 /// A short line saying what an exchange was.
 fn describe(stored: &StoredExchange) -> String {
     let e = &stored.exchange;
     let (req, resp) = (&e.request_meta, &e.response_meta);
     match e.direction {
         Direction::In => {
-            let activity = serde_json::from_slice::<Value>(&e.request)
-                .ok()
-                .and_then(|b| b.get("activity").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "unreadable body".to_owned());
+            let activity = activity(&e.request);
             let verification = text(req, "verification");
             format!(
                 "callback {activity} (verification: {verification}) answered {} {}",
@@ -390,10 +395,7 @@ pub(crate) fn ledger(evidence: &Evidence) -> Vec<Entry> {
                     .filter(|ev| ev.metadata.exchange_id == Some(e.id))
                     .map(|ev| ev.recorded_at)
                     .max();
-                let activity = serde_json::from_slice::<Value>(&e.request)
-                    .ok()
-                    .and_then(|b| b.get("activity").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| "unreadable body".to_owned());
+                let activity = activity(&e.request);
                 entries.push(Entry {
                     at: e.at,
                     side: Side::MarketplaceSaid,

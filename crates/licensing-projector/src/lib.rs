@@ -25,7 +25,7 @@ use licensing_runtime::{
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
-pub use config::{ProjectorConfig, callback_verifier};
+pub use config::ProjectorConfig;
 pub use evidence::{GatherError, Window, evidence_pack};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
@@ -90,7 +90,7 @@ impl Projector {
         let state = web::Data::new(query::QueryState {
             store: store.clone(),
             tokens: config.api_tokens.clone(),
-            verifier: config.callback_verifier(),
+            verifier: config.callback_verifier.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -127,7 +127,7 @@ async fn evidence(
     let settings = Settings::load()?;
     let config = licensing_store::StoreConfig::from_lookup(settings.lookup())
         .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
-    let verifier = licensing_projector::callback_verifier(&settings)?;
+    let verifier = settings.callback_verifier()?;
     if verifier.is_none() {
         eprintln!(
             "licensing-projector: LICENSING_CALLBACK_KEYS is not set: callback signatures are not verified again"

@@ -147,6 +147,24 @@ impl Settings {
         Ok(tokens)
     }
 
+    /// The callback access keys (`LICENSING_CALLBACK_KEYS`, current first) as a verifier with the
+    /// timestamp window (`LICENSING_CALLBACK_WINDOW_SECONDS`, default 60); none when no key is set.
+    pub fn callback_verifier(
+        &self,
+    ) -> Result<Option<koogallery::signature::Verifier>, SettingsError> {
+        let keys = self.secret_list("LICENSING_CALLBACK_KEYS")?;
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let window_seconds: u32 = self.parse_or("LICENSING_CALLBACK_WINDOW_SECONDS", 60)?;
+        Ok(Some(koogallery::signature::Verifier::with_window(
+            keys.into_iter()
+                .map(koogallery::signature::AccessKey::new)
+                .collect(),
+            i64::from(window_seconds) * 1000,
+        )))
+    }
+
     /// A setting that must be present.
     pub fn required(&self, name: &str) -> Result<String, SettingsError> {
         self.optional(name)?
@@ -317,6 +335,52 @@ mod tests {
             "LICENSING_EMPTY: is required but not set"
         );
         assert_eq!(settings.parse_or("LICENSING_MISSING", 7u16).unwrap(), 7);
+    }
+
+    #[test]
+    fn callback_keys_make_a_verifier_with_the_window() {
+        use koogallery::signature::{AccessKey, SignatureParams, signed_query};
+        assert!(
+            Settings::from_pairs([])
+                .callback_verifier()
+                .unwrap()
+                .is_none()
+        );
+        let settings = Settings::from_pairs([
+            (
+                "LICENSING_CALLBACK_KEYS",
+                "currentAccessKey0123456789,previousAccessKey012345",
+            ),
+            ("LICENSING_CALLBACK_WINDOW_SECONDS", "30"),
+        ]);
+        let verifier = settings.callback_verifier().unwrap().unwrap();
+        let query = signed_query(
+            &AccessKey::new("previousAccessKey012345"),
+            "nonce0123456789",
+            "1700000000000",
+            b"{}",
+        );
+        let params = SignatureParams::from_query(&query).unwrap();
+        assert_eq!(
+            verifier
+                .verify(&params, b"{}", 1_700_000_029_000)
+                .unwrap()
+                .key_index,
+            1
+        );
+        assert!(
+            verifier.verify(&params, b"{}", 1_700_000_031_000).is_err(),
+            "outside 30 s"
+        );
+        let negative = Settings::from_pairs([
+            ("LICENSING_CALLBACK_KEYS", "currentAccessKey0123456789"),
+            ("LICENSING_CALLBACK_WINDOW_SECONDS", "-5"),
+        ]);
+        let error = negative.callback_verifier().unwrap_err().to_string();
+        assert!(
+            error.contains("LICENSING_CALLBACK_WINDOW_SECONDS"),
+            "{error}"
+        );
     }
 
     #[test]
