@@ -110,14 +110,15 @@ struct Shadow {
 }
 
 impl Shadow {
-    fn new(events: Vec<RecordedEvent>, replayed: &HashSet<Uuid>) -> Self {
+    fn new(events: &[RecordedEvent], replayed: &HashSet<Uuid>) -> Self {
         let background: Vec<RecordedEvent> = events
-            .into_iter()
+            .iter()
             .filter(|e| {
                 !e.metadata
                     .exchange_id
                     .is_some_and(|id| replayed.contains(&id))
             })
+            .cloned()
             .collect();
         let mut background = background.into_iter();
         let next = background.next();
@@ -142,26 +143,122 @@ impl Shadow {
 }
 
 /// A stream's recorded events, read once.
-async fn recorded(
+async fn recorded<'c>(
     store: &Store,
-    cache: &mut HashMap<String, Vec<RecordedEvent>>,
+    cache: &'c mut HashMap<String, Vec<RecordedEvent>>,
     stream: &str,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    if let Some(events) = cache.get(stream) {
-        return Ok(events.clone());
+) -> Result<&'c [RecordedEvent], StoreError> {
+    if !cache.contains_key(stream) {
+        let events = store.load(stream).await?;
+        cache.insert(stream.to_owned(), events);
     }
-    let events = store.load(stream).await?;
-    cache.insert(stream.to_owned(), events.clone());
-    Ok(events)
+    Ok(&cache[stream])
+}
+
+/// The replay's memory: each license's shadow, the nonces seen, the streams read.
+struct Replayer<'a> {
+    store: &'a Store,
+    options: &'a ReplayOptions,
+    /// The exchanges being replayed: the events they caused are not background.
+    replayed: HashSet<Uuid>,
+    shadows: BTreeMap<String, Shadow>,
+    nonces: HashMap<String, OffsetDateTime>,
+    streams: HashMap<String, Vec<RecordedEvent>>,
+}
+
+/// An answer's result code, and the events as stored (`type`, payload).
+type Rerun = (String, Vec<(String, Value)>);
+
+fn refused(code: ResultCode) -> Rerun {
+    (code.as_str().to_owned(), Vec::new())
+}
+
+impl Replayer<'_> {
+    /// One stored callback through today's admission and decision.
+    async fn rerun(&mut self, e: &licensing_store::Exchange) -> Result<Rerun, StoreError> {
+        // A body kept truncated was refused for its size; that refusal stands as it is.
+        if e.request_size > e.request.len() as i64 {
+            return Ok(refused(ResultCode::InvalidParameters));
+        }
+        let query = e.request_meta["query"].as_str().unwrap_or("");
+        let content_type = e.request_meta["content_type"].as_str();
+        let received_at_ms = unix_millis(e.at);
+        let admitted = match admit_callback(
+            query,
+            content_type,
+            &e.request,
+            &self.options.verifier,
+            received_at_ms,
+        ) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Ok(refused(refusal.response.result_code)),
+        };
+        let nonce = admitted.verified.nonce.clone();
+        if self
+            .nonces
+            .get(&nonce)
+            .is_some_and(|expires| *expires > e.at)
+        {
+            return Ok(refused(ResultCode::AuthenticationFailed));
+        }
+        self.nonces.insert(nonce, e.at + self.options.nonce_ttl);
+        let envelope = CommandEnvelope {
+            v: ENVELOPE_VERSION,
+            message_id: e.id,
+            correlation_id: e.correlation_id.unwrap_or(e.id),
+            received_at_ms,
+            source: "koogallery".to_owned(),
+            actor: None,
+            request_hash: None,
+            command: CommandBody::Callback(CallbackCommand {
+                nonce: admitted.verified.nonce,
+                timestamp_ms: admitted.verified.timestamp_ms,
+                raw_query: query.to_owned(),
+                raw_body: admitted.raw_body,
+                seen: None,
+                request: admitted.request,
+            }),
+        };
+        let command = envelope
+            .to_domain(&self.options.how)
+            .map_err(|invalid| invalid.to_string());
+        let mut scratch = License::default();
+        let state = match command
+            .as_ref()
+            .ok()
+            .map(|c| c.license.stream_name(c.sandbox))
+        {
+            Some(stream) => {
+                let events = recorded(self.store, &mut self.streams, &stream).await?;
+                let shadow = self
+                    .shadows
+                    .entry(stream)
+                    .or_insert_with(|| Shadow::new(events, &self.replayed));
+                shadow.advance(e.at).map_err(StoreError::Decode)?;
+                &mut shadow.state
+            }
+            None => &mut scratch,
+        };
+        let (reply, _, events) = decision(state, true, command);
+        let code = match reply {
+            Reply::Callback(answer) => answer.result_code.as_str().to_owned(),
+            other => format!("{other:?}"),
+        };
+        Ok((code, events.iter().map(event_codec::encode).collect()))
+    }
 }
 
 /// Replays the stored callbacks of `options`' window.
 pub async fn replay(store: &Store, options: &ReplayOptions) -> Result<ReplayReport, StoreError> {
     let exchanges = inbound(store, options).await?;
-    let replayed: HashSet<Uuid> = exchanges.iter().map(|s| s.exchange.id).collect();
-    let mut shadows: BTreeMap<String, Shadow> = BTreeMap::new();
-    let mut nonces: HashMap<String, OffsetDateTime> = HashMap::new();
-    let mut streams: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
+    let mut replayer = Replayer {
+        store,
+        options,
+        replayed: exchanges.iter().map(|s| s.exchange.id).collect(),
+        shadows: BTreeMap::new(),
+        nonces: HashMap::new(),
+        streams: HashMap::new(),
+    };
     let mut report = ReplayReport::default();
     for stored in &exchanges {
         let e = &stored.exchange;
@@ -173,85 +270,7 @@ pub async fn replay(store: &Store, options: &ReplayOptions) -> Result<ReplayRepo
             continue;
         }
         report.replayed += 1;
-        let query = e.request_meta["query"].as_str().unwrap_or("");
-        let content_type = e.request_meta["content_type"].as_str();
-        // A body kept truncated was refused for its size; replay that refusal as it stands.
-        let truncated = e.request_size > e.request.len() as i64;
-        let (answer, events) = if truncated {
-            (
-                ResultCode::InvalidParameters.as_str().to_owned(),
-                Vec::new(),
-            )
-        } else {
-            match admit_callback(
-                query,
-                content_type,
-                &e.request,
-                &options.verifier,
-                unix_millis(e.at),
-            ) {
-                Err(refused) => (refused.response.result_code.as_str().to_owned(), Vec::new()),
-                Ok(admitted) => {
-                    let envelope = CommandEnvelope {
-                        v: ENVELOPE_VERSION,
-                        message_id: e.id,
-                        correlation_id: e.correlation_id.unwrap_or(e.id),
-                        received_at_ms: unix_millis(e.at),
-                        source: "koogallery".to_owned(),
-                        actor: None,
-                        request_hash: None,
-                        command: CommandBody::Callback(CallbackCommand {
-                            nonce: admitted.verified.nonce.clone(),
-                            timestamp_ms: admitted.verified.timestamp_ms,
-                            raw_query: query.to_owned(),
-                            raw_body: admitted.raw_body,
-                            seen: None,
-                            request: admitted.request,
-                        }),
-                    };
-                    let nonce = admitted.verified.nonce;
-                    if nonces.get(&nonce).is_some_and(|expires| *expires > e.at) {
-                        (
-                            ResultCode::AuthenticationFailed.as_str().to_owned(),
-                            Vec::new(),
-                        )
-                    } else {
-                        nonces.insert(nonce, e.at + options.nonce_ttl);
-                        let command = envelope
-                            .to_domain(&options.how)
-                            .map_err(|invalid| invalid.to_string());
-                        let stream = command
-                            .as_ref()
-                            .ok()
-                            .map(|c| c.license.stream_name(c.sandbox));
-                        let mut scratch = License::default();
-                        let state = match &stream {
-                            Some(stream) => {
-                                let events = recorded(store, &mut streams, stream).await?;
-                                let shadow = shadows
-                                    .entry(stream.clone())
-                                    .or_insert_with(|| Shadow::new(events, &replayed));
-                                shadow.advance(e.at).map_err(StoreError::Decode)?;
-                                &mut shadow.state
-                            }
-                            None => &mut scratch,
-                        };
-                        let (reply, _, new_events) = decision(state, true, command);
-                        let code = match reply {
-                            Reply::Callback(answer) => answer.result_code.as_str().to_owned(),
-                            other => format!("{other:?}"),
-                        };
-                        (
-                            code,
-                            new_events
-                                .iter()
-                                .map(event_codec::encode)
-                                .collect::<Vec<_>>(),
-                        )
-                    }
-                }
-            }
-        };
+        let (answer, events) = replayer.rerun(e).await?;
         let recorded_answer = recorded_code(stored);
         let license = e.license.as_deref().unwrap_or("(no license)");
         let at =
@@ -271,11 +290,11 @@ pub async fn replay(store: &Store, options: &ReplayOptions) -> Result<ReplayRepo
             .map(|code| code.stream_name(e.sandbox));
         let recorded_events = match stream {
             Some(stream) => lines(
-                recorded(store, &mut streams, &stream)
+                recorded(store, &mut replayer.streams, &stream)
                     .await?
-                    .into_iter()
+                    .iter()
                     .filter(|ev| ev.metadata.exchange_id == Some(e.id))
-                    .map(|ev| (ev.event_type, ev.payload)),
+                    .map(|ev| (ev.event_type.clone(), ev.payload.clone())),
             ),
             None => Vec::new(),
         };
