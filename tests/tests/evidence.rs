@@ -629,6 +629,24 @@ async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resol
     assert_eq!((status, body["code"].as_str()), (409, Some("no_drift")));
 }
 
+/// Runs one of the service binaries as a command-line tool on the stack's database, with only
+/// `env` besides; returns its exit code and its standard output and error together.
+fn tool(stack: &Stack, binary: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = std::process::Command::new(binaries().join(binary))
+        .args(args)
+        .env_clear()
+        .env("LICENSING_DATABASE_URL", &stack.db.url)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
 /// Unzips `zip` with Python's zipfile (an implementation independent of ours) into `dir`.
 fn unzip(zip: &[u8], dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -823,53 +841,36 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
 
     // The same pack from the command line.
     let out = dir.join("cli.zip");
-    let output = std::process::Command::new(binaries().join("licensing-projector"))
-        .args(["evidence", "PL860", "--out"])
-        .arg(&out)
-        .env_clear()
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .env("LICENSING_CALLBACK_KEYS", KEY)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (status, text) = tool(
+        &stack,
+        "licensing-projector",
+        &["evidence", "PL860", "--out", out.to_str().unwrap()],
+        &[("LICENSING_CALLBACK_KEYS", KEY)],
     );
+    assert_eq!(status, 0, "{text}");
     let cli_dir = dir.join("cli");
     unzip(&std::fs::read(&out).unwrap(), &cli_dir);
     let cli_manifest = verify_manifest(&cli_dir.join("unpacked"));
     assert_eq!(cli_manifest["files"].as_array().unwrap().len(), paths.len());
     // A code without history is a clear error.
-    let output = std::process::Command::new(binaries().join("licensing-projector"))
-        .args(["evidence", "PLNONE", "--out"])
-        .arg(dir.join("none.zip"))
-        .env_clear()
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no license PLNONE"));
+    let none = dir.join("none.zip");
+    let (status, text) = tool(
+        &stack,
+        "licensing-projector",
+        &["evidence", "PLNONE", "--out", none.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("no license PLNONE"), "{text}");
 }
 
-/// Runs `licensing-processor replay` on the stack's database with `extra` settings.
-fn replay(stack: &Stack, extra: &[(&str, &str)]) -> (i32, String) {
-    let mut command = std::process::Command::new(binaries().join("licensing-processor"));
-    command
-        .arg("replay")
-        .env_clear()
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .env("LICENSING_CALLBACK_KEYS", KEY);
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    let output = command.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+/// Runs `licensing-processor replay ARGS` on the stack's database with `extra` settings.
+fn replay(stack: &Stack, args: &[&str], extra: &[(&str, &str)]) -> (i32, String) {
+    let mut all = vec!["replay"];
+    all.extend(args);
+    let mut env = vec![("LICENSING_CALLBACK_KEYS", KEY)];
+    env.extend(extra);
+    tool(stack, "licensing-processor", &all, &env)
 }
 
 #[tokio::test]
@@ -909,13 +910,13 @@ async fn replaying_recorded_traffic_through_todays_code_shows_every_difference()
     exchanges_of(&stack, "PL871", 2).await;
 
     // Same build, same settings: no difference.
-    let (code_same, out) = replay(&stack, &[]);
+    let (code_same, out) = replay(&stack, &[], &[]);
     assert_eq!(code_same, 0, "{out}");
     assert!(out.contains("8 callbacks replayed, 0 differences"), "{out}");
 
     // Strict mode over traffic recorded in lenient mode: PL871's callbacks now answer 000003 and
     // register nothing; PL870 (activated before) and the sandbox PL872 are unchanged.
-    let (code_strict, out) = replay(&stack, &[("LICENSING_UNKNOWN_LICENSE", "strict")]);
+    let (code_strict, out) = replay(&stack, &[], &[("LICENSING_UNKNOWN_LICENSE", "strict")]);
     assert_eq!(code_strict, 1, "{out}");
     let diffs: Vec<&str> = out.lines().filter(|l| l.starts_with("DIFF")).collect();
     assert!(
@@ -933,20 +934,16 @@ async fn replaying_recorded_traffic_through_todays_code_shows_every_difference()
         "{out}"
     );
     // Another market time zone changes the decoded expiry of every renewal.
-    let (code_zone, out) = replay(&stack, &[("LICENSING_MARKET_TIME_ZONE", "+00:00")]);
+    let (code_zone, out) = replay(&stack, &[], &[("LICENSING_MARKET_TIME_ZONE", "+00:00")]);
     assert_eq!(code_zone, 1, "{out}");
     assert!(out.contains("renewed"), "{out}");
     // One license only: PL870 is not affected by strict mode.
-    let mut command = std::process::Command::new(binaries().join("licensing-processor"));
-    let output = command
-        .args(["replay", "--license", "PL870"])
-        .env_clear()
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .env("LICENSING_CALLBACK_KEYS", KEY)
-        .env("LICENSING_UNKNOWN_LICENSE", "strict")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let (code_one, out) = replay(
+        &stack,
+        &["--license", "PL870"],
+        &[("LICENSING_UNKNOWN_LICENSE", "strict")],
+    );
+    assert_eq!(code_one, 0, "{out}");
     // Nothing was written.
     assert_eq!(
         stack.event_types("license-PL871").await,
