@@ -126,7 +126,7 @@ async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
             stored["request"]["meta"]["verification"].as_str(),
             stored["request"]["meta"]["refusal"].as_str(),
         ),
-        (Some("000001"), Some("refused"), Some("verification"))
+        (Some("000001"), Some("mismatch"), Some("verification"))
     );
     assert_eq!(
         stored["request"]["meta"]["user_agent"],
@@ -149,6 +149,7 @@ async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
     )
     .await;
     assert_stored(&stored, body.as_bytes());
+    assert_eq!(stored["request"]["meta"]["verification"], "outside_window");
 
     // An oversized body: stored truncated at the limit, with its real size.
     let padding = "x".repeat(10_000);

@@ -269,7 +269,7 @@ async fn handle(
         Ok(admitted) => admitted,
         Err(refused) => {
             if let Some((reason, error)) = &refused.verification {
-                seen.verification = "refused";
+                seen.verification = reason;
                 state
                     .metrics
                     .verification_failures

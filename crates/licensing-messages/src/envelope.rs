@@ -189,7 +189,7 @@ pub struct RequestSeen {
     /// The peer's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// `valid`, or why verification refused it (`bad_signature`, `stale_timestamp`, …); `none`
+    /// `valid`, or why verification refused it (`mismatch`, `outside_window`, …); `none`
     /// when the request was refused before verification.
     pub verification: String,
     /// The index of the access key that verified it (0 = current), never the key.
