@@ -32,6 +32,9 @@ pub enum Action {
     ReportUsage(Usage),
     /// The outcome of one heartbeat call made by the outbound worker.
     RecordHeartbeat(HeartbeatOutcome),
+    /// The clock reached an instant the license was waiting for (`expireTime`, `data_kept_until`,
+    /// a notice threshold): the access mode and the notices due then (D22, D23).
+    PassTime(crate::access::NoticePolicy),
     /// An operator settles the open drift, keeping one side's values.
     ResolveDrift {
         /// The side kept.

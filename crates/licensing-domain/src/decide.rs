@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::access::Policy;
 use crate::command::{
     Action, ActivationOutcome, ActivationResult, Callback, CallbackKind, Command, HeartbeatOutcome,
     HeartbeatResult, MarketStatus, Release, Scene, StatusChange, UnknownLicensePolicy, Usage,
@@ -15,7 +16,7 @@ use crate::event::{
     CallbackKey, DriftDetected, DriftResolved, Event, HeartbeatAcknowledged, HeartbeatFailed,
     IgnoreReason, LocalStatus, Origin, Registered, Released, Renewed, StatusChanged, UsageRecorded,
 };
-use crate::state::{ActivationStatus, License, Status, refresh_key, status_key};
+use crate::state::{ActivationStatus, License, Status, evolve, refresh_key, status_key};
 use crate::values::{MarketTime, Timestamp};
 
 /// Why a command was refused. Refusals append nothing; the caller turns them into an answer
@@ -55,10 +56,47 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// The events a command produces on `state`, or why it is refused.
+/// The events a command produces on `state`, or why it is refused, with the default [`Policy`].
 ///
 /// An empty list means "already done": a repeated command never produces new events.
 pub fn decide(state: &License, command: Command) -> Result<Vec<Event>, Rejection> {
+    decide_with(state, command, &Policy::default())
+}
+
+/// The events a command produces on `state` under `policy`, or why it is refused.
+///
+/// After the command's own events, the access mode is judged at the command's instant (never
+/// earlier than the license's latest event): when it differs from the recorded one, an
+/// `access_changed` follows (D22). A `pass_time` command then adds the notices due (D23).
+pub fn decide_with(
+    state: &License,
+    command: Command,
+    policy: &Policy,
+) -> Result<Vec<Event>, Rejection> {
+    let now = state
+        .latest_at
+        .map_or(command.at, |latest| latest.max(command.at));
+    let notices = match &command.action {
+        Action::PassTime(notices) => Some(notices.clone()),
+        _ => None,
+    };
+    let mut events = decide_action(state, command)?;
+    let needs_after = state.code.is_some() || !events.is_empty();
+    if !needs_after {
+        return Ok(events);
+    }
+    let mut after = events.iter().fold(state.clone(), evolve);
+    if let Some(change) = after.access_change(&events, now, policy) {
+        after = evolve(after, &change);
+        events.push(change);
+    }
+    if let Some(notices) = notices {
+        events.extend(after.notices_due(&notices, now));
+    }
+    Ok(events)
+}
+
+fn decide_action(state: &License, command: Command) -> Result<Vec<Event>, Rejection> {
     if let Some(code) = &state.code {
         if *code != command.license {
             return Err(Rejection::WrongLicense);
@@ -89,6 +127,13 @@ pub fn decide(state: &License, command: Command) -> Result<Vec<Event>, Rejection
         Action::RecordActivation(outcome) => on_activation_outcome(state, outcome, at),
         Action::ReportUsage(usage) => on_usage(state, usage, at),
         Action::RecordHeartbeat(outcome) => on_heartbeat_outcome(state, outcome, at),
+        // The clock alone: what it changes is judged by `decide_with` for every command.
+        Action::PassTime(_) => {
+            if state.code.is_none() {
+                return Err(Rejection::UnknownLicense);
+            }
+            Ok(Vec::new())
+        }
         Action::ResolveDrift {
             accept,
             note,

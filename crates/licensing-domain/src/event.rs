@@ -1,6 +1,7 @@
 //! Events: the facts recorded in a license's stream. Each one is final once appended; the current
 //! state is nothing but all of them folded with [`crate::evolve`].
 
+use crate::access::{AccessMode, AccessReason};
 use crate::command::{CallFailure, LicenseCodeInfo, MarketStatus, Scene, StatusChange};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
 
@@ -39,6 +40,12 @@ pub enum Event {
     DriftDetected(DriftDetected),
     /// An operator settled a drift: one side's values are kept.
     DriftResolved(DriftResolved),
+    /// The access mode changed (D22), by a command or by the clock alone.
+    AccessChanged(AccessChanged),
+    /// `expireTime` is near (D23).
+    ExpiringSoon(ExpiringSoon),
+    /// The end of the freeze period, when the data may go, is near (D23).
+    FreezeEndingSoon(FreezeEndingSoon),
 }
 
 impl Event {
@@ -62,6 +69,9 @@ impl Event {
             Self::CallbackIgnored(_) => "callback_ignored",
             Self::DriftDetected(_) => "drift_detected",
             Self::DriftResolved(_) => "drift_resolved",
+            Self::AccessChanged(_) => "access_changed",
+            Self::ExpiringSoon(_) => "expiring_soon",
+            Self::FreezeEndingSoon(_) => "freeze_ending_soon",
         }
     }
 
@@ -82,6 +92,9 @@ impl Event {
             Self::CallbackIgnored(e) => e.at,
             Self::DriftDetected(e) => e.at,
             Self::DriftResolved(e) => e.at,
+            Self::AccessChanged(e) => e.at,
+            Self::ExpiringSoon(e) => e.at,
+            Self::FreezeEndingSoon(e) => e.at,
         }
     }
 }
@@ -344,6 +357,45 @@ pub struct DriftResolved {
     pub note: String,
     /// The name of the API token that asked.
     pub actor: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Payload of [`Event::AccessChanged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessChanged {
+    /// The mode before.
+    pub from: AccessMode,
+    /// The mode now.
+    pub to: AccessMode,
+    /// Why.
+    pub reason: AccessReason,
+    /// When the new mode is `active`: until when (`expireTime`), if known.
+    pub access_until: Option<Timestamp>,
+    /// When the new mode is `frozen` (or `released` by the clock): until when data is kept.
+    pub data_kept_until: Option<Timestamp>,
+    /// When (the command's instant, or the instant the clock passed).
+    pub at: Timestamp,
+}
+
+/// Payload of [`Event::ExpiringSoon`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringSoon {
+    /// The expiry this notice is about.
+    pub expire: MarketTime,
+    /// The threshold reached, in days before the expiry.
+    pub days: u32,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Payload of [`Event::FreezeEndingSoon`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeEndingSoon {
+    /// Until when the buyer's data is kept.
+    pub data_kept_until: Timestamp,
+    /// The threshold reached, in days before it.
+    pub days: u32,
     /// When.
     pub at: Timestamp,
 }

@@ -8,23 +8,25 @@
 //! format: time and identity come in as arguments, and serialisation belongs to the crates at the
 //! boundary. That is what makes a stream replayable forever.
 
+mod access;
 mod command;
 mod decide;
 mod event;
 mod state;
 mod values;
 
+pub use access::{Access, AccessMode, AccessReason, DAY_MS, NoticePolicy, Policy};
 pub use command::{
     Action, ActivationOutcome, ActivationResult, CallFailure, Callback, CallbackKind, Command,
     HeartbeatOutcome, HeartbeatResult, LicenseCodeInfo, MarketStatus, Refresh, Release, Scene,
     StatusChange, UnknownLicensePolicy, Usage,
 };
-pub use decide::{Rejection, decide};
+pub use decide::{Rejection, decide, decide_with};
 pub use event::{
-    Activated, ActivationAwaitingClaim, ActivationRequested, CallFailed, CallbackIgnored,
-    CallbackKey, DriftDetected, DriftResolved, DriftSide, Event, HeartbeatAcknowledged,
-    HeartbeatFailed, IgnoreReason, LocalStatus, Origin, Registered, Released, Renewed,
-    StatusChanged, UsageRecorded,
+    AccessChanged, Activated, ActivationAwaitingClaim, ActivationRequested, CallFailed,
+    CallbackIgnored, CallbackKey, DriftDetected, DriftResolved, DriftSide, Event, ExpiringSoon,
+    FreezeEndingSoon, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason, LocalStatus, Origin,
+    Registered, Released, Renewed, StatusChanged, UsageRecorded,
 };
 pub use state::{ActivationStatus, DEFAULT_FREEZE_PERIOD_MS, License, Status, evolve};
 pub use values::{

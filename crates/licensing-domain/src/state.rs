@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::access::AccessMode;
 use crate::command::{CallFailure, MarketStatus, Scene, StatusChange};
 use crate::event::{CallbackKey, DriftDetected, DriftSide, Event, LocalStatus};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
@@ -117,6 +118,17 @@ pub struct License {
     pub drift: Option<DriftDetected>,
     /// When the last event happened.
     pub updated_at: Option<Timestamp>,
+    /// The latest instant of any event: the license's clock never runs backwards, so a command
+    /// stamped earlier (another process's clock) is judged at this instant.
+    pub latest_at: Option<Timestamp>,
+    /// The access mode last recorded (D22).
+    pub access_mode: AccessMode,
+    /// Until when data is kept, recorded with the change to `frozen`.
+    pub data_kept_until: Option<Timestamp>,
+    /// `expiring_soon` notices given: (expiry in ms, days) (D23).
+    pub expiry_notices: BTreeSet<(i64, u32)>,
+    /// `freeze_ending_soon` notices given: (`data_kept_until` in ms, days).
+    pub freeze_notices: BTreeSet<(i64, u32)>,
     /// Callbacks already decided, by content (D9).
     seen_callbacks: BTreeSet<CallbackKey>,
 }
@@ -198,6 +210,7 @@ impl License {
 pub fn evolve(mut state: License, event: &Event) -> License {
     state.version += 1;
     state.updated_at = Some(event.at());
+    state.latest_at = state.latest_at.max(Some(event.at()));
     match event {
         Event::Registered(e) => {
             state.code = Some(e.license.clone());
@@ -289,6 +302,20 @@ pub fn evolve(mut state: License, event: &Event) -> License {
             state.seen_callbacks.insert(e.key.clone());
         }
         Event::DriftDetected(e) => state.drift = Some(e.clone()),
+        Event::AccessChanged(e) => {
+            state.access_mode = e.to;
+            state.data_kept_until = e.data_kept_until;
+        }
+        Event::ExpiringSoon(e) => {
+            state
+                .expiry_notices
+                .insert((e.expire.instant.as_millis(), e.days));
+        }
+        Event::FreezeEndingSoon(e) => {
+            state
+                .freeze_notices
+                .insert((e.data_kept_until.as_millis(), e.days));
+        }
         Event::DriftResolved(e) => {
             // The answer that showed the drift already applied the marketplace's expiry, product
             // and order (the marketplace is authoritative for them); its status never is.

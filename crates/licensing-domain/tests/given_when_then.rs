@@ -114,12 +114,12 @@ fn matrix() -> Vec<Row> {
             "freeze",
             freeze,
             [
-                "registered frozen",
-                "frozen",
-                "frozen",
-                "frozen",
-                "frozen",
-                "frozen",
+                "registered frozen access_changed",
+                "frozen access_changed",
+                "frozen access_changed",
+                "frozen access_changed",
+                "frozen access_changed",
+                "frozen access_changed",
                 "",
                 IGN,
             ],
@@ -127,19 +127,28 @@ fn matrix() -> Vec<Row> {
         (
             "unfreeze",
             unfreeze,
-            ["registered", "", "", "", "", "", "unfrozen", IGN],
+            [
+                "registered",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "unfrozen access_changed",
+                IGN,
+            ],
         ),
         (
             "release",
             || release(Some("CS9")),
             [
-                "registered released",
-                "released",
-                "released",
-                "released",
-                "released",
-                "released",
-                "released",
+                "registered released access_changed",
+                "released access_changed",
+                "released access_changed",
+                "released access_changed",
+                "released access_changed",
+                "released access_changed",
+                "released access_changed",
                 IGN,
             ],
         ),
@@ -163,8 +172,8 @@ fn matrix() -> Vec<Row> {
             [
                 "!UnknownLicense",
                 "",
-                "activated",
-                "activated",
+                "activated access_changed",
+                "activated access_changed",
                 "",
                 "",
                 "",
@@ -177,8 +186,8 @@ fn matrix() -> Vec<Row> {
             [
                 "!UnknownLicense",
                 "",
-                "activated",
-                "activated",
+                "activated access_changed",
+                "activated access_changed",
                 "",
                 "",
                 "",
@@ -411,7 +420,7 @@ fn a_late_retry_of_an_older_renewal_changes_nothing() {
 #[test]
 fn a_genuine_second_freeze_after_an_unfreeze_freezes_again() {
     let (state, _) = given([request_activation(), freeze(), unfreeze()]);
-    assert_eq!(when(&state, freeze()), Ok(vec!["frozen"]));
+    assert_eq!(when(&state, freeze()), Ok(vec!["frozen", "access_changed"]));
 }
 
 #[test]
@@ -433,7 +442,7 @@ fn activation_takes_expiry_order_and_product_from_license_code_info() {
     assert_eq!(state.product_id.as_deref(), Some("OFFI01"));
     assert_eq!(
         state.expire.as_ref().map(|e| e.raw.as_str()),
-        Some("20230726121646")
+        Some("20240726121646")
     );
     assert_eq!(state.heartbeat_due(day(0)), None);
 }
@@ -501,7 +510,7 @@ fn a_repeated_or_older_attempt_is_not_recorded_twice() {
     );
     assert_eq!(
         when(&state, activation(3, ActivationResult::Activated(info()))),
-        Ok(vec!["activated"])
+        Ok(vec!["activated", "access_changed"])
     );
 }
 
@@ -663,7 +672,10 @@ fn a_command_for_another_license_is_refused() {
 #[test]
 fn events_carry_the_command_instant_and_the_version_counts_them() {
     let (state, events) = given([request_activation(), freeze()]);
-    assert_eq!(state.version, 3);
+    assert_eq!(
+        state.version, 4,
+        "registered, requested, frozen, access_changed"
+    );
     assert!(events.iter().all(|e| e.at() == at(1)));
     assert_eq!(state.updated_at, Some(at(1)));
 }
@@ -789,13 +801,14 @@ fn an_activation_answer_that_disagrees_with_a_renewal_is_drift_and_an_operator_s
             "renewed",
             "activation_requested",
             "activated",
-            "drift_detected"
+            "drift_detected",
+            "access_changed"
         ]
     );
     let drift = state.drift.clone().expect("drift open");
     let (ours, theirs) = drift.expire.clone().expect("the expiry disagrees");
     assert_eq!(ours.map(|t| t.raw), Some("20300101000000".to_owned()));
-    assert_eq!(theirs.raw, "20230726121646");
+    assert_eq!(theirs.raw, "20240726121646");
     assert_eq!(drift.status, None, "ALIVE agrees with a fresh activation");
 
     // Keeping ours restores the renewal's expiry; keeping the marketplace's keeps theirs.
@@ -814,7 +827,7 @@ fn an_activation_answer_that_disagrees_with_a_renewal_is_drift_and_an_operator_s
         ("ops", DriftSide::Marketplace)
     );
     let kept_theirs = evolve(state, &events[0]);
-    assert_eq!(kept_theirs.expire.as_ref().unwrap().raw, "20230726121646");
+    assert_eq!(kept_theirs.expire.as_ref().unwrap().raw, "20240726121646");
     // Nothing left to resolve.
     assert_eq!(
         when(&kept_theirs, resolve(DriftSide::Ours)),

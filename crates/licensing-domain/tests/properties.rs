@@ -72,6 +72,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(attempt, result)| Action::RecordActivation(ActivationOutcome { attempt, result })),
         2 => (0i64..3).prop_map(|d| usage(d).action),
         2 => (0i64..3, 1u32..4, heartbeat_result).prop_map(|(d, attempt, result)| heartbeat(d, attempt, result).action),
+        1 => Just(Action::PassTime(NoticePolicy::default())),
     ];
     (action, 0i64..10_000, prop::bool::weighted(0.05)).prop_map(|(action, minute, sandbox)| {
         Command {
@@ -121,6 +122,28 @@ proptest! {
             if let Ok(again) = decide(&state, last.clone()) {
                 prop_assert!(again.is_empty(), "{:?} repeated gave {:?}", last, again);
             }
+        }
+    }
+
+    #[test]
+    fn the_recorded_access_mode_is_the_one_the_clock_gives(commands in prop::collection::vec(arb_command(), 0..40)) {
+        let (state, _) = run(&commands);
+        if let Some(latest) = state.latest_at {
+            prop_assert_eq!(state.access_at(latest, &Policy::default()).mode, state.access().mode);
+        }
+    }
+
+    #[test]
+    fn the_clock_changes_something_when_the_license_says_it_will(
+        commands in prop::collection::vec(arb_command(), 0..40),
+        policy_days in prop::collection::vec(1u32..40, 0..3),
+    ) {
+        let (state, _) = run(&commands);
+        let notices = NoticePolicy { expiry_days: policy_days.clone(), freeze_days: policy_days };
+        if let (Some(due), Some(code)) = (state.next_due(&notices), state.code.clone()) {
+            let tick = Command { license: code, sandbox: state.sandbox, at: due, action: Action::PassTime(notices) };
+            let events = decide(&state, tick).expect("a known license accepts the clock");
+            prop_assert!(!events.is_empty(), "nothing happened at {:?}", due);
         }
     }
 

@@ -87,11 +87,11 @@ pub fn request_activation() -> Command {
 pub fn info() -> LicenseCodeInfo {
     LicenseCodeInfo {
         status: "ALIVE".to_owned(),
-        expire: Some(market("20230726121646", 1_690_344_999_000)),
+        expire: Some(market("20240726121646", 1_721_967_406_000)),
         product_id: Some("OFFI01".to_owned()),
         order_id: Some("CS123".to_owned()),
         amount: Some(2),
-        raw: r#"{"status":"ALIVE","expire_time":"20230726121646","product_id":"OFFI01","amount":2,"order_id":"CS123"}"#.to_owned(),
+        raw: r#"{"status":"ALIVE","expire_time":"20240726121646","product_id":"OFFI01","amount":2,"order_id":"CS123"}"#.to_owned(),
     }
 }
 

@@ -299,6 +299,30 @@ enum EventV1 {
         actor: String,
         at_ms: i64,
     },
+    AccessChanged {
+        from: String,
+        to: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_until_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_kept_until_ms: Option<i64>,
+        at_ms: i64,
+    },
+    ExpiringSoon {
+        expire: MarketTimeV1,
+        days: u32,
+        at_ms: i64,
+    },
+    FreezeEndingSoon {
+        data_kept_until_ms: i64,
+        days: u32,
+        at_ms: i64,
+    },
+}
+
+fn access_mode(name: &str) -> Result<domain::AccessMode, String> {
+    domain::AccessMode::parse(name).ok_or_else(|| format!("unknown access mode {name:?}"))
 }
 
 /// A drift: the status as `ours`/`theirs` (the only fields of the first version), then the other
@@ -497,6 +521,24 @@ fn to_dto(event: &domain::Event) -> EventV1 {
             actor: e.actor.clone(),
             at_ms: e.at.as_millis(),
         },
+        E::AccessChanged(e) => EventV1::AccessChanged {
+            from: e.from.as_str().to_owned(),
+            to: e.to.as_str().to_owned(),
+            reason: e.reason.as_str().to_owned(),
+            access_until_ms: e.access_until.map(domain::Timestamp::as_millis),
+            data_kept_until_ms: e.data_kept_until.map(domain::Timestamp::as_millis),
+            at_ms: e.at.as_millis(),
+        },
+        E::ExpiringSoon(e) => EventV1::ExpiringSoon {
+            expire: (&e.expire).into(),
+            days: e.days,
+            at_ms: e.at.as_millis(),
+        },
+        E::FreezeEndingSoon(e) => EventV1::FreezeEndingSoon {
+            data_kept_until_ms: e.data_kept_until.as_millis(),
+            days: e.days,
+            at_ms: e.at.as_millis(),
+        },
     }
 }
 
@@ -631,6 +673,40 @@ fn from_dto(dto: EventV1) -> Result<domain::Event, String> {
             drift: drift.try_into()?,
             note,
             actor,
+            at: ts(at_ms),
+        }),
+        EventV1::AccessChanged {
+            from,
+            to,
+            reason,
+            access_until_ms,
+            data_kept_until_ms,
+            at_ms,
+        } => E::AccessChanged(domain::AccessChanged {
+            from: access_mode(&from)?,
+            to: access_mode(&to)?,
+            reason: domain::AccessReason::parse(&reason)
+                .ok_or_else(|| format!("unknown access reason {reason:?}"))?,
+            access_until: access_until_ms.map(ts),
+            data_kept_until: data_kept_until_ms.map(ts),
+            at: ts(at_ms),
+        }),
+        EventV1::ExpiringSoon {
+            expire,
+            days,
+            at_ms,
+        } => E::ExpiringSoon(domain::ExpiringSoon {
+            expire: expire.into(),
+            days,
+            at: ts(at_ms),
+        }),
+        EventV1::FreezeEndingSoon {
+            data_kept_until_ms,
+            days,
+            at_ms,
+        } => E::FreezeEndingSoon(domain::FreezeEndingSoon {
+            data_kept_until: ts(data_kept_until_ms),
+            days,
             at: ts(at_ms),
         }),
     })
