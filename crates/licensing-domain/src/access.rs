@@ -336,9 +336,7 @@ impl License {
         now: Timestamp,
         policy: &Policy,
     ) -> Option<Event> {
-        if self.code.is_none() {
-            return None;
-        }
+        self.code.as_ref()?;
         let next = self.access_at(now, policy);
         if next.mode == self.access_mode {
             return None;
