@@ -37,6 +37,8 @@ pub struct Interpretation {
     pub day_zone: UtcOffset,
     /// What a callback for an unknown license does.
     pub on_unknown: domain::UnknownLicensePolicy,
+    /// The rest of what a decision depends on (the freeze period).
+    pub policy: domain::Policy,
 }
 
 impl Default for Interpretation {
@@ -45,6 +47,7 @@ impl Default for Interpretation {
             market_zone: koogallery::market_time::CHINA_STANDARD_TIME,
             day_zone: koogallery::market_time::CHINA_STANDARD_TIME,
             on_unknown: domain::UnknownLicensePolicy::Register,
+            policy: domain::Policy::default(),
         }
     }
 }
@@ -212,6 +215,14 @@ impl CommandEnvelope {
                 note: note.clone(),
                 actor: self.actor.clone().unwrap_or_else(|| "default".to_owned()),
             },
+            CommandBody::PassTime {
+                expiry_notice_days,
+                freeze_notice_days,
+                ..
+            } => domain::Action::PassTime(domain::NoticePolicy {
+                expiry_days: expiry_notice_days.clone(),
+                freeze_days: freeze_notice_days.clone(),
+            }),
             CommandBody::ReportUsage {
                 account, ip, at_ms, ..
             } => {

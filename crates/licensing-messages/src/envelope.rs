@@ -85,6 +85,16 @@ pub enum CommandBody {
         /// Why.
         note: String,
     },
+    /// The clock reached an instant a license waits for (D22, D23): sent by the projector's
+    /// schedule, stamped (`received_at_ms`) with the instant it judges.
+    PassTime {
+        /// License code.
+        license: String,
+        /// The `expiring_soon` thresholds, in days.
+        expiry_notice_days: Vec<u32>,
+        /// The `freeze_ending_soon` thresholds, in days.
+        freeze_notice_days: Vec<u32>,
+    },
     /// The seller's software was used (D15).
     ReportUsage {
         /// License code.
@@ -330,6 +340,7 @@ impl CommandEnvelope {
             CommandBody::RecordInbound(_) => "",
             CommandBody::RequestActivation { license, .. }
             | CommandBody::ResolveDrift { license, .. }
+            | CommandBody::PassTime { license, .. }
             | CommandBody::ReportUsage { license, .. }
             | CommandBody::RecordActivation { license, .. }
             | CommandBody::RecordHeartbeat { license, .. } => license,

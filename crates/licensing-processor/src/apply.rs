@@ -159,6 +159,8 @@ struct Read<'a> {
     callbacks: Vec<Option<&'a CallbackCommand>>,
     content_keys: Vec<Option<String>>,
     stream_ids: Vec<String>,
+    /// The freeze period the decisions use.
+    policy: domain::Policy,
 }
 
 /// Each envelope's domain command, or why it is not one.
@@ -192,6 +194,7 @@ impl<'a> Read<'a> {
             callbacks,
             content_keys,
             stream_ids,
+            policy: how.policy,
         };
         (read, commands)
     }
@@ -256,6 +259,7 @@ fn decide<'a>(
         appends: Vec::new(),
         record: Vec::new(),
         exchanges: Vec::new(),
+        policy: read.policy,
     };
     for (i, (envelope, command)) in envelopes.iter().zip(commands).enumerate() {
         let (callback, key) = (callbacks[i], content_keys[i].as_deref());
@@ -460,6 +464,8 @@ struct Batch<'a> {
     record: Vec<RecordEntry<'a>>,
     /// The evidence records of the batch's callbacks (D20).
     exchanges: Vec<Exchange>,
+    /// The freeze period (D22).
+    policy: domain::Policy,
 }
 
 type RecordEntry<'a> = (usize, Option<(&'a str, OffsetDateTime)>, Option<&'a str>);
@@ -477,12 +483,13 @@ impl Batch<'_> {
             .ok()
             .map(|c| c.license.stream_name(c.sandbox));
         let Some(stream) = stream else {
-            let (reply, outcome, _) = decision(&mut License::default(), is_callback, command);
+            let (reply, outcome, _) =
+                decision(&mut License::default(), is_callback, command, &self.policy);
             return Ok(finish(reply, outcome, 0));
         };
         let state = self.states.entry(stream.clone()).or_default();
         let expected_version = state.version as i64;
-        let (reply, outcome, events) = decision(state, is_callback, command);
+        let (reply, outcome, events) = decision(state, is_callback, command, &self.policy);
         if !events.is_empty() {
             let metadata = EventMetadata {
                 causation_id: Some(envelope.message_id),
@@ -529,6 +536,7 @@ pub(crate) fn decision(
     state: &mut License,
     is_callback: bool,
     command: Result<domain::Command, String>,
+    policy: &domain::Policy,
 ) -> (Reply, Outcome, Vec<domain::Event>) {
     let command = match command {
         Ok(command) => command,
@@ -544,7 +552,7 @@ pub(crate) fn decision(
             return (reply, Outcome::Invalid, Vec::new());
         }
     };
-    match domain::decide(state, command) {
+    match domain::decide_with(state, command, policy) {
         Ok(events) => {
             for event in &events {
                 *state = domain::evolve(std::mem::take(state), event);

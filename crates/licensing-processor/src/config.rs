@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use koogallery::market_time::CHINA_STANDARD_TIME;
 use licensing_bus::BusConfig;
-use licensing_domain::UnknownLicensePolicy;
+use licensing_domain::{DAY_MS, Policy, UnknownLicensePolicy};
 use licensing_messages::Interpretation;
 use licensing_runtime::{Settings, SettingsError};
 use licensing_store::StoreConfig;
@@ -40,7 +40,7 @@ pub fn bus_config(settings: &Settings) -> Result<BusConfig, SettingsError> {
 }
 
 /// How commands are read (`LICENSING_UNKNOWN_LICENSE`, `LICENSING_MARKET_TIME_ZONE`,
-/// `LICENSING_HEARTBEAT_TIME_ZONE`), and how long a nonce is remembered
+/// `LICENSING_HEARTBEAT_TIME_ZONE`, `LICENSING_FREEZE_PERIOD_DAYS`), and how long a nonce is remembered
 /// (`LICENSING_NONCE_TTL_SECONDS`): the settings a decision depends on.
 pub fn interpretation(settings: &Settings) -> Result<(Interpretation, Duration), SettingsError> {
     let on_unknown = match settings.optional("LICENSING_UNKNOWN_LICENSE")?.as_deref() {
@@ -60,10 +60,20 @@ pub fn interpretation(settings: &Settings) -> Result<(Interpretation, Duration),
             "must be at least 120 (twice the timestamp window)",
         ));
     }
+    let freeze_days: u32 = settings.parse_or("LICENSING_FREEZE_PERIOD_DAYS", 15)?;
+    if !(1..=365).contains(&freeze_days) {
+        return Err(SettingsError::invalid(
+            "LICENSING_FREEZE_PERIOD_DAYS",
+            "must be 1 to 365 days",
+        ));
+    }
     let how = Interpretation {
         market_zone: settings.offset_or("LICENSING_MARKET_TIME_ZONE", CHINA_STANDARD_TIME)?,
         day_zone: settings.offset_or("LICENSING_HEARTBEAT_TIME_ZONE", CHINA_STANDARD_TIME)?,
         on_unknown,
+        policy: Policy {
+            freeze_period_ms: i64::from(freeze_days) * DAY_MS,
+        },
     };
     Ok((how, Duration::from_secs(nonce_ttl)))
 }

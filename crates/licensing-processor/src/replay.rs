@@ -239,7 +239,7 @@ impl Replayer<'_> {
             }
             None => &mut scratch,
         };
-        let (reply, _, events) = decision(state, true, command);
+        let (reply, _, events) = decision(state, true, command, &self.options.how.policy);
         let code = match reply {
             Reply::Callback(answer) => answer.result_code.as_str().to_owned(),
             other => format!("{other:?}"),

@@ -35,6 +35,7 @@ fn kind(envelope: &CommandEnvelope) -> String {
         CommandBody::RecordHeartbeat { .. } => "record_heartbeat".to_owned(),
         CommandBody::RecordInbound(_) => "record_inbound".to_owned(),
         CommandBody::ResolveDrift { .. } => "resolve_drift".to_owned(),
+        CommandBody::PassTime { .. } => "pass_time".to_owned(),
     }
 }
 

@@ -6,7 +6,8 @@ use koogallery::apig::Credentials;
 use koogallery::client::{ClientConfig, FALLBACK_URL, PRIMARY_URL};
 use koogallery::signature::Verifier;
 use licensing_bus::BusConfig;
-use licensing_runtime::{Settings, SettingsError};
+use licensing_domain::NoticePolicy;
+use licensing_runtime::{Clock, Settings, SettingsError};
 use licensing_store::StoreConfig;
 use time::UtcOffset;
 use url::Url;
@@ -49,6 +50,34 @@ pub struct ProjectorConfig {
     /// `LICENSING_CALLBACK_KEYS` (optional here) and `LICENSING_CALLBACK_WINDOW_SECONDS`: the
     /// callback access keys, to verify callbacks again in evidence packs.
     pub callback_verifier: Option<Verifier>,
+    /// `LICENSING_EXPIRY_NOTICE_DAYS` (default `7,1`) and `LICENSING_FREEZE_NOTICE_DAYS` (default
+    /// `3`): the notice thresholds (D23).
+    pub notices: NoticePolicy,
+    /// `LICENSING_SCHEDULE_BATCH`: due licenses taken at once by the access schedule (default 1000).
+    pub schedule_batch: u32,
+    /// `LICENSING_CLOCK_OFFSET_FILE`: the clock of time-driven work (drills and tests only).
+    pub clock: Clock,
+}
+
+/// A list of day thresholds, each 1 to 365, largest first; `default` when unset.
+fn day_list(settings: &Settings, name: &str, default: &[u32]) -> Result<Vec<u32>, SettingsError> {
+    let items = settings.list(name)?;
+    if items.is_empty() {
+        return Ok(default.to_vec());
+    }
+    let mut days = items
+        .iter()
+        .map(|item| match item.trim().parse::<u32>() {
+            Ok(d) if (1..=365).contains(&d) => Ok(d),
+            _ => Err(SettingsError::invalid(
+                name,
+                format!("{item:?} is not a number of days from 1 to 365"),
+            )),
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    days.dedup();
+    Ok(days)
 }
 
 impl ProjectorConfig {
@@ -132,6 +161,20 @@ impl ProjectorConfig {
             evidence_retention_days: settings
                 .parse_or("LICENSING_EVIDENCE_RETENTION_DAYS", 1095)?,
             callback_verifier: settings.callback_verifier()?,
+            notices: NoticePolicy {
+                expiry_days: day_list(settings, "LICENSING_EXPIRY_NOTICE_DAYS", &[7, 1])?,
+                freeze_days: day_list(settings, "LICENSING_FREEZE_NOTICE_DAYS", &[3])?,
+            },
+            schedule_batch: match settings.parse_or("LICENSING_SCHEDULE_BATCH", 1000)? {
+                0 => {
+                    return Err(SettingsError::invalid(
+                        "LICENSING_SCHEDULE_BATCH",
+                        "must be at least 1",
+                    ));
+                }
+                n => n,
+            },
+            clock: Clock::from_settings(settings)?,
             ready_max_lag: Duration::from_secs(
                 settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
             ),

@@ -10,6 +10,7 @@ mod pack;
 mod publisher;
 mod query;
 mod rebuild;
+mod schedule;
 mod schema;
 mod views;
 
@@ -29,6 +30,7 @@ pub use config::ProjectorConfig;
 pub use evidence::{GatherError, Window, evidence_pack};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
+pub use schedule::{TAKE_DUE, take_due};
 pub use views::{Views, replay};
 
 /// The projector's followers of the event store, by checkpoint name.
@@ -150,14 +152,17 @@ impl Projector {
             return Ok(());
         }
         let views = supervise(&self.health, "license_views", cancel.clone(), {
-            let (store, day_zone, account) = (
+            let (store, day_zone, account, notices, clock) = (
                 self.store.clone(),
                 self.config.day_zone,
                 self.config.default_account.clone(),
+                self.config.notices.clone(),
+                self.config.clock.clone(),
             );
             move |task| {
                 let subscription = Subscription::new(store.clone(), "license_views");
-                let mut handler = Views::new(day_zone, account.clone());
+                let mut handler =
+                    Views::new(day_zone, account.clone(), notices.clone(), clock.clone());
                 async move {
                     subscription
                         .run(&mut handler, task.cancel.clone(), || task.up())
@@ -193,6 +198,30 @@ impl Projector {
                     let result = tokio::select! {
                         r = outbound.run(&bus, &task.cancel) => r,
                         () = bus.closed() => Err(licensing_bus::BusError::Unavailable("the broker connection was lost".into())),
+                    };
+                    bus.close().await;
+                    result
+                }
+            }
+        });
+        let schedule = supervise(&self.health, "access_schedule", cancel.clone(), {
+            let (schedule, bus_config) = (
+                schedule::Schedule {
+                    store: self.store.clone(),
+                    clock: self.config.clock.clone(),
+                    notices: self.config.notices.clone(),
+                    batch: self.config.schedule_batch,
+                },
+                self.config.bus.clone(),
+            );
+            move |task| {
+                let (schedule, bus_config) = (schedule.clone(), bus_config.clone());
+                async move {
+                    let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
+                    task.up();
+                    let result = tokio::select! {
+                        r = schedule.run(&bus, &task.cancel) => r.map_err(|e| e.to_string()),
+                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
                     };
                     bus.close().await;
                     result
@@ -257,7 +286,7 @@ impl Projector {
         tokio::spawn(self.server);
         cancel.cancelled().await;
         handle.stop(true).await;
-        let _ = tokio::join!(views, publisher, outbound, gauges, evidence);
+        let _ = tokio::join!(views, publisher, outbound, schedule, gauges, evidence);
         Ok(())
     }
 }

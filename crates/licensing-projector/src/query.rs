@@ -95,7 +95,8 @@ pub(crate) fn rfc3339(t: Option<OffsetDateTime>) -> Value {
 }
 
 const VIEW_COLUMNS: &str = "license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since, \
-    expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status, drift, version, updated_at";
+    expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status, drift, version, updated_at, \
+    coalesce(access_mode, 'pending'), access_until, data_kept_until";
 
 fn view_json(r: &licensing_store::Row) -> Value {
     json!({
@@ -115,6 +116,9 @@ fn view_json(r: &licensing_store::Row) -> Value {
         "drift": r.get::<_, bool>(14),
         "version": r.get::<_, i64>(15),
         "updated_at": rfc3339(r.get(16)),
+        "access_mode": r.get::<_, String>(17),
+        "access_until": rfc3339(r.get(18)),
+        "data_kept_until": rfc3339(r.get(19)),
     })
 }
 
@@ -123,6 +127,7 @@ fn view_json(r: &licensing_store::Row) -> Value {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     status: Option<String>,
+    access_mode: Option<String>,
     product: Option<String>,
     order: Option<String>,
     #[serde(default)]
@@ -146,6 +151,7 @@ pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetD
 pub(crate) struct ListFilter {
     pub(crate) sandbox: bool,
     pub(crate) status: Option<String>,
+    pub(crate) access_mode: Option<String>,
     pub(crate) product: Option<String>,
     pub(crate) order: Option<String>,
     pub(crate) expire_after: Option<OffsetDateTime>,
@@ -162,6 +168,14 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
     Ok(ListFilter {
         sandbox: raw.sandbox,
         status: text_filter("status", raw.status)?,
+        access_mode: match raw.access_mode {
+            Some(mode) if licensing_domain::AccessMode::parse(&mode).is_none() => {
+                return Err(
+                    "access_mode must be pending, active, expired, frozen or released".to_owned(),
+                );
+            }
+            mode => mode,
+        },
         product: text_filter("product", raw.product)?,
         order: text_filter("order", raw.order)?,
         expire_after: instant("expire_after", raw.expire_after.as_ref())?,
@@ -204,6 +218,7 @@ pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> Http
             AND ($6::timestamptz IS NULL OR expire_at < $6)
             AND ($7::bigint IS NULL OR last_heartbeat_day IS NULL OR last_heartbeat_day < $7)
             AND ($8::text IS NULL OR license > $8)
+            AND ($10::text IS NULL OR coalesce(access_mode, 'pending') = $10)
           ORDER BY license LIMIT $9"
     );
     let rows = client
@@ -219,6 +234,7 @@ pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> Http
                 &query.heartbeat_before_day,
                 &query.cursor,
                 &(limit + 1),
+                &query.access_mode,
             ],
         )
         .await;
@@ -327,6 +343,7 @@ async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> 
             "as_of": at.format(&Rfc3339).ok(),
             "status": state.status().as_str(),
             "expire_time": state.expire.as_ref().map(|e| e.raw.clone()),
+            "access_mode": state.access().mode.as_str(),
             "version": state.version,
         })),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e),
@@ -387,6 +404,7 @@ mod fuzz {
     fn query_string() -> impl Strategy<Value = String> {
         let name = prop_oneof![
             Just("status"),
+            Just("access_mode"),
             Just("product"),
             Just("order"),
             Just("sandbox"),

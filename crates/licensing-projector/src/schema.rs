@@ -1,4 +1,5 @@
-//! The projector's tables, created at start (idempotent): the license view and the outbound jobs.
+//! The projector's tables, created at start (idempotent): the license view, the outbound jobs and
+//! the access schedule.
 
 use licensing_store::{Store, StoreError};
 
@@ -26,7 +27,12 @@ pub(crate) fn view_table(name: &str) -> String {
     PRIMARY KEY (license, sandbox)
 );
 CREATE INDEX IF NOT EXISTS {name}_status ON {name} (status, license);
-CREATE INDEX IF NOT EXISTS {name}_expire ON {name} (expire_at);"
+CREATE INDEX IF NOT EXISTS {name}_expire ON {name} (expire_at);
+-- Access modes (D22): what the seller's software may do.
+ALTER TABLE {name} ADD COLUMN IF NOT EXISTS access_mode text;
+ALTER TABLE {name} ADD COLUMN IF NOT EXISTS access_until timestamptz;
+ALTER TABLE {name} ADD COLUMN IF NOT EXISTS data_kept_until timestamptz;
+CREATE INDEX IF NOT EXISTS {name}_access ON {name} (access_mode, license);"
     )
 }
 
@@ -54,6 +60,24 @@ ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS claim_since timestamptz;
 -- The correlation id of the request that made the call owed: the call's outcome carries it, so one
 -- id follows a license change from the HTTP request to the marketplace and back.
 ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS correlation_id uuid;
+
+-- The instant each real license waits for the clock next (expireTime, data_kept_until, a notice
+-- threshold; D22, D23). The view follower keeps it equal to the state; the access schedule takes
+-- due rows (FOR UPDATE SKIP LOCKED), sends pass_time commands and deletes them.
+CREATE TABLE IF NOT EXISTS access_schedule (
+    license text        PRIMARY KEY,
+    due_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS access_schedule_due ON access_schedule (due_at);
+
+-- Views written before access modes existed: their licenses are judged once by the clock, which
+-- records their mode (a stream that stays pending keeps the default).
+WITH old AS (
+    UPDATE license_views SET access_mode = 'pending' WHERE access_mode IS NULL RETURNING license, sandbox
+)
+INSERT INTO access_schedule (license, due_at)
+SELECT license, now() FROM old WHERE NOT sandbox
+ON CONFLICT (license) DO NOTHING;
 ";
 
 /// Creates the projector's tables if they do not exist.

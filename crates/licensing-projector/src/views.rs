@@ -6,8 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use licensing_domain::{self as domain, ActivationStatus, Day, License, Timestamp};
+use licensing_domain::{self as domain, ActivationStatus, Day, License, NoticePolicy, Timestamp};
 use licensing_messages::event_codec;
+use licensing_runtime::Clock;
 use licensing_store::{GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_stream};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -23,17 +24,73 @@ pub struct Views {
     default_account: String,
     /// The state of each recently changed license, by stream, as of the last batch handled.
     kept: HashMap<String, License>,
+    /// The notice thresholds, for the access schedule (D23).
+    notices: NoticePolicy,
+    /// The clock of time-driven work.
+    clock: Clock,
+    /// The batch's access schedule: each real license and the instant it waits for, if any.
+    due: Vec<(String, Option<OffsetDateTime>)>,
 }
 
 impl Views {
     /// A view follower's handler.
-    pub fn new(day_zone: UtcOffset, default_account: String) -> Self {
+    pub fn new(
+        day_zone: UtcOffset,
+        default_account: String,
+        notices: NoticePolicy,
+        clock: Clock,
+    ) -> Self {
         Self {
             day_zone,
             default_account,
             kept: HashMap::new(),
+            notices,
+            clock,
+            due: Vec::new(),
         }
     }
+}
+
+/// When the clock must next judge a license: now when the mode the clock gives differs from the
+/// recorded one (a stream from before access modes), else what the license waits for.
+pub(crate) fn access_due(
+    state: &License,
+    notices: &NoticePolicy,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    if state.access_at(now, &domain::Policy::default()).mode != state.access().mode {
+        return Some(now);
+    }
+    state.next_due(notices)
+}
+
+/// Keeps the access schedule equal to `due`: each license's row set to its instant, or deleted.
+async fn write_schedule(
+    tx: &Transaction<'_>,
+    due: &[(String, Option<OffsetDateTime>)],
+) -> Result<(), String> {
+    let (set, clear): (Vec<_>, Vec<_>) = due.iter().partition(|(_, at)| at.is_some());
+    if !set.is_empty() {
+        let licenses: Vec<&str> = set.iter().map(|(l, _)| l.as_str()).collect();
+        let at: Vec<OffsetDateTime> = set.iter().filter_map(|(_, at)| *at).collect();
+        tx.execute(
+            "INSERT INTO access_schedule (license, due_at) SELECT * FROM unnest($1::text[], $2::timestamptz[])
+             ON CONFLICT (license) DO UPDATE SET due_at = EXCLUDED.due_at",
+            &[&licenses, &at],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    if !clear.is_empty() {
+        let licenses: Vec<&str> = clear.iter().map(|(l, _)| l.as_str()).collect();
+        tx.execute(
+            "DELETE FROM access_schedule WHERE license = ANY($1)",
+            &[&licenses],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn ts(t: Timestamp) -> OffsetDateTime {
@@ -119,6 +176,12 @@ pub(crate) async fn write_views(
         .collect();
     let market = col(&|s| s.market_status.as_ref().map(|m| m.as_str().to_owned()));
     let drift: Vec<bool> = states.iter().map(|s| s.drift.is_some()).collect();
+    let access: Vec<domain::Access> = states.iter().map(|s| s.access()).collect();
+    let access_mode: Vec<&str> = access.iter().map(|a| a.mode.as_str()).collect();
+    let access_until: Vec<Option<OffsetDateTime>> =
+        access.iter().map(|a| a.until.map(ts)).collect();
+    let data_kept_until: Vec<Option<OffsetDateTime>> =
+        access.iter().map(|a| a.data_kept_until.map(ts)).collect();
     let version: Vec<i64> = states.iter().map(|s| s.version as i64).collect();
     let updated: Vec<OffsetDateTime> = states
         .iter()
@@ -127,17 +190,18 @@ pub(crate) async fn write_views(
     let sql = format!(
         "INSERT INTO {table} (license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since,
              expected_release, activation_status, activation_error, last_usage_day, last_heartbeat_day, market_status,
-             drift, version, updated_at)
+             drift, version, updated_at, access_mode, access_until, data_kept_until)
          SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
              $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[],
-             $15::bool[], $16::bigint[], $17::timestamptz[])
+             $15::bool[], $16::bigint[], $17::timestamptz[], $18::text[], $19::timestamptz[], $20::timestamptz[])
          ON CONFLICT (license, sandbox) DO UPDATE SET status = EXCLUDED.status, product_id = EXCLUDED.product_id,
              order_id = EXCLUDED.order_id, expire_at = EXCLUDED.expire_at, expire_raw = EXCLUDED.expire_raw,
              frozen_since = EXCLUDED.frozen_since, expected_release = EXCLUDED.expected_release,
              activation_status = EXCLUDED.activation_status, activation_error = EXCLUDED.activation_error,
              last_usage_day = EXCLUDED.last_usage_day, last_heartbeat_day = EXCLUDED.last_heartbeat_day,
              market_status = EXCLUDED.market_status, drift = EXCLUDED.drift, version = EXCLUDED.version,
-             updated_at = EXCLUDED.updated_at"
+             updated_at = EXCLUDED.updated_at, access_mode = EXCLUDED.access_mode,
+             access_until = EXCLUDED.access_until, data_kept_until = EXCLUDED.data_kept_until"
     );
     client
         .execute(
@@ -160,6 +224,9 @@ pub(crate) async fn write_views(
                 &drift,
                 &version,
                 &updated,
+                &access_mode,
+                &access_until,
+                &data_kept_until,
             ],
         )
         .await
@@ -200,6 +267,11 @@ impl Views {
             if !state.sandbox {
                 self.schedule(tx, &state, code.as_str(), correlation)
                     .await?;
+                let now = Timestamp::from_millis(self.clock.now_millis());
+                self.due.push((
+                    code.as_str().to_owned(),
+                    access_due(&state, &self.notices, now).map(ts),
+                ));
             }
         }
         if self.kept.len() >= KEPT_STATES {
@@ -219,8 +291,7 @@ impl Views {
         code: &str,
         correlation: Option<uuid::Uuid>,
     ) -> Result<(), String> {
-        let now = OffsetDateTime::now_utc();
-        let now_ms = koogallery::market_time::unix_millis(now);
+        let now_ms = self.clock.now_millis();
         let today = Day::containing(
             Timestamp::from_millis(now_ms),
             self.day_zone.whole_minutes().into(),
@@ -294,6 +365,7 @@ impl Handler for Views {
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> Result<(), String> {
+        self.due.clear();
         let mut streams: BTreeMap<&str, Vec<&RecordedEvent>> = BTreeMap::new();
         for event in events {
             streams.entry(&event.stream_id).or_default().push(event);
@@ -304,6 +376,7 @@ impl Handler for Views {
             let state = self.advance(tx, stream, &new).await?;
             self.refresh(tx, stream, state, correlation).await?;
         }
-        Ok(())
+        let due = std::mem::take(&mut self.due);
+        write_schedule(tx, &due).await
     }
 }

@@ -8,10 +8,12 @@
 //! - [`supervise`]: long-running tasks restarted with [`Backoff`] when they fail, their state on a
 //!   [`Health`] board that `/readyz` reads.
 
+mod clock;
 mod ops;
 mod settings;
 mod supervise;
 
+pub use clock::Clock;
 /// A secret setting (token, key): its `Debug` is redacted.
 pub use koogallery::Secret;
 pub use ops::{Readiness, get_only, ops_server, ops_service, post_only};

@@ -1,0 +1,353 @@
+//! The freeze guard end to end: access modes on the clock (D22) and notices (D23), with the real
+//! services, PostgreSQL, RabbitMQ and the simulator. The projector's clock is moved through a
+//! `LICENSING_CLOCK_OFFSET_FILE`, never by waiting.
+
+mod support;
+
+use std::path::PathBuf;
+
+use koogallery::market_time::{CHINA_STANDARD_TIME, format_market_time};
+use serde_json::{Value, json};
+use support::*;
+
+const DAY: i64 = 86_400;
+
+/// The projector's clock: the system's moved by the seconds in a file.
+struct TestClock(PathBuf);
+
+impl TestClock {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("clock-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, "0").unwrap();
+        Self(path)
+    }
+
+    fn set(&self, seconds: i64) {
+        std::fs::write(&self.0, seconds.to_string()).unwrap();
+    }
+
+    fn setting(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TestClock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `expireTime` (market time, +08:00) `seconds` from now.
+fn expire_in(seconds: i64) -> String {
+    format_market_time(
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds),
+        CHINA_STANDARD_TIME,
+    )
+}
+
+async fn view(stack: &Stack, license: &str) -> Value {
+    stack
+        .http
+        .get(stack.query_url(&format!("/v1/licenses/{license}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_mode(stack: &Stack, license: &str, mode: &str) -> Value {
+    eventually(&format!("{license} to be {mode}"), 30, || async {
+        let v = view(stack, license).await;
+        (v["access_mode"] == mode).then_some(v)
+    })
+    .await
+}
+
+/// The payloads of a stream's events of one type.
+async fn payloads(stack: &Stack, stream: &str, event_type: &str) -> Vec<Value> {
+    stack
+        .events(stream)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == event_type)
+        .map(|e| e.payload)
+        .collect()
+}
+
+async fn subscriber(stack: &Stack) -> (licensing_bus::Bus, licensing_bus::IncomingStream) {
+    let mut config = licensing_bus::BusConfig::new(amqp_url());
+    config.prefix = stack.prefix.clone();
+    config.queue_type = licensing_bus::QueueType::Classic;
+    let bus = licensing_bus::Bus::connect(config).await.unwrap();
+    let stream = bus
+        .subscribe_events("license.access_changed", 100)
+        .await
+        .unwrap();
+    (bus, stream)
+}
+
+/// Every message on `stream` until `count` arrived (20 s at most each).
+async fn receive(stream: &mut licensing_bus::IncomingStream, count: usize) -> Vec<Value> {
+    let mut received = Vec::new();
+    while received.len() < count {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await;
+        let Ok(Some(Ok(message))) = next else { break };
+        message.ack().await.unwrap();
+        received.push(serde_json::from_slice::<Value>(&message.body).unwrap());
+    }
+    received
+}
+
+#[tokio::test]
+async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_each_change_the_mode_once()
+ {
+    let sim = Simulator::start();
+    sim.put("PL900", "claimed").await;
+    let clock = TestClock::new();
+    let mut stack = Stack::start(&[]).await;
+    let (_bus, mut changes) = subscriber(&stack).await;
+    stack.start_projector_with(
+        &sim.url,
+        &[("LICENSING_CLOCK_OFFSET_FILE", &clock.setting())],
+    );
+
+    // Activated: pending → active, until the expiry a renewal sets (10 days away).
+    let response = stack
+        .http
+        .post(stack.internal_url("/v1/licenses/PL900/activation"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    wait_mode(&stack, "PL900", "active").await;
+    let expire = expire_in(10 * DAY);
+    assert_eq!(
+        code(&stack.callback(&renew("PL900", "CS1", &expire, false)).await),
+        "000000"
+    );
+    let v = eventually("the renewal in the view", 30, || async {
+        let v = view(&stack, "PL900").await;
+        (v["expire_time"] == expire.as_str()).then_some(v)
+    })
+    .await;
+    assert_eq!(v["access_mode"], "active");
+    let until = time::OffsetDateTime::parse(
+        v["access_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expected_until =
+        koogallery::market_time::parse_market_time(&expire, CHINA_STANDARD_TIME).unwrap();
+    assert_eq!(until, expected_until);
+
+    // Eleven days later, with no callback at all: expired.
+    clock.set(11 * DAY);
+    let v = wait_mode(&stack, "PL900", "expired").await;
+    assert_eq!(
+        v["status"], "active",
+        "the marketplace has not frozen it yet"
+    );
+    assert_eq!(v["access_until"], Value::Null);
+
+    // FREEZE: frozen, data kept 15 days from when the marketplace froze it.
+    assert_eq!(
+        code(&stack.callback(&status("PL900", "FREEZE")).await),
+        "000000"
+    );
+    let v = wait_mode(&stack, "PL900", "frozen").await;
+    let kept = time::OffsetDateTime::parse(
+        v["data_kept_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expected = time::OffsetDateTime::now_utc() + time::Duration::days(15);
+    assert!(
+        (kept - expected).abs() < time::Duration::minutes(5),
+        "{kept} is 15 days after the freeze"
+    );
+
+    // Released by the marketplace.
+    assert_eq!(code(&stack.callback(&release("PL900")).await), "000000");
+    wait_mode(&stack, "PL900", "released").await;
+
+    let changes_stored = payloads(&stack, "license-PL900", "access_changed").await;
+    let path: Vec<(String, String, String)> = changes_stored
+        .iter()
+        .map(|p| {
+            (
+                p["from"].as_str().unwrap().to_owned(),
+                p["to"].as_str().unwrap().to_owned(),
+                p["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected_path = [
+        ("pending", "active", "activated"),
+        ("active", "expired", "expire_time_passed"),
+        ("expired", "frozen", "frozen"),
+        ("frozen", "released", "released"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(path, expected_path, "each change is one event");
+
+    // Subscribers get each change once.
+    let received = receive(&mut changes, 4).await;
+    let received_path: Vec<(&str, &str)> = received
+        .iter()
+        .map(|e| {
+            (
+                e["payload"]["from"].as_str().unwrap(),
+                e["payload"]["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        received_path,
+        [
+            ("pending", "active"),
+            ("active", "expired"),
+            ("expired", "frozen"),
+            ("frozen", "released")
+        ]
+    );
+    assert!(
+        receive(&mut changes, 1).await.is_empty(),
+        "nothing more, and nothing twice"
+    );
+    let v = view(&stack, "PL900").await;
+    assert_eq!(v["status"], "released");
+    // A list filtered by access mode finds it.
+    let listed: Value = stack
+        .http
+        .get(stack.query_url("/v1/licenses?access_mode=released"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["license"], "PL900");
+}
+
+#[tokio::test]
+async fn notices_fire_once_per_threshold_re_arm_after_a_renewal_survive_a_restart_and_skip_sandboxes()
+ {
+    let sim = Simulator::start();
+    sim.put("PL910", "claimed").await;
+    let clock = TestClock::new();
+    let mut stack = Stack::start(&[]).await;
+    let projector_env = [("LICENSING_CLOCK_OFFSET_FILE", clock.setting())];
+    let projector_env: Vec<(&str, &str)> = projector_env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    stack.start_projector_with(&sim.url, &projector_env);
+
+    // An activated license is noticed; a sandbox license never is.
+    stack
+        .http
+        .post(stack.internal_url("/v1/licenses/PL910/activation"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    wait_mode(&stack, "PL910", "active").await;
+    let expire = expire_in(10 * DAY);
+    for body in [
+        renew("PL910", "CS1", &expire, false),
+        renew("PL911", "CS1", &expire, true),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    eventually("the renewal in the view", 30, || async {
+        (view(&stack, "PL910").await["expire_time"] == expire.as_str()).then_some(())
+    })
+    .await;
+
+    // Four days on: the 7-day threshold is reached, once.
+    clock.set(4 * DAY);
+    stack.wait_event("license-PL910", "expiring_soon").await;
+    let notices = payloads(&stack, "license-PL910", "expiring_soon").await;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0]["days"], 7);
+    assert_eq!(notices[0]["expire"]["raw"], expire.as_str());
+
+    // A restart does not repeat it; nine and a half days on, the 1-day one comes.
+    stack.projector.take();
+    stack.start_projector_with(&sim.url, &projector_env);
+    clock.set(9 * DAY + DAY / 2);
+    eventually("the 1-day notice", 30, || async {
+        let n = payloads(&stack, "license-PL910", "expiring_soon").await;
+        (n.len() == 2).then_some(())
+    })
+    .await;
+    let notices = payloads(&stack, "license-PL910", "expiring_soon").await;
+    assert_eq!(notices[1]["days"], 1);
+
+    // A renewal moves the expiry: the notices are armed again for the new one.
+    let renewed = expire_in(20 * DAY);
+    assert_eq!(
+        code(
+            &stack
+                .callback(&renew("PL910", "CS2", &renewed, false))
+                .await
+        ),
+        "000000"
+    );
+    eventually("the renewal in the view", 30, || async {
+        (view(&stack, "PL910").await["expire_time"] == renewed.as_str()).then_some(())
+    })
+    .await;
+    clock.set(14 * DAY);
+    eventually("the 7-day notice for the new expiry", 30, || async {
+        let n = payloads(&stack, "license-PL910", "expiring_soon").await;
+        (n.len() == 3).then_some(n)
+    })
+    .await;
+    let notices = payloads(&stack, "license-PL910", "expiring_soon").await;
+    assert_eq!(notices[2]["days"], 7);
+    assert_eq!(notices[2]["expire"]["raw"], renewed.as_str());
+
+    // Nothing else is due before the 1-day threshold of the new expiry: the schedule says so.
+    let renewed_at =
+        koogallery::market_time::parse_market_time(&renewed, CHINA_STANDARD_TIME).unwrap();
+    let expected = vec![("PL910".to_owned(), renewed_at - time::Duration::days(1))];
+    eventually(
+        "only the real activated license to wait for the clock, for its next threshold",
+        30,
+        || async {
+            let client = stack.store.client().await.unwrap();
+            let due: Vec<(String, time::OffsetDateTime)> = client
+                .query(
+                    "SELECT license, due_at FROM access_schedule ORDER BY license",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            (due == expected).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        payloads(&stack, "test-license-PL911", "expiring_soon")
+            .await
+            .is_empty()
+    );
+    assert!(
+        payloads(&stack, "license-PL910", "expiring_soon")
+            .await
+            .len()
+            == 3,
+        "no repeat"
+    );
+}
