@@ -497,6 +497,7 @@ async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_w
         ("we_told", "activate_request"),
         ("marketplace_said", "activate_answer"),
         ("we_concluded", "activated"),
+        ("we_concluded", "access_changed"),
         ("we_concluded", "usage_recorded"),
         ("we_told", "heartbeat_request"),
         ("marketplace_said", "heartbeat_answer"),
@@ -506,12 +507,15 @@ async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_w
         ("we_told", "callback_answer"),
         ("marketplace_said", "callback"),
         ("we_concluded", "frozen"),
+        ("we_concluded", "access_changed"),
         ("we_told", "callback_answer"),
         ("marketplace_said", "callback"),
         ("we_concluded", "unfrozen"),
+        ("we_concluded", "access_changed"),
         ("we_told", "callback_answer"),
         ("marketplace_said", "callback"),
         ("we_concluded", "released"),
+        ("we_concluded", "access_changed"),
         ("we_told", "callback_answer"),
     ];
     assert_eq!(kinds, expected, "{ledger:#?}");
@@ -948,7 +952,7 @@ async fn replaying_recorded_traffic_through_todays_code_shows_every_difference()
     // Nothing was written.
     assert_eq!(
         stack.event_types("license-PL871").await,
-        ["registered", "renewed", "frozen"]
+        ["registered", "renewed", "frozen", "access_changed"]
     );
 }
 

@@ -205,7 +205,12 @@ async fn an_idempotency_key_returns_the_first_answer() {
     assert_eq!(repeat.1, first.1, "the stored answer, not a new one");
     assert_eq!(
         stack.event_types("license-PL204").await,
-        ["registered", "activation_requested", "frozen"]
+        [
+            "registered",
+            "activation_requested",
+            "frozen",
+            "access_changed"
+        ]
     );
 }
 

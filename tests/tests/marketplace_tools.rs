@@ -83,7 +83,7 @@ async fn send_fires_a_signed_callback_and_reports_the_answer() {
     assert!(out.contains("--expire"));
     assert_eq!(
         stack.event_types("license-PL600").await,
-        ["registered", "frozen", "renewed"]
+        ["registered", "frozen", "access_changed", "renewed"]
     );
 }
 

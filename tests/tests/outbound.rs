@@ -171,20 +171,29 @@ async fn subscribers_receive_every_event_in_order_and_sandbox_events_apart() {
     );
     stack.start_projector(&sim.url);
 
-    let received = drain(&mut real, 5).await;
+    let received = drain(&mut real, 8).await;
     let types: Vec<&str> = received
         .iter()
         .map(|e| e["event_type"].as_str().unwrap())
         .collect();
     assert_eq!(
         types,
-        ["registered", "frozen", "renewed", "unfrozen", "released"]
+        [
+            "registered",
+            "frozen",
+            "access_changed",
+            "renewed",
+            "unfrozen",
+            "access_changed",
+            "released",
+            "access_changed"
+        ]
     );
     let versions: Vec<i64> = received
         .iter()
         .map(|e| e["stream_version"].as_i64().unwrap())
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5], "in order");
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8], "in order");
     let stored = stack.events("license-PL702").await;
     for (sent, stored) in received.iter().zip(&stored) {
         assert_eq!(sent["event_id"], stored.event_id.to_string());
@@ -198,7 +207,7 @@ async fn subscribers_receive_every_event_in_order_and_sandbox_events_apart() {
                 && sent["correlation_id"].is_string()
         );
     }
-    assert_eq!(received[2]["payload"]["expire"]["raw"], "20301231235959");
+    assert_eq!(received[3]["payload"]["expire"]["raw"], "20301231235959");
 
     let test_events = drain(&mut sandbox, 2).await;
     let types: Vec<&str> = test_events
@@ -357,7 +366,8 @@ async fn the_query_api_lists_filters_pages_and_answers_as_of_a_past_instant() {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap()
     };
-    for (i, expected) in [(1, "frozen"), (2, "registered"), (3, "released")] {
+    // registered, frozen, access_changed, unfrozen, access_changed, released, access_changed
+    for (i, expected) in [(2, "frozen"), (4, "registered"), (6, "released")] {
         let (_, v) = query(
             &stack,
             &format!("/v1/licenses/PL713?as_of={}", at(i).replace('+', "%2B")),
@@ -372,7 +382,7 @@ async fn the_query_api_lists_filters_pages_and_answers_as_of_a_past_instant() {
         404
     );
     let (_, history_json) = query(&stack, "/v1/licenses/PL713/events").await;
-    assert_eq!(history_json.as_array().unwrap().len(), 4);
+    assert_eq!(history_json.as_array().unwrap().len(), 7);
     assert!(history_json[0]["metadata"]["correlation_id"].is_string());
     for path in [
         "/v1/licenses/PL999/events",

@@ -50,7 +50,7 @@ async fn the_correlation_id_follows_the_request_into_the_events() {
         request_id.to_string().as_str()
     );
     let events = stack.events("license-PL101").await;
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3, "registered, frozen, access_changed");
     assert!(
         events
             .iter()
@@ -126,19 +126,45 @@ async fn each_activity_in_each_state() {
     for (i, (body, expected)) in steps.iter().enumerate() {
         let answer = stack.callback(body).await;
         assert_eq!(code(&answer), "000000", "step {i}: {answer}");
-        assert_eq!(
-            stack.event_types(&format!("license-{l}")).await,
-            *expected,
-            "after step {i}: {body}"
-        );
+        // The callbacks' own events; the access modes they cause are checked below.
+        let types: Vec<String> = stack
+            .event_types(&format!("license-{l}"))
+            .await
+            .into_iter()
+            .filter(|t| t != "access_changed")
+            .collect();
+        assert_eq!(types, *expected, "after step {i}: {body}");
     }
     let events = stack.events(&format!("license-{l}")).await;
+    let cancelled = events
+        .iter()
+        .find(|e| e.event_type == "renewal_cancelled")
+        .unwrap();
     assert_eq!(
-        events[4].payload["expire"]["raw"], "20270101000000",
+        cancelled.payload["expire"]["raw"], "20270101000000",
         "an earlier expiry is applied as sent (D12)"
     );
+    // Never activated here: pending, frozen, pending again on UNFREEZE, released.
+    let modes: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.event_type == "access_changed")
+        .map(|e| {
+            (
+                e.payload["from"].as_str().unwrap(),
+                e.payload["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("pending", "frozen"),
+            ("frozen", "pending"),
+            ("pending", "released")
+        ]
+    );
     let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
-    assert_eq!(versions, (1..=7).collect::<Vec<_>>());
+    assert_eq!(versions, (1..=10).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -377,5 +403,9 @@ async fn a_replayed_nonce_is_refused() {
         .callback_signed(&body, &query, "application/json")
         .await;
     assert_eq!(code(&replay), "000001", "{replay}");
-    assert_eq!(stack.event_count().await, 2);
+    assert_eq!(
+        stack.event_count().await,
+        3,
+        "registered, frozen, access_changed"
+    );
 }

@@ -131,7 +131,7 @@ async fn with_the_broker_gone_callbacks_get_000005_quickly() {
     assert_eq!(ready.status(), 503, "not ready without a broker");
     assert_eq!(
         stack.event_types("license-PL301").await,
-        ["registered", "frozen"],
+        ["registered", "frozen", "access_changed"],
         "nothing applied"
     );
 }
@@ -312,7 +312,7 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
 
     stack.start_processor();
     eventually("the readable licenses to be frozen", 30, || async {
-        (stack.event_count().await == 1 + 2 * 20).then_some(())
+        (stack.event_count().await == 1 + 3 * 20).then_some(())
     })
     .await;
     let mut config = licensing_bus::BusConfig::new(amqp_url());
@@ -442,7 +442,7 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
     );
     set_read_only(&stack, false).await;
     eventually("every queued renewal to be applied", 60, || async {
-        (stack.event_count().await == 2 + 2 * sent.len() as i64).then_some(())
+        (stack.event_count().await == 3 + 2 * sent.len() as i64).then_some(())
     })
     .await;
     for body in &sent {

@@ -142,6 +142,32 @@ fn every_event() -> Vec<Event> {
             actor: "ops".into(),
             at: t(13),
         }),
+        Event::AccessChanged(AccessChanged {
+            from: AccessMode::Active,
+            to: AccessMode::Frozen,
+            reason: AccessReason::Frozen,
+            access_until: None,
+            data_kept_until: Some(t(1_300_000)),
+            at: t(14),
+        }),
+        Event::AccessChanged(AccessChanged {
+            from: AccessMode::Pending,
+            to: AccessMode::Active,
+            reason: AccessReason::Activated,
+            access_until: Some(t(1_700_000_000_000)),
+            data_kept_until: None,
+            at: t(15),
+        }),
+        Event::ExpiringSoon(ExpiringSoon {
+            expire: market("20271231235959"),
+            days: 7,
+            at: t(16),
+        }),
+        Event::FreezeEndingSoon(FreezeEndingSoon {
+            data_kept_until: t(1_300_000),
+            days: 3,
+            at: t(17),
+        }),
     ]
 }
 
