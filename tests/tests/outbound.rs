@@ -742,7 +742,13 @@ async fn a_lock_held_on_the_view_table_makes_the_projector_not_ready_and_never_h
 async fn the_query_api_answers_as_its_openapi_document_says() {
     let sim = Simulator::start();
     let mut stack = Stack::start(&[]).await;
-    stack.start_projector(&sim.url);
+    let keys = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = openssl_key(&keys, "entitlement");
+    stack.start_projector_with(
+        &sim.url,
+        &[("LICENSING_ENTITLEMENT_KEYS", &key.display().to_string())],
+    );
     assert_eq!(
         code(
             &stack

@@ -6,6 +6,7 @@
 //! It also plays the marketplace: `sim` serves a local open API, `send` fires a signed callback,
 //! `probe` replays saved debug cases as the twice-daily probe does.
 
+mod entitlement;
 mod scenario;
 mod send;
 mod sim;
@@ -38,6 +39,24 @@ enum Command {
     Signing(Signing),
     #[command(flatten)]
     Marketplace(Marketplace),
+    /// Signed entitlements of the licensing backend (D24).
+    #[command(subcommand)]
+    Entitlement(Entitlement),
+}
+
+/// The commands about signed entitlements.
+#[derive(Debug, Subcommand)]
+enum Entitlement {
+    /// Verify an entitlement token (standard input) offline; prints its claims (exit 0) or why it
+    /// is refused (exit 1).
+    Verify {
+        /// The JWK set: a file, or the URL of `/.well-known/jwks.json`.
+        #[arg(long)]
+        jwks: String,
+        /// Check at this instant (seconds since the epoch) instead of now.
+        #[arg(long)]
+        at: Option<i64>,
+    },
 }
 
 /// The commands that sign and verify (bodies on standard input).
@@ -186,6 +205,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let signing = match cli.command {
         Command::Marketplace(command) => return marketplace(command),
+        Command::Entitlement(Entitlement::Verify { jwks, at }) => {
+            return block_on(entitlement::run(&jwks, at));
+        }
         Command::Signing(command) => command,
     };
     let mut body = Vec::new();
@@ -207,7 +229,9 @@ fn main() -> ExitCode {
 }
 
 /// The commands that play the marketplace (they need a runtime, not standard input).
-fn marketplace(command: Marketplace) -> ExitCode {
+/// Runs `work` on a runtime: exit 0 when it passed, 1 when it failed, 2 (with the message) when
+/// it could not run.
+fn block_on(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,8 +243,19 @@ fn marketplace(command: Marketplace) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match runtime.block_on(work) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("koogallery: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn marketplace(command: Marketplace) -> ExitCode {
     let parse_url = |url: &str| Url::parse(url).map_err(|e| format!("--url {url:?}: {e}"));
-    let result: Result<bool, String> = runtime.block_on(async {
+    block_on(async {
         match command {
             Marketplace::Sim {
                 listen,
@@ -298,15 +333,7 @@ fn marketplace(command: Marketplace) -> ExitCode {
                 Ok(all_passed)
             }
         }
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(message) => {
-            eprintln!("koogallery: {message}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 fn now_millis() -> i64 {

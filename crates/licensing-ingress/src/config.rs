@@ -40,6 +40,9 @@ pub struct IngressConfig {
     /// Records of refused callback requests handed over per second at most, beyond which they
     /// are only counted (`LICENSING_EVIDENCE_REFUSED_PER_SECOND`, default 20, D20).
     pub evidence_refused_per_second: u32,
+    /// `LICENSING_ENTITLEMENT_KEYS`, `LICENSING_ENTITLEMENT_TTL_SECONDS`: a usage report's answer
+    /// carries a signed entitlement when keys are configured (D24).
+    pub entitlements: Option<(licensing_entitlement::Keyring, i64)>,
 }
 
 impl IngressConfig {
@@ -104,6 +107,10 @@ impl IngressConfig {
             ),
             keep_alive: Duration::from_secs(settings.parse_or("LICENSING_KEEP_ALIVE_SECONDS", 15)?),
             max_connections: settings.parse_or("LICENSING_MAX_CONNECTIONS", 4096)?,
+            entitlements: settings
+                .entitlement_keys()?
+                .map(|keys| settings.entitlement_ttl().map(|ttl| (keys, ttl)))
+                .transpose()?,
             evidence_refused_per_second: settings
                 .parse_or("LICENSING_EVIDENCE_REFUSED_PER_SECOND", 20)?,
         })

@@ -19,6 +19,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: String,
     message: String,
+    /// A usage report refused for a license that exists still gets its signed entitlement.
+    entitlement: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             status,
             code: code.to_owned(),
             message: message.into(),
+            entitlement: None,
         }
     }
 
@@ -53,8 +56,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(serde_json::json!({ "code": self.code, "message": self.message }))
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(entitlement) = &self.entitlement {
+            body["entitlement"] = entitlement.clone();
+        }
+        HttpResponse::build(self.status).json(body)
     }
 }
 
@@ -173,15 +179,24 @@ async fn submit_inner(
     )
     .await
     {
-        Dispatched::Replied(Reply::Applied { license: summary }) => Ok(applied(route, summary)),
-        Dispatched::Replied(Reply::Rejected { code, message }) => {
+        Dispatched::Replied(Reply::Applied { license: summary }) => {
+            let entitlement = entitlement(state, route, Some(&summary));
+            Ok(applied(route, summary, entitlement))
+        }
+        Dispatched::Replied(Reply::Rejected {
+            code,
+            message,
+            license: summary,
+        }) => {
             let status = match code.as_str() {
                 "unknown_license" => StatusCode::NOT_FOUND,
                 "released" | "not_activated" | "frozen" | "no_drift" => StatusCode::CONFLICT,
                 "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            Err(ApiError::new(status, &code, message))
+            let mut refused = ApiError::new(status, &code, message);
+            refused.entitlement = entitlement(state, route, summary.as_ref());
+            Err(refused)
         }
         Dispatched::Replied(Reply::Callback(_) | Reply::Recorded) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -209,9 +224,40 @@ async fn submit_inner(
     }
 }
 
+/// The signed entitlement a usage report's answer carries (D24): when keys are configured and the
+/// license exists.
+fn entitlement(
+    state: &State,
+    route: &str,
+    summary: Option<&LicenseSummary>,
+) -> Option<serde_json::Value> {
+    let (keys, ttl) = state.config.entitlements.as_ref()?;
+    let summary = summary.filter(|_| route == "usage")?;
+    let seconds = |ms: Option<i64>| ms.map(|ms| ms.div_euclid(1000));
+    let verdict = licensing_runtime::Verdict {
+        mode: summary
+            .access_mode
+            .clone()
+            .unwrap_or_else(|| "pending".to_owned()),
+        until: seconds(summary.access_until_ms),
+        data_kept_until: seconds(summary.data_kept_until_ms),
+    };
+    Some(licensing_runtime::entitlement_json(
+        keys,
+        &summary.license,
+        &verdict,
+        time::OffsetDateTime::now_utc(),
+        *ttl,
+    ))
+}
+
 /// 200 when the activation is settled (active, frozen), 202 while the marketplace is still to be
-/// called; usage is always 200.
-fn applied(route: &str, summary: LicenseSummary) -> HttpResponse {
+/// called; usage is always 200, with the signed entitlement when keys are configured.
+fn applied(
+    route: &str,
+    summary: LicenseSummary,
+    entitlement: Option<serde_json::Value>,
+) -> HttpResponse {
     let settled = matches!(
         summary.status.as_str(),
         "active" | "frozen" | "released" | "activation_failed"
@@ -222,7 +268,11 @@ fn applied(route: &str, summary: LicenseSummary) -> HttpResponse {
             .insert_header(("Location", location.clone()))
             .json(serde_json::json!({ "license": summary, "location": location }));
     }
-    HttpResponse::Ok().json(serde_json::json!({ "license": summary }))
+    let mut body = serde_json::json!({ "license": summary });
+    if let Some(entitlement) = entitlement {
+        body["entitlement"] = entitlement;
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// Body of an activation request.

@@ -368,6 +368,10 @@ pub enum Reply {
         code: String,
         /// What is wrong.
         message: String,
+        /// The license as it stands, when it exists (a usage report refused for a frozen license
+        /// still tells the software its access mode).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        license: Option<LicenseSummary>,
     },
 }
 
@@ -397,4 +401,13 @@ pub struct LicenseSummary {
     pub expire_time: Option<String>,
     /// Stream version.
     pub version: u64,
+    /// The access mode (D22): `pending`, `active`, `expired`, `frozen`, `released`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<String>,
+    /// While active: when access ends, in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_until_ms: Option<i64>,
+    /// While frozen: until when data is kept, in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_kept_until_ms: Option<i64>,
 }

@@ -120,6 +120,15 @@ fn summary(state: &License) -> LicenseSummary {
         status: state.status().as_str().to_owned(),
         expire_time: state.expire.as_ref().map(|e| e.raw.clone()),
         version: state.version,
+        access_mode: state
+            .code
+            .is_some()
+            .then(|| state.access().mode.as_str().to_owned()),
+        access_until_ms: state.access().until.map(domain::Timestamp::as_millis),
+        data_kept_until_ms: state
+            .access()
+            .data_kept_until
+            .map(domain::Timestamp::as_millis),
     }
 }
 
@@ -428,6 +437,7 @@ fn key_reused() -> Applied {
         Reply::Rejected {
             code: "idempotency_key_reused".into(),
             message: "this Idempotency-Key was used with another request body".into(),
+            license: None,
         },
         Outcome::IdempotencyKeyReused,
         0,
@@ -547,6 +557,7 @@ pub(crate) fn decision(
                 Reply::Rejected {
                     code: "invalid".into(),
                     message: invalid,
+                    license: None,
                 }
             };
             return (reply, Outcome::Invalid, Vec::new());
@@ -580,6 +591,7 @@ pub(crate) fn decision(
                 (false, _) => Reply::Rejected {
                     code: rejection_code(&rejection).into(),
                     message: rejection.to_string(),
+                    license: state.code.is_some().then(|| summary(state)),
                 },
             };
             (reply, Outcome::Rejected, Vec::new())

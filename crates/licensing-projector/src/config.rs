@@ -57,6 +57,10 @@ pub struct ProjectorConfig {
     pub schedule_batch: u32,
     /// `LICENSING_CLOCK_OFFSET_FILE`: the clock of time-driven work (drills and tests only).
     pub clock: Clock,
+    /// `LICENSING_ENTITLEMENT_KEYS`: the entitlement signing keys (D24), if configured.
+    pub entitlements: Option<licensing_entitlement::Keyring>,
+    /// `LICENSING_ENTITLEMENT_TTL_SECONDS`: an entitlement's lifetime (default 86400, 60 to 2592000).
+    pub entitlement_ttl: i64,
 }
 
 /// A list of day thresholds, each 1 to 365, largest first; `default` when unset.
@@ -175,6 +179,8 @@ impl ProjectorConfig {
                 n => n,
             },
             clock: Clock::from_settings(settings)?,
+            entitlements: settings.entitlement_keys()?,
+            entitlement_ttl: settings.entitlement_ttl()?,
             ready_max_lag: Duration::from_secs(
                 settings.parse_or("LICENSING_READY_MAX_LAG_SECONDS", 60)?,
             ),

@@ -3,6 +3,7 @@
 //! processor as commands), and serves the query API.
 
 mod config;
+mod entitlement;
 mod evidence;
 mod metrics;
 mod outbound;
@@ -93,11 +94,19 @@ impl Projector {
             store: store.clone(),
             tokens: config.api_tokens.clone(),
             verifier: config.callback_verifier.clone(),
+            entitlements: config.entitlements.clone(),
+            entitlement_ttl: config.entitlement_ttl,
+            clock: config.clock.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .service(get_only("/openapi.json", openapi))
+                .service(get_only("/.well-known/jwks.json", entitlement::jwks))
+                .service(get_only(
+                    "/v1/licenses/{code}/entitlement",
+                    entitlement::entitlement,
+                ))
                 .service(get_only("/v1/licenses", query::list))
                 .service(get_only("/v1/licenses/{code}", query::license))
                 .service(get_only("/v1/licenses/{code}/events", query::events))

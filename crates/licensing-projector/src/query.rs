@@ -19,6 +19,12 @@ pub(crate) struct QueryState {
     pub(crate) tokens: Vec<licensing_runtime::ApiToken>,
     /// The callback keys, to verify callbacks again in evidence packs (none when not configured).
     pub(crate) verifier: Option<koogallery::signature::Verifier>,
+    /// The entitlement signing keys (none when not configured).
+    pub(crate) entitlements: Option<licensing_entitlement::Keyring>,
+    /// An entitlement's lifetime in seconds.
+    pub(crate) entitlement_ttl: i64,
+    /// The clock.
+    pub(crate) clock: licensing_runtime::Clock,
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {

@@ -137,3 +137,49 @@ pub fn shutdown_signal() -> CancellationToken {
     });
     token
 }
+
+/// A license's access as an entitlement states it (D24); times in seconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `pending`, `active`, `expired`, `frozen` or `released`.
+    pub mode: String,
+    /// While active: when access ends, if known.
+    pub until: Option<i64>,
+    /// While frozen: until when data is kept.
+    pub data_kept_until: Option<i64>,
+}
+
+/// A signed entitlement as the APIs answer it (D24): the compact JWS and its verdict in clear,
+/// times in RFC 3339. `exp` is `now + ttl_seconds`, never past `access_until`.
+pub fn entitlement_json(
+    keys: &licensing_entitlement::Keyring,
+    license: &str,
+    access: &Verdict,
+    now: time::OffsetDateTime,
+    ttl_seconds: i64,
+) -> serde_json::Value {
+    let seconds = |t: Option<i64>| {
+        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    let iat = now.unix_timestamp();
+    let mut claims = licensing_entitlement::Claims::new(
+        license,
+        &access.mode,
+        access.until,
+        iat,
+        iat + ttl_seconds,
+    );
+    claims.data_kept_until = access.data_kept_until;
+    let token = keys.current().sign(&claims);
+    serde_json::json!({
+        "token": token,
+        "access_mode": access.mode,
+        "access_until": seconds(access.until),
+        "data_kept_until": seconds(access.data_kept_until),
+        "expires_at": seconds(Some(claims.exp)),
+    })
+}

@@ -165,6 +165,32 @@ impl Settings {
         )))
     }
 
+    /// `LICENSING_ENTITLEMENT_KEYS`: comma-separated PKCS#8 PEM files of Ed25519 keys, current
+    /// first (D24); `None` when unset (the entitlement endpoints then answer 503).
+    pub fn entitlement_keys(
+        &self,
+    ) -> Result<Option<licensing_entitlement::Keyring>, SettingsError> {
+        let paths = self.list("LICENSING_ENTITLEMENT_KEYS")?;
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        licensing_entitlement::Keyring::from_pem_files(&paths)
+            .map(Some)
+            .map_err(|e| SettingsError::invalid("LICENSING_ENTITLEMENT_KEYS", e))
+    }
+
+    /// `LICENSING_ENTITLEMENT_TTL_SECONDS`: an entitlement's lifetime (default 86400, 60 to
+    /// 2592000 seconds).
+    pub fn entitlement_ttl(&self) -> Result<i64, SettingsError> {
+        match self.parse_or("LICENSING_ENTITLEMENT_TTL_SECONDS", 86_400_i64)? {
+            ttl @ 60..=2_592_000 => Ok(ttl),
+            _ => Err(SettingsError::invalid(
+                "LICENSING_ENTITLEMENT_TTL_SECONDS",
+                "must be 60 to 2592000 seconds (30 days)",
+            )),
+        }
+    }
+
     /// A setting that must be present.
     pub fn required(&self, name: &str) -> Result<String, SettingsError> {
         self.optional(name)?

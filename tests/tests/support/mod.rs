@@ -672,3 +672,15 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// An Ed25519 key as sellers make one: `openssl genpkey -algorithm ed25519`.
+pub fn openssl_key(dir: &std::path::Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.pem"));
+    let status = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&path)
+        .status()
+        .expect("the openssl command (Debian package openssl)");
+    assert!(status.success());
+    path
+}
