@@ -351,3 +351,149 @@ async fn notices_fire_once_per_threshold_re_arm_after_a_renewal_survive_a_restar
         "no repeat"
     );
 }
+
+/// A usage report sent straight to the processor, as the ingress would, for an instant further back
+/// than the internal API accepts (it takes the last 36 hours).
+async fn report_usage(bus: &licensing_bus::Bus, license: &str, at_ms: i64) {
+    let envelope = licensing_messages::CommandEnvelope {
+        v: licensing_messages::ENVELOPE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        correlation_id: uuid::Uuid::new_v4(),
+        received_at_ms: now_ms(),
+        source: "internal-api".to_owned(),
+        actor: None,
+        request_hash: None,
+        command: licensing_messages::CommandBody::ReportUsage {
+            license: license.to_owned(),
+            account: "alice".to_owned(),
+            ip: None,
+            at_ms,
+        },
+    };
+    bus.publish_command(
+        &envelope.to_bytes(),
+        envelope.message_id.to_string(),
+        envelope.correlation_id.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_heartbeat_ledger_shows_each_day_of_use_and_the_debt_metric_agrees() {
+    let sim = Simulator::start();
+    sim.put("PL920", "claimed").await;
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    let (bus, _changes) = subscriber(&stack).await;
+    stack
+        .http
+        .post(stack.internal_url("/v1/licenses/PL920/activation"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    wait_mode(&stack, "PL920", "active").await;
+    let acknowledged = |n: usize| {
+        let stack = &stack;
+        async move {
+            eventually(&format!("{n} acknowledged heartbeats"), 30, || async {
+                (payloads(stack, "license-PL920", "heartbeat_acknowledged")
+                    .await
+                    .len()
+                    == n)
+                    .then_some(())
+            })
+            .await
+        }
+    };
+
+    // Three days ago: used and acknowledged.
+    report_usage(&bus, "PL920", now_ms() - 3 * DAY * 1000).await;
+    acknowledged(1).await;
+    // Two days ago: used, but the marketplace fails every call that day.
+    sim.fault(json!({"status": 503})).await;
+    report_usage(&bus, "PL920", now_ms() - 2 * DAY * 1000).await;
+    stack.wait_event("license-PL920", "heartbeat_failed").await;
+    // Today: the marketplace is back; today's heartbeat is paid, the day before stays unpaid.
+    let response = reqwest::Client::new()
+        .delete(format!("{}/admin/faults", sim.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    report_usage(&bus, "PL920", now_ms()).await;
+    acknowledged(2).await;
+
+    let ledger = eventually("the ledger of three days", 30, || async {
+        let v: Value = stack
+            .http
+            .get(stack.query_url("/v1/licenses/PL920/heartbeats"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let states: Vec<String> = v["days"]
+            .as_array()?
+            .iter()
+            .map(|d| d["state"].as_str().unwrap().to_owned())
+            .collect();
+        (states == ["acknowledged", "missed", "acknowledged"]).then_some(v)
+    })
+    .await;
+    let days = ledger["days"].as_array().unwrap();
+    assert_eq!(days[0]["account"], "alice");
+    assert!(days[1]["attempts"].as_i64().unwrap() >= 1, "{ledger}");
+    assert!(days[1]["last_error"].is_string(), "{ledger}");
+    assert_eq!(ledger["time_zone"], "+08:00");
+    assert_eq!(days[2]["market_status"], "ALIVE");
+    assert_eq!(ledger["debt_days"], 1);
+    let today = days[2]["date"].as_str().unwrap();
+    assert_eq!(ledger["today"], today);
+    // A range: only the days asked for; a bad range is refused.
+    let one: Value = stack
+        .http
+        .get(stack.query_url(&format!(
+            "/v1/licenses/PL920/heartbeats?from={today}&to={today}"
+        )))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["days"].as_array().unwrap().len(), 1);
+    let bad = stack
+        .http
+        .get(stack.query_url("/v1/licenses/PL920/heartbeats?from=yesterday"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
+    // The debt metric counts the unpaid day of the last seven.
+    eventually("the debt gauge", 30, || async {
+        let metrics = stack
+            .http
+            .get(stack.query_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("licensing_heartbeat_debt"))
+            .map(str::to_owned);
+        (line.as_deref() == Some("licensing_heartbeat_debt 1")).then_some(())
+    })
+    .await;
+}

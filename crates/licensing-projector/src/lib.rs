@@ -5,6 +5,7 @@
 mod config;
 mod entitlement;
 mod evidence;
+mod heartbeats;
 mod metrics;
 mod outbound;
 mod pack;
@@ -97,6 +98,7 @@ impl Projector {
             entitlements: config.entitlements.clone(),
             entitlement_ttl: config.entitlement_ttl,
             clock: config.clock.clone(),
+            day_zone: config.day_zone,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -106,6 +108,10 @@ impl Projector {
                 .service(get_only(
                     "/v1/licenses/{code}/entitlement",
                     entitlement::entitlement,
+                ))
+                .service(get_only(
+                    "/v1/licenses/{code}/heartbeats",
+                    heartbeats::heartbeats,
                 ))
                 .service(get_only("/v1/licenses", query::list))
                 .service(get_only("/v1/licenses/{code}", query::license))
@@ -238,17 +244,18 @@ impl Projector {
             }
         });
         let gauges = supervise(&self.health, "gauges", cancel.clone(), {
-            let (metrics, store, zone) = (
+            let (metrics, store, zone, clock) = (
                 self.outbound.metrics.clone(),
                 self.store.clone(),
                 self.config.day_zone,
+                self.config.clock.clone(),
             );
             move |task| {
-                let (metrics, store) = (metrics.clone(), store.clone());
+                let (metrics, store, clock) = (metrics.clone(), store.clone(), clock.clone());
                 async move {
                     task.up();
                     while !task.cancel.is_cancelled() {
-                        let now = time::OffsetDateTime::now_utc();
+                        let now = clock.now();
                         let today = licensing_domain::Day::containing(
                             licensing_domain::Timestamp::from_millis(
                                 koogallery::market_time::unix_millis(now),
@@ -256,7 +263,7 @@ impl Projector {
                             zone.whole_minutes().into(),
                         );
                         if let Err(e) = metrics.refresh(&store, today.number()).await {
-                            tracing::debug!(error = %e, "cannot refresh the gauges");
+                            tracing::warn!(error = %e, "cannot refresh the gauges");
                         }
                         tokio::select! {
                             () = task.cancel.cancelled() => {}

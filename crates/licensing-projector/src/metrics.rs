@@ -24,7 +24,8 @@ pub(crate) struct Metrics {
     pub(crate) oldest_due: Gauge<f64, AtomicU64>,
     /// Seconds between the newest event and the last one each follower handled.
     pub(crate) lag: Family<Labels, Gauge<f64, AtomicU64>>,
-    /// Real licenses used today whose heartbeat the marketplace has not acknowledged.
+    /// Days of use over the last 7 days (today included) whose heartbeat the marketplace has not
+    /// acknowledged, over all real licenses.
     pub(crate) heartbeat_debt: Gauge,
 }
 
@@ -67,7 +68,7 @@ impl Metrics {
         );
         r.register(
             "licensing_heartbeat_debt",
-            "Licenses used today without an acknowledged heartbeat",
+            "Days of use over the last 7 market days (today included) without an acknowledged heartbeat, over all real licenses",
             metrics.heartbeat_debt.clone(),
         );
         metrics
@@ -108,8 +109,7 @@ impl Metrics {
         }
         let debt: i64 = client
             .query_one(
-                "SELECT count(*) FROM license_views WHERE NOT sandbox AND status = 'active' AND last_usage_day = $1
-                    AND (last_heartbeat_day IS NULL OR last_heartbeat_day < $1)",
+                "SELECT count(*) FROM heartbeat_days WHERE acknowledged_at IS NULL AND day > $1::bigint - 7 AND day <= $1::bigint",
                 &[&today],
             )
             .await?

@@ -25,6 +25,8 @@ pub(crate) struct QueryState {
     pub(crate) entitlement_ttl: i64,
     /// The clock.
     pub(crate) clock: licensing_runtime::Clock,
+    /// Zone of the heartbeat's market day.
+    pub(crate) day_zone: time::UtcOffset,
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {

@@ -70,6 +70,22 @@ CREATE TABLE IF NOT EXISTS access_schedule (
 );
 CREATE INDEX IF NOT EXISTS access_schedule_due ON access_schedule (due_at);
 
+-- The heartbeat ledger (D15): per real license and market day of use, what was owed and what the
+-- marketplace answered. The view follower writes it from the heartbeat events.
+CREATE TABLE IF NOT EXISTS heartbeat_days (
+    license         text        NOT NULL,
+    day             bigint      NOT NULL,
+    used_at         timestamptz,
+    account         text,
+    attempts        integer     NOT NULL DEFAULT 0,
+    acknowledged_at timestamptz,
+    market_status   text,
+    last_error      text,
+    given_up        boolean     NOT NULL DEFAULT false,
+    PRIMARY KEY (license, day)
+);
+CREATE INDEX IF NOT EXISTS heartbeat_days_unpaid ON heartbeat_days (day) WHERE acknowledged_at IS NULL;
+
 -- Views written before access modes existed: their licenses are judged once by the clock, which
 -- records their mode (a stream that stays pending keeps the default).
 WITH old AS (

@@ -357,6 +357,62 @@ impl Views {
     }
 }
 
+/// Writes the heartbeat ledger's rows from a real license's new events (D15): a day of use is owed;
+/// an answer acknowledges it; a failure counts, and a permanent one ends that day's calls.
+async fn write_heartbeat_days(
+    tx: &Transaction<'_>,
+    license: &str,
+    new: &[&RecordedEvent],
+) -> Result<(), String> {
+    for recorded in new {
+        if !matches!(
+            recorded.event_type.as_str(),
+            "usage_recorded" | "heartbeat_acknowledged" | "heartbeat_failed"
+        ) {
+            continue;
+        }
+        let event = event_codec::decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .map_err(|e| e.to_string())?;
+        let result = match &event {
+            domain::Event::UsageRecorded(e) => {
+                tx.execute(
+                    "INSERT INTO heartbeat_days (license, day, used_at, account) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (license, day) DO UPDATE SET used_at = coalesce(heartbeat_days.used_at, EXCLUDED.used_at),
+                         account = coalesce(heartbeat_days.account, EXCLUDED.account)",
+                    &[&license, &e.day.number(), &ts(e.at), &e.account],
+                )
+                .await
+            }
+            domain::Event::HeartbeatAcknowledged(e) => {
+                tx.execute(
+                    "INSERT INTO heartbeat_days (license, day, attempts, acknowledged_at, market_status) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (license, day) DO UPDATE SET attempts = greatest(heartbeat_days.attempts, EXCLUDED.attempts),
+                         acknowledged_at = EXCLUDED.acknowledged_at, market_status = EXCLUDED.market_status",
+                    &[&license, &e.day.number(), &(e.attempt as i32), &ts(e.at), &e.status.as_str()],
+                )
+                .await
+            }
+            domain::Event::HeartbeatFailed(e) => {
+                let error = format!("{}: {}", e.failure.code, e.failure.message);
+                tx.execute(
+                    "INSERT INTO heartbeat_days (license, day, attempts, last_error, given_up) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (license, day) DO UPDATE SET attempts = greatest(heartbeat_days.attempts, EXCLUDED.attempts),
+                         last_error = EXCLUDED.last_error, given_up = heartbeat_days.given_up OR EXCLUDED.given_up",
+                    &[&license, &e.day.number(), &(e.attempt as i32), &error, &!e.failure.retryable],
+                )
+                .await
+            }
+            _ => continue,
+        };
+        result.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 impl Handler for Views {
     type Error = String;
 
@@ -374,6 +430,9 @@ impl Handler for Views {
             // The newest request behind these events: a call they make owed carries its id.
             let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
             let state = self.advance(tx, stream, &new).await?;
+            if let (Some(code), false) = (&state.code, state.sandbox) {
+                write_heartbeat_days(tx, code.as_str(), &new).await?;
+            }
             self.refresh(tx, stream, state, correlation).await?;
         }
         let due = std::mem::take(&mut self.due);
