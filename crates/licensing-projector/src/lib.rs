@@ -32,7 +32,13 @@ pub use config::ProjectorConfig;
 pub use evidence::{GatherError, Window, evidence_pack};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
-pub use schedule::{TAKE_DUE, take_due};
+pub use schedule::{Schedule, ScheduleError, TAKE_DUE, take_due};
+
+/// Creates the projector's tables if they do not exist (benchmarks and tools; the projector does
+/// it at start).
+pub async fn ensure_schema(store: &Store) -> Result<(), licensing_store::StoreError> {
+    schema::ensure(store).await
+}
 pub use views::{Views, replay};
 
 /// The projector's followers of the event store, by checkpoint name.

@@ -18,17 +18,20 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// The schedule's worker.
 #[derive(Debug, Clone)]
-pub(crate) struct Schedule {
-    pub(crate) store: Store,
-    pub(crate) clock: Clock,
-    pub(crate) notices: NoticePolicy,
+pub struct Schedule {
+    /// The store holding `access_schedule`.
+    pub store: Store,
+    /// The clock that says what is due.
+    pub clock: Clock,
+    /// The notice thresholds the commands carry.
+    pub notices: NoticePolicy,
     /// Licenses taken at once.
-    pub(crate) batch: u32,
+    pub batch: u32,
 }
 
 /// Why a round failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ScheduleError {
+pub enum ScheduleError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,7 +61,7 @@ impl Schedule {
 
     /// Takes up to a batch of due licenses, sends their commands (published together, each
     /// confirmed), and deletes their rows, in one transaction: a failure leaves them due.
-    pub(crate) async fn round(&self, bus: &Bus) -> Result<usize, ScheduleError> {
+    pub async fn round(&self, bus: &Bus) -> Result<usize, ScheduleError> {
         let now = self.clock.now();
         let licenses = {
             let mut client = self.store.client().await?;
