@@ -1,6 +1,7 @@
 //! The deployment files against the code: every binary that the compose file, the Kubernetes
 //! manifest and the systemd units start is one the image builds; every `LICENSING_*` variable they
-//! set is one a service reads; every variable a service requires is set by each of them.
+//! set is one a service reads; every variable a service requires is set by each of them; the
+//! shipped alerting rules and dashboard name only exported metrics, and pass promtool.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -189,5 +190,93 @@ fn every_variable_set_is_read_and_every_required_one_is_set() {
                 "{file} does not set the required {name}"
             );
         }
+    }
+}
+
+/// Every `licensing_…` metric name in `text`, without the exposition suffixes a query may add.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("licensing_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        names.insert(base.to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The metric names the services register: the string literals `"licensing_…"` of their sources.
+fn exported_metrics() -> BTreeSet<String> {
+    let sources = sources();
+    let mut names = BTreeSet::new();
+    for (start, _) in sources.match_indices("\"licensing_") {
+        let tail = &sources[start + 1..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if tail[end..].starts_with('"') {
+            names.insert(tail[..end].to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_name_only_metrics_the_services_export() {
+    let exported = exported_metrics();
+    assert!(
+        exported.contains("licensing_heartbeat_debt")
+            && exported.contains("licensing_ingress_callbacks"),
+        "the registered metrics are found: {exported:?}"
+    );
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/prometheus/alerts.test.yml",
+        "deploy/grafana/licensing.json",
+    ] {
+        let named = metric_names(&read(file));
+        assert!(!named.is_empty(), "{file} names metrics");
+        let unknown: Vec<&String> = named.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics nobody exports: {unknown:?}"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/licensing.json")).expect("valid JSON");
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 10)
+    );
+}
+
+#[test]
+fn the_alerting_rules_pass_promtool_and_their_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
+        let output = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian package prometheus; scripts/test installs it)");
+        assert!(
+            output.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

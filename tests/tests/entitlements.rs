@@ -138,15 +138,7 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
         &sim.url,
         &[("LICENSING_ENTITLEMENT_KEYS", &old.display().to_string())],
     );
-    let response = stack
-        .http
-        .post(stack.internal_url("/v1/licenses/PL950/activation"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(stack.request_activation("PL950").await, 202);
     let first = eventually("an active entitlement", 30, || async {
         let (status, body) = get(&stack, "/v1/licenses/PL950/entitlement", Some(TOKEN)).await;
         (status == 200 && body["access_mode"] == "active").then_some(body)

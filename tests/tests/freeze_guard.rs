@@ -89,18 +89,6 @@ async fn subscriber(stack: &Stack) -> (licensing_bus::Bus, licensing_bus::Incomi
     (bus, stream)
 }
 
-/// Every message on `stream` until `count` arrived (20 s at most each).
-async fn receive(stream: &mut licensing_bus::IncomingStream, count: usize) -> Vec<Value> {
-    let mut received = Vec::new();
-    while received.len() < count {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await;
-        let Ok(Some(Ok(message))) = next else { break };
-        message.ack().await.unwrap();
-        received.push(serde_json::from_slice::<Value>(&message.body).unwrap());
-    }
-    received
-}
-
 #[tokio::test]
 async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_each_change_the_mode_once()
  {
@@ -115,15 +103,7 @@ async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_
     );
 
     // Activated: pending → active, until the expiry a renewal sets (10 days away).
-    let response = stack
-        .http
-        .post(stack.internal_url("/v1/licenses/PL900/activation"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(stack.request_activation("PL900").await, 202);
     wait_mode(&stack, "PL900", "active").await;
     let expire = expire_in(10 * DAY);
     assert_eq!(
@@ -196,7 +176,7 @@ async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_
     assert_eq!(path, expected_path, "each change is one event");
 
     // Subscribers get each change once.
-    let received = receive(&mut changes, 4).await;
+    let received = drain(&mut changes, 4).await;
     let received_path: Vec<(&str, &str)> = received
         .iter()
         .map(|e| {
@@ -216,7 +196,7 @@ async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_
         ]
     );
     assert!(
-        receive(&mut changes, 1).await.is_empty(),
+        drain(&mut changes, 1).await.is_empty(),
         "nothing more, and nothing twice"
     );
     let v = view(&stack, "PL900").await;
@@ -250,14 +230,7 @@ async fn notices_fire_once_per_threshold_re_arm_after_a_renewal_survive_a_restar
     stack.start_projector_with(&sim.url, &projector_env);
 
     // An activated license is noticed; a sandbox license never is.
-    stack
-        .http
-        .post(stack.internal_url("/v1/licenses/PL910/activation"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(stack.request_activation("PL910").await, 202);
     wait_mode(&stack, "PL910", "active").await;
     let expire = expire_in(10 * DAY);
     for body in [
@@ -387,14 +360,7 @@ async fn the_heartbeat_ledger_shows_each_day_of_use_and_the_debt_metric_agrees()
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
     let (bus, _changes) = subscriber(&stack).await;
-    stack
-        .http
-        .post(stack.internal_url("/v1/licenses/PL920/activation"))
-        .bearer_auth(TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(stack.request_activation("PL920").await, 202);
     wait_mode(&stack, "PL920", "active").await;
     let acknowledged = |n: usize| {
         let stack = &stack;

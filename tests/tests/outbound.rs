@@ -131,17 +131,6 @@ async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
     assert_eq!(v["market_status"], "RELEASED");
 }
 
-async fn drain(stream: &mut licensing_bus::IncomingStream, until_count: usize) -> Vec<Value> {
-    let mut received = Vec::new();
-    while received.len() < until_count {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await;
-        let Ok(Some(Ok(message))) = next else { break };
-        message.ack().await.unwrap();
-        received.push(serde_json::from_slice::<Value>(&message.body).unwrap());
-    }
-    received
-}
-
 #[tokio::test]
 async fn subscribers_receive_every_event_in_order_and_sandbox_events_apart() {
     let sim = Simulator::start();

@@ -57,7 +57,8 @@ fn day_state(
     }
 }
 
-/// `GET /v1/licenses/{code}/heartbeats[?from=YYYY-MM-DD&to=YYYY-MM-DD]`: the last 30 days by default.
+/// `GET /v1/licenses/{code}/heartbeats[?from=YYYY-MM-DD&to=YYYY-MM-DD]`: the last 30 days by
+/// default, at most 367.
 pub(crate) async fn heartbeats(
     req: HttpRequest,
     path: web::Path<String>,
@@ -84,10 +85,9 @@ pub(crate) async fn heartbeats(
             .map(|f| day_of("from", f))
             .transpose()?
             .unwrap_or(to - 29);
-        if from > to || to - from > 366 {
-            return Err("from must be before to, at most 366 days apart".to_owned());
-        }
-        Ok((from, to))
+        // At most 367 days: an older `from` is moved up (the answer names the range it covers);
+        // `from` after `to` is an empty range.
+        Ok((from.max(to - 366), to))
     });
     let (from, to) = match range {
         Ok(range) => range,

@@ -383,6 +383,19 @@ impl Stack {
         format!("http://{}/koogallery/license", self.ingress_ready("public"))
     }
 
+    /// Asks for a code's activation on the internal API; the HTTP status.
+    pub async fn request_activation(&self, license: &str) -> u16 {
+        self.http
+            .post(self.internal_url(&format!("/v1/licenses/{license}/activation")))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub fn internal_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.ingress_ready("internal"))
     }
@@ -683,4 +696,17 @@ pub fn openssl_key(dir: &std::path::Path, name: &str) -> PathBuf {
         .expect("the openssl command (Debian package openssl)");
     assert!(status.success());
     path
+}
+
+/// The messages of `stream` (each acknowledged, as JSON) until `until_count` arrived, or until none
+/// came for 20 s.
+pub async fn drain(stream: &mut licensing_bus::IncomingStream, until_count: usize) -> Vec<Value> {
+    let mut received = Vec::new();
+    while received.len() < until_count {
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.next()).await;
+        let Ok(Some(Ok(message))) = next else { break };
+        message.ack().await.unwrap();
+        received.push(serde_json::from_slice::<Value>(&message.body).unwrap());
+    }
+    received
 }
