@@ -634,24 +634,6 @@ async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resol
     assert_eq!((status, body["code"].as_str()), (409, Some("no_drift")));
 }
 
-/// Runs one of the service binaries as a command-line tool on the stack's database, with only
-/// `env` besides; returns its exit code and its standard output and error together.
-fn tool(stack: &Stack, binary: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let output = std::process::Command::new(binaries().join(binary))
-        .args(args)
-        .env_clear()
-        .env("LICENSING_DATABASE_URL", &stack.db.url)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
-}
-
 /// Unzips `zip` with Python's zipfile (an implementation independent of ours) into `dir`.
 fn unzip(zip: &[u8], dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -846,8 +828,7 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
 
     // The same pack from the command line.
     let out = dir.join("cli.zip");
-    let (status, text) = tool(
-        &stack,
+    let (status, text) = stack.tool(
         "licensing-projector",
         &["evidence", "PL860", "--out", out.to_str().unwrap()],
         &[("LICENSING_CALLBACK_KEYS", KEY)],
@@ -859,8 +840,7 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
     assert_eq!(cli_manifest["files"].as_array().unwrap().len(), paths.len());
     // A code without history is a clear error.
     let none = dir.join("none.zip");
-    let (status, text) = tool(
-        &stack,
+    let (status, text) = stack.tool(
         "licensing-projector",
         &["evidence", "PLNONE", "--out", none.to_str().unwrap()],
         &[],
@@ -875,7 +855,7 @@ fn replay(stack: &Stack, args: &[&str], extra: &[(&str, &str)]) -> (i32, String)
     all.extend(args);
     let mut env = vec![("LICENSING_CALLBACK_KEYS", KEY)];
     env.extend(extra);
-    tool(stack, "licensing-processor", &all, &env)
+    stack.tool("licensing-processor", &all, &env)
 }
 
 #[tokio::test]

@@ -463,3 +463,91 @@ async fn the_heartbeat_ledger_shows_each_day_of_use_and_the_debt_metric_agrees()
     })
     .await;
 }
+
+/// A callback URL that answers, but only after `seconds`.
+fn slow_url(seconds: u64) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read as _, Write as _};
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+                let body = r#"{"resultCode":"000000","resultMsg":"success."}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    format!("http://{address}/koogallery/license")
+}
+
+#[tokio::test]
+async fn probe_now_passes_against_a_healthy_ingress_and_names_why_each_failure_failed() {
+    let stack = Stack::start(&[]).await;
+    let cases = std::env::temp_dir().join(format!("cases-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &cases,
+        r#"[
+            {"name": "renewal", "body": {"activity":"refreshLicenseCode","expireTime":"20301231235959","license":"PLPROBE","orderId":"CSP1","orderLineId":"CSP1-1","scene":"RENEWAL","testFlag":"1"}},
+            {"name": "freeze", "body": {"activity":"updateLicenseCodeStatus","license":"PLPROBE","status":"FREEZE","testFlag":"1"}}
+        ]"#,
+    )
+    .unwrap();
+    let cases = cases.display().to_string();
+    let url = stack.callback_url();
+    let probe = |url: &str, key: &str| {
+        stack.tool(
+            "licensing-projector",
+            &["probe-now"],
+            &[
+                ("LICENSING_PROBE_CASES", &cases),
+                ("LICENSING_PROBE_URL", url),
+                ("LICENSING_CALLBACK_KEYS", key),
+            ],
+        )
+    };
+    // Healthy, twice: the saved cases must pass again and again.
+    for round in 0..2 {
+        let (code, out) = probe(&url, KEY);
+        assert_eq!(code, 0, "round {round}: {out}");
+        assert!(
+            out.contains("PASS renewal (") && out.contains("PASS freeze ("),
+            "{out}"
+        );
+    }
+    // The key in the seller console differs from ours.
+    let (code, out) = probe(&url, "misconfiguredKey0123");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL renewal: resultCode 000001"), "{out}");
+    // Nothing listens (a stopped ingress).
+    let closed = format!("http://127.0.0.1:{}/koogallery/license", free_port());
+    let (code, out) = probe(&closed, KEY);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL renewal: ") && out.contains("connect"),
+        "{out}"
+    );
+    // An answer after more than the marketplace's 5 s.
+    let (code, out) = probe(&slow_url(7), KEY);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL freeze: ") && out.contains("timeout"),
+        "{out}"
+    );
+    // Not configured: it cannot run.
+    let (code, out) = stack.tool("licensing-projector", &["probe-now"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("LICENSING_PROBE_CASES"), "{out}");
+    assert!(
+        stack.events("license-PLPROBE").await.is_empty(),
+        "the cases touch only the sandbox"
+    );
+    std::fs::remove_file(&cases).ok();
+}

@@ -1,15 +1,11 @@
 //! `koogallery send` and `koogallery probe`: play the marketplace's side of callbacks against a
 //! seller's URL, signed as KooGallery signs them.
 
-use std::time::Duration;
-
-use koogallery::sender::{CallbackAnswer, send_callback};
+use koogallery::probe::{self, MARKETPLACE_TIMEOUT, verdict};
+use koogallery::sender::send_callback;
 use koogallery::signature::AccessKey;
-use serde_json::{Value, json};
+use serde_json::json;
 use url::Url;
-
-/// KooGallery waits this long for an answer.
-const MARKETPLACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The body of a callback, keys in the marketplace's (sorted) order.
 pub(crate) fn callback_body(
@@ -47,24 +43,6 @@ pub(crate) fn callback_body(
     Ok(body.to_string())
 }
 
-fn verdict(answer: &CallbackAnswer) -> Result<(), String> {
-    if answer.http_status != 200 {
-        return Err(format!(
-            "HTTP {} (KooGallery expects 200): {}",
-            answer.http_status, answer.body
-        ));
-    }
-    match &answer.response {
-        Some(r) if r.result_code.as_str() == "000000" => Ok(()),
-        Some(r) => Err(format!(
-            "resultCode {} {:?}",
-            r.result_code.as_str(),
-            r.result_msg
-        )),
-        None => Err(format!("not a callback answer: {}", answer.body)),
-    }
-}
-
 /// Sends one callback; prints the answer; `Ok` when it is `000000`.
 pub(crate) async fn send(url: &Url, key: &AccessKey, body: &str) -> Result<String, String> {
     let answer = send_callback(url, key, body.as_bytes(), MARKETPLACE_TIMEOUT)
@@ -75,64 +53,19 @@ pub(crate) async fn send(url: &Url, key: &AccessKey, body: &str) -> Result<Strin
         .map_err(|reason| format!("{}\n{reason}", answer.body))
 }
 
-/// One saved debug case (调测用例): a name and the body KooGallery replays.
-fn cases(text: &str) -> Result<Vec<(String, String)>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("the cases file is not JSON: {e}"))?;
-    let list = value
-        .as_array()
-        .ok_or("the cases file must hold a JSON array")?;
-    list.iter()
-        .enumerate()
-        .map(|(i, case)| {
-            let (name, body) = match case.get("body") {
-                Some(body) => (
-                    case["name"]
-                        .as_str()
-                        .map_or_else(|| format!("case {}", i + 1), str::to_owned),
-                    body,
-                ),
-                None => (format!("case {}", i + 1), case),
-            };
-            let body = match body {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Ok((name, body))
-        })
-        .collect()
-}
-
 /// Replays every case as the twice-daily probe does; returns the report lines and whether all passed.
 pub(crate) async fn probe(
     url: &Url,
     key: &AccessKey,
     cases_text: &str,
 ) -> Result<(Vec<String>, bool), String> {
-    let cases = cases(cases_text)?;
-    if cases.is_empty() {
-        return Err("the cases file holds no case".to_owned());
-    }
-    let mut lines = Vec::new();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, body) in cases {
-        match send_callback(url, key, body.as_bytes(), MARKETPLACE_TIMEOUT).await {
-            Ok(answer) => match verdict(&answer) {
-                Ok(()) => {
-                    passed += 1;
-                    lines.push(format!("PASS {name} ({} ms)", answer.elapsed.as_millis()));
-                }
-                Err(reason) => {
-                    failed += 1;
-                    lines.push(format!("FAIL {name}: {reason}"));
-                }
-            },
-            Err(e) => {
-                failed += 1;
-                lines.push(format!("FAIL {name}: {e}"));
-            }
-        }
-    }
-    lines.push(format!("{passed} passed, {failed} failed"));
+    let cases = probe::cases(cases_text)?;
+    let outcomes = probe::run(url, key, &cases).await;
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    let mut lines: Vec<String> = outcomes.iter().map(probe::CaseOutcome::line).collect();
+    lines.push(format!(
+        "{} passed, {failed} failed",
+        outcomes.len() - failed
+    ));
     Ok((lines, failed == 0))
 }

@@ -17,6 +17,7 @@ pub mod classify;
 pub mod client;
 pub mod market_time;
 pub mod openapi;
+pub mod probe;
 mod secret;
 pub mod sender;
 pub mod signature;

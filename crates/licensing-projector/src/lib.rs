@@ -9,6 +9,7 @@ mod heartbeats;
 mod metrics;
 mod outbound;
 mod pack;
+mod probe;
 mod publisher;
 mod query;
 mod rebuild;
@@ -30,6 +31,7 @@ use prometheus_client::registry::Registry;
 
 pub use config::ProjectorConfig;
 pub use evidence::{GatherError, Window, evidence_pack};
+pub use probe::ProbeSettings;
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
 pub use schedule::{Schedule, ScheduleError, TAKE_DUE, take_due};

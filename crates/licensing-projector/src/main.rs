@@ -6,6 +6,10 @@
 //!
 //! `licensing-projector evidence CODE [--from T] [--to T] [--sandbox] --out FILE` writes a
 //! license's dispute evidence pack (a `.zip`; docs/evidence.md).
+//!
+//! `licensing-projector probe-now` sends the saved debug cases once, as the marketplace's probe
+//! does (`LICENSING_PROBE_CASES`, `LICENSING_PROBE_URL`, `LICENSING_CALLBACK_KEYS`): a `PASS name`
+//! or `FAIL name: reason` line per case; exit 1 if any failed, 2 when it cannot run.
 
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +49,10 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Send the saved debug cases once as the marketplace's twice-daily probe does (拨测): one
+    /// `PASS name` or `FAIL name: reason` line per case; exit 1 if any failed. Needs
+    /// LICENSING_PROBE_CASES, LICENSING_PROBE_URL and LICENSING_CALLBACK_KEYS.
+    ProbeNow,
 }
 
 #[tokio::main]
@@ -53,6 +61,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None => run().await,
         Some(Command::Rebuild) => rebuild().await,
+        Some(Command::ProbeNow) => return probe_now().await,
         Some(Command::Evidence {
             code,
             from,
@@ -67,6 +76,31 @@ async fn main() -> std::process::ExitCode {
             eprintln!("licensing-projector: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+async fn probe_now() -> std::process::ExitCode {
+    let settings =
+        Settings::load().and_then(|s| licensing_projector::ProbeSettings::from_settings(&s));
+    let probe = match settings {
+        Ok(Some(probe)) => probe,
+        Ok(None) => {
+            eprintln!("licensing-projector: set LICENSING_PROBE_CASES and LICENSING_PROBE_URL");
+            return std::process::ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("licensing-projector: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let outcomes = probe.run_once().await;
+    for outcome in &outcomes {
+        println!("{}", outcome.line());
+    }
+    if outcomes.iter().any(|o| o.failure.is_some()) {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 

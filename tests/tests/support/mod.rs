@@ -383,6 +383,24 @@ impl Stack {
         format!("http://{}/koogallery/license", self.ingress_ready("public"))
     }
 
+    /// Runs one of the service binaries as a command-line tool on the stack's database, with only
+    /// `env` besides; returns its exit code and its standard output and error together.
+    pub fn tool(&self, binary: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        let output = std::process::Command::new(binaries().join(binary))
+            .args(args)
+            .env_clear()
+            .env("LICENSING_DATABASE_URL", &self.db.url)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+
     /// Asks for a code's activation on the internal API; the HTTP status.
     pub async fn request_activation(&self, license: &str) -> u16 {
         self.http
