@@ -33,13 +33,13 @@ impl ProbeSettings {
             (Some(_), None) => {
                 return Err(SettingsError::invalid(
                     "LICENSING_PROBE_URL",
-                    "is required with LICENSING_PROBE_CASES: the callback URL registered in the seller console",
+                    "must be set with LICENSING_PROBE_CASES: the callback URL registered in the seller console",
                 ));
             }
             (None, Some(_)) => {
                 return Err(SettingsError::invalid(
                     "LICENSING_PROBE_CASES",
-                    "is required with LICENSING_PROBE_URL: the saved debug cases (a JSON file)",
+                    "must be set with LICENSING_PROBE_URL: the saved debug cases (a JSON file)",
                 ));
             }
             (Some(cases), Some(url)) => (cases, url),
@@ -60,7 +60,7 @@ impl ProbeSettings {
             .ok_or_else(|| {
                 SettingsError::invalid(
                     "LICENSING_CALLBACK_KEYS",
-                    "is required to sign the probe's cases (the current key first)",
+                    "must hold a key to sign the probe's cases (the current key first)",
                 )
             })?;
         Ok(Some(Self { cases, url, key }))
