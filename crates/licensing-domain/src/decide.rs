@@ -81,13 +81,15 @@ pub fn decide_with(
         _ => None,
     };
     let mut events = decide_action(state, command)?;
-    let needs_after = state.code.is_some() || !events.is_empty();
-    if !needs_after {
-        return Ok(events);
-    }
-    let mut after = events.iter().fold(state.clone(), evolve);
+    // The state after the command's events: borrowed when there are none (most repeats and most
+    // clock ticks), so only a command that changes something pays for a copy.
+    let mut after = if events.is_empty() {
+        std::borrow::Cow::Borrowed(state)
+    } else {
+        std::borrow::Cow::Owned(events.iter().fold(state.clone(), evolve))
+    };
     if let Some(change) = after.access_change(&events, now, policy) {
-        after = evolve(after, &change);
+        after = std::borrow::Cow::Owned(evolve(after.into_owned(), &change));
         events.push(change);
     }
     if let Some(notices) = notices {
