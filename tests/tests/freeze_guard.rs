@@ -551,3 +551,206 @@ async fn probe_now_passes_against_a_healthy_ingress_and_names_why_each_failure_f
     );
     std::fs::remove_file(&cases).ok();
 }
+
+async fn probe_status(stack: &Stack) -> Value {
+    let response = stack
+        .http
+        .get(stack.query_url("/v1/probe?limit=20"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Waits until `GET /v1/probe` lists `runs` runs; the status then.
+async fn wait_runs(stack: &Stack, runs: usize) -> Value {
+    eventually(&format!("{runs} probe runs"), 40, || async {
+        let status = probe_status(stack).await;
+        (status["runs"].as_array().map(Vec::len) == Some(runs)).then_some(status)
+    })
+    .await
+}
+
+/// A gauge's value on the projector's `/metrics`.
+async fn gauge(stack: &Stack, name: &str) -> Option<f64> {
+    let metrics = stack
+        .http
+        .get(stack.query_url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Seconds to add to the system clock to be at `hour:minute` (+08:00) `days` market days after
+/// today.
+fn market_clock(days: i64, hour: u8, minute: u8) -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    let today = now.to_offset(CHINA_STANDARD_TIME).date();
+    let target = (today + time::Duration::days(days))
+        .with_hms(hour, minute, 0)
+        .unwrap()
+        .assume_offset(CHINA_STANDARD_TIME);
+    (target - now).whole_seconds()
+}
+
+#[tokio::test]
+async fn the_probe_watchdog_runs_on_schedule_counts_failed_days_toward_the_freeze_and_sees_the_marketplace()
+ {
+    let sim = Simulator::start();
+    let clock = TestClock::new();
+    let port = free_port().to_string();
+    let public = format!("127.0.0.1:{port}");
+    let mut stack = Stack::start(&[("LICENSING_INGRESS_ADDR", &public)]).await;
+    let cases = std::env::temp_dir().join(format!("cases-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &cases,
+        r#"[
+            {"name": "renewal", "body": {"activity":"refreshLicenseCode","expireTime":"20301231235959","license":"PLWATCH","orderId":"CSW1","orderLineId":"CSW1-1","scene":"RENEWAL","testFlag":"1"}},
+            {"name": "freeze", "body": {"activity":"updateLicenseCodeStatus","license":"PLWATCH","status":"FREEZE","testFlag":"1"}}
+        ]"#,
+    )
+    .unwrap();
+    let (cases_setting, url, clock_setting) = (
+        cases.display().to_string(),
+        stack.callback_url(),
+        clock.setting(),
+    );
+    let settings = [
+        ("LICENSING_PROBE_CASES", cases_setting.as_str()),
+        ("LICENSING_PROBE_URL", url.as_str()),
+        ("LICENSING_CLOCK_OFFSET_FILE", clock_setting.as_str()),
+    ];
+
+    // Day 1, 10:00 market time: the 09:30 run was missed (nothing ran yet), so it runs at start.
+    clock.set(market_clock(1, 10, 0));
+    stack.start_projector_with(&sim.url, &settings);
+    let status = wait_runs(&stack, 1).await;
+    assert_eq!(status["watchdog"]["configured"], true);
+    assert_eq!(status["watchdog"]["schedule"], json!(["09:30", "15:30"]));
+    assert_eq!(status["watchdog"]["time_zone"], "+08:00");
+    assert_eq!(status["watchdog"]["cases"], json!(["renewal", "freeze"]));
+    let run = &status["runs"][0];
+    assert_eq!(run["passed"], true, "{status}");
+    assert_eq!(run["cases"].as_array().unwrap().len(), 2);
+    assert_eq!(run["cases"][0]["case"], "renewal");
+    assert_eq!(run["cases"][0]["http_status"], 200);
+    assert!(
+        run["cases"][0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("000000")
+    );
+    assert!(run["cases"][0]["latency_ms"].as_i64().is_some());
+    assert_eq!(status["failed_days"], 0);
+    assert_eq!(status["days_until_freeze"], 5);
+    assert_eq!(status["last_success_at"], run["run_at"]);
+    assert_eq!(
+        status["marketplace_last_seen_at"],
+        Value::Null,
+        "the watchdog's own requests are not the marketplace's"
+    );
+
+    // Day 1, 16:00: the afternoon run.
+    clock.set(market_clock(1, 16, 0));
+    let status = wait_runs(&stack, 2).await;
+    assert_eq!(status["runs"][0]["passed"], true);
+
+    // The ingress stops: day 2 fails, and day 3.
+    stack.ingress = None;
+    clock.set(market_clock(2, 10, 0));
+    let status = wait_runs(&stack, 3).await;
+    let failed = &status["runs"][0];
+    assert_eq!(failed["passed"], false);
+    assert!(
+        failed["cases"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{failed}"
+    );
+    assert_eq!(failed["cases"][0]["http_status"], Value::Null);
+    assert_eq!(status["failed_days"], 1);
+    assert_eq!(status["days_until_freeze"], 4);
+    clock.set(market_clock(3, 10, 0));
+    let status = wait_runs(&stack, 4).await;
+    assert_eq!(status["failed_days"], 2);
+    assert_eq!(status["days_until_freeze"], 3);
+    eventually("the failed-days gauge", 30, || async {
+        (gauge(&stack, "licensing_probe_failed_days").await == Some(2.0)).then_some(())
+    })
+    .await;
+
+    // A restart does not run the slot it ran already; the afternoon run still comes, and the day
+    // stays one failed day.
+    stack.projector = None;
+    stack.start_projector_with(&sim.url, &settings);
+    assert_eq!(
+        probe_status(&stack).await["runs"].as_array().unwrap().len(),
+        4
+    );
+    clock.set(market_clock(3, 16, 0));
+    let status = wait_runs(&stack, 5).await;
+    assert_eq!(status["failed_days"], 2);
+
+    // The ingress is back: day 4 passes and the countdown is reset.
+    stack.start_ingress();
+    stack.wait_ingress_ready().await;
+    clock.set(market_clock(4, 10, 0));
+    let status = wait_runs(&stack, 6).await;
+    assert_eq!(status["runs"][0]["passed"], true);
+    assert_eq!(status["failed_days"], 0);
+    assert_eq!(status["days_until_freeze"], 5);
+    assert_eq!(status["last_success_at"], status["runs"][0]["run_at"]);
+    let last_success = gauge(&stack, "licensing_probe_last_success_timestamp_seconds").await;
+    assert!(last_success.is_some_and(|s| s > 0.0), "{last_success:?}");
+    // Each case of each run is one event on the probe stream; none was a marketplace probe.
+    let types = stack.event_types("probe").await;
+    assert_eq!(types.len(), 12, "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "probe_run_failed").count(), 6);
+    assert_eq!(
+        probe_status(&stack).await["marketplace_last_seen_at"],
+        Value::Null
+    );
+
+    // The marketplace's own probe: recorded once per half-day, however many cases it sends.
+    let half_day = || (now_ms() + 8 * 3_600_000).div_euclid(12 * 3_600_000);
+    let before = half_day();
+    for order in ["CSM1", "CSM2"] {
+        let body = renew("PLMARKET", order, "20301231235959", true);
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    let crossed = half_day() != before;
+    let status = eventually("the marketplace's probe seen", 30, || async {
+        let status = probe_status(&stack).await;
+        status["marketplace_last_seen_at"]
+            .is_string()
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(status["marketplace_probes"][0]["license"], "PLMARKET");
+    assert_eq!(
+        status["marketplace_probes"][0]["activity"],
+        "refreshLicenseCode"
+    );
+    let seen = payloads(&stack, "probe", "marketplace_probe_seen").await;
+    assert!(seen.len() == 1 || crossed, "{seen:?}");
+    eventually("the marketplace gauge", 30, || async {
+        gauge(
+            &stack,
+            "licensing_marketplace_probe_last_seen_timestamp_seconds",
+        )
+        .await
+        .is_some_and(|s| s > 0.0)
+        .then_some(())
+    })
+    .await;
+    std::fs::remove_file(&cases).ok();
+}

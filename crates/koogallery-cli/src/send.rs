@@ -45,7 +45,7 @@ pub(crate) fn callback_body(
 
 /// Sends one callback; prints the answer; `Ok` when it is `000000`.
 pub(crate) async fn send(url: &Url, key: &AccessKey, body: &str) -> Result<String, String> {
-    let answer = send_callback(url, key, body.as_bytes(), MARKETPLACE_TIMEOUT)
+    let answer = send_callback(url, key, body.as_bytes(), MARKETPLACE_TIMEOUT, None)
         .await
         .map_err(|e| e.to_string())?;
     verdict(&answer)

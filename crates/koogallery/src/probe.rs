@@ -11,6 +11,10 @@ use url::Url;
 use crate::sender::{CallbackAnswer, send_callback};
 use crate::signature::AccessKey;
 
+/// The `User-Agent` of the probe's requests, so that the backend tells them from the marketplace's
+/// own probes (D21).
+pub const PROBE_USER_AGENT: &str = "koogallery-probe/1";
+
 /// KooGallery waits this long for an answer.
 pub const MARKETPLACE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -112,7 +116,14 @@ impl CaseOutcome {
 pub async fn run(url: &Url, key: &AccessKey, cases: &[ProbeCase]) -> Vec<CaseOutcome> {
     let mut outcomes = Vec::with_capacity(cases.len());
     for case in cases {
-        let outcome = match send_callback(url, key, case.body.as_bytes(), MARKETPLACE_TIMEOUT).await
+        let outcome = match send_callback(
+            url,
+            key,
+            case.body.as_bytes(),
+            MARKETPLACE_TIMEOUT,
+            Some(PROBE_USER_AGENT),
+        )
+        .await
         {
             Ok(answer) => CaseOutcome {
                 case: case.clone(),

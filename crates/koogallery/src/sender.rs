@@ -37,12 +37,14 @@ pub fn fresh_nonce() -> String {
 }
 
 /// Posts `body` to `url` with `signature`, `timestamp` (now, in milliseconds) and a fresh `nonce`,
-/// as KooGallery does, waiting at most `timeout` (KooGallery waits 5 s).
+/// as KooGallery does, waiting at most `timeout` (KooGallery waits 5 s), with `user_agent` when
+/// given.
 pub async fn send_callback(
     url: &Url,
     key: &AccessKey,
     body: &[u8],
     timeout: Duration,
+    user_agent: Option<&str>,
 ) -> Result<CallbackAnswer, CallError> {
     let timestamp = crate::market_time::unix_millis(time::OffsetDateTime::now_utc()).to_string();
     let query = signed_query(key, &fresh_nonce(), &timestamp, body);
@@ -62,24 +64,22 @@ pub async fn send_callback(
         .build()
         .map_err(|e| fail("transport", e))?;
     let started = Instant::now();
-    let response = http
-        .post(target)
-        .header("Content-Type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .map_err(|e| {
-            fail(
-                if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "transport"
-                },
-                e,
-            )
-        })?;
+    let mut request = http.post(target).header("Content-Type", "application/json");
+    if let Some(agent) = user_agent {
+        request = request.header("User-Agent", agent);
+    }
+    let response = request.body(body.to_vec()).send().await.map_err(|e| {
+        fail(
+            if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            },
+            e,
+        )
+    })?;
     let http_status = response.status().as_u16();
     let text = response.text().await.map_err(|e| fail("transport", e))?;
     Ok(CallbackAnswer {

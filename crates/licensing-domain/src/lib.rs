@@ -12,6 +12,7 @@ mod access;
 mod command;
 mod decide;
 mod event;
+mod probe;
 mod state;
 mod values;
 
@@ -27,6 +28,10 @@ pub use event::{
     CallbackIgnored, CallbackKey, DriftDetected, DriftResolved, DriftSide, Event, ExpiringSoon,
     FreezeEndingSoon, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason, LocalStatus, Origin,
     Registered, Released, Renewed, StatusChanged, UsageRecorded,
+};
+pub use probe::{
+    ANSWER_MAX_CHARS, CaseRun, FREEZE_AFTER_FAILED_DAYS, MarketplaceProbeSeen, PROBE_STREAM,
+    ProbeEvent, ProbeLog, days_until_freeze, failed_streak, half_day,
 };
 pub use state::{ActivationStatus, DEFAULT_FREEZE_PERIOD_MS, License, Status, evolve};
 pub use values::{

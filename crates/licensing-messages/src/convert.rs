@@ -116,15 +116,21 @@ impl CommandEnvelope {
 
     /// The domain command, read with `how`.
     pub fn to_domain(&self, how: &Interpretation) -> Result<domain::Command, InvalidCommand> {
-        if matches!(self.command, CommandBody::RecordInbound(_)) {
-            return Err(invalid("kind", "an evidence record decides nothing"));
+        match self.command {
+            CommandBody::RecordInbound(_) => {
+                return Err(invalid("kind", "an evidence record decides nothing"));
+            }
+            CommandBody::RecordProbeRun { .. } => {
+                return Err(invalid("kind", "a probe run is not about a license"));
+            }
+            _ => {}
         }
         let license =
             domain::LicenseCode::parse(self.license()).map_err(|e| invalid("license", e))?;
         let at = domain::Timestamp::from_millis(self.received_at_ms);
         let action = match &self.command {
-            CommandBody::RecordInbound(_) => {
-                return Err(invalid("kind", "an evidence record decides nothing"));
+            CommandBody::RecordInbound(_) | CommandBody::RecordProbeRun { .. } => {
+                return Err(invalid("kind", "not a license command"));
             }
             CommandBody::Callback(c) => domain::Action::Callback(domain::Callback {
                 kind: callback_kind(&c.request, how.market_zone)?,

@@ -95,6 +95,12 @@ pub enum CommandBody {
         /// The `freeze_ending_soon` thresholds, in days.
         freeze_notice_days: Vec<u32>,
     },
+    /// One run of the probe watchdog (D21): how each saved debug case went, recorded on the
+    /// `probe` stream; `received_at_ms` is when the run started.
+    RecordProbeRun {
+        /// Each case, in the order sent.
+        cases: Vec<ProbeCaseV1>,
+    },
     /// The seller's software was used (D15).
     ReportUsage {
         /// License code.
@@ -107,6 +113,25 @@ pub enum CommandBody {
         /// When the software was used, in milliseconds since the Unix epoch.
         at_ms: i64,
     },
+}
+
+/// How one saved debug case went in a probe run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCaseV1 {
+    /// The case's name.
+    pub case: String,
+    /// The answer's HTTP status, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The answer's body, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Time to the answer, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Why the marketplace would count the case failed; absent when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How the marketplace answered an activate call, as the outbound worker classified it (D16).
@@ -337,7 +362,7 @@ impl CommandEnvelope {
     pub fn license(&self) -> &str {
         match &self.command {
             CommandBody::Callback(c) => c.request.license(),
-            CommandBody::RecordInbound(_) => "",
+            CommandBody::RecordInbound(_) | CommandBody::RecordProbeRun { .. } => "",
             CommandBody::RequestActivation { license, .. }
             | CommandBody::ResolveDrift { license, .. }
             | CommandBody::PassTime { license, .. }

@@ -748,3 +748,108 @@ pub fn decode(
     let dto: EventV1 = serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))?;
     from_dto(dto).map_err(fail)
 }
+
+/// One case of a watchdog run, as stored (`probe_run_passed`, `probe_run_failed`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CaseRunV1 {
+    /// When the run started.
+    at_ms: i64,
+    case: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<&domain::CaseRun> for CaseRunV1 {
+    fn from(r: &domain::CaseRun) -> Self {
+        Self {
+            at_ms: r.run_at.as_millis(),
+            case: r.case.clone(),
+            http_status: r.http_status,
+            answer: r.answer.clone(),
+            latency_ms: r.latency_ms,
+            error: r.error.clone(),
+        }
+    }
+}
+
+impl From<CaseRunV1> for domain::CaseRun {
+    fn from(r: CaseRunV1) -> Self {
+        Self {
+            run_at: domain::Timestamp::from_millis(r.at_ms),
+            case: r.case,
+            http_status: r.http_status,
+            answer: r.answer,
+            latency_ms: r.latency_ms,
+            error: r.error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload", rename_all = "snake_case")]
+enum ProbeEventV1 {
+    ProbeRunPassed(CaseRunV1),
+    ProbeRunFailed(CaseRunV1),
+    MarketplaceProbeSeen {
+        at_ms: i64,
+        license: String,
+        activity: String,
+    },
+}
+
+/// A probe log event as stored: its type name and its JSON payload (schema [`SCHEMA_VERSION`]).
+pub fn encode_probe(event: &domain::ProbeEvent) -> (String, Value) {
+    let dto = match event {
+        domain::ProbeEvent::RunPassed(r) => ProbeEventV1::ProbeRunPassed(r.into()),
+        domain::ProbeEvent::RunFailed(r) => ProbeEventV1::ProbeRunFailed(r.into()),
+        domain::ProbeEvent::MarketplaceProbeSeen(s) => ProbeEventV1::MarketplaceProbeSeen {
+            at_ms: s.at.as_millis(),
+            license: s.license.clone(),
+            activity: s.activity.clone(),
+        },
+    };
+    let Ok(Value::Object(mut map)) = serde_json::to_value(dto) else {
+        unreachable!("an adjacently tagged enum serialises to an object")
+    };
+    let payload = map.remove("payload").unwrap_or(Value::Null);
+    (event.event_type().to_owned(), payload)
+}
+
+/// A stored probe log event back into the domain.
+pub fn decode_probe(
+    event_type: &str,
+    schema_version: i32,
+    payload: &Value,
+) -> Result<domain::ProbeEvent, DecodeError> {
+    let fail = |reason: String| DecodeError {
+        event_type: event_type.to_owned(),
+        schema_version,
+        reason,
+    };
+    if schema_version != SCHEMA_VERSION {
+        return Err(fail(format!(
+            "this build reads schema version {SCHEMA_VERSION}"
+        )));
+    }
+    let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
+    let dto: ProbeEventV1 = serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))?;
+    Ok(match dto {
+        ProbeEventV1::ProbeRunPassed(r) => domain::ProbeEvent::RunPassed(r.into()),
+        ProbeEventV1::ProbeRunFailed(r) => domain::ProbeEvent::RunFailed(r.into()),
+        ProbeEventV1::MarketplaceProbeSeen {
+            at_ms,
+            license,
+            activity,
+        } => domain::ProbeEvent::MarketplaceProbeSeen(domain::MarketplaceProbeSeen {
+            at: domain::Timestamp::from_millis(at_ms),
+            license,
+            activity,
+        }),
+    })
+}

@@ -13,5 +13,6 @@ pub use admit::{Admitted, Refused, admit_callback};
 pub use convert::{Interpretation, InvalidCommand};
 pub use envelope::{
     ActivationResultV1, CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION,
-    HeartbeatResultV1, InboundRecord, LicenseSummary, OutboundAttemptV1, Reply, RequestSeen,
+    HeartbeatResultV1, InboundRecord, LicenseSummary, OutboundAttemptV1, ProbeCaseV1, Reply,
+    RequestSeen,
 };

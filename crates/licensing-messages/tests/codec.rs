@@ -1,7 +1,7 @@
 //! Every domain event survives the trip to stored JSON and back; the JSON is pinned by snapshots.
 
 use licensing_domain::*;
-use licensing_messages::event_codec::{SCHEMA_VERSION, decode, encode};
+use licensing_messages::event_codec::{self, SCHEMA_VERSION, decode, encode};
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -305,10 +305,53 @@ fn the_documented_schemas_match_the_stored_payloads() {
         }
     }
     let defs = &schemas["$defs"];
-    for event in every_event() {
-        let (event_type, payload) = encode(&event);
+    let stored: Vec<_> = every_event()
+        .iter()
+        .map(encode)
+        .chain(every_probe_event().iter().map(event_codec::encode_probe))
+        .collect();
+    for (event_type, payload) in stored {
         let schema = &defs[&event_type];
         assert!(schema.is_object(), "no schema for {event_type}");
         check(schema, &payload, defs, &event_type);
+    }
+}
+
+fn every_probe_event() -> Vec<ProbeEvent> {
+    let run = |error: Option<&str>| CaseRun {
+        run_at: t(9),
+        case: "refresh".into(),
+        http_status: Some(200),
+        answer: Some(r#"{"resultCode":"000000"}"#.into()),
+        latency_ms: Some(31),
+        error: error.map(Into::into),
+    };
+    vec![
+        ProbeEvent::RunPassed(run(None)),
+        ProbeEvent::RunFailed(run(Some("HTTP 502"))),
+        ProbeEvent::RunFailed(CaseRun {
+            http_status: None,
+            answer: None,
+            latency_ms: None,
+            ..run(Some("connect: refused"))
+        }),
+        ProbeEvent::MarketplaceProbeSeen(MarketplaceProbeSeen {
+            at: t(10),
+            license: "LIC-1".into(),
+            activity: "updateLicenseCodeStatus".into(),
+        }),
+    ]
+}
+
+#[test]
+fn every_probe_event_round_trips() {
+    for event in every_probe_event() {
+        let (event_type, payload) = event_codec::encode_probe(&event);
+        assert_eq!(event_type, event.event_type());
+        assert_eq!(
+            event_codec::decode_probe(&event_type, SCHEMA_VERSION, &payload).unwrap(),
+            event,
+            "{event_type}"
+        );
     }
 }

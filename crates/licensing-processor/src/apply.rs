@@ -157,8 +157,13 @@ pub async fn apply_batch(
 ) -> Result<Vec<Applied>, ApplyError> {
     let unit = store.begin(Upcasters::new()).await?;
     let (read, commands) = Read::of(envelopes, how);
-    let (known, states) = lookup(&unit, envelopes, &read, now).await?;
-    let batch = decide(envelopes, &read, commands, &known, states, nonce_ttl, now)?;
+    let (known, states, probe) = lookup(&unit, envelopes, &read, now).await?;
+    let loaded = Loaded {
+        known,
+        states,
+        probe,
+    };
+    let batch = decide(envelopes, &read, commands, loaded, nonce_ttl, now)?;
     write(unit, envelopes, batch, now).await
 }
 
@@ -170,6 +175,8 @@ struct Read<'a> {
     stream_ids: Vec<String>,
     /// The freeze period the decisions use.
     policy: domain::Policy,
+    /// The market zone's offset in minutes (half-days of the marketplace's probes).
+    market_offset_minutes: i32,
 }
 
 /// Each envelope's domain command, or why it is not one.
@@ -197,6 +204,14 @@ impl<'a> Read<'a> {
             .filter_map(|c| c.as_ref().ok())
             .map(|c| c.license.stream_name(c.sandbox))
             .collect();
+        // The probe log takes the watchdog's runs and the marketplace's own probes (D21).
+        let probe_log = envelopes.iter().zip(&callbacks).any(|(e, c)| {
+            matches!(e.command, CommandBody::RecordProbeRun { .. })
+                || c.is_some_and(is_marketplace_probe)
+        });
+        if probe_log {
+            stream_ids.push(domain::PROBE_STREAM.to_owned());
+        }
         stream_ids.sort_unstable();
         stream_ids.dedup();
         let read = Self {
@@ -204,9 +219,21 @@ impl<'a> Read<'a> {
             content_keys,
             stream_ids,
             policy: how.policy,
+            market_offset_minutes: how.market_zone.whole_minutes().into(),
         };
         (read, commands)
     }
+}
+
+/// Whether a callback is a probe of the marketplace's own: test traffic (`testFlag = 1`) not sent
+/// by the probe watchdog or `koogallery probe` (their `User-Agent`).
+fn is_marketplace_probe(callback: &CallbackCommand) -> bool {
+    callback.request.test_flag().is_test()
+        && !callback
+            .seen
+            .as_ref()
+            .and_then(|s| s.user_agent.as_deref())
+            .is_some_and(|ua| ua.starts_with(koogallery::probe::PROBE_USER_AGENT))
 }
 
 /// The first round trip (with the BEGIN): everything the inbox knows of the commands, and the
@@ -216,7 +243,7 @@ async fn lookup(
     envelopes: &[&CommandEnvelope],
     read: &Read<'_>,
     now: OffsetDateTime,
-) -> Result<(Vec<InboxLookup>, HashMap<String, License>), ApplyError> {
+) -> Result<(Vec<InboxLookup>, HashMap<String, License>, domain::ProbeLog), ApplyError> {
     let keys: Vec<InboxKeys<'_>> = envelopes
         .iter()
         .zip(&read.callbacks)
@@ -231,7 +258,22 @@ async fn lookup(
     let (known, loaded) = join(unit.inbox_lookup(&keys, now), unit.load_many(&refs)).await;
     let (known, loaded) = (known?, loaded?);
     let mut states = HashMap::with_capacity(read.stream_ids.len());
+    let mut probe = domain::ProbeLog::default();
     for (stream, events) in loaded {
+        if stream == domain::PROBE_STREAM {
+            for event in &events {
+                let decoded = event_codec::decode_probe(
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                )
+                .map_err(|e| {
+                    ApplyError::poison("unreadable_stream", format!("stream {stream}: {e}"))
+                })?;
+                probe = probe.evolve(&decoded);
+            }
+            continue;
+        }
         let mut state = License::default();
         for event in &events {
             let decoded =
@@ -243,7 +285,7 @@ async fn lookup(
         }
         states.insert(stream, state);
     }
-    Ok((known, states))
+    Ok((known, states, probe))
 }
 
 /// Decides each command in order, against the state the ones before it left: the stored reply of
@@ -253,12 +295,16 @@ fn decide<'a>(
     envelopes: &[&CommandEnvelope],
     read: &'a Read<'a>,
     commands: Commands,
-    known: &[InboxLookup],
-    states: HashMap<String, License>,
+    loaded: Loaded,
     nonce_ttl: time::Duration,
     now: OffsetDateTime,
 ) -> Result<Batch<'a>, ApplyError> {
     let (callbacks, content_keys) = (&read.callbacks, &read.content_keys);
+    let Loaded {
+        known,
+        states,
+        probe,
+    } = loaded;
     let mut batch = Batch {
         results: Vec::with_capacity(envelopes.len()),
         messages: HashMap::new(),
@@ -269,6 +315,7 @@ fn decide<'a>(
         record: Vec::new(),
         exchanges: Vec::new(),
         policy: read.policy,
+        probe,
     };
     for (i, (envelope, command)) in envelopes.iter().zip(commands).enumerate() {
         let (callback, key) = (callbacks[i], content_keys[i].as_deref());
@@ -311,9 +358,16 @@ fn decide<'a>(
             finish(batch.results[first].reply.clone(), Outcome::Repeated, 0)
         } else if matches!(envelope.command, CommandBody::RecordInbound(_)) {
             finish(Reply::Recorded, Outcome::Recorded, 0)
+        } else if let CommandBody::RecordProbeRun { cases } = &envelope.command {
+            batch.record_probe_run(envelope, cases)
         } else {
             batch.decide(envelope, command)?
         };
+        if let Some(callback) = callback.filter(|c| !replayed && is_marketplace_probe(c))
+            && matches!(&applied.reply, Reply::Callback(a) if a.result_code == ResultCode::Success)
+        {
+            batch.see_marketplace(envelope, callback, read.market_offset_minutes);
+        }
         // Only a success is final for a callback's content; a refusal (strict mode's 000003) is
         // decided again on retry.
         let final_answer = matches!(applied.outcome, Outcome::Applied | Outcome::Unchanged);
@@ -476,11 +530,97 @@ struct Batch<'a> {
     exchanges: Vec<Exchange>,
     /// The freeze period (D22).
     policy: domain::Policy,
+    /// The probe log, with the batch's own events so far (D21).
+    probe: domain::ProbeLog,
+}
+
+/// What the first round trip found.
+struct Loaded {
+    /// What the inbox knows of each command.
+    known: Vec<InboxLookup>,
+    /// The state of each license stream the commands touch.
+    states: HashMap<String, License>,
+    /// The probe log, when a command needs it (else empty).
+    probe: domain::ProbeLog,
 }
 
 type RecordEntry<'a> = (usize, Option<(&'a str, OffsetDateTime)>, Option<&'a str>);
 
 impl Batch<'_> {
+    /// Records a watchdog run on the probe log: one event per case (none when the run is
+    /// recorded already).
+    fn record_probe_run(
+        &mut self,
+        envelope: &CommandEnvelope,
+        cases: &[licensing_messages::ProbeCaseV1],
+    ) -> Applied {
+        let run_at = domain::Timestamp::from_millis(envelope.received_at_ms);
+        let runs = cases
+            .iter()
+            .map(|c| domain::CaseRun {
+                run_at,
+                case: c.case.clone(),
+                http_status: c.http_status,
+                answer: c.answer.clone(),
+                latency_ms: c.latency_ms,
+                error: c.error.clone(),
+            })
+            .collect();
+        let events = self.probe.record_run(run_at, runs);
+        let count = events.len();
+        self.append_probe(envelope, events);
+        let outcome = if count == 0 {
+            Outcome::Unchanged
+        } else {
+            Outcome::Applied
+        };
+        finish(Reply::Recorded, outcome, count)
+    }
+
+    /// Records a probe of the marketplace's own, at most once per half-day of the market zone.
+    fn see_marketplace(
+        &mut self,
+        envelope: &CommandEnvelope,
+        callback: &CallbackCommand,
+        offset_minutes: i32,
+    ) {
+        let seen = domain::MarketplaceProbeSeen {
+            at: domain::Timestamp::from_millis(envelope.received_at_ms),
+            license: callback.request.license().to_owned(),
+            activity: callback.request.activity().to_owned(),
+        };
+        if let Some(event) = self.probe.see_marketplace(seen, offset_minutes) {
+            self.append_probe(envelope, vec![event]);
+        }
+    }
+
+    fn append_probe(&mut self, envelope: &CommandEnvelope, events: Vec<domain::ProbeEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let expected_version = self.probe.version as i64;
+        let metadata = metadata(envelope);
+        let new_events = events
+            .iter()
+            .map(|event| {
+                self.probe = std::mem::take(&mut self.probe).evolve(event);
+                let (event_type, payload) = event_codec::encode_probe(event);
+                NewEvent {
+                    event_id: Uuid::new_v4(),
+                    event_type,
+                    schema_version: event_codec::SCHEMA_VERSION,
+                    payload,
+                    metadata: metadata.clone(),
+                }
+            })
+            .collect();
+        self.appends.push(StreamAppend {
+            stream_id: domain::PROBE_STREAM.to_owned(),
+            expected_version,
+            events: new_events,
+        });
+    }
+
     /// Decides one command against its stream's state so far and queues its events.
     fn decide(
         &mut self,
@@ -501,22 +641,7 @@ impl Batch<'_> {
         let expected_version = state.version as i64;
         let (reply, outcome, events) = decision(state, is_callback, command, &self.policy);
         if !events.is_empty() {
-            let metadata = EventMetadata {
-                causation_id: Some(envelope.message_id),
-                correlation_id: Some(envelope.correlation_id),
-                message_id: Some(envelope.message_id),
-                source: Some(envelope.source.clone()),
-                actor: envelope.actor.clone(),
-                received_at_ms: Some(envelope.received_at_ms),
-                exchange_id: match &envelope.command {
-                    CommandBody::Callback(_) => Some(envelope.message_id),
-                    CommandBody::RecordActivation { attempts, .. }
-                    | CommandBody::RecordHeartbeat { attempts, .. } => {
-                        attempts.last().map(|a| a.exchange_id)
-                    }
-                    _ => None,
-                },
-            };
+            let metadata = metadata(envelope);
             let new_events = events
                 .iter()
                 .map(|event| {
@@ -537,6 +662,26 @@ impl Batch<'_> {
             });
         }
         Ok(finish(reply, outcome, events.len()))
+    }
+}
+
+/// The metadata of the events a command produces.
+fn metadata(envelope: &CommandEnvelope) -> EventMetadata {
+    EventMetadata {
+        causation_id: Some(envelope.message_id),
+        correlation_id: Some(envelope.correlation_id),
+        message_id: Some(envelope.message_id),
+        source: Some(envelope.source.clone()),
+        actor: envelope.actor.clone(),
+        received_at_ms: Some(envelope.received_at_ms),
+        exchange_id: match &envelope.command {
+            CommandBody::Callback(_) => Some(envelope.message_id),
+            CommandBody::RecordActivation { attempts, .. }
+            | CommandBody::RecordHeartbeat { attempts, .. } => {
+                attempts.last().map(|a| a.exchange_id)
+            }
+            _ => None,
+        },
     }
 }
 

@@ -36,6 +36,7 @@ fn kind(envelope: &CommandEnvelope) -> String {
         CommandBody::RecordInbound(_) => "record_inbound".to_owned(),
         CommandBody::ResolveDrift { .. } => "resolve_drift".to_owned(),
         CommandBody::PassTime { .. } => "pass_time".to_owned(),
+        CommandBody::RecordProbeRun { .. } => "record_probe_run".to_owned(),
     }
 }
 

@@ -61,6 +61,13 @@ pub struct ProjectorConfig {
     pub entitlements: Option<licensing_entitlement::Keyring>,
     /// `LICENSING_ENTITLEMENT_TTL_SECONDS`: an entitlement's lifetime (default 86400, 60 to 2592000).
     pub entitlement_ttl: i64,
+    /// `LICENSING_MARKET_TIME_ZONE` (default `+08:00`): the marketplace's zone (the probe's days).
+    pub market_zone: UtcOffset,
+    /// `LICENSING_PROBE_CASES`, `LICENSING_PROBE_URL` (and the current callback key): the probe
+    /// watchdog's cases and target, when configured (D21).
+    pub probe: Option<crate::ProbeSettings>,
+    /// `LICENSING_PROBE_SCHEDULE` (default `09:30,15:30`, market zone): when the watchdog runs.
+    pub probe_schedule: crate::ProbeSchedule,
 }
 
 /// A list of day thresholds, each 1 to 365, largest first; `default` when unset.
@@ -131,7 +138,14 @@ impl ProjectorConfig {
         }
         koogallery::client::Client::new(marketplace.clone())
             .map_err(|e| SettingsError::invalid("LICENSING_KOOGALLERY_URL", e))?;
+        let market_zone = settings.offset_or(
+            "LICENSING_MARKET_TIME_ZONE",
+            koogallery::market_time::CHINA_STANDARD_TIME,
+        )?;
         Ok(Self {
+            market_zone,
+            probe: crate::ProbeSettings::from_settings(settings)?,
+            probe_schedule: crate::ProbeSchedule::from_settings(settings, market_zone)?,
             store: StoreConfig {
                 // Queries and the followers' writes never hang on a lock or a slow statement: they
                 // fail (and are retried, or answered 503) instead.

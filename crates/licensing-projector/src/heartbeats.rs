@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
 
-use crate::query::{QueryState, decode_query, error, rfc3339, unauthorized, unavailable};
+use crate::query::{
+    QueryState, decode_query, error, rfc3339, unauthorized, unavailable, zone_label,
+};
 
 /// The Julian day number of 1970-01-01: day numbers count from there.
 const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
@@ -153,11 +155,7 @@ pub(crate) async fn heartbeats(
         .count();
     HttpResponse::Ok().json(json!({
         "license": code,
-        "time_zone": format!(
-            "{:+03}:{:02}",
-            state.day_zone.whole_hours(),
-            state.day_zone.minutes_past_hour().abs()
-        ),
+        "time_zone": zone_label(state.day_zone),
         "today": date_of(today),
         "from": date_of(from),
         "to": date_of(to),

@@ -10,6 +10,7 @@ mod metrics;
 mod outbound;
 mod pack;
 mod probe;
+mod probe_log;
 mod publisher;
 mod query;
 mod rebuild;
@@ -31,7 +32,7 @@ use prometheus_client::registry::Registry;
 
 pub use config::ProjectorConfig;
 pub use evidence::{GatherError, Window, evidence_pack};
-pub use probe::ProbeSettings;
+pub use probe::{ProbeSchedule, ProbeSettings};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
 pub use rebuild::{RebuildReport, rebuild};
 pub use schedule::{Schedule, ScheduleError, TAKE_DUE, take_due};
@@ -107,6 +108,8 @@ impl Projector {
             entitlement_ttl: config.entitlement_ttl,
             clock: config.clock.clone(),
             day_zone: config.day_zone,
+            probe: config.probe.clone(),
+            probe_schedule: config.probe_schedule.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -132,6 +135,7 @@ impl Projector {
                     "/v1/licenses/{code}/evidence",
                     evidence::license_evidence,
                 ))
+                .service(get_only("/v1/probe", probe_log::probe))
                 .service(get_only("/v1/exchanges", evidence::exchanges))
                 .service(get_only("/v1/exchanges/{id}", evidence::exchange))
                 .configure(ops.clone())
@@ -175,17 +179,23 @@ impl Projector {
             return Ok(());
         }
         let views = supervise(&self.health, "license_views", cancel.clone(), {
-            let (store, day_zone, account, notices, clock) = (
+            let (store, day_zone, market_zone, account, notices, clock) = (
                 self.store.clone(),
                 self.config.day_zone,
+                self.config.market_zone,
                 self.config.default_account.clone(),
                 self.config.notices.clone(),
                 self.config.clock.clone(),
             );
             move |task| {
                 let subscription = Subscription::new(store.clone(), "license_views");
-                let mut handler =
-                    Views::new(day_zone, account.clone(), notices.clone(), clock.clone());
+                let mut handler = Views::new(
+                    day_zone,
+                    market_zone,
+                    account.clone(),
+                    notices.clone(),
+                    clock.clone(),
+                );
                 async move {
                     subscription
                         .run(&mut handler, task.cancel.clone(), || task.up())
@@ -251,6 +261,35 @@ impl Projector {
                 }
             }
         });
+        let watchdog = self.config.probe.clone().map(|settings| {
+            let (watchdog, bus_config) = (
+                probe::Watchdog {
+                    settings,
+                    schedule: self.config.probe_schedule.clone(),
+                    clock: self.config.clock.clone(),
+                    store: self.store.clone(),
+                },
+                self.config.bus.clone(),
+            );
+            supervise(
+                &self.health,
+                "probe_watchdog",
+                cancel.clone(),
+                move |task| {
+                    let (watchdog, bus_config) = (watchdog.clone(), bus_config.clone());
+                    async move {
+                        let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
+                        task.up();
+                        let result = tokio::select! {
+                            r = watchdog.run(&bus, &task.cancel) => r.map_err(|e| e.to_string()),
+                            () = bus.closed() => Err("the broker connection was lost".to_owned()),
+                        };
+                        bus.close().await;
+                        result
+                    }
+                },
+            )
+        });
         let gauges = supervise(&self.health, "gauges", cancel.clone(), {
             let (metrics, store, zone, clock) = (
                 self.outbound.metrics.clone(),
@@ -311,6 +350,9 @@ impl Projector {
         cancel.cancelled().await;
         handle.stop(true).await;
         let _ = tokio::join!(views, publisher, outbound, schedule, gauges, evidence);
+        if let Some(watchdog) = watchdog {
+            let _ = watchdog.await;
+        }
         Ok(())
     }
 }

@@ -27,6 +27,12 @@ pub(crate) struct Metrics {
     /// Days of use over the last 7 days (today included) whose heartbeat the marketplace has not
     /// acknowledged, over all real licenses.
     pub(crate) heartbeat_debt: Gauge,
+    /// Consecutive market days on which a probe watchdog run failed (D21).
+    pub(crate) probe_failed_days: Gauge,
+    /// When the last watchdog run whose every case passed started (0: never).
+    pub(crate) probe_last_success: Gauge<f64, AtomicU64>,
+    /// When the marketplace's own probe was last seen (0: never).
+    pub(crate) marketplace_probe_last_seen: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -39,6 +45,9 @@ impl Metrics {
             oldest_due: Gauge::default(),
             lag: Family::default(),
             heartbeat_debt: Gauge::default(),
+            probe_failed_days: Gauge::default(),
+            probe_last_success: Gauge::default(),
+            marketplace_probe_last_seen: Gauge::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -70,6 +79,21 @@ impl Metrics {
             "licensing_heartbeat_debt",
             "Days of use over the last 7 market days (today included) without an acknowledged heartbeat, over all real licenses",
             metrics.heartbeat_debt.clone(),
+        );
+        r.register(
+            "licensing_probe_failed_days",
+            "Consecutive market days on which a run of the probe watchdog failed (the marketplace freezes trading after 5)",
+            metrics.probe_failed_days.clone(),
+        );
+        r.register(
+            "licensing_probe_last_success_timestamp_seconds",
+            "When the last probe watchdog run whose every case passed started (0: never)",
+            metrics.probe_last_success.clone(),
+        );
+        r.register(
+            "licensing_marketplace_probe_last_seen_timestamp_seconds",
+            "When the marketplace's own probe (a testFlag=1 callback) was last seen (0: never)",
+            metrics.marketplace_probe_last_seen.clone(),
         );
         metrics
     }
@@ -115,6 +139,14 @@ impl Metrics {
             .await?
             .get(0);
         self.heartbeat_debt.set(debt);
+        let probe = crate::probe_log::ProbeStatus::read(&**client).await?;
+        let seconds = |t: Option<time::OffsetDateTime>| {
+            t.map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9)
+        };
+        self.probe_failed_days.set(i64::from(probe.failed_days));
+        self.probe_last_success.set(seconds(probe.last_success_at));
+        self.marketplace_probe_last_seen
+            .set(seconds(probe.marketplace_last_seen_at));
         Ok(())
     }
 }

@@ -1,12 +1,23 @@
-//! The probe watchdog's settings and one run of the saved debug cases (D21): the cases of
-//! `LICENSING_PROBE_CASES` sent to `LICENSING_PROBE_URL`, the public callback URL as registered in
-//! the seller console (so DNS, TLS and proxies are exercised too), signed with the current callback
-//! access key, each answer judged as the marketplace judges it.
+//! The probe watchdog (D21, ADR 0013): the saved debug cases of `LICENSING_PROBE_CASES` sent to
+//! `LICENSING_PROBE_URL`, the public callback URL as registered in the seller console (so DNS, TLS
+//! and proxies are exercised too), signed with the current callback access key, each answer judged
+//! as the marketplace judges it; at the times of `LICENSING_PROBE_SCHEDULE` in the market zone, on
+//! the projector's clock. Each run goes to the processor as a `record_probe_run` command, which
+//! records it on the `probe` stream.
+
+use std::time::Duration;
 
 use koogallery::probe::{self, CaseOutcome, ProbeCase};
 use koogallery::signature::AccessKey;
-use licensing_runtime::{Settings, SettingsError};
+use licensing_bus::Bus;
+use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION, ProbeCaseV1};
+use licensing_runtime::{CancellationToken, Clock, Settings, SettingsError};
+use licensing_store::{Store, StoreError};
+use time::{OffsetDateTime, Time, UtcOffset};
 use url::Url;
+
+/// How often the watchdog looks at the clock (it may be moved in drills and tests).
+const TICK: Duration = Duration::from_secs(1);
 
 /// What the watchdog sends, where, and with which key.
 #[derive(Debug, Clone)]
@@ -69,5 +80,207 @@ impl ProbeSettings {
     /// Sends every case once.
     pub async fn run_once(&self) -> Vec<CaseOutcome> {
         probe::run(&self.url, &self.key, &self.cases).await
+    }
+}
+
+/// When the watchdog runs: times of day in the market zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSchedule {
+    /// Times of day, ascending.
+    pub times: Vec<Time>,
+    /// The market zone (`LICENSING_MARKET_TIME_ZONE`).
+    pub zone: UtcOffset,
+}
+
+impl ProbeSchedule {
+    /// `LICENSING_PROBE_SCHEDULE`: comma-separated `HH:MM` (default `09:30,15:30`).
+    pub fn from_settings(settings: &Settings, zone: UtcOffset) -> Result<Self, SettingsError> {
+        const NAME: &str = "LICENSING_PROBE_SCHEDULE";
+        let items = settings.list(NAME)?;
+        let items = if items.is_empty() {
+            vec!["09:30".to_owned(), "15:30".to_owned()]
+        } else {
+            items
+        };
+        let format = time::format_description::parse("[hour]:[minute]")
+            .map_err(|e| SettingsError::invalid(NAME, e))?;
+        let mut times = items
+            .iter()
+            .map(|item| {
+                Time::parse(item, &format).map_err(|_| {
+                    SettingsError::invalid(
+                        NAME,
+                        format!("{item:?} is not a time of day like 09:30"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<Time>, _>>()?;
+        times.sort_unstable();
+        times.dedup();
+        Ok(Self { times, zone })
+    }
+
+    /// The times as `HH:MM`.
+    pub fn labels(&self) -> Vec<String> {
+        self.times
+            .iter()
+            .map(|t| format!("{:02}:{:02}", t.hour(), t.minute()))
+            .collect()
+    }
+
+    /// The scheduled instants of the market days around `now`, ascending.
+    fn around(&self, now: OffsetDateTime) -> Vec<OffsetDateTime> {
+        let date = now.to_offset(self.zone).date();
+        [date.previous_day(), Some(date), date.next_day()]
+            .into_iter()
+            .flatten()
+            .flat_map(|d| {
+                self.times
+                    .iter()
+                    .map(move |t| d.with_time(*t).assume_offset(self.zone))
+            })
+            .collect()
+    }
+
+    /// The latest scheduled instant at or before `now`.
+    pub fn latest(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.around(now).into_iter().rfind(|at| *at <= now)
+    }
+
+    /// The first scheduled instant after `now`.
+    pub fn next(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.around(now).into_iter().find(|at| *at > now)
+    }
+}
+
+/// The watchdog task.
+#[derive(Debug, Clone)]
+pub(crate) struct Watchdog {
+    pub(crate) settings: ProbeSettings,
+    pub(crate) schedule: ProbeSchedule,
+    pub(crate) clock: Clock,
+    pub(crate) store: Store,
+}
+
+/// Why the watchdog stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WatchdogError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker.
+    #[error(transparent)]
+    Bus(#[from] licensing_bus::BusError),
+}
+
+impl Watchdog {
+    /// Runs until `cancel`: whenever the latest scheduled instant is later than the last recorded
+    /// run (a slot missed while the projector was down included), the cases are sent once and the
+    /// run is handed to the processor.
+    pub(crate) async fn run(
+        &self,
+        bus: &Bus,
+        cancel: &CancellationToken,
+    ) -> Result<(), WatchdogError> {
+        let mut last = crate::probe_log::last_run_at(&self.store).await?;
+        while !cancel.is_cancelled() {
+            let now = self.clock.now();
+            if let Some(slot) = self.schedule.latest(now)
+                && last.is_none_or(|l| l < slot)
+            {
+                let outcomes = self.settings.run_once().await;
+                let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+                if failed > 0 {
+                    tracing::warn!(
+                        failed,
+                        cases = outcomes.len(),
+                        "the probe watchdog's run failed: the marketplace's probe would fail too"
+                    );
+                } else {
+                    tracing::info!(cases = outcomes.len(), "the probe watchdog's run passed");
+                }
+                let envelope = run_command(now, &outcomes);
+                bus.publish_command(
+                    &envelope.to_bytes(),
+                    envelope.message_id.to_string(),
+                    envelope.correlation_id.to_string(),
+                    None,
+                )
+                .await?;
+                last = Some(now);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `record_probe_run` command of a run that started at `started`.
+fn run_command(started: OffsetDateTime, outcomes: &[CaseOutcome]) -> CommandEnvelope {
+    let id = uuid::Uuid::new_v4();
+    CommandEnvelope {
+        v: ENVELOPE_VERSION,
+        message_id: id,
+        correlation_id: id,
+        received_at_ms: koogallery::market_time::unix_millis(started),
+        source: "probe-watchdog".to_owned(),
+        actor: None,
+        request_hash: None,
+        command: CommandBody::RecordProbeRun {
+            cases: outcomes
+                .iter()
+                .map(|o| ProbeCaseV1 {
+                    case: o.case.name.clone(),
+                    http_status: o.answer.as_ref().map(|a| a.http_status),
+                    answer: o.answer.as_ref().map(|a| a.body.clone()),
+                    latency_ms: o
+                        .answer
+                        .as_ref()
+                        .map(|a| u64::try_from(a.elapsed.as_millis()).unwrap_or(u64::MAX)),
+                    error: o.failure.clone(),
+                })
+                .collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: u8, hour: u8, minute: u8, offset_hours: i8) -> OffsetDateTime {
+        time::Date::from_calendar_date(2026, time::Month::November, day)
+            .unwrap()
+            .with_hms(hour, minute, 0)
+            .unwrap()
+            .assume_offset(UtcOffset::from_hms(offset_hours, 0, 0).unwrap())
+    }
+
+    fn schedule() -> ProbeSchedule {
+        ProbeSchedule {
+            times: vec![
+                Time::from_hms(9, 30, 0).unwrap(),
+                Time::from_hms(15, 30, 0).unwrap(),
+            ],
+            zone: UtcOffset::from_hms(8, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_latest_and_next_slots_are_in_the_market_zone() {
+        let s = schedule();
+        // 08:00 +08:00 on the 30th: the latest slot was 15:30 the day before.
+        let early = at(30, 0, 0, 0);
+        assert_eq!(s.latest(early), Some(at(29, 15, 30, 8)));
+        assert_eq!(s.next(early), Some(at(30, 9, 30, 8)));
+        let slot = at(30, 9, 30, 8);
+        assert_eq!(s.latest(slot), Some(slot));
+        assert_eq!(s.next(slot), Some(at(30, 15, 30, 8)));
+        let late = at(29, 23, 59, 8);
+        assert_eq!(s.next(late), Some(at(30, 9, 30, 8)));
+        assert_eq!(s.labels(), ["09:30", "15:30"]);
     }
 }

@@ -1,6 +1,6 @@
 //! The event publisher: every committed event goes to `licensing.events` with routing key
-//! `license.<event_type>` (`test.license.<event_type>` for sandbox streams), as a versioned JSON
-//! envelope. The follower's checkpoint moves only after the broker confirmed the batch: at least
+//! `license.<event_type>` (`test.license.<event_type>` for sandbox streams, `probe.<event_type>`
+//! for the probe log), as a versioned JSON envelope. The follower's checkpoint moves only after the broker confirmed the batch: at least
 //! once, in order per license (the event store is the outbox).
 
 use licensing_bus::Bus;
@@ -23,11 +23,16 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
                 .unwrap_or(&event.stream_id),
         ),
     };
-    let routing_key = format!(
-        "{}license.{}",
-        if sandbox { "test." } else { "" },
-        event.event_type
-    );
+    let probe = event.stream_id == licensing_domain::PROBE_STREAM;
+    let routing_key = if probe {
+        format!("probe.{}", event.event_type)
+    } else {
+        format!(
+            "{}license.{}",
+            if sandbox { "test." } else { "" },
+            event.event_type
+        )
+    };
     let occurred_at = event.payload["at_ms"]
         .as_i64()
         .and_then(koogallery::market_time::from_unix_millis)
@@ -40,7 +45,7 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
         "v": EVENT_ENVELOPE_VERSION,
         "event_id": event.event_id,
         "event_type": event.event_type,
-        "license": license,
+        "license": if probe { None } else { Some(license) },
         "sandbox": sandbox,
         "stream_version": event.stream_version,
         "global_position": event.global_position,

@@ -27,6 +27,19 @@ pub(crate) struct QueryState {
     pub(crate) clock: licensing_runtime::Clock,
     /// Zone of the heartbeat's market day.
     pub(crate) day_zone: time::UtcOffset,
+    /// The probe watchdog's settings, when configured.
+    pub(crate) probe: Option<crate::probe::ProbeSettings>,
+    /// When the watchdog runs, in the market zone.
+    pub(crate) probe_schedule: crate::probe::ProbeSchedule,
+}
+
+/// A UTC offset as `+08:00`.
+pub(crate) fn zone_label(zone: time::UtcOffset) -> String {
+    format!(
+        "{:+03}:{:02}",
+        zone.whole_hours(),
+        zone.minutes_past_hour().abs()
+    )
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {

@@ -68,6 +68,9 @@ pub async fn rebuild(
         );
         while let Some(stored) = scan.next().await {
             let stored = stored.map_err(|e| e.to_string())?;
+            if stored.stream_id == domain::PROBE_STREAM {
+                continue;
+            }
             if current
                 .as_ref()
                 .is_some_and(|(s, _)| *s != stored.stream_id)
@@ -108,7 +111,7 @@ pub async fn rebuild(
     let recent = stream_ids_after(&*tx, until)
         .await
         .map_err(|e| e.to_string())?;
-    for stream in &recent {
+    for stream in recent.iter().filter(|s| *s != domain::PROBE_STREAM) {
         let stored = load_stream(&*tx, stream, &Upcasters::new())
             .await
             .map_err(|e| e.to_string())?;

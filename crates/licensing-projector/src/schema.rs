@@ -1,5 +1,5 @@
-//! The projector's tables, created at start (idempotent): the license view, the outbound jobs and
-//! the access schedule.
+//! The projector's tables, created at start (idempotent): the license view, the outbound jobs, the
+//! access schedule, the heartbeat ledger and the probe log.
 
 use licensing_store::{Store, StoreError};
 
@@ -85,6 +85,27 @@ CREATE TABLE IF NOT EXISTS heartbeat_days (
     PRIMARY KEY (license, day)
 );
 CREATE INDEX IF NOT EXISTS heartbeat_days_unpaid ON heartbeat_days (day) WHERE acknowledged_at IS NULL;
+
+-- The probe log (D21), kept by the view follower from the `probe` stream: each case of each
+-- watchdog run (by the event's position in the stream), and each marketplace probe seen.
+CREATE TABLE IF NOT EXISTS probe_runs (
+    position    bigint      PRIMARY KEY,
+    run_at      timestamptz NOT NULL,
+    market_day  bigint      NOT NULL,
+    case_name   text        NOT NULL,
+    passed      boolean     NOT NULL,
+    http_status integer,
+    answer      text,
+    latency_ms  bigint,
+    error       text
+);
+CREATE INDEX IF NOT EXISTS probe_runs_run_at ON probe_runs (run_at);
+CREATE TABLE IF NOT EXISTS marketplace_probes (
+    position bigint      PRIMARY KEY,
+    seen_at  timestamptz NOT NULL,
+    license  text        NOT NULL,
+    activity text        NOT NULL
+);
 
 -- Views written before access modes existed: their licenses are judged once by the clock, which
 -- records their mode (a stream that stays pending keeps the default).

@@ -30,18 +30,22 @@ pub struct Views {
     clock: Clock,
     /// The batch's access schedule: each real license and the instant it waits for, if any.
     due: Vec<(String, Option<OffsetDateTime>)>,
+    /// The market zone (the probe log's days).
+    market_zone: UtcOffset,
 }
 
 impl Views {
     /// A view follower's handler.
     pub fn new(
         day_zone: UtcOffset,
+        market_zone: UtcOffset,
         default_account: String,
         notices: NoticePolicy,
         clock: Clock,
     ) -> Self {
         Self {
             day_zone,
+            market_zone,
             default_account,
             kept: HashMap::new(),
             notices,
@@ -427,6 +431,10 @@ impl Handler for Views {
             streams.entry(&event.stream_id).or_default().push(event);
         }
         for (stream, new) in streams {
+            if stream == domain::PROBE_STREAM {
+                crate::probe_log::write(tx, self.market_zone, &new).await?;
+                continue;
+            }
             // The newest request behind these events: a call they make owed carries its id.
             let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
             let state = self.advance(tx, stream, &new).await?;
