@@ -754,3 +754,73 @@ async fn the_probe_watchdog_runs_on_schedule_counts_failed_days_toward_the_freez
     .await;
     std::fs::remove_file(&cases).ok();
 }
+
+#[tokio::test]
+async fn the_watchdog_records_why_a_run_failed_a_wrong_key_and_a_slow_answer() {
+    let sim = Simulator::start();
+    let clock = TestClock::new();
+    let mut stack = Stack::start(&[]).await;
+    let cases = std::env::temp_dir().join(format!("cases-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &cases,
+        r#"[{"name": "freeze", "body": {"activity":"updateLicenseCodeStatus","license":"PLWKEY","status":"FREEZE","testFlag":"1"}}]"#,
+    )
+    .unwrap();
+    let (cases_setting, url, clock_setting) = (
+        cases.display().to_string(),
+        stack.callback_url(),
+        clock.setting(),
+    );
+
+    // The key in the seller console is not ours: the ingress refuses the signature.
+    clock.set(market_clock(1, 10, 0));
+    stack.start_projector_with(
+        &sim.url,
+        &[
+            ("LICENSING_PROBE_CASES", &cases_setting),
+            ("LICENSING_PROBE_URL", &url),
+            ("LICENSING_CALLBACK_KEYS", "misconfiguredKey0123"),
+            ("LICENSING_CLOCK_OFFSET_FILE", &clock_setting),
+        ],
+    );
+    let status = wait_runs(&stack, 1).await;
+    let case = &status["runs"][0]["cases"][0];
+    assert_eq!(status["runs"][0]["passed"], false);
+    assert_eq!(case["http_status"], 200);
+    assert!(
+        case["error"]
+            .as_str()
+            .unwrap()
+            .contains("resultCode 000001"),
+        "{case}"
+    );
+    assert!(
+        case["answer"].as_str().unwrap().contains("000001"),
+        "{case}"
+    );
+    assert_eq!(status["failed_days"], 1);
+
+    // An endpoint that answers after more than the marketplace's 5 s.
+    stack.projector = None;
+    clock.set(market_clock(1, 16, 0));
+    stack.start_projector_with(
+        &sim.url,
+        &[
+            ("LICENSING_PROBE_CASES", &cases_setting),
+            ("LICENSING_PROBE_URL", &slow_url(7)),
+            ("LICENSING_CLOCK_OFFSET_FILE", &clock_setting),
+        ],
+    );
+    let status = wait_runs(&stack, 2).await;
+    let case = &status["runs"][0]["cases"][0];
+    assert_eq!(status["runs"][0]["passed"], false);
+    assert!(
+        case["error"].as_str().unwrap().contains("timeout"),
+        "{case}"
+    );
+    assert_eq!(status["failed_days"], 1, "both runs failed on the same day");
+    assert_eq!(status["days_until_freeze"], 4);
+    let failed = payloads(&stack, "probe", "probe_run_failed").await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    std::fs::remove_file(&cases).ok();
+}
