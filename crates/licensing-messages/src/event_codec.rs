@@ -734,6 +734,20 @@ pub fn decode(
     schema_version: i32,
     payload: &Value,
 ) -> Result<domain::Event, DecodeError> {
+    let dto: EventV1 = stored_dto(event_type, schema_version, payload)?;
+    from_dto(dto).map_err(|reason| DecodeError {
+        event_type: event_type.to_owned(),
+        schema_version,
+        reason,
+    })
+}
+
+/// The DTO of a stored event of the current schema version.
+fn stored_dto<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    schema_version: i32,
+    payload: &Value,
+) -> Result<T, DecodeError> {
     let fail = |reason: String| DecodeError {
         event_type: event_type.to_owned(),
         schema_version,
@@ -745,8 +759,7 @@ pub fn decode(
         )));
     }
     let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
-    let dto: EventV1 = serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))?;
-    from_dto(dto).map_err(fail)
+    serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))
 }
 
 /// One case of a watchdog run, as stored (`probe_run_passed`, `probe_run_failed`).
@@ -827,18 +840,7 @@ pub fn decode_probe(
     schema_version: i32,
     payload: &Value,
 ) -> Result<domain::ProbeEvent, DecodeError> {
-    let fail = |reason: String| DecodeError {
-        event_type: event_type.to_owned(),
-        schema_version,
-        reason,
-    };
-    if schema_version != SCHEMA_VERSION {
-        return Err(fail(format!(
-            "this build reads schema version {SCHEMA_VERSION}"
-        )));
-    }
-    let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
-    let dto: ProbeEventV1 = serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))?;
+    let dto: ProbeEventV1 = stored_dto(event_type, schema_version, payload)?;
     Ok(match dto {
         ProbeEventV1::ProbeRunPassed(r) => domain::ProbeEvent::RunPassed(r.into()),
         ProbeEventV1::ProbeRunFailed(r) => domain::ProbeEvent::RunFailed(r.into()),

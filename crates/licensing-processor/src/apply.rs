@@ -599,25 +599,13 @@ impl Batch<'_> {
             return;
         }
         let expected_version = self.probe.version as i64;
-        let metadata = metadata(envelope);
-        let new_events = events
-            .iter()
-            .map(|event| {
-                self.probe = std::mem::take(&mut self.probe).evolve(event);
-                let (event_type, payload) = event_codec::encode_probe(event);
-                NewEvent {
-                    event_id: Uuid::new_v4(),
-                    event_type,
-                    schema_version: event_codec::SCHEMA_VERSION,
-                    payload,
-                    metadata: metadata.clone(),
-                }
-            })
-            .collect();
+        for event in &events {
+            self.probe = std::mem::take(&mut self.probe).evolve(event);
+        }
         self.appends.push(StreamAppend {
             stream_id: domain::PROBE_STREAM.to_owned(),
             expected_version,
-            events: new_events,
+            events: new_events(envelope, events.iter().map(event_codec::encode_probe)),
         });
     }
 
@@ -641,28 +629,31 @@ impl Batch<'_> {
         let expected_version = state.version as i64;
         let (reply, outcome, events) = decision(state, is_callback, command, &self.policy);
         if !events.is_empty() {
-            let metadata = metadata(envelope);
-            let new_events = events
-                .iter()
-                .map(|event| {
-                    let (event_type, payload) = event_codec::encode(event);
-                    NewEvent {
-                        event_id: Uuid::new_v4(),
-                        event_type,
-                        schema_version: event_codec::SCHEMA_VERSION,
-                        payload,
-                        metadata: metadata.clone(),
-                    }
-                })
-                .collect();
             self.appends.push(StreamAppend {
                 stream_id: stream,
                 expected_version,
-                events: new_events,
+                events: new_events(envelope, events.iter().map(event_codec::encode)),
             });
         }
         Ok(finish(reply, outcome, events.len()))
     }
+}
+
+/// The events to append for a command: each encoded event with the command's metadata.
+fn new_events(
+    envelope: &CommandEnvelope,
+    encoded: impl Iterator<Item = (String, serde_json::Value)>,
+) -> Vec<NewEvent> {
+    let metadata = metadata(envelope);
+    encoded
+        .map(|(event_type, payload)| NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type,
+            schema_version: event_codec::SCHEMA_VERSION,
+            payload,
+            metadata: metadata.clone(),
+        })
+        .collect()
 }
 
 /// The metadata of the events a command produces.

@@ -311,13 +311,7 @@ impl Outbound {
             actor: None,
             command,
         };
-        bus.publish_command(
-            &envelope.to_bytes(),
-            envelope.message_id.to_string(),
-            envelope.correlation_id.to_string(),
-            None,
-        )
-        .await?;
+        crate::publisher::send_command(bus, &envelope).await?;
         let delay = backoff(
             self.retry_base,
             self.retry_cap,

@@ -199,14 +199,7 @@ impl Watchdog {
                 } else {
                     tracing::info!(cases = outcomes.len(), "the probe watchdog's run passed");
                 }
-                let envelope = run_command(now, &outcomes);
-                bus.publish_command(
-                    &envelope.to_bytes(),
-                    envelope.message_id.to_string(),
-                    envelope.correlation_id.to_string(),
-                    None,
-                )
-                .await?;
+                crate::publisher::send_command(bus, &run_command(now, &outcomes)).await?;
                 last = Some(now);
             }
             tokio::select! {

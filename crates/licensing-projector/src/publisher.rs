@@ -59,6 +59,20 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
     (routing_key, body)
 }
 
+/// Sends a command to the processor, confirmed by the broker.
+pub(crate) async fn send_command(
+    bus: &Bus,
+    envelope: &licensing_messages::CommandEnvelope,
+) -> Result<(), licensing_bus::BusError> {
+    bus.publish_command(
+        &envelope.to_bytes(),
+        envelope.message_id.to_string(),
+        envelope.correlation_id.to_string(),
+        None,
+    )
+    .await
+}
+
 /// Publishes each batch before its checkpoint commits.
 #[derive(Debug)]
 pub(crate) struct Publisher<'a> {

@@ -75,15 +75,11 @@ impl Schedule {
                 .iter()
                 .map(|license| self.command(license, at_ms))
                 .collect();
-            let bodies: Vec<Vec<u8>> = envelopes.iter().map(CommandEnvelope::to_bytes).collect();
-            futures_util::future::try_join_all(envelopes.iter().zip(&bodies).map(|(e, body)| {
-                bus.publish_command(
-                    body,
-                    e.message_id.to_string(),
-                    e.correlation_id.to_string(),
-                    None,
-                )
-            }))
+            futures_util::future::try_join_all(
+                envelopes
+                    .iter()
+                    .map(|e| crate::publisher::send_command(bus, e)),
+            )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;
             licenses
