@@ -481,7 +481,9 @@ async fn main() {
             stable_since = Instant::now();
         }
         if let Some((commands, dead)) = depths {
-            dead_letters = dead;
+            // Parked commands wait in the queue until the processor's keeper records them.
+            let kept = stack.store.dead_letters_waiting().await.unwrap_or(0);
+            dead_letters = i64::from(dead) + kept;
             if commands == 0
                 && received_all
                 && stack.projector_caught_up().await

@@ -152,7 +152,7 @@ fn every_source_file_opens_with_a_module_comment() {
 }
 
 #[test]
-fn only_the_store_queries_the_events_checkpoints_and_evidence_tables() {
+fn only_the_store_queries_the_events_checkpoints_evidence_and_dead_letter_tables() {
     let mut files = Vec::new();
     rust_files(&workspace_root().join("crates"), &mut files);
     let offenders: Vec<_> = files
@@ -170,6 +170,7 @@ fn only_the_store_queries_the_events_checkpoints_and_evidence_tables() {
                 "UPDATE checkpoints",
                 "INTO checkpoints",
                 "evidence_exchanges",
+                "dead_letters ",
             ]
             .iter()
             .any(|sql| text.contains(sql))

@@ -573,22 +573,6 @@ async fn wait_runs(stack: &Stack, runs: usize) -> Value {
     .await
 }
 
-/// A gauge's value on the projector's `/metrics`.
-async fn gauge(stack: &Stack, name: &str) -> Option<f64> {
-    let metrics = stack
-        .http
-        .get(stack.query_url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Seconds to add to the system clock to be at `hour:minute` (+08:00) `days` market days after
 /// today.
 fn market_clock(days: i64, hour: u8, minute: u8) -> i64 {
@@ -684,7 +668,7 @@ async fn the_probe_watchdog_runs_on_schedule_counts_failed_days_toward_the_freez
     assert_eq!(status["failed_days"], 2);
     assert_eq!(status["days_until_freeze"], 3);
     eventually("the failed-days gauge", 30, || async {
-        (gauge(&stack, "licensing_probe_failed_days").await == Some(2.0)).then_some(())
+        (stack.projector_gauge("licensing_probe_failed_days").await == Some(2.0)).then_some(())
     })
     .await;
 
@@ -709,7 +693,9 @@ async fn the_probe_watchdog_runs_on_schedule_counts_failed_days_toward_the_freez
     assert_eq!(status["failed_days"], 0);
     assert_eq!(status["days_until_freeze"], 5);
     assert_eq!(status["last_success_at"], status["runs"][0]["run_at"]);
-    let last_success = gauge(&stack, "licensing_probe_last_success_timestamp_seconds").await;
+    let last_success = stack
+        .projector_gauge("licensing_probe_last_success_timestamp_seconds")
+        .await;
     assert!(last_success.is_some_and(|s| s > 0.0), "{last_success:?}");
     // Each case of each run is one event on the probe stream; none was a marketplace probe.
     let types = stack.event_types("probe").await;
@@ -743,13 +729,11 @@ async fn the_probe_watchdog_runs_on_schedule_counts_failed_days_toward_the_freez
     let seen = payloads(&stack, "probe", "marketplace_probe_seen").await;
     assert!(seen.len() == 1 || crossed, "{seen:?}");
     eventually("the marketplace gauge", 30, || async {
-        gauge(
-            &stack,
-            "licensing_marketplace_probe_last_seen_timestamp_seconds",
-        )
-        .await
-        .is_some_and(|s| s > 0.0)
-        .then_some(())
+        stack
+            .projector_gauge("licensing_marketplace_probe_last_seen_timestamp_seconds")
+            .await
+            .is_some_and(|s| s > 0.0)
+            .then_some(())
     })
     .await;
     std::fs::remove_file(&cases).ok();

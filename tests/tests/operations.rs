@@ -3,9 +3,9 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use licensing_bus::{Bus, BusConfig, FAILURE_HEADER, QueueType};
+use licensing_bus::{Bus, BusConfig, QueueType};
+use serde_json::{Value, json};
 use support::*;
 
 fn run_with(binary: &str, env: &[(&str, &str)]) -> (i32, String) {
@@ -242,25 +242,17 @@ async fn an_undecodable_command_is_dead_lettered_with_its_reason_and_others_go_o
         "the next command is processed"
     );
 
-    let mut dead = bus
-        .consume(&bus.names().dead_letter_queue.clone(), 10, false)
-        .await
-        .unwrap();
-    let parked = tokio::time::timeout(Duration::from_secs(10), dead.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(parked.body, b"this is not an envelope");
-    assert_eq!(parked.message_id.as_deref(), Some("poison-1"));
+    // Parked with its reason, and kept by the processor's keeper.
+    let parked = stack
+        .wait_dead_letter(|l| l.letter.message_id == "poison-1")
+        .await;
+    assert_eq!(parked.letter.body, b"this is not an envelope");
     assert!(
-        parked
-            .header(FAILURE_HEADER)
-            .is_some_and(|r| r.starts_with("undecodable")),
-        "{:?}",
-        parked.headers
+        parked.letter.reason.starts_with("undecodable"),
+        "{parked:?}"
     );
-    parked.ack().await.unwrap();
+    assert_eq!(parked.letter.license, None);
+    assert_eq!(parked.redriven_at, None);
 }
 
 #[tokio::test]
@@ -350,4 +342,165 @@ async fn a_plain_http_marketplace_url_elsewhere_than_loopback_needs_the_explicit
             .is_empty(),
         "a warning at start"
     );
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_kept_listed_and_redriven_then_applied_exactly_once() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[
+        ("LICENSING_REPLY_DEADLINE_MS", "500"),
+        ("LICENSING_API_TOKENS", &format!("oncall:{TOKEN}")),
+    ])
+    .await;
+    stack.start_projector(&sim.url);
+    // A stream this build cannot read: its command is parked.
+    stack.make_unreadable("license-PLDL").await;
+    assert_eq!(
+        code(&stack.callback(&status("PLDL", "FREEZE")).await),
+        "000004"
+    );
+    let get = |path: String| {
+        let (http, url) = (stack.http.clone(), stack.query_url(&path));
+        async move {
+            let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let post = |path: String, token: &'static str| {
+        let (http, url) = (stack.http.clone(), stack.query_url(&path));
+        async move {
+            let response = http.post(url).bearer_auth(token).send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // Listed with its reason, license and kind; readable whole; counted.
+    let listed = eventually("the dead letter listed", 30, || async {
+        let (_, body) = get("/v1/dead-letters".to_owned()).await;
+        body["dead_letters"]
+            .as_array()
+            .and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(listed["license"], "PLDL");
+    assert_eq!(listed["kind"], "updateLicenseCodeStatus");
+    assert!(
+        listed["reason"].as_str().unwrap().contains("license-PLDL"),
+        "{listed}"
+    );
+    assert_eq!(listed["redriven_at"], Value::Null);
+    let id = listed["id"].as_str().unwrap().to_owned();
+    let (code_one, one) = get(format!("/v1/dead-letters/{id}")).await;
+    assert_eq!(code_one, 200);
+    assert_eq!(one["body_json"]["command"]["kind"], "callback", "{one}");
+    assert!(one["body_text"].as_str().unwrap().contains("PLDL"));
+    assert!(one["body_base64"].is_string());
+    eventually("the waiting gauge", 30, || async {
+        (stack
+            .projector_gauge("licensing_dead_letters_waiting")
+            .await
+            == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(get("/v1/dead-letters/nonsense".to_owned()).await.0, 404);
+    assert_eq!(
+        post(
+            format!("/v1/dead-letters/{id}/redrive"),
+            "wrong-token-0123456789"
+        )
+        .await
+        .0,
+        401
+    );
+
+    // The cause is repaired (here: the unreadable event removed), then the letter re-driven.
+    let client = stack.store.client().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE events DISABLE TRIGGER events_append_only;
+             DELETE FROM events WHERE stream_id = 'license-PLDL';
+             ALTER TABLE events ENABLE TRIGGER events_append_only;",
+        )
+        .await
+        .unwrap();
+    let (redrive_code, redriven) = post(format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
+    assert_eq!(redrive_code, 200, "{redriven}");
+    assert_eq!(redriven["redriven"][0]["id"], id.as_str());
+    assert_eq!(redriven["redriven"][0]["redriven_by"], "oncall");
+    stack.wait_event("license-PLDL", "frozen").await;
+    let (again, refused) = post(format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
+    assert_eq!(again, 409);
+    assert_eq!(refused["code"], "redriven_already");
+    let (_, redriven_list) = get("/v1/dead-letters?state=redriven".to_owned()).await;
+    assert_eq!(redriven_list["dead_letters"][0]["redriven_by"], "oncall");
+    let (_, waiting) = get("/v1/dead-letters".to_owned()).await;
+    assert_eq!(waiting["dead_letters"], json!([]));
+
+    // A re-drive published twice (its mark lost) is still applied once: the inbox knows it.
+    client
+        .execute(
+            "UPDATE dead_letters SET redriven_at = NULL, redriven_by = NULL WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let amqp = amqp_url();
+    let bus_env = [
+        ("LICENSING_AMQP_URL", amqp.as_str()),
+        ("LICENSING_AMQP_PREFIX", stack.prefix.as_str()),
+        ("LICENSING_AMQP_QUEUE_TYPE", "classic"),
+    ];
+    let (exit, out) = stack.tool("licensing-processor", &["redrive", "--all"], &bus_env);
+    assert_eq!(exit, 0, "{out}");
+    assert!(out.contains(&format!("redriven {id}")), "{out}");
+    let ops = stack.processor.as_ref().unwrap().ready["ops"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually(
+        "the second delivery answered from the inbox",
+        30,
+        || async {
+            let metrics = stack
+                .http
+                .get(format!("http://{ops}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|l| {
+                    l.starts_with("licensing_processor_commands_total{")
+                        && l.contains("outcome=\"redelivered\"")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let frozen = stack
+        .event_types("license-PLDL")
+        .await
+        .iter()
+        .filter(|t| *t == "frozen")
+        .count();
+    assert_eq!(frozen, 1, "applied exactly once");
+    let (exit, out) = stack.tool("licensing-processor", &["redrive", "--all"], &bus_env);
+    assert_eq!(exit, 1, "{out}");
+    assert!(out.contains("no dead letter is waiting"), "{out}");
+    let (exit, out) = stack.tool("licensing-processor", &["redrive", "not-an-id"], &bus_env);
+    assert_eq!(exit, 2, "{out}");
+    let (exit, _) = stack.tool("licensing-processor", &["redrive"], &bus_env);
+    assert_eq!(exit, 2, "an id or --all is required");
 }

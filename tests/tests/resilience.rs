@@ -290,18 +290,7 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
     .await;
     stack.processor = None; // killed: the commands wait in the queue and arrive together
     // A stream this build cannot read (written by a later release, say).
-    let unreadable = licensing_store::NewEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: "written_by_a_later_release".into(),
-        schema_version: 1,
-        payload: serde_json::json!({}),
-        metadata: licensing_store::EventMetadata::default(),
-    };
-    stack
-        .store
-        .append("license-PLBAD", 0, vec![unreadable])
-        .await
-        .unwrap();
+    stack.make_unreadable("license-PLBAD").await;
     let mut bodies: Vec<String> = (0..20)
         .map(|i| status(&format!("PL6{i:02}"), "FREEZE"))
         .collect();
@@ -315,25 +304,14 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
         (stack.event_count().await == 1 + 3 * 20).then_some(())
     })
     .await;
-    let mut config = licensing_bus::BusConfig::new(amqp_url());
-    config.prefix = stack.prefix.clone();
-    config.queue_type = licensing_bus::QueueType::Classic;
-    let bus = licensing_bus::Bus::connect(config).await.unwrap();
-    let mut dead = bus
-        .consume(&bus.names().dead_letter_queue.clone(), 10, false)
-        .await
-        .unwrap();
-    let parked = tokio::time::timeout(Duration::from_secs(10), dead.next())
-        .await
-        .expect("the unreadable license's command is dead-lettered")
-        .unwrap()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&parked.body).contains("PLBAD"));
-    let reason = parked
-        .header(licensing_bus::FAILURE_HEADER)
-        .unwrap_or_default();
-    assert!(reason.contains("license-PLBAD"), "{reason}");
-    parked.ack().await.unwrap();
+    let parked = stack
+        .wait_dead_letter(|l| l.letter.license.as_deref() == Some("PLBAD"))
+        .await;
+    assert!(parked.letter.reason.contains("license-PLBAD"), "{parked:?}");
+    assert_eq!(
+        parked.letter.kind.as_deref(),
+        Some("updateLicenseCodeStatus")
+    );
 
     // They were applied together: fewer transactions than commands.
     let ops = stack.processor.as_ref().unwrap().ready["ops"]

@@ -28,6 +28,9 @@ pub struct Names {
 pub(crate) const COMMAND_KEY: &str = "command";
 /// Header carrying why a message was dead-lettered.
 pub const FAILURE_HEADER: &str = "x-licensing-failure";
+/// Header carrying the id of one parking of a message in the dead-letter queue (a message parked
+/// twice has two), so that the dead-letter keeper records each parking once.
+pub const PARKED_ID_HEADER: &str = "x-licensing-parked-id";
 
 impl Names {
     /// The names under `prefix`.

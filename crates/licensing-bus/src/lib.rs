@@ -13,7 +13,7 @@ mod publish;
 mod replies;
 mod topology;
 
-pub use bus::{Bus, BusError, FAILURE_HEADER, Names};
+pub use bus::{Bus, BusError, FAILURE_HEADER, Names, PARKED_ID_HEADER};
 pub use config::{BusConfig, QueueType};
 pub use consume::{Incoming, IncomingStream};
 pub use publish::Outgoing;

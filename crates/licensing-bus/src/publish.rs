@@ -5,7 +5,7 @@ use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::bus::{Bus, BusError, COMMAND_KEY, FAILURE_HEADER, bounded};
+use crate::bus::{Bus, BusError, COMMAND_KEY, FAILURE_HEADER, PARKED_ID_HEADER, bounded};
 use crate::consume::Incoming;
 
 /// A message to publish.
@@ -134,7 +134,13 @@ impl Bus {
             message_id: incoming.message_id.clone().unwrap_or_default(),
             correlation_id: incoming.correlation_id.clone(),
             reply_to: None,
-            headers: vec![(FAILURE_HEADER.to_owned(), reason.to_owned())],
+            headers: vec![
+                (FAILURE_HEADER.to_owned(), reason.to_owned()),
+                (
+                    PARKED_ID_HEADER.to_owned(),
+                    uuid::Uuid::new_v4().to_string(),
+                ),
+            ],
         })
         .await?;
         incoming.ack().await

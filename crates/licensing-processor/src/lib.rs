@@ -10,6 +10,7 @@
 
 mod apply;
 mod config;
+mod dead_letters;
 mod evidence;
 mod metrics;
 mod replay;
@@ -17,6 +18,7 @@ mod run;
 
 pub use apply::{Applied, ApplyError, Outcome, apply_batch};
 pub use config::{ProcessorConfig, bus_config, interpretation};
+pub use dead_letters::redrive;
 pub use metrics::Metrics;
 pub use replay::{ReplayOptions, ReplayReport, replay};
 pub use run::Processor;

@@ -3,6 +3,9 @@
 //! `licensing-processor replay [--from T] [--to T] [--license CODE]` re-runs the stored callbacks
 //! through this build and its settings and prints every difference from what was recorded; exits 1
 //! on any (docs/evidence.md). It writes nothing.
+//!
+//! `licensing-processor redrive ID | --all` publishes parked dead letters to the command queue
+//! again (docs/operations.md, Dead letters).
 
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +39,16 @@ enum Command {
         #[arg(long)]
         license: Option<String>,
     },
+    /// Publish a parked dead letter (or every waiting one with --all) to the command queue again;
+    /// prints one line per re-driven command. Needs LICENSING_DATABASE_URL and LICENSING_AMQP_*.
+    Redrive {
+        /// The dead letter's id (GET /v1/dead-letters lists them).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter not re-driven yet.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 // One thread: the processor waits on PostgreSQL and RabbitMQ, and handing work between threads
@@ -46,6 +59,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None => run().await.map(|()| true),
         Some(Command::Replay { from, to, license }) => replay(from, to, license).await,
+        Some(Command::Redrive { id, all: _ }) => redrive(id).await,
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -107,6 +121,45 @@ async fn replay(
         }
     );
     Ok(report.differences.is_empty())
+}
+
+/// Returns whether there was something to re-drive.
+async fn redrive(id: Option<String>) -> anyhow::Result<bool> {
+    let id = id
+        .map(|id| {
+            uuid::Uuid::parse_str(&id)
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a dead letter's id (a UUID)"))
+        })
+        .transpose()?;
+    let settings = Settings::load()?;
+    let store_config = licensing_store::StoreConfig::from_lookup(settings.lookup())
+        .map_err(|(name, reason)| anyhow::anyhow!("{name} {reason}"))?;
+    let store = licensing_store::Store::connect(&store_config)?;
+    store.migrate().await?;
+    let bus = licensing_bus::Bus::connect(licensing_processor::bus_config(&settings)?).await?;
+    let result = licensing_processor::redrive(&store, &bus, id, "cli").await;
+    bus.close().await;
+    let letters = result?;
+    for l in &letters {
+        println!(
+            "redriven {} message {} {} {} ({})",
+            l.letter.id,
+            l.letter.message_id,
+            l.letter.kind.as_deref().unwrap_or("-"),
+            l.letter.license.as_deref().unwrap_or("-"),
+            l.letter.reason
+        );
+    }
+    if letters.is_empty() {
+        eprintln!(
+            "licensing-processor: {}",
+            match id {
+                Some(id) => format!("no waiting dead letter {id} (unknown, or re-driven already)"),
+                None => "no dead letter is waiting".to_owned(),
+            }
+        );
+    }
+    Ok(!letters.is_empty())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -26,7 +26,8 @@ pub struct Processor {
     health: Health,
 }
 
-fn kind(envelope: &CommandEnvelope) -> String {
+/// The `kind` label of a command: a callback's activity, else the command's name.
+pub(crate) fn kind(envelope: &CommandEnvelope) -> String {
     match &envelope.command {
         CommandBody::Callback(c) => c.request.activity().to_owned(),
         CommandBody::RequestActivation { .. } => "request_activation".to_owned(),
@@ -136,7 +137,25 @@ impl Processor {
                 }
             }
         });
-        let _ = tokio::join!(retention, consumer);
+        let keeper = supervise(&self.health, "dead_letter_keeper", cancel.clone(), {
+            let processor = self.clone();
+            move |task| {
+                let processor = processor.clone();
+                async move {
+                    let bus = Bus::connect(processor.config.bus.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    task.up();
+                    let result = tokio::select! {
+                        r = crate::dead_letters::keep(&processor.store, &bus, &task.cancel) => r,
+                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
+                    };
+                    bus.close().await;
+                    result
+                }
+            }
+        });
+        let _ = tokio::join!(retention, consumer, keeper);
         tracing::info!("processor stopped");
         Ok(())
     }

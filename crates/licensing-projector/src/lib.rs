@@ -3,6 +3,7 @@
 //! processor as commands), and serves the query API.
 
 mod config;
+mod dead_letters;
 mod entitlement;
 mod evidence;
 mod heartbeats;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use licensing_bus::Bus;
 use licensing_runtime::{
-    CancellationToken, Health, Readiness, get_only, ops_service, supervise, until_done,
+    CancellationToken, Health, Readiness, get_only, ops_service, post_only, supervise, until_done,
 };
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
@@ -110,6 +111,7 @@ impl Projector {
             day_zone: config.day_zone,
             probe: config.probe.clone(),
             probe_schedule: config.probe_schedule.clone(),
+            bus: config.bus.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -136,6 +138,16 @@ impl Projector {
                     evidence::license_evidence,
                 ))
                 .service(get_only("/v1/probe", probe_log::probe))
+                .service(get_only("/v1/dead-letters", dead_letters::list))
+                .service(post_only(
+                    "/v1/dead-letters/redrive",
+                    dead_letters::redrive_all,
+                ))
+                .service(get_only("/v1/dead-letters/{id}", dead_letters::one))
+                .service(post_only(
+                    "/v1/dead-letters/{id}/redrive",
+                    dead_letters::redrive,
+                ))
                 .service(get_only("/v1/exchanges", evidence::exchanges))
                 .service(get_only("/v1/exchanges/{id}", evidence::exchange))
                 .configure(ops.clone())

@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     pub(crate) probe_last_success: Gauge<f64, AtomicU64>,
     /// When the marketplace's own probe was last seen (0: never).
     pub(crate) marketplace_probe_last_seen: Gauge<f64, AtomicU64>,
+    /// Dead letters not re-driven yet.
+    pub(crate) dead_letters_waiting: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +50,7 @@ impl Metrics {
             probe_failed_days: Gauge::default(),
             probe_last_success: Gauge::default(),
             marketplace_probe_last_seen: Gauge::default(),
+            dead_letters_waiting: Gauge::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -94,6 +97,11 @@ impl Metrics {
             "licensing_marketplace_probe_last_seen_timestamp_seconds",
             "When the marketplace's own probe (a testFlag=1 callback) was last seen (0: never)",
             metrics.marketplace_probe_last_seen.clone(),
+        );
+        r.register(
+            "licensing_dead_letters_waiting",
+            "Commands parked in the dead-letter queue and not re-driven yet (GET /v1/dead-letters)",
+            metrics.dead_letters_waiting.clone(),
         );
         metrics
     }
@@ -147,6 +155,8 @@ impl Metrics {
         self.probe_last_success.set(seconds(probe.last_success_at));
         self.marketplace_probe_last_seen
             .set(seconds(probe.marketplace_last_seen_at));
+        self.dead_letters_waiting
+            .set(store.dead_letters_waiting().await?);
         Ok(())
     }
 }

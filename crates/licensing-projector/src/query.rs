@@ -31,6 +31,8 @@ pub(crate) struct QueryState {
     pub(crate) probe: Option<crate::probe::ProbeSettings>,
     /// When the watchdog runs, in the market zone.
     pub(crate) probe_schedule: crate::probe::ProbeSchedule,
+    /// The broker, for re-drives.
+    pub(crate) bus: licensing_bus::BusConfig,
 }
 
 /// A UTC offset as `+08:00`.
@@ -77,13 +79,16 @@ pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Resul
 pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
     licensing_runtime::bearer_token(req, &state.tokens)
         .is_none()
-        .then(|| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-        })
+        .then(refused)
+}
+
+/// The answer to a request without a valid API token.
+pub(crate) fn refused() -> HttpResponse {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required",
+    )
 }
 
 /// The events of license `code` (of its sandbox twin with `sandbox`), or the error to answer: 404

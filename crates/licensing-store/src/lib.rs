@@ -11,9 +11,12 @@
 //!   nonces; [`UnitOfWork::load_many`] loads a batch's streams in one query.
 //! - [`Exchange`]s are the evidence log (D20): every exchange with the marketplace byte for byte,
 //!   in monthly partitions ([`Store::maintain_evidence`] creates and expires them).
+//! - [`DeadLetter`]s are the commands parked in the dead-letter queue, kept to be read and
+//!   re-driven ([`Store::redrive_dead_letters`]).
 //! - [`Upcasters`] turn old payload versions into current ones on read.
 
 mod append;
+mod dead_letters;
 mod error;
 mod event;
 mod evidence;
@@ -27,6 +30,7 @@ mod tls;
 mod unit_of_work;
 
 pub use append::AppendOutcome;
+pub use dead_letters::{DeadLetter, DeadLetterState, RedriveError, StoredDeadLetter};
 pub use error::StoreError;
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
 pub use evidence::{Direction, EvidenceVolume, Exchange, ExchangeFilter, Expired, StoredExchange};

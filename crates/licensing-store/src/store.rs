@@ -18,6 +18,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "evidence",
         include_str!("../migrations/0003_evidence.sql"),
     ),
+    (
+        4,
+        "dead_letters",
+        include_str!("../migrations/0004_dead_letters.sql"),
+    ),
 ];
 
 /// Shortest time between two notifications to followers.

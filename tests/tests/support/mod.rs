@@ -457,6 +457,54 @@ impl Stack {
         response.json().await.unwrap()
     }
 
+    /// A gauge's value on the projector's `/metrics` (unlabelled metrics only).
+    pub async fn projector_gauge(&self, name: &str) -> Option<f64> {
+        let metrics = self
+            .http
+            .get(self.query_url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Appends to `stream` an event this build cannot read (as if written by a later release):
+    /// commands for that license are dead-lettered.
+    pub async fn make_unreadable(&self, stream: &str) {
+        let unreadable = licensing_store::NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "written_by_a_later_release".into(),
+            schema_version: 1,
+            payload: serde_json::json!({}),
+            metadata: licensing_store::EventMetadata::default(),
+        };
+        self.store
+            .append(stream, 0, vec![unreadable])
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the processor's keeper has recorded a dead letter that `matches`.
+    pub async fn wait_dead_letter(
+        &self,
+        matches: impl Fn(&licensing_store::StoredDeadLetter) -> bool,
+    ) -> licensing_store::StoredDeadLetter {
+        eventually("a dead letter to be recorded", 30, || async {
+            self.store
+                .dead_letters(licensing_store::DeadLetterState::All, None, 100)
+                .await
+                .ok()?
+                .into_iter()
+                .find(&matches)
+        })
+        .await
+    }
+
     /// All events of a stream.
     pub async fn events(&self, stream: &str) -> Vec<RecordedEvent> {
         self.store.load(stream).await.unwrap()

@@ -1,0 +1,209 @@
+//! Dead letters on the query API (ADR 0014): `GET /v1/dead-letters`, `GET /v1/dead-letters/{id}`,
+//! and the re-drive, `POST /v1/dead-letters/{id}/redrive` (one) and `POST /v1/dead-letters/redrive`
+//! (every waiting one), recorded with the API token's name as who re-drove it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use licensing_bus::Bus;
+use licensing_store::{DeadLetterState, RedriveError, StoredDeadLetter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::query::{
+    QueryState, decode_query, error, instant, refused, rfc3339, unauthorized, unavailable,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+/// A dead letter without its body.
+pub(crate) fn summary_json(l: &StoredDeadLetter) -> Value {
+    json!({
+        "id": l.letter.id,
+        "message_id": l.letter.message_id,
+        "correlation_id": l.letter.correlation_id,
+        "reason": l.letter.reason,
+        "license": l.letter.license,
+        "kind": l.letter.kind,
+        "parked_at": rfc3339(Some(l.parked_at)),
+        "redriven_at": rfc3339(l.redriven_at),
+        "redriven_by": l.redriven_by,
+    })
+}
+
+/// A dead letter with its body: as JSON when it is JSON, as text when it is UTF-8, and always as
+/// base64 (the exact bytes).
+pub(crate) fn letter_json(l: &StoredDeadLetter) -> Value {
+    let mut value = summary_json(l);
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            "body_json".to_owned(),
+            serde_json::from_slice::<Value>(&l.letter.body).unwrap_or(Value::Null),
+        );
+        map.insert(
+            "body_text".to_owned(),
+            std::str::from_utf8(&l.letter.body).map_or(Value::Null, |t| t.into()),
+        );
+        map.insert(
+            "body_base64".to_owned(),
+            base64::engine::general_purpose::STANDARD
+                .encode(&l.letter.body)
+                .into(),
+        );
+    }
+    value
+}
+
+/// `GET /v1/dead-letters[?state=waiting|redriven|all&limit=&before=]`: newest first (default
+/// waiting ones, 50; at most 500), `before` an RFC 3339 instant for the next page.
+pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let query = decode_query::<ListQuery>(req.query_string()).and_then(|q| {
+        let which = match q.state.as_deref() {
+            None | Some("waiting") => DeadLetterState::Waiting,
+            Some("redriven") => DeadLetterState::Redriven,
+            Some("all") => DeadLetterState::All,
+            Some(_) => return Err("state must be waiting, redriven or all".to_owned()),
+        };
+        let limit = match q.limit {
+            None => 50,
+            Some(n) if (1..=500).contains(&n) => n,
+            Some(_) => return Err("limit must be from 1 to 500".to_owned()),
+        };
+        Ok((which, limit, instant("before", q.before.as_ref())?))
+    });
+    let (which, limit, before) = match query {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+    };
+    match state.store.dead_letters(which, before, limit).await {
+        Ok(letters) => HttpResponse::Ok().json(json!({
+            "dead_letters": letters.iter().map(summary_json).collect::<Vec<_>>(),
+            "next_before": (letters.len() as i64 == limit)
+                .then(|| letters.last().map(|l| rfc3339(Some(l.parked_at))))
+                .flatten(),
+        })),
+        Err(e) => unavailable(&e),
+    }
+}
+
+fn not_found(id: &str) -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_dead_letter",
+        format!("no dead letter {id}"),
+    )
+}
+
+/// `GET /v1/dead-letters/{id}`.
+pub(crate) async fn one(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    let Ok(id) = Uuid::parse_str(&path) else {
+        return not_found(&path);
+    };
+    match state.store.dead_letter(id).await {
+        Ok(Some(letter)) => HttpResponse::Ok().json(letter_json(&letter)),
+        Ok(None) => not_found(&id.to_string()),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// Re-drives `id` (every waiting one with `None`) as the request's token: what was re-driven.
+pub(crate) async fn redrive_as(
+    state: &QueryState,
+    id: Option<Uuid>,
+    actor: &str,
+) -> Result<Vec<StoredDeadLetter>, HttpResponse> {
+    let bus = Bus::connect(state.bus.clone()).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot reach the broker to re-drive");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the broker cannot take the command right now; retry",
+        )
+    })?;
+    let result = state
+        .store
+        .redrive_dead_letters(id, actor, |letter| {
+            let bus = &bus;
+            async move {
+                let l = letter.letter;
+                bus.publish_command(
+                    &l.body,
+                    l.message_id,
+                    l.correlation_id.unwrap_or_default(),
+                    None,
+                )
+                .await
+            }
+        })
+        .await;
+    bus.close().await;
+    match result {
+        Ok(letters) => {
+            for l in &letters {
+                tracing::info!(id = %l.letter.id, message_id = %l.letter.message_id, actor, "dead letter re-driven");
+            }
+            Ok(letters)
+        }
+        Err(RedriveError::Store(e)) => Err(unavailable(&e)),
+        Err(RedriveError::Publish(e)) => Err(unavailable(&e)),
+    }
+}
+
+/// `POST /v1/dead-letters/{id}/redrive`: 200 with the letter; 404 unknown; 409 re-driven already.
+pub(crate) async fn redrive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<QueryState>,
+) -> HttpResponse {
+    let Some(token) = licensing_runtime::bearer_token(&req, &state.tokens) else {
+        return refused();
+    };
+    let Ok(id) = Uuid::parse_str(&path) else {
+        return not_found(&path);
+    };
+    match redrive_as(&state, Some(id), &token.name).await {
+        Ok(letters) if !letters.is_empty() => HttpResponse::Ok().json(json!({
+            "redriven": letters.iter().map(summary_json).collect::<Vec<_>>(),
+        })),
+        Ok(_) => match state.store.dead_letter(id).await {
+            Ok(Some(letter)) => HttpResponse::build(StatusCode::CONFLICT).json(json!({
+                "code": "redriven_already",
+                "message": format!("dead letter {id} was re-driven already"),
+                "dead_letter": summary_json(&letter),
+            })),
+            Ok(None) => not_found(&id.to_string()),
+            Err(e) => unavailable(&e),
+        },
+        Err(response) => response,
+    }
+}
+
+/// `POST /v1/dead-letters/redrive`: every waiting dead letter, oldest first.
+pub(crate) async fn redrive_all(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
+    let Some(token) = licensing_runtime::bearer_token(&req, &state.tokens) else {
+        return refused();
+    };
+    match redrive_as(&state, None, &token.name).await {
+        Ok(letters) => HttpResponse::Ok().json(json!({
+            "redriven": letters.iter().map(summary_json).collect::<Vec<_>>(),
+        })),
+        Err(response) => response,
+    }
+}
