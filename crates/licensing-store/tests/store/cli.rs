@@ -22,10 +22,12 @@ fn run(url: &str, args: &[&str]) -> (i32, String, String) {
 #[tokio::test]
 async fn migrate_is_idempotent_and_status_reports_the_store() {
     let db = TestDatabase::create().await;
+    let version = licensing_store::Store::schema_version();
+    assert_eq!(version, 4, "the migrations this build carries");
     let (code, out, _) = run(&db.url, &["migrate"]);
     assert_eq!(
-        (code, out.as_str()),
-        (0, "schema is up to date (version 3)\n")
+        (code, out),
+        (0, format!("schema is up to date (version {version})\n"))
     );
     db.store()
         .append("license-PL1", 0, vec![event("registered", 1)])
@@ -33,7 +35,12 @@ async fn migrate_is_idempotent_and_status_reports_the_store() {
         .unwrap();
     let (code, out, _) = run(&db.url, &["status"]);
     assert_eq!(code, 0);
-    assert!(out.contains("schema version: 3 (this build: 3)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "schema version: {version} (this build: {version})"
+        )),
+        "{out}"
+    );
     assert!(out.contains("events: 1 in 1 streams"), "{out}");
     assert!(
         out.contains("evidence: 0 exchanges") && out.contains("oldest month none"),
