@@ -446,20 +446,7 @@ async fn the_heartbeat_ledger_shows_each_day_of_use_and_the_debt_metric_agrees()
 
     // The debt metric counts the unpaid day of the last seven.
     eventually("the debt gauge", 30, || async {
-        let metrics = stack
-            .http
-            .get(stack.query_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("licensing_heartbeat_debt"))
-            .map(str::to_owned);
-        (line.as_deref() == Some("licensing_heartbeat_debt 1")).then_some(())
+        (stack.projector_gauge("licensing_heartbeat_debt").await == Some(1.0)).then_some(())
     })
     .await;
 }
