@@ -108,9 +108,14 @@ impl Bus {
         Ok(())
     }
 
-    /// Messages ready in a queue (not counting those delivered and not yet acknowledged). Asks
-    /// on a channel of its own: a missing queue closes the channel that asked.
+    /// Messages ready in a queue (not counting those delivered and not yet acknowledged).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, BusError> {
+        Ok(self.queue_stats(queue).await?.0)
+    }
+
+    /// A queue's ready messages and its consumers. Asks on a channel of its own: a missing queue
+    /// closes the channel that asked.
+    pub async fn queue_stats(&self, queue: &str) -> Result<(u32, u32), BusError> {
         let t = self.config.timeout;
         let channel = bounded(t, "channel.open", self.connection.create_channel()).await?;
         let declared = bounded(
@@ -127,7 +132,8 @@ impl Bus {
         )
         .await;
         let _ = channel.close(200, "OK".into()).await;
-        Ok(declared?.message_count())
+        let declared = declared?;
+        Ok((declared.message_count(), declared.consumer_count()))
     }
 
     /// Subscribes to events: a private queue bound to the events exchange with `pattern`

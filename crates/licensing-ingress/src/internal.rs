@@ -391,17 +391,7 @@ pub(crate) async fn resolve_drift(
     let license = path.into_inner();
     let parsed: ResolveBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
-    if !matches!(parsed.accept.as_str(), "marketplace" | "ours") {
-        return Err(ApiError::invalid_body("accept must be marketplace or ours"));
-    }
-    let note = parsed.note.trim();
-    if note.is_empty() || note.chars().count() > 1000 {
-        return Err(ApiError::invalid_body("note must be 1 to 1000 characters"));
-    }
-    let command = CommandBody::ResolveDrift {
-        license: license.clone(),
-        accept: parsed.accept,
-        note: note.to_owned(),
-    };
+    let command = CommandBody::resolve_drift(&license, &parsed.accept, &parsed.note)
+        .map_err(ApiError::invalid_body)?;
     submit(&req, &state, "drift_resolve", license, command, &body).await
 }

@@ -436,3 +436,23 @@ pub struct LicenseSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_kept_until_ms: Option<i64>,
 }
+
+impl CommandBody {
+    /// An operator's drift resolution, checked: `accept` is `marketplace` or `ours`, the note 1 to
+    /// 1000 characters once trimmed. The error says what is wrong (the internal API and the
+    /// console send it as is).
+    pub fn resolve_drift(license: &str, accept: &str, note: &str) -> Result<Self, String> {
+        if !matches!(accept, "marketplace" | "ours") {
+            return Err("accept must be marketplace or ours".to_owned());
+        }
+        let note = note.trim();
+        if note.is_empty() || note.chars().count() > 1000 {
+            return Err("note must be 1 to 1000 characters".to_owned());
+        }
+        Ok(Self::ResolveDrift {
+            license: license.to_owned(),
+            accept: accept.to_owned(),
+            note: note.to_owned(),
+        })
+    }
+}

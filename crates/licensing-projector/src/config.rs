@@ -68,6 +68,14 @@ pub struct ProjectorConfig {
     pub probe: Option<crate::ProbeSettings>,
     /// `LICENSING_PROBE_SCHEDULE` (default `09:30,15:30`, market zone): when the watchdog runs.
     pub probe_schedule: crate::ProbeSchedule,
+    /// `LICENSING_CONSOLE_SESSION_HOURS`: how long a console session lasts (default 12, 1 to 720).
+    pub console_session_hours: u32,
+    /// `LICENSING_TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`) of the reverse proxies
+    /// whose `X-Forwarded-For` and `X-Forwarded-Proto` the console believes (default none).
+    pub trusted_proxies: Vec<crate::console::Network>,
+    /// `LICENSING_CONSOLE_PEERS`: `name=url` of the other services' `/readyz`, which the console's
+    /// overview shows (`ingress=http://127.0.0.1:8080/readyz,processor=http://127.0.0.1:8082/readyz`).
+    pub console_peers: Vec<(String, url::Url)>,
 }
 
 /// A list of day thresholds, each 1 to 365, largest first; `default` when unset.
@@ -142,7 +150,38 @@ impl ProjectorConfig {
             "LICENSING_MARKET_TIME_ZONE",
             koogallery::market_time::CHINA_STANDARD_TIME,
         )?;
+        let trusted_proxies = settings
+            .list("LICENSING_TRUSTED_PROXIES")?
+            .iter()
+            .map(|item| crate::console::Network::parse(item.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SettingsError::invalid("LICENSING_TRUSTED_PROXIES", e))?;
+        let console_peers = settings
+            .list("LICENSING_CONSOLE_PEERS")?
+            .iter()
+            .map(|item| {
+                let (name, url) = item
+                    .split_once('=')
+                    .ok_or_else(|| format!("{item:?} is not name=url"))?;
+                let url = url::Url::parse(url.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+                Ok((name.trim().to_owned(), url))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| SettingsError::invalid("LICENSING_CONSOLE_PEERS", e))?;
+        let console_session_hours =
+            match settings.parse_or("LICENSING_CONSOLE_SESSION_HOURS", 12)? {
+                hours @ 1..=720 => hours,
+                _ => {
+                    return Err(SettingsError::invalid(
+                        "LICENSING_CONSOLE_SESSION_HOURS",
+                        "must be 1 to 720",
+                    ));
+                }
+            };
         Ok(Self {
+            console_session_hours,
+            trusted_proxies,
+            console_peers,
             market_zone,
             probe: crate::ProbeSettings::from_settings(settings)?,
             probe_schedule: crate::ProbeSchedule::from_settings(settings, market_zone)?,

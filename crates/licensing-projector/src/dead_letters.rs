@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::query::{
-    QueryState, decode_query, error, instant, refused, rfc3339, unauthorized, unavailable,
+    QueryState, Refusal, decode_query, error, instant, refused, respond, rfc3339, unauthorized,
+    unavailable,
 };
 
 #[derive(Debug, Deserialize)]
@@ -85,15 +86,27 @@ pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> Http
         Ok(q) => q,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
     };
-    match state.store.dead_letters(which, before, limit).await {
-        Ok(letters) => HttpResponse::Ok().json(json!({
-            "dead_letters": letters.iter().map(summary_json).collect::<Vec<_>>(),
-            "next_before": (letters.len() as i64 == limit)
-                .then(|| letters.last().map(|l| rfc3339(Some(l.parked_at))))
-                .flatten(),
-        })),
-        Err(e) => unavailable(&e),
-    }
+    respond(list_body(&state, which, limit, before).await)
+}
+
+/// `GET /v1/dead-letters`' body: newest first, and where the next page starts.
+pub(crate) async fn list_body(
+    state: &QueryState,
+    which: DeadLetterState,
+    limit: i64,
+    before: Option<time::OffsetDateTime>,
+) -> Result<Value, Refusal> {
+    let letters = state
+        .store
+        .dead_letters(which, before, limit)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    Ok(json!({
+        "dead_letters": letters.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_before": (letters.len() as i64 == limit)
+            .then(|| letters.last().map(|l| rfc3339(Some(l.parked_at))))
+            .flatten(),
+    }))
 }
 
 fn not_found(id: &str) -> HttpResponse {
@@ -128,10 +141,10 @@ pub(crate) async fn redrive_as(
     state: &QueryState,
     id: Option<Uuid>,
     actor: &str,
-) -> Result<Vec<StoredDeadLetter>, HttpResponse> {
+) -> Result<Vec<StoredDeadLetter>, Refusal> {
     let bus = Bus::connect(state.bus.clone()).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot reach the broker to re-drive");
-        error(
+        Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the broker cannot take the command right now; retry",
@@ -161,8 +174,8 @@ pub(crate) async fn redrive_as(
             }
             Ok(letters)
         }
-        Err(RedriveError::Store(e)) => Err(unavailable(&e)),
-        Err(RedriveError::Publish(e)) => Err(unavailable(&e)),
+        Err(RedriveError::Store(e)) => Err(Refusal::unavailable(&e)),
+        Err(RedriveError::Publish(e)) => Err(Refusal::unavailable(&e)),
     }
 }
 
@@ -191,7 +204,7 @@ pub(crate) async fn redrive(
             Ok(None) => not_found(&id.to_string()),
             Err(e) => unavailable(&e),
         },
-        Err(response) => response,
+        Err(refusal) => refusal.answer(),
     }
 }
 
@@ -204,6 +217,6 @@ pub(crate) async fn redrive_all(req: HttpRequest, state: web::Data<QueryState>) 
         Ok(letters) => HttpResponse::Ok().json(json!({
             "redriven": letters.iter().map(summary_json).collect::<Vec<_>>(),
         })),
-        Err(response) => response,
+        Err(refusal) => refusal.answer(),
     }
 }

@@ -42,7 +42,7 @@ pub(crate) async fn entitlement(
     let code = path.into_inner();
     let events = match license_events(&state.store, &code, false).await {
         Ok(events) => events,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.answer(),
     };
     let license = match replay(&events[0].stream_id, &events) {
         Ok(license) => license,

@@ -271,7 +271,7 @@ pub(crate) struct Evidence {
 }
 
 /// The most exchanges one ledger or pack holds; narrow the window for more.
-const MAX_EXCHANGES: i64 = 1000;
+pub(crate) const MAX_EXCHANGES: i64 = 1000;
 
 /// Why a license's evidence cannot be gathered.
 #[derive(Debug, thiserror::Error)]
@@ -349,15 +349,20 @@ impl Side {
 /// One line of the ledger.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    at: OffsetDateTime,
+    pub(crate) at: OffsetDateTime,
     side: Side,
-    kind: String,
-    summary: String,
-    exchange_id: Option<Uuid>,
-    event_id: Option<Uuid>,
+    pub(crate) kind: String,
+    pub(crate) summary: String,
+    pub(crate) exchange_id: Option<Uuid>,
+    pub(crate) event_id: Option<Uuid>,
 }
 
 impl Entry {
+    /// `marketplace_said`, `we_concluded` or `we_told`.
+    pub(crate) fn side(&self) -> &'static str {
+        self.side.as_str()
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         json!({
             "at": rfc3339(Some(self.at)),
@@ -450,7 +455,7 @@ pub(crate) fn ledger(evidence: &Evidence) -> Vec<Entry> {
 }
 
 /// A short line for an event: its type and the payload fields that say the most.
-fn event_summary(event: &RecordedEvent) -> String {
+pub(crate) fn event_summary(event: &RecordedEvent) -> String {
     let p = &event.payload;
     let fields: Vec<String> = [
         "scene",
@@ -523,7 +528,12 @@ pub(crate) async fn license_evidence(
         Ok(window) => window,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
     };
-    match evidence_pack(&state.store, &code, &window, state.verifier.as_ref()).await {
+    pack_download(&state, &code, &window).await
+}
+
+/// The evidence pack as a download (the query API and the console).
+pub(crate) async fn pack_download(state: &QueryState, code: &str, window: &Window) -> HttpResponse {
+    match evidence_pack(&state.store, code, window, state.verifier.as_ref()).await {
         Ok(zip) => HttpResponse::Ok()
             .content_type("application/zip")
             .insert_header((

@@ -3,6 +3,7 @@
 //! processor as commands), and serves the query API.
 
 mod config;
+mod console;
 mod dead_letters;
 mod entitlement;
 mod evidence;
@@ -32,6 +33,7 @@ use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
 
 pub use config::ProjectorConfig;
+pub use console::Network;
 pub use evidence::{GatherError, Window, evidence_pack};
 pub use probe::{ProbeSchedule, ProbeSettings};
 pub use publisher::{EVENT_ENVELOPE_VERSION, envelope};
@@ -113,9 +115,20 @@ impl Projector {
             probe_schedule: config.probe_schedule.clone(),
             bus: config.bus.clone(),
         });
+        let console = web::Data::new(console::Console::new(
+            config.console_session_hours,
+            config.trusted_proxies.clone(),
+            config.console_peers.clone(),
+            health.clone(),
+            config.ready_max_lag,
+            config.market_zone,
+            config.bus.clone(),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(console.clone())
+                .configure(console::routes)
                 .service(get_only("/openapi.json", openapi))
                 .service(get_only("/.well-known/jwks.json", entitlement::jwks))
                 .service(get_only(
@@ -314,14 +327,8 @@ impl Projector {
                 async move {
                     task.up();
                     while !task.cancel.is_cancelled() {
-                        let now = clock.now();
-                        let today = licensing_domain::Day::containing(
-                            licensing_domain::Timestamp::from_millis(
-                                koogallery::market_time::unix_millis(now),
-                            ),
-                            zone.whole_minutes().into(),
-                        );
-                        if let Err(e) = metrics.refresh(&store, today.number()).await {
+                        let today = metrics::today(&clock, zone);
+                        if let Err(e) = metrics.refresh(&store, today).await {
                             tracing::warn!(error = %e, "cannot refresh the gauges");
                         }
                         tokio::select! {
@@ -371,7 +378,7 @@ impl Projector {
 
 /// Whether the projector works: every task up, the store reachable, and no follower further
 /// behind than `max_lag`. The reason names tasks and followers, never a database's error text.
-async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
+pub(crate) async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
     health.check()?;
     let lags = store
         .follower_lags(&FOLLOWERS)

@@ -139,14 +139,8 @@ impl Metrics {
                 .get_or_create(&vec![("follower", follower)])
                 .set(seconds);
         }
-        let debt: i64 = client
-            .query_one(
-                "SELECT count(*) FROM heartbeat_days WHERE acknowledged_at IS NULL AND day > $1::bigint - 7 AND day <= $1::bigint",
-                &[&today],
-            )
-            .await?
-            .get(0);
-        self.heartbeat_debt.set(debt);
+        self.heartbeat_debt
+            .set(heartbeat_debt(&**client, today).await?);
         let probe = crate::probe_log::ProbeStatus::read(&**client).await?;
         let seconds = |t: Option<time::OffsetDateTime>| {
             t.map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9)
@@ -159,4 +153,28 @@ impl Metrics {
             .set(store.dead_letters_waiting().await?);
         Ok(())
     }
+}
+
+/// Days of use over the last 7 market days up to `today` without an acknowledged heartbeat, over
+/// all real licenses (the gauge and the console's overview).
+pub(crate) async fn heartbeat_debt(
+    client: &impl licensing_store::GenericClient,
+    today: i64,
+) -> Result<i64, licensing_store::StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM heartbeat_days WHERE acknowledged_at IS NULL AND day > $1::bigint - 7 AND day <= $1::bigint",
+            &[&today],
+        )
+        .await?
+        .get(0))
+}
+
+/// The number of the market day (in `zone`) that the clock is in.
+pub(crate) fn today(clock: &licensing_runtime::Clock, zone: time::UtcOffset) -> i64 {
+    licensing_domain::Day::containing(
+        licensing_domain::Timestamp::from_millis(koogallery::market_time::unix_millis(clock.now())),
+        zone.whole_minutes().into(),
+    )
+    .number()
 }

@@ -2,7 +2,6 @@
 //! by the view follower from the `probe` stream; the countdown to the marketplace's freeze read
 //! from it, for `GET /v1/probe` and the gauges alike.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use licensing_domain::{self as domain, Day, ProbeEvent};
 use licensing_messages::event_codec;
@@ -12,9 +11,7 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::heartbeats::date_of;
-use crate::query::{
-    QueryState, decode_query, error, rfc3339, unauthorized, unavailable, zone_label,
-};
+use crate::query::{QueryState, Refusal, decode_query, respond, rfc3339, unauthorized, zone_label};
 
 fn ts(t: domain::Timestamp) -> OffsetDateTime {
     koogallery::market_time::from_unix_millis(t.as_millis()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -138,16 +135,22 @@ pub(crate) async fn probe(req: HttpRequest, state: web::Data<QueryState>) -> Htt
         Some(_) => Err("limit must be from 1 to 100".to_owned()),
     }) {
         Ok(limit) => limit,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+        Err(message) => return Refusal::invalid_query(message).answer(),
     };
-    let client = match state.store.client().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(&e),
-    };
-    let status = match ProbeStatus::read(&**client).await {
-        Ok(status) => status,
-        Err(e) => return unavailable(&e),
-    };
+    respond(probe_body(&state, limit).await)
+}
+
+/// `GET /v1/probe`'s body: the watchdog's settings, the last `limit` runs with each case, the
+/// failed days and the marketplace's own probes seen (the console renders it).
+pub(crate) async fn probe_body(state: &QueryState, limit: i64) -> Result<Value, Refusal> {
+    let client = state
+        .store
+        .client()
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let status = ProbeStatus::read(&**client)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
     let rows = client
         .query(
             "SELECT run_at, market_day, case_name, passed, http_status, answer, latency_ms, error FROM probe_runs
@@ -164,7 +167,7 @@ pub(crate) async fn probe(req: HttpRequest, state: web::Data<QueryState>) -> Htt
         .await;
     let (rows, seen) = match (rows, seen) {
         (Ok(rows), Ok(seen)) => (rows, seen),
-        (Err(e), _) | (_, Err(e)) => return unavailable(&e),
+        (Err(e), _) | (_, Err(e)) => return Err(Refusal::unavailable(&e)),
     };
     let mut runs: Vec<Value> = Vec::new();
     let mut current: Option<(OffsetDateTime, i64, bool, Vec<Value>)> = None;
@@ -202,7 +205,7 @@ pub(crate) async fn probe(req: HttpRequest, state: web::Data<QueryState>) -> Htt
             "time_zone": zone_label(schedule.zone),
         }),
     };
-    HttpResponse::Ok().json(json!({
+    Ok(json!({
         "watchdog": watchdog,
         "failed_days": status.failed_days,
         "days_until_freeze": domain::days_until_freeze(status.failed_days),

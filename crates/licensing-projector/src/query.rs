@@ -50,12 +50,62 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 
 /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
 pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
-    tracing::warn!(error = %cause, "query failed in the store");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the store cannot answer right now; retry",
-    )
+    Refusal::unavailable(cause).answer()
+}
+
+/// A query that cannot be answered: the API sends it as JSON, the console as a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a wrong query parameter.
+    pub(crate) fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// 404 for a license that does not exist (or cannot be a license code).
+    pub(crate) fn unknown_license(code: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_license",
+            format!("no license {code}"),
+        )
+    }
+
+    /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
+    pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "query failed in the store");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the store cannot answer right now; retry",
+        )
+    }
+
+    /// The API's JSON answer.
+    pub(crate) fn answer(&self) -> HttpResponse {
+        error(self.status, self.code, self.message.clone())
+    }
+}
+
+/// The API's answer to a computed body: 200 with it, or the refusal.
+pub(crate) fn respond(body: Result<Value, Refusal>) -> HttpResponse {
+    match body {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(refusal) => refusal.answer(),
+    }
 }
 
 /// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
@@ -91,27 +141,20 @@ pub(crate) fn refused() -> HttpResponse {
     )
 }
 
-/// The events of license `code` (of its sandbox twin with `sandbox`), or the error to answer: 404
-/// when there are none, or when `code` cannot be a license code at all.
+/// The events of license `code` (of its sandbox twin with `sandbox`): 404 when there are none,
+/// or when `code` cannot be a license code at all.
 pub(crate) async fn license_events(
     store: &Store,
     code: &str,
     sandbox: bool,
-) -> Result<Vec<RecordedEvent>, HttpResponse> {
-    let unknown = || {
-        error(
-            StatusCode::NOT_FOUND,
-            "unknown_license",
-            format!("no license {code}"),
-        )
-    };
+) -> Result<Vec<RecordedEvent>, Refusal> {
     let Ok(license) = licensing_domain::LicenseCode::parse(code) else {
-        return Err(unknown());
+        return Err(Refusal::unknown_license(code));
     };
     match store.load(&license.stream_name(sandbox)).await {
-        Ok(events) if events.is_empty() => Err(unknown()),
+        Ok(events) if events.is_empty() => Err(Refusal::unknown_license(code)),
         Ok(events) => Ok(events),
-        Err(e) => Err(unavailable(&e)),
+        Err(e) => Err(Refusal::unavailable(&e)),
     }
 }
 
@@ -152,6 +195,8 @@ fn view_json(r: &licensing_store::Row) -> Value {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// A code prefix, an order id or a product id.
+    q: Option<String>,
     status: Option<String>,
     access_mode: Option<String>,
     product: Option<String>,
@@ -162,6 +207,7 @@ pub(crate) struct ListQuery {
     expire_before: Option<String>,
     /// Licenses whose last acknowledged heartbeat is before this day (or that have none).
     heartbeat_before_day: Option<i64>,
+    sort: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -172,9 +218,62 @@ pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetD
         .transpose()
 }
 
+/// The order of `GET /v1/licenses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Sort {
+    /// By license code (the default).
+    #[default]
+    License,
+    /// By expiry, soonest first, licenses without one last; then by code.
+    ExpireAt,
+}
+
+/// Where the next page of `GET /v1/licenses` starts: after this row of the chosen order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cursor {
+    License(String),
+    /// The last row's expiry (µs since the epoch; `None`: it had none) and code.
+    Expiry(Option<i64>, String),
+}
+
+impl Cursor {
+    fn parse(sort: Sort, raw: &str) -> Result<Self, String> {
+        match sort {
+            Sort::License => Ok(Self::License(raw.to_owned())),
+            Sort::ExpireAt => {
+                let bad = || "cursor is not one this API returned for sort=expire_at".to_owned();
+                let (at, license) = raw.split_once('_').ok_or_else(bad)?;
+                let at = match at {
+                    "none" => None,
+                    micros => Some(micros.parse::<i64>().map_err(|_| bad())?),
+                };
+                Ok(Self::Expiry(at, license.to_owned()))
+            }
+        }
+    }
+
+    fn of(sort: Sort, item: &Value) -> Option<String> {
+        let license = item["license"].as_str()?;
+        Some(match sort {
+            Sort::License => license.to_owned(),
+            Sort::ExpireAt => {
+                let at = item["expire_at"]
+                    .as_str()
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                    .map_or_else(
+                        || "none".to_owned(),
+                        |t| (t.unix_timestamp_nanos() / 1000).to_string(),
+                    );
+                format!("{at}_{license}")
+            }
+        })
+    }
+}
+
 /// The checked filters of `GET /v1/licenses`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ListFilter {
+    pub(crate) q: Option<String>,
     pub(crate) sandbox: bool,
     pub(crate) status: Option<String>,
     pub(crate) access_mode: Option<String>,
@@ -183,15 +282,24 @@ pub(crate) struct ListFilter {
     pub(crate) expire_after: Option<OffsetDateTime>,
     pub(crate) expire_before: Option<OffsetDateTime>,
     pub(crate) heartbeat_before_day: Option<i64>,
+    pub(crate) sort: Sort,
     /// 1 to 1000.
     pub(crate) limit: i64,
-    pub(crate) cursor: Option<String>,
+    pub(crate) cursor: Option<Cursor>,
 }
 
 /// Reads the query string of `GET /v1/licenses`; the error says which parameter is wrong.
 pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
     let raw: ListQuery = decode_query(query)?;
+    let sort = match raw.sort.as_deref() {
+        None | Some("license") => Sort::License,
+        Some("expire_at") => Sort::ExpireAt,
+        Some(_) => return Err("sort must be license or expire_at".to_owned()),
+    };
     Ok(ListFilter {
+        q: text_filter("q", raw.q)?
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty()),
         sandbox: raw.sandbox,
         status: text_filter("status", raw.status)?,
         access_mode: match raw.access_mode {
@@ -214,28 +322,44 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
             }
             day => day,
         },
+        sort,
         limit: match raw.limit {
             None => 100,
             Some(limit @ 1..=1000) => limit,
             Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
         },
-        cursor: text_filter("cursor", raw.cursor)?,
+        cursor: text_filter("cursor", raw.cursor)?
+            .map(|c| Cursor::parse(sort, &c))
+            .transpose()?,
     })
 }
 
-/// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
-pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
+/// `LIKE` pattern for values starting with `prefix`.
+fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
     }
-    let query = match list_filter(req.query_string()) {
-        Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
-    let limit = query.limit;
-    let client = match state.store.client().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(&e),
+    pattern.push('%');
+    pattern
+}
+
+/// One page of licenses matching `filter`: `{"items": [...], "next_cursor": ...}` (the query
+/// API's body, which the console renders).
+pub(crate) async fn list_page(store: &Store, filter: &ListFilter) -> Result<Value, Refusal> {
+    let limit = filter.limit;
+    let client = store.client().await.map_err(|e| Refusal::unavailable(&e))?;
+    let (after, order) = match filter.sort {
+        Sort::License => ("($8::text IS NULL OR license > $8)", "license"),
+        Sort::ExpireAt => (
+            "($8::text IS NULL OR CASE WHEN $12::timestamptz IS NULL
+                  THEN expire_at IS NULL AND license > $8
+                  ELSE expire_at > $12 OR (expire_at = $12 AND license > $8) OR expire_at IS NULL END)",
+            "expire_at NULLS LAST, license",
+        ),
     };
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM license_views
@@ -243,42 +367,61 @@ pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> Http
             AND ($4::text IS NULL OR order_id = $4) AND ($5::timestamptz IS NULL OR expire_at >= $5)
             AND ($6::timestamptz IS NULL OR expire_at < $6)
             AND ($7::bigint IS NULL OR last_heartbeat_day IS NULL OR last_heartbeat_day < $7)
-            AND ($8::text IS NULL OR license > $8)
+            AND {after}
             AND ($10::text IS NULL OR coalesce(access_mode, 'pending') = $10)
-          ORDER BY license LIMIT $9"
+            AND ($11::text IS NULL OR license LIKE $13 OR order_id = $11 OR product_id = $11)
+          ORDER BY {order} LIMIT $9"
     );
+    let (cursor_license, cursor_at) = match &filter.cursor {
+        None => (None, None),
+        Some(Cursor::License(license)) => (Some(license.clone()), None),
+        Some(Cursor::Expiry(at, license)) => (
+            Some(license.clone()),
+            at.and_then(|micros| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()
+            }),
+        ),
+    };
+    let pattern = filter.q.as_deref().map(prefix_pattern);
     let rows = client
         .query(
             &sql,
             &[
-                &query.sandbox,
-                &query.status,
-                &query.product,
-                &query.order,
-                &query.expire_after,
-                &query.expire_before,
-                &query.heartbeat_before_day,
-                &query.cursor,
+                &filter.sandbox,
+                &filter.status,
+                &filter.product,
+                &filter.order,
+                &filter.expire_after,
+                &filter.expire_before,
+                &filter.heartbeat_before_day,
+                &cursor_license,
                 &(limit + 1),
-                &query.access_mode,
+                &filter.access_mode,
+                &filter.q,
+                &cursor_at,
+                &pattern,
             ],
         )
-        .await;
-    match rows {
-        Ok(rows) => {
-            let more = rows.len() as i64 > limit;
-            let items: Vec<Value> = rows.iter().take(limit as usize).map(view_json).collect();
-            let next = if more {
-                items
-                    .last()
-                    .and_then(|i| i["license"].as_str())
-                    .map(str::to_owned)
-            } else {
-                None
-            };
-            HttpResponse::Ok().json(json!({"items": items, "next_cursor": next}))
-        }
-        Err(e) => unavailable(&e),
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<Value> = rows.iter().take(limit as usize).map(view_json).collect();
+    let next = if more {
+        items.last().and_then(|i| Cursor::of(filter.sort, i))
+    } else {
+        None
+    };
+    Ok(json!({"items": items, "next_cursor": next}))
+}
+
+/// `GET /v1/licenses`: filtered, ordered by license code (or expiry), paged with an opaque cursor.
+pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
+    if let Some(refused) = unauthorized(&req, &state) {
+        return refused;
+    }
+    match list_filter(req.query_string()) {
+        Ok(filter) => respond(list_page(&state.store, &filter).await),
+        Err(message) => Refusal::invalid_query(message).answer(),
     }
 }
 
@@ -301,6 +444,33 @@ pub(crate) fn license_query(query: &str) -> Result<(bool, Option<OffsetDateTime>
     Ok((raw.sandbox, at))
 }
 
+/// One license's view (`GET /v1/licenses/{code}`'s body), or its state at `at`.
+pub(crate) async fn license_body(
+    store: &Store,
+    code: &str,
+    sandbox: bool,
+    at: Option<OffsetDateTime>,
+) -> Result<Value, Refusal> {
+    if licensing_domain::LicenseCode::parse(code).is_err() {
+        return Err(Refusal::unknown_license(code));
+    }
+    if let Some(at) = at {
+        return as_of(store, code, sandbox, at).await;
+    }
+    let client = store.client().await.map_err(|e| Refusal::unavailable(&e))?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {VIEW_COLUMNS} FROM license_views WHERE license = $1 AND sandbox = $2"
+            ),
+            &[&code, &sandbox],
+        )
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    row.map(|r| view_json(&r))
+        .ok_or_else(|| Refusal::unknown_license(code))
+}
+
 /// `GET /v1/licenses/{code}`.
 pub(crate) async fn license(
     req: HttpRequest,
@@ -310,70 +480,39 @@ pub(crate) async fn license(
     if let Some(refused) = unauthorized(&req, &state) {
         return refused;
     }
-    let code = path.into_inner();
-    let (sandbox, at) = match license_query(req.query_string()) {
-        Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
-    if licensing_domain::LicenseCode::parse(&code).is_err() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_license",
-            format!("no license {code}"),
-        );
-    }
-    if let Some(at) = at {
-        return as_of(&state.store, &code, sandbox, at).await;
-    }
-    let client = match state.store.client().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(&e),
-    };
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {VIEW_COLUMNS} FROM license_views WHERE license = $1 AND sandbox = $2"
-            ),
-            &[&code, &sandbox],
-        )
-        .await;
-    match row {
-        Ok(Some(r)) => HttpResponse::Ok().json(view_json(&r)),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_license",
-            format!("no license {code}"),
-        ),
-        Err(e) => unavailable(&e),
+    match license_query(req.query_string()) {
+        Ok((sandbox, at)) => respond(license_body(&state.store, &path, sandbox, at).await),
+        Err(message) => Refusal::invalid_query(message).answer(),
     }
 }
 
-async fn as_of(store: &Store, code: &str, sandbox: bool, at: OffsetDateTime) -> HttpResponse {
-    let events = match license_events(store, code, sandbox).await {
-        Ok(events) => events,
-        Err(answer) => return answer,
-    };
+async fn as_of(
+    store: &Store,
+    code: &str,
+    sandbox: bool,
+    at: OffsetDateTime,
+) -> Result<Value, Refusal> {
+    let events = license_events(store, code, sandbox).await?;
     let stream = events[0].stream_id.clone();
     let until: Vec<_> = events.into_iter().filter(|e| e.recorded_at <= at).collect();
     if until.is_empty() {
-        return error(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "unknown_license",
             format!("no license {code} at that time"),
-        );
+        ));
     }
-    match replay(&stream, &until) {
-        Ok(state) => HttpResponse::Ok().json(json!({
-            "license": code,
-            "sandbox": sandbox,
-            "as_of": at.format(&Rfc3339).ok(),
-            "status": state.status().as_str(),
-            "expire_time": state.expire.as_ref().map(|e| e.raw.clone()),
-            "access_mode": state.access().mode.as_str(),
-            "version": state.version,
-        })),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e),
-    }
+    let state = replay(&stream, &until)
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e))?;
+    Ok(json!({
+        "license": code,
+        "sandbox": sandbox,
+        "as_of": at.format(&Rfc3339).ok(),
+        "status": state.status().as_str(),
+        "expire_time": state.expire.as_ref().map(|e| e.raw.clone()),
+        "access_mode": state.access().mode.as_str(),
+        "version": state.version,
+    }))
 }
 
 /// A stored event as the query API and the evidence pack show it.
@@ -402,10 +541,10 @@ pub(crate) async fn events(
     let code = path.into_inner();
     let sandbox = match license_query(req.query_string()) {
         Ok((sandbox, _)) => sandbox,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+        Err(message) => return Refusal::invalid_query(message).answer(),
     };
     match license_events(&state.store, &code, sandbox).await {
-        Err(answer) => answer,
+        Err(refusal) => refusal.answer(),
         Ok(events) => HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()),
     }
 }
@@ -439,6 +578,8 @@ mod fuzz {
             Just("heartbeat_before_day"),
             Just("limit"),
             Just("cursor"),
+            Just("q"),
+            Just("sort"),
             Just("as_of"),
             Just("bogus"),
         ];
@@ -471,7 +612,7 @@ mod fuzz {
         fn list_filters_are_checked_or_refused(query in query_string()) {
             if let Ok(filter) = list_filter(&query) {
                 prop_assert!((1..=1000).contains(&filter.limit));
-                prop_assert!(safe(&filter.status) && safe(&filter.product) && safe(&filter.order) && safe(&filter.cursor));
+                prop_assert!(safe(&filter.status) && safe(&filter.product) && safe(&filter.order) && safe(&filter.q));
             }
         }
 

@@ -69,19 +69,23 @@ pub fn bearer_token<'a>(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, token)| token.trim());
+    find_token(tokens, presented)
+}
+
+/// The API token equal to `presented`, compared in constant time against every token.
+pub fn find_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
     tokens.iter().fold(None, |found, candidate| {
-        let token = candidate.token.expose();
-        let same_length = token.len() == presented.len();
-        let difference = token
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |d, (a, b)| d | (a ^ b));
-        if same_length && difference == 0 {
+        if same_bytes(candidate.token.expose().as_bytes(), presented.as_bytes()) {
             found.or(Some(candidate))
         } else {
             found
         }
     })
+}
+
+/// Whether two byte strings are equal, in time that depends on their lengths only.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level

@@ -89,6 +89,19 @@ pub struct StoredExchange {
     pub response_sha256: Option<Vec<u8>>,
 }
 
+/// Exchanges of one direction, hour and outcome ([`Store::exchange_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeCount {
+    /// In (callbacks) or out (calls to the open API).
+    pub direction: Direction,
+    /// The hour (UTC) they began in.
+    pub hour: OffsetDateTime,
+    /// The result code answered, or the call's disposition.
+    pub outcome: String,
+    /// How many.
+    pub count: i64,
+}
+
 /// Which exchanges to list, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExchangeFilter {
@@ -435,6 +448,34 @@ impl Store {
             )
             .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// Exchanges since `since`, counted by direction, hour (truncated, UTC) and outcome: the
+    /// callbacks' result codes and the outbound calls' dispositions over time.
+    pub async fn exchange_counts(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<ExchangeCount>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT direction, date_trunc('hour', at), outcome, count(*)
+                   FROM evidence_exchanges WHERE at >= $1
+                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                &[&since],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(ExchangeCount {
+                    direction: Direction::parse(r.get(0))?,
+                    hour: r.get(1),
+                    outcome: r.get(2),
+                    count: r.get(3),
+                })
+            })
+            .collect())
     }
 
     /// Makes sure the months of `now` and the next one have their partitions, moving into a new

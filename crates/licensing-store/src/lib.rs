@@ -33,7 +33,9 @@ pub use append::AppendOutcome;
 pub use dead_letters::{DeadLetter, DeadLetterState, RedriveError, StoredDeadLetter};
 pub use error::StoreError;
 pub use event::{EventMetadata, NewEvent, RecordedEvent, StreamAppend, Upcasters};
-pub use evidence::{Direction, EvidenceVolume, Exchange, ExchangeFilter, Expired, StoredExchange};
+pub use evidence::{
+    Direction, EvidenceVolume, Exchange, ExchangeCount, ExchangeFilter, Expired, StoredExchange,
+};
 pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};

@@ -1,0 +1,477 @@
+//! The operator console (ADR 0015): server-rendered pages under `/console/` on the query listener,
+//! signed in with an API token, in English and 简体中文. It reads through the query API's own
+//! functions and acts through the same commands and re-drives as the APIs, with the token's name
+//! as actor. No JavaScript: every page reads and works without it.
+
+mod i18n;
+mod pages;
+mod session;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use licensing_bus::{Bus, BusConfig, BusError};
+use licensing_runtime::{Health, get_only, post_only};
+use maud::{DOCTYPE, Markup, html};
+use time::UtcOffset;
+
+use crate::query::QueryState;
+pub use session::Network;
+use session::{Attempts, Origin, Session};
+
+pub(crate) use i18n::Lang;
+
+/// The console's own state beside the query API's.
+#[derive(Debug)]
+pub(crate) struct Console {
+    /// How long a session lasts.
+    pub(crate) session_hours: u32,
+    /// The proxies whose forwarding headers are believed.
+    pub(crate) trusted: Vec<Network>,
+    /// The other services' `/readyz`, by name.
+    pub(crate) peers: Vec<(String, url::Url)>,
+    /// Failed sign-ins per address.
+    pub(crate) attempts: Attempts,
+    /// The projector's task board (its own readiness).
+    pub(crate) health: Health,
+    /// A follower further behind makes the projector not ready.
+    pub(crate) ready_max_lag: Duration,
+    /// Times are shown in this zone.
+    pub(crate) market_zone: UtcOffset,
+    /// Asks the peers.
+    pub(crate) http: reqwest::Client,
+    /// The broker: queue depths and the commands the console sends.
+    pub(crate) bus_config: BusConfig,
+    bus: tokio::sync::Mutex<Option<Bus>>,
+}
+
+impl Console {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        session_hours: u32,
+        trusted: Vec<Network>,
+        peers: Vec<(String, url::Url)>,
+        health: Health,
+        ready_max_lag: Duration,
+        market_zone: UtcOffset,
+        bus_config: BusConfig,
+    ) -> Self {
+        Self {
+            session_hours,
+            trusted,
+            peers,
+            attempts: Attempts::default(),
+            health,
+            ready_max_lag,
+            market_zone,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            bus_config,
+            bus: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` with a connected bus, connecting (again) when needed; a failure drops the
+    /// connection so that the next use starts afresh.
+    pub(crate) async fn with_bus<T>(
+        &self,
+        f: impl AsyncFnOnce(&Bus) -> Result<T, BusError>,
+    ) -> Result<T, BusError> {
+        let mut guard = self.bus.lock().await;
+        if guard.as_ref().is_none_or(|bus| !bus.is_connected()) {
+            *guard = Some(Bus::connect(self.bus_config.clone()).await?);
+        }
+        let Some(bus) = guard.as_ref() else {
+            return Err(BusError::Unavailable("not connected".to_owned()));
+        };
+        let result = f(bus).await;
+        if result.is_err() {
+            if let Some(bus) = guard.take() {
+                bus.close().await;
+            }
+        }
+        result
+    }
+}
+
+/// The console's routes.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_only("/console", to_overview))
+        .service(get_only("/console/", pages::overview))
+        .service(get_only("/console/style.css", style))
+        .service(
+            web::resource("/console/sign-in")
+                .route(web::get().to(sign_in_form))
+                .route(web::post().to(sign_in)),
+        )
+        .service(post_only("/console/sign-out", sign_out))
+        .service(get_only("/console/licenses", pages::licenses))
+        .service(get_only("/console/licenses/{code}", pages::license))
+        .service(post_only(
+            "/console/licenses/{code}/activation",
+            pages::request_activation,
+        ))
+        .service(post_only(
+            "/console/licenses/{code}/drift",
+            pages::resolve_drift,
+        ))
+        .service(get_only(
+            "/console/licenses/{code}/evidence",
+            pages::evidence,
+        ))
+        .service(get_only("/console/dead-letters", pages::dead_letters))
+        .service(post_only(
+            "/console/dead-letters/redrive",
+            pages::redrive_all,
+        ))
+        .service(get_only("/console/dead-letters/{id}", pages::dead_letter))
+        .service(post_only(
+            "/console/dead-letters/{id}/redrive",
+            pages::redrive,
+        ))
+        .service(get_only("/console/probe", pages::probe));
+}
+
+const CSS: &str = include_str!("console.css");
+
+async fn style() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        .body(CSS)
+}
+
+async fn to_overview() -> HttpResponse {
+    see_other("/console/")
+}
+
+/// A 303 redirect to `location`.
+pub(crate) fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+/// What every page knows about its request.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) lang: Lang,
+    /// The language was chosen by `?lang=`: remember it.
+    remember_lang: bool,
+    pub(crate) session: Option<Session>,
+    pub(crate) origin: Origin,
+    /// The request's path and query without `lang`: the language switch's target.
+    here: String,
+    pub(crate) zone: UtcOffset,
+}
+
+impl Ctx {
+    pub(crate) fn new(req: &HttpRequest, state: &QueryState, console: &Console) -> Self {
+        let (lang, remember_lang) = Lang::of(req);
+        let session = session::cookie(req, session::SESSION_COOKIE)
+            .and_then(|value| session::verify(value, &state.tokens, state.clock.now()));
+        let rest: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .filter(|(k, _)| k != "lang")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let mut here = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &rest {
+            here.append_pair(k, v);
+        }
+        let query = here.finish();
+        Self {
+            lang,
+            remember_lang,
+            session,
+            origin: Origin::of(req, &console.trusted),
+            here: if query.is_empty() {
+                req.path().to_owned()
+            } else {
+                format!("{}?{query}", req.path())
+            },
+            zone: console.market_zone,
+        }
+    }
+
+    /// The signed-in session, or a redirect to the sign-in page that comes back here.
+    #[allow(clippy::result_large_err)] // the error is the answer, built once per request
+    pub(crate) fn signed_in(&self) -> Result<&Session, HttpResponse> {
+        self.session.as_ref().ok_or_else(|| {
+            let next: String = url::form_urlencoded::byte_serialize(self.here.as_bytes()).collect();
+            see_other(&format!("/console/sign-in?next={next}"))
+        })
+    }
+
+    /// The session of a form post whose CSRF token is its session's: else a redirect to sign in
+    /// (no session) or 403 (no or another token).
+    #[allow(clippy::result_large_err)] // the error is the answer, built once per request
+    pub(crate) fn posted(&self, form: &HashMap<String, String>) -> Result<&Session, HttpResponse> {
+        let session = self.signed_in()?;
+        if session::csrf_matches(session, form.get("csrf").map(String::as_str)) {
+            Ok(session)
+        } else {
+            let l = self.lang;
+            Err(self.page(
+                StatusCode::FORBIDDEN,
+                l.tr("Refused", "已拒绝"),
+                html! {
+                    h1 { (l.tr("This form is not valid", "表单无效")) }
+                    p { (l.tr("The form did not carry this session's check token (CSRF). Reload the page and try again.",
+                               "表单缺少本会话的校验令牌 (CSRF)。请刷新页面后重试。")) }
+                },
+            ))
+        }
+    }
+
+    /// The CSRF field of this session's forms.
+    pub(crate) fn csrf_field(&self) -> Markup {
+        html! {
+            @if let Some(session) = &self.session {
+                input type="hidden" name="csrf" value=(session.csrf);
+            }
+        }
+    }
+
+    /// A full page with the header, navigation, language switch and sign-out.
+    pub(crate) fn page(&self, status: StatusCode, title: &str, main: Markup) -> HttpResponse {
+        let l = self.lang;
+        let other = l.other();
+        let switch = if self.here.contains('?') {
+            format!("{}&lang={}", self.here, other.code())
+        } else {
+            format!("{}?lang={}", self.here, other.code())
+        };
+        let markup = html! {
+            (DOCTYPE)
+            html lang=(l.code()) {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · " (l.tr("Licensing console", "授权码控制台")) }
+                    link rel="stylesheet" href="/console/style.css";
+                }
+                body {
+                    header {
+                        a.brand href="/console/" { (l.tr("Licensing console", "授权码控制台")) }
+                        @if self.session.is_some() {
+                            nav aria-label=(l.tr("Sections", "栏目")) {
+                                a href="/console/" { (l.tr("Overview", "概览")) }
+                                a href="/console/licenses" { (l.tr("Licenses (授权码)", "授权码")) }
+                                a href="/console/dead-letters" { (l.tr("Dead letters", "死信")) }
+                                a href="/console/probe" { (l.tr("Probe (拨测)", "拨测")) }
+                            }
+                        }
+                        a.lang href=(switch) lang=(other.code()) hreflang=(other.code()) { (other.name()) }
+                        @if let Some(session) = &self.session {
+                            form.sign-out method="post" action="/console/sign-out" {
+                                (self.csrf_field())
+                                span.actor { (session.actor) }
+                                button type="submit" { (l.tr("Sign out", "退出")) }
+                            }
+                        }
+                    }
+                    main { (main) }
+                    footer {
+                        (l.tr("Times in the market time zone", "时间为市场时区"))
+                        " (UTC" (crate::query::zone_label(self.zone)) ")"
+                    }
+                }
+            }
+        };
+        let mut response = HttpResponse::build(status);
+        response
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::REFERRER_POLICY, "same-origin"))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ));
+        if self.remember_lang {
+            response.append_header((
+                header::SET_COOKIE,
+                format!(
+                    "{}={}; Path=/console; Max-Age=31536000; SameSite=Strict{}",
+                    session::LANG_COOKIE,
+                    l.code(),
+                    if self.origin.tls { "; Secure" } else { "" }
+                ),
+            ));
+        }
+        response.body(markup.into_string())
+    }
+
+    /// A page saying why something could not be shown or done.
+    pub(crate) fn refusal(&self, refusal: &crate::query::Refusal) -> HttpResponse {
+        let l = self.lang;
+        self.page(
+            refusal.status,
+            l.tr("Not available", "无法显示"),
+            html! {
+                h1 { (refusal.status.as_u16()) " " (refusal.status.canonical_reason().unwrap_or("")) }
+                p.error { code { (refusal.code) } ": " (refusal.message) }
+            },
+        )
+    }
+}
+
+/// A form body's fields.
+pub(crate) fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// Where to go after signing in: a console path, never another site.
+fn next_of(raw: Option<&String>) -> String {
+    raw.filter(|n| n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\'))
+        .cloned()
+        .unwrap_or_else(|| "/console/".to_owned())
+}
+
+fn sign_in_page(ctx: &Ctx, status: StatusCode, next: &str, problem: Option<&str>) -> HttpResponse {
+    let l = ctx.lang;
+    let nonce = session::sign_in_nonce();
+    let mut response = ctx.page(
+        status,
+        l.tr("Sign in", "登录"),
+        html! {
+            h1 { (l.tr("Sign in", "登录")) }
+            @if let Some(problem) = problem {
+                p.error role="alert" { (problem) }
+            }
+            form.sign-in method="post" action="/console/sign-in" {
+                input type="hidden" name="csrf" value=(nonce);
+                input type="hidden" name="next" value=(next);
+                label for="token" { (l.tr("API token (LICENSING_API_TOKENS)", "API 令牌 (LICENSING_API_TOKENS)")) }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                button type="submit" { (l.tr("Sign in", "登录")) }
+            }
+        },
+    );
+    let cookie = session::set_cookie(session::SIGN_IN_COOKIE, &nonce, 3600, ctx.origin.tls);
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn sign_in_form(
+    req: HttpRequest,
+    state: web::Data<QueryState>,
+    console: web::Data<Console>,
+) -> HttpResponse {
+    let ctx = Ctx::new(&req, &state, &console);
+    let query = form(req.query_string().as_bytes());
+    let next = next_of(query.get("next"));
+    if ctx.session.is_some() {
+        return see_other(&next);
+    }
+    sign_in_page(&ctx, StatusCode::OK, &next, None)
+}
+
+async fn sign_in(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<QueryState>,
+    console: web::Data<Console>,
+) -> HttpResponse {
+    let ctx = Ctx::new(&req, &state, &console);
+    let l = ctx.lang;
+    let fields = form(&body);
+    let next = next_of(fields.get("next"));
+    let client = ctx.origin.client;
+    if let Some(wait) = console.attempts.blocked(client) {
+        tracing::warn!(client = ?client, "console sign-in refused: too many wrong tokens");
+        let mut response = sign_in_page(
+            &ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            Some(l.tr(
+                "Too many wrong tokens from this address. Wait a few minutes and try again.",
+                "此地址输错令牌次数过多。请等待几分钟后重试。",
+            )),
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let double_submit = session::cookie(&req, session::SIGN_IN_COOKIE);
+    let csrf_ok = match (double_submit, fields.get("csrf")) {
+        (Some(cookie), Some(field)) => {
+            licensing_runtime::same_bytes(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    };
+    if !csrf_ok {
+        return sign_in_page(
+            &ctx,
+            StatusCode::FORBIDDEN,
+            &next,
+            Some(l.tr(
+                "The sign-in form expired. Please try again.",
+                "登录表单已过期，请重试。",
+            )),
+        );
+    }
+    let presented = fields.get("token").map_or("", |t| t.trim());
+    let Some(token) = licensing_runtime::find_token(&state.tokens, presented) else {
+        console.attempts.failed(client);
+        tracing::warn!(client = ?client, "console sign-in refused: wrong token");
+        return sign_in_page(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some(l.tr("That token is not accepted.", "该令牌无效。")),
+        );
+    };
+    let hours = i64::from(console.session_hours);
+    let expires_at = state.clock.now() + time::Duration::hours(hours);
+    let value = session::issue(token, expires_at);
+    tracing::info!(actor = %token.name, client = ?client, "console sign-in");
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, next))
+        .append_header((
+            header::SET_COOKIE,
+            session::set_cookie(
+                session::SESSION_COOKIE,
+                &value,
+                hours * 3600,
+                ctx.origin.tls,
+            ),
+        ))
+        .append_header((
+            header::SET_COOKIE,
+            session::set_cookie(session::SIGN_IN_COOKIE, "", 0, ctx.origin.tls),
+        ))
+        .finish()
+}
+
+async fn sign_out(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<QueryState>,
+    console: web::Data<Console>,
+) -> HttpResponse {
+    let ctx = Ctx::new(&req, &state, &console);
+    let session = match ctx.posted(&form(&body)) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    tracing::info!(actor = %session.actor, "console sign-out");
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/console/sign-in"))
+        .append_header((
+            header::SET_COOKIE,
+            session::set_cookie(session::SESSION_COOKIE, "", 0, ctx.origin.tls),
+        ))
+        .finish()
+}
