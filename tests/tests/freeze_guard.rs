@@ -4,38 +4,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use koogallery::market_time::{CHINA_STANDARD_TIME, format_market_time};
 use serde_json::{Value, json};
 use support::*;
 
 const DAY: i64 = 86_400;
-
-/// The projector's clock: the system's moved by the seconds in a file.
-struct TestClock(PathBuf);
-
-impl TestClock {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("clock-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, "0").unwrap();
-        Self(path)
-    }
-
-    fn set(&self, seconds: i64) {
-        std::fs::write(&self.0, seconds.to_string()).unwrap();
-    }
-
-    fn setting(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TestClock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// `expireTime` (market time, +08:00) `seconds` from now.
 fn expire_in(seconds: i64) -> String {

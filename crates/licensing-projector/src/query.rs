@@ -353,7 +353,11 @@ pub(crate) async fn list_page(store: &Store, filter: &ListFilter) -> Result<Valu
     let limit = filter.limit;
     let client = store.client().await.map_err(|e| Refusal::unavailable(&e))?;
     let (after, order) = match filter.sort {
-        Sort::License => ("($8::text IS NULL OR license > $8)", "license"),
+        // $12 (the expiry of a cursor) is always null here, but every parameter must appear.
+        Sort::License => (
+            "($8::text IS NULL OR license > $8) AND $12::timestamptz IS NULL",
+            "license",
+        ),
         Sort::ExpireAt => (
             "($8::text IS NULL OR CASE WHEN $12::timestamptz IS NULL
                   THEN expire_at IS NULL AND license > $8

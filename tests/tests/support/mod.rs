@@ -17,6 +17,8 @@ use serde_json::Value;
 pub const KEY: &str = "systemTestAccessKey0123456789";
 pub const TOKEN: &str = "system-test-token-0123456789";
 pub const SIM_AK: &str = "AKSIMULATOR000000";
+pub mod webdriver;
+
 pub const SIM_SK: &str = "SKSIMULATOR00000000000000000000000000000";
 
 /// A running `koogallery sim`; killed when dropped.
@@ -637,6 +639,31 @@ impl Drop for Stack {
 }
 
 /// A port free right now.
+/// The projector's clock: the system's moved by the seconds in a file.
+pub struct TestClock(PathBuf);
+
+impl TestClock {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("clock-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, "0").unwrap();
+        Self(path)
+    }
+
+    pub fn set(&self, seconds: i64) {
+        std::fs::write(&self.0, seconds.to_string()).unwrap();
+    }
+
+    pub fn setting(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TestClock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION};
 use licensing_store::{DeadLetterState, Direction, StoredExchange};
 use maud::{Markup, html};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
@@ -23,8 +23,15 @@ use crate::query::{self, QueryState, Refusal};
 /// Entries of a timeline or ledger shown at most; the evidence pack has them all.
 const SHOWN: usize = 200;
 
+/// What a path segment may not hold as is (RFC 3986 unreserved characters stay).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn seg(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 fn license_href(code: &str, sandbox: bool) -> String {

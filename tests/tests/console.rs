@@ -1,0 +1,468 @@
+//! The operator console end to end: the real services, PostgreSQL, RabbitMQ and the simulator;
+//! its security over plain HTTP, and an operator's work in headless Chromium (screenshots under
+//! `target/console-screenshots/`).
+
+mod support;
+
+use support::webdriver::Browser;
+use support::*;
+
+const OPERATOR: &str = "oncall";
+
+/// A stack whose projector serves the console, with the ingress and processor as peers, trusting
+/// 127.0.0.1 as a proxy and on a settable clock.
+async fn console_stack(sim: &Simulator, clock: &TestClock) -> Stack {
+    let tokens = format!("{OPERATOR}:{TOKEN}");
+    let mut stack = Stack::start(&[
+        ("LICENSING_API_TOKENS", &tokens),
+        ("LICENSING_REPLY_DEADLINE_MS", "500"),
+    ])
+    .await;
+    let peers = format!(
+        "ingress={},processor=http://{}/readyz",
+        stack.internal_url("/readyz"),
+        stack.processor.as_ref().unwrap().ready["ops"]
+            .as_str()
+            .unwrap()
+    );
+    stack.start_projector_with(
+        &sim.url,
+        &[
+            ("LICENSING_CONSOLE_PEERS", &peers),
+            ("LICENSING_TRUSTED_PROXIES", "127.0.0.1"),
+            ("LICENSING_CLOCK_OFFSET_FILE", &clock.setting()),
+        ],
+    );
+    stack
+}
+
+/// An HTTP client that does not follow redirects (the test reads them).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A form body, `application/x-www-form-urlencoded`.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the hidden `csrf` field of a page.
+fn csrf_in(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF field")
+        + r#"name="csrf" value=""#.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` header named `name`, and the whole header.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| (v.split(';').next().unwrap().to_owned(), v.to_owned()))
+}
+
+/// Signs in from `client_ip` (as the trusted proxy reports it); the sign-in answer.
+async fn sign_in(stack: &Stack, token: &str, client_ip: &str, https: bool) -> reqwest::Response {
+    let http = client();
+    let form = http
+        .get(stack.query_url("/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let (nonce_cookie, _) = set_cookie(&form, "licensing_console_sign_in").expect("a form cookie");
+    let csrf = csrf_in(&form.text().await.unwrap());
+    http.post(stack.query_url("/console/sign-in"))
+        .header("Cookie", nonce_cookie)
+        .header("X-Forwarded-For", format!("203.0.113.1, {client_ip}"))
+        .header("X-Forwarded-Proto", if https { "https" } else { "http" })
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("token", token),
+            ("csrf", &csrf),
+            ("next", "/console/"),
+        ]))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(stack: &Stack, path: &str, cookie: &str) -> (u16, String, String) {
+    let response = client()
+        .get(stack.query_url(path))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, location, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_forms() {
+    let sim = Simulator::start();
+    let clock = TestClock::new();
+    let stack = console_stack(&sim, &clock).await;
+    let hostile = "PL<script>document.title='pwned'</script>";
+    assert_eq!(
+        code(
+            &stack
+                .callback(&renew(hostile, "CS<b>1</b>", "20291231235959", false))
+                .await
+        ),
+        "000000"
+    );
+
+    // Every page without a session redirects to the sign-in page, which comes back to it.
+    for path in [
+        "/console/",
+        "/console/licenses?q=PL",
+        "/console/licenses/PL1",
+        "/console/licenses/PL1/evidence",
+        "/console/dead-letters",
+        "/console/dead-letters/7d1f1f9e-6f3c-4c55-9d6a-0b0e2f0f0f0f",
+        "/console/probe",
+    ] {
+        let (status, location, _) = page(&stack, path, "").await;
+        assert_eq!(status, 303, "{path}");
+        assert!(
+            location.starts_with("/console/sign-in?next=%2Fconsole%2F"),
+            "{path}: {location}"
+        );
+    }
+
+    // Wrong tokens are refused, then the address is held back; another address is not.
+    for _ in 0..5 {
+        let refused = sign_in(&stack, "not-the-token-0123456789", "192.0.2.7", false).await;
+        assert_eq!(refused.status().as_u16(), 401);
+        assert!(set_cookie(&refused, "licensing_console").is_none());
+    }
+    let held = sign_in(&stack, TOKEN, "192.0.2.7", false).await;
+    assert_eq!(held.status().as_u16(), 429);
+    assert!(held.headers().get("retry-after").is_some());
+
+    // A right token: a session cookie that scripts cannot read, sent to this site only, Secure
+    // when the proxy says the client came over TLS.
+    let plain = sign_in(&stack, TOKEN, "192.0.2.8", false).await;
+    assert_eq!(plain.status().as_u16(), 303);
+    let (cookie, header) = set_cookie(&plain, "licensing_console").expect("a session");
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Strict"),
+        "{header}"
+    );
+    assert!(!header.contains("Secure"), "{header}");
+    let tls = sign_in(&stack, TOKEN, "192.0.2.9", true).await;
+    let (_, tls_header) = set_cookie(&tls, "licensing_console").expect("a session");
+    assert!(tls_header.contains("; Secure"), "{tls_header}");
+    let (status, _, overview) = page(&stack, "/console/", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(overview.contains("Overview") && overview.contains(OPERATOR));
+
+    // A form post without this session's CSRF token is refused.
+    let csrf = csrf_in(&overview);
+    for form in [vec![], vec![("csrf", "forged")]] {
+        let refused = client()
+            .post(stack.query_url("/console/licenses/PL1/activation"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form_body(&form))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{form:?}");
+    }
+    let accepted = client()
+        .post(stack.query_url("/console/licenses/PL1/activation"))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 303);
+    let requested = eventually("the activation request applied", 30, || async {
+        stack
+            .events("license-PL1")
+            .await
+            .into_iter()
+            .find(|e| e.event_type == "activation_requested")
+    })
+    .await;
+    assert_eq!(requested.metadata.actor.as_deref(), Some(OPERATOR));
+    assert_eq!(requested.metadata.source.as_deref(), Some("console"));
+
+    // A session cookie altered by one byte is refused.
+    let value = cookie.split_once('=').unwrap().1;
+    for i in [0, value.len() / 2, value.len() - 1] {
+        let mut bytes = value.as_bytes().to_vec();
+        bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
+        let altered = format!("licensing_console={}", String::from_utf8(bytes).unwrap());
+        let (status, location, _) = page(&stack, "/console/", &altered).await;
+        assert_eq!(
+            (status, location.starts_with("/console/sign-in")),
+            (303, true),
+            "byte {i}"
+        );
+    }
+
+    // Hostile strings stored in events are shown as text, never as markup.
+    let (status, _, list) = page(&stack, "/console/licenses?q=PL%3C", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(list.contains("PL&lt;script&gt;document.title="), "{list}");
+    assert!(!list.contains("<script"), "no markup from stored data");
+    let href = "/console/licenses/PL%3Cscript%3Edocument.title%3D%27pwned%27%3C%2Fscript%3E";
+    assert!(list.contains(href), "{list}");
+    let (status, _, one) = page(&stack, href, &cookie).await;
+    assert_eq!(status, 200, "{one}");
+    assert!(
+        !one.contains("<script") && !one.contains("<b>1</b>"),
+        "{one}"
+    );
+    assert!(one.contains("CS&lt;b&gt;1&lt;/b&gt;"));
+
+    // Twelve hours later (the default lifetime) the session has expired.
+    clock.set(12 * 3600 + 60);
+    let (status, location, _) = page(&stack, "/console/", &cookie).await;
+    assert_eq!(
+        (status, location.starts_with("/console/sign-in")),
+        (303, true)
+    );
+}
+
+#[tokio::test]
+async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
+    let sim = Simulator::start();
+    sim.put("PLCON1", "claimed").await;
+    let clock = TestClock::new();
+    let stack = console_stack(&sim, &clock).await;
+    // A renewal tells us one expiry; the marketplace's activation answer will say another: drift.
+    let renewal = renew("PLCON1", "CSCON1", "20291231235959", false);
+    assert_eq!(code(&stack.callback(&renewal).await), "000000");
+    assert_eq!(
+        code(
+            &stack
+                .callback(&renew(
+                    "PL<script>document.title='pwned'</script>",
+                    "CSX",
+                    "20291231235959",
+                    false
+                ))
+                .await
+        ),
+        "000000"
+    );
+    let browser = Browser::start(1280).await;
+    let console = stack.query_url("/console/");
+
+    // A direct URL goes to sign-in; a wrong token is refused; the right one comes back.
+    browser.open(&stack.query_url("/console/licenses")).await;
+    assert!(browser.url().await.contains("/console/sign-in"));
+    browser.type_into("#token", "wrong-token-0123456789").await;
+    browser.click("form.sign-in button").await;
+    assert!(browser.text("p.error").await.contains("not accepted"));
+    browser.screenshot("01-sign-in-refused").await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("form.sign-in button").await;
+    eventually("the licenses page after sign-in", 30, || async {
+        browser
+            .url()
+            .await
+            .ends_with("/console/licenses")
+            .then_some(())
+    })
+    .await;
+
+    // The overview: every service ready.
+    browser.open(&console).await;
+    browser
+        .wait_text("main .cards", "the services ready", |t| {
+            t.matches("ready").count() >= 3 && !t.contains("not ready")
+        })
+        .await;
+    browser.screenshot("02-overview").await;
+
+    // Search by a code prefix, open the license.
+    browser.type_into("input[name=q]", "PLCON").await;
+    browser.click("form[role=search] button").await;
+    browser.wait_url("q=PLCON").await;
+    let row = browser.text("table tbody").await;
+    assert!(
+        row.contains("PLCON1") && row.contains("2029-12-31"),
+        "{row}"
+    );
+    browser.screenshot("03-search").await;
+    browser.click("a[href='/console/licenses/PLCON1']").await;
+    assert!(browser.text("h1").await.contains("PLCON1"));
+
+    // The raw callback, expanded, is exactly the body that was sent.
+    browser.click("#ledger details.raw summary").await;
+    let exact = browser.text("#ledger details.raw pre.exact").await;
+    assert_eq!(exact, renewal);
+    browser.screenshot("04-raw-callback").await;
+
+    // Request activation: the timeline gains the events, and the marketplace's other expiry is
+    // drift.
+    browser.click("form[action$='/activation'] button").await;
+    browser
+        .wait_text("#timeline", "the activation and the drift", |t| {
+            t.contains("activation_requested") && t.contains("drift_detected")
+        })
+        .await;
+    browser.screenshot("05-activated-with-drift").await;
+
+    // Resolve the drift: keep the marketplace's values, with a note.
+    browser
+        .click("form[action$='/drift'] input[value=marketplace]")
+        .await;
+    browser
+        .type_into("#note", "the marketplace's renewal is right")
+        .await;
+    browser.click("form[action$='/drift'] button").await;
+    browser
+        .wait_text("#timeline", "the drift resolved", |t| {
+            t.contains("drift_resolved")
+        })
+        .await;
+    let resolved = stack
+        .events("license-PLCON1")
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "drift_resolved")
+        .unwrap();
+    assert_eq!(resolved.metadata.actor.as_deref(), Some(OPERATOR));
+    browser
+        .wait_text("#drift", "the view without drift", |t| t.contains("none"))
+        .await;
+
+    // Download the evidence pack.
+    browser.click("a[href$='/evidence']").await;
+    let pack = browser.downloads.join("evidence-PLCON1.zip");
+    eventually("the evidence pack downloaded", 30, || async {
+        std::fs::read(&pack)
+            .ok()
+            .filter(|zip| zip.starts_with(b"PK"))
+    })
+    .await;
+
+    // The same page in 简体中文, then back.
+    browser.click("header a.lang").await;
+    assert!(browser.text("#now").await.contains("当前状态"));
+    assert!(browser.text("header").await.contains("退出"));
+    assert!(browser.url().await.contains("lang=zh-CN"));
+    browser.screenshot("06-license-zh-CN").await;
+    browser.open(&stack.query_url("/console/probe")).await;
+    assert!(
+        browser.text("h1").await.contains("拨测"),
+        "the choice is remembered"
+    );
+    browser.click("header a.lang").await;
+    assert!(browser.text("h1").await.contains("Probe"));
+
+    // A hostile code is shown as text; no script runs.
+    browser
+        .open(&stack.query_url("/console/licenses?q=PL%3Cscript"))
+        .await;
+    let listed = browser.text("table tbody").await;
+    assert!(
+        listed.contains("PL<script>document.title='pwned'</script>"),
+        "{listed}"
+    );
+    assert_ne!(browser.title().await, "pwned");
+    browser.click("table tbody a").await;
+    assert_ne!(browser.title().await, "pwned");
+    assert!(browser.text("h1").await.contains("<script>"));
+
+    // A command the processor cannot apply (a stream this build cannot read) is parked as a dead
+    // letter; inspected, repaired, re-driven from the console, applied once.
+    stack.make_unreadable("license-PLCONDL").await;
+    assert_eq!(
+        code(&stack.callback(&status("PLCONDL", "FREEZE")).await),
+        "000004"
+    );
+    let letter = stack
+        .wait_dead_letter(|l| l.letter.license.as_deref() == Some("PLCONDL"))
+        .await;
+    browser
+        .open(&stack.query_url("/console/dead-letters"))
+        .await;
+    assert!(browser.text("#dead-letters").await.contains("PLCONDL"));
+    browser.screenshot("07-dead-letters").await;
+    browser
+        .click(&format!(
+            "a[href='/console/dead-letters/{}']",
+            letter.letter.id
+        ))
+        .await;
+    assert!(browser.text("pre.exact").await.contains("PLCONDL"));
+    let client = stack.store.client().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE events DISABLE TRIGGER events_append_only;
+             DELETE FROM events WHERE stream_id = 'license-PLCONDL';
+             ALTER TABLE events ENABLE TRIGGER events_append_only;",
+        )
+        .await
+        .unwrap();
+    browser.click("form[action$='/redrive'] button").await;
+    assert!(browser.text("#state").await.contains(OPERATOR));
+    stack.wait_event("license-PLCONDL", "frozen").await;
+    let stored = stack.store.dead_letter(letter.letter.id).await.unwrap();
+    assert_eq!(stored.unwrap().redriven_by.as_deref(), Some(OPERATOR));
+    browser.screenshot("08-dead-letter-redriven").await;
+    // Applied once.
+    let frozen = stack
+        .event_types("license-PLCONDL")
+        .await
+        .iter()
+        .filter(|t| *t == "frozen")
+        .count();
+    assert_eq!(frozen, 1);
+
+    // Usable at 375 px: the license page still shows its state and actions.
+    browser.resize(375, 900).await;
+    browser
+        .open(&stack.query_url("/console/licenses/PLCON1"))
+        .await;
+    assert!(
+        browser
+            .find("form[action$='/activation'] button")
+            .await
+            .is_some()
+    );
+    browser.screenshot("09-license-375px").await;
+
+    // Sign out; a direct URL then goes to sign-in.
+    assert_eq!(browser.text("form.sign-out button").await, "Sign out");
+    browser.click("form.sign-out button").await;
+    assert!(browser.url().await.contains("/console/sign-in"));
+    browser.open(&console).await;
+    assert!(browser.url().await.contains("/console/sign-in"));
+    browser.screenshot("10-signed-out").await;
+}
