@@ -247,6 +247,31 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     );
     assert!(one.contains("CS&lt;b&gt;1&lt;/b&gt;"));
 
+    // Sorted by expiry, paged with the list's own cursor; a made-up cursor is a clear error.
+    let (status, _, first) =
+        page(&stack, "/console/licenses?sort=expire_at&limit=1", &cookie).await;
+    assert_eq!(status, 200);
+    let at =
+        first.find(r#"rel="next" href=""#).expect("a next page") + r#"rel="next" href=""#.len();
+    let next = first[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (status, _, second) = page(&stack, &next, &cookie).await;
+    assert_eq!(status, 200, "{next}");
+    let row = |html: &str| {
+        let at = html
+            .find(r#"<td><a href="/console/licenses/"#)
+            .expect("a row");
+        html[at..].split('"').nth(1).unwrap().to_owned()
+    };
+    assert_ne!(row(&first), row(&second), "the second page goes on");
+    let (status, _, refused) = page(
+        &stack,
+        "/console/licenses?sort=expire_at&cursor=nonsense",
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(refused.contains("cursor"));
+
     // Twelve hours later (the default lifetime) the session has expired.
     clock.set(12 * 3600 + 60);
     let (status, location, _) = page(&stack, "/console/", &cookie).await;

@@ -500,6 +500,26 @@ async fn a_projector_killed_mid_batch_recovers_to_a_full_rebuild_and_publishes_e
         live,
         "the views after the crash equal a full rebuild"
     );
+    let indexes: Vec<String> = stack
+        .store
+        .client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'license_views' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes.len() >= 7
+            && indexes.iter().all(|i| i.starts_with("license_views_"))
+            && !indexes.iter().any(|i| i.contains("next")),
+        "the rebuilt view's indexes carry the live names: {indexes:?}"
+    );
 
     let total = stack.event_count().await as usize;
     let mut seen = std::collections::HashMap::<String, Vec<i64>>::new();

@@ -207,7 +207,6 @@ pub(crate) struct ListQuery {
     expire_before: Option<String>,
     /// Licenses whose last acknowledged heartbeat is before this day (or that have none).
     heartbeat_before_day: Option<i64>,
-    sort: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -218,7 +217,7 @@ pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetD
         .transpose()
 }
 
-/// The order of `GET /v1/licenses`.
+/// The order of a license list: the API's is by code; the console also sorts by expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Sort {
     /// By license code (the default).
@@ -237,11 +236,13 @@ pub(crate) enum Cursor {
 }
 
 impl Cursor {
-    fn parse(sort: Sort, raw: &str) -> Result<Self, String> {
+    /// Reads a `next_cursor` of a list in `sort` order; the error says it is not one.
+    pub(crate) fn parse(sort: Sort, raw: &str) -> Result<Self, String> {
+        text_filter("cursor", Some(raw.to_owned()))?;
         match sort {
             Sort::License => Ok(Self::License(raw.to_owned())),
             Sort::ExpireAt => {
-                let bad = || "cursor is not one this API returned for sort=expire_at".to_owned();
+                let bad = || "cursor is not one this list returned".to_owned();
                 let (at, license) = raw.split_once('_').ok_or_else(bad)?;
                 let at = match at {
                     "none" => None,
@@ -291,11 +292,6 @@ pub(crate) struct ListFilter {
 /// Reads the query string of `GET /v1/licenses`; the error says which parameter is wrong.
 pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
     let raw: ListQuery = decode_query(query)?;
-    let sort = match raw.sort.as_deref() {
-        None | Some("license") => Sort::License,
-        Some("expire_at") => Sort::ExpireAt,
-        Some(_) => return Err("sort must be license or expire_at".to_owned()),
-    };
     Ok(ListFilter {
         q: text_filter("q", raw.q)?
             .map(|q| q.trim().to_owned())
@@ -322,15 +318,13 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
             }
             day => day,
         },
-        sort,
+        sort: Sort::License,
         limit: match raw.limit {
             None => 100,
             Some(limit @ 1..=1000) => limit,
             Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
         },
-        cursor: text_filter("cursor", raw.cursor)?
-            .map(|c| Cursor::parse(sort, &c))
-            .transpose()?,
+        cursor: text_filter("cursor", raw.cursor)?.map(Cursor::License),
     })
 }
 
@@ -418,7 +412,7 @@ pub(crate) async fn list_page(store: &Store, filter: &ListFilter) -> Result<Valu
     Ok(json!({"items": items, "next_cursor": next}))
 }
 
-/// `GET /v1/licenses`: filtered, ordered by license code (or expiry), paged with an opaque cursor.
+/// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
 pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
     if let Some(refused) = unauthorized(&req, &state) {
         return refused;
@@ -583,7 +577,6 @@ mod fuzz {
             Just("limit"),
             Just("cursor"),
             Just("q"),
-            Just("sort"),
             Just("as_of"),
             Just("bogus"),
         ];

@@ -117,13 +117,15 @@ pub async fn rebuild(
             .map_err(|e| e.to_string())?;
         write_view(&*tx, NEXT, &replay(stream, &stored)?).await?;
     }
+    let indexes: String = schema::VIEW_INDEXES
+        .iter()
+        .map(|suffix| format!("ALTER INDEX {NEXT}_{suffix} RENAME TO license_views_{suffix};"))
+        .collect();
     tx.batch_execute(&format!(
         "LOCK TABLE license_views IN ACCESS EXCLUSIVE MODE;
          DROP TABLE license_views;
          ALTER TABLE {NEXT} RENAME TO license_views;
-         ALTER INDEX {NEXT}_pkey RENAME TO license_views_pkey;
-         ALTER INDEX {NEXT}_status RENAME TO license_views_status;
-         ALTER INDEX {NEXT}_expire RENAME TO license_views_expire;"
+         {indexes}"
     ))
     .await
     .map_err(|e| e.to_string())?;

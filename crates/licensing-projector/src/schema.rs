@@ -3,6 +3,12 @@
 
 use licensing_store::{Store, StoreError};
 
+/// The suffixes of the license view's indexes (`{table}_{suffix}`), renamed with the table when a
+/// rebuilt view replaces the live one.
+pub(crate) const VIEW_INDEXES: [&str; 7] = [
+    "pkey", "status", "expire", "access", "prefix", "order", "product",
+];
+
 /// The license view's table, under a given name (the live one, or one being rebuilt).
 pub(crate) fn view_table(name: &str) -> String {
     format!(
@@ -32,7 +38,11 @@ CREATE INDEX IF NOT EXISTS {name}_expire ON {name} (expire_at);
 ALTER TABLE {name} ADD COLUMN IF NOT EXISTS access_mode text;
 ALTER TABLE {name} ADD COLUMN IF NOT EXISTS access_until timestamptz;
 ALTER TABLE {name} ADD COLUMN IF NOT EXISTS data_kept_until timestamptz;
-CREATE INDEX IF NOT EXISTS {name}_access ON {name} (access_mode, license);"
+CREATE INDEX IF NOT EXISTS {name}_access ON {name} (access_mode, license);
+-- The console's search (`q`): a code prefix, an order id or a product.
+CREATE INDEX IF NOT EXISTS {name}_prefix ON {name} (license text_pattern_ops);
+CREATE INDEX IF NOT EXISTS {name}_order ON {name} (order_id);
+CREATE INDEX IF NOT EXISTS {name}_product ON {name} (product_id, license);"
     )
 }
 

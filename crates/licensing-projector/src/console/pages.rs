@@ -419,10 +419,28 @@ pub(crate) async fn licenses(
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     };
-    let page = match query::list_filter(&encode(&pairs)) {
-        Ok(filter) => query::list_page(&state.store, &filter)
-            .await
-            .map(|page| (filter, page)),
+    // The API's filters; the console adds the order by expiry, whose cursor it reads itself.
+    let sort = if get("sort") == "expire_at" {
+        query::Sort::ExpireAt
+    } else {
+        query::Sort::License
+    };
+    let api: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "sort" && k != "cursor")
+        .cloned()
+        .collect();
+    let filter = query::list_filter(&encode(&api)).and_then(|mut filter| {
+        filter.sort = sort;
+        filter.cursor = pairs
+            .iter()
+            .find(|(k, _)| k == "cursor")
+            .map(|(_, c)| query::Cursor::parse(sort, c))
+            .transpose()?;
+        Ok(filter)
+    });
+    let page = match filter {
+        Ok(filter) => query::list_page(&state.store, &filter).await,
         Err(message) => Err(Refusal::invalid_query(message)),
     };
     let sandbox = get("sandbox") == "true";
@@ -465,7 +483,7 @@ pub(crate) async fn licenses(
         }
     };
     let (status, results) = match &page {
-        Ok((_, page)) => {
+        Ok(page) => {
             let items = page["items"].as_array().cloned().unwrap_or_default();
             let next = page["next_cursor"].as_str().map(|cursor| {
                 let mut next: Vec<(String, String)> = pairs
