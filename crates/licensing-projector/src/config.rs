@@ -164,6 +164,9 @@ impl ProjectorConfig {
                     .split_once('=')
                     .ok_or_else(|| format!("{item:?} is not name=url"))?;
                 let url = url::Url::parse(url.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+                if url.scheme() != "http" || url.host_str().is_none() {
+                    return Err(format!("{item:?}: an http:// URL of an operations address"));
+                }
                 Ok((name.trim().to_owned(), url))
             })
             .collect::<Result<Vec<_>, String>>()

@@ -41,8 +41,6 @@ pub(crate) struct Console {
     pub(crate) ready_max_lag: Duration,
     /// Times are shown in this zone.
     pub(crate) market_zone: UtcOffset,
-    /// Asks the peers.
-    pub(crate) http: reqwest::Client,
     /// The broker: queue depths and the commands the console sends.
     pub(crate) bus_config: BusConfig,
     bus: tokio::sync::Mutex<Option<Bus>>,
@@ -67,10 +65,6 @@ impl Console {
             health,
             ready_max_lag,
             market_zone,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_default(),
             bus_config,
             bus: tokio::sync::Mutex::new(None),
         }
@@ -97,6 +91,44 @@ impl Console {
         }
         result
     }
+}
+
+/// Asks a peer's `/readyz` (plain HTTP on an operations address) within 2 s: `Ok` when it
+/// answers 2xx, else what it said or why it could not be asked.
+pub(crate) async fn peer_ready(url: &url::Url) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = url.host_str().ok_or("no host")?.to_owned();
+    let port = url.port_or_known_default().ok_or("no port")?;
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let request = format!(
+            "GET {} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+            &url[url::Position::BeforePath..]
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.take(8192).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = match tokio::time::timeout(Duration::from_secs(2), ask).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Err(format!("unreachable: {e}")),
+        Err(_) => return Err("unreachable: no answer within 2 s".to_owned()),
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("not an HTTP answer")?;
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Err(format!(
+        "HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    ))
 }
 
 /// The console's routes.

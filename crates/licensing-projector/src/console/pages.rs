@@ -213,18 +213,7 @@ pub(crate) async fn overview(
     let projector = crate::ready(&console.health, &state.store, console.ready_max_lag).await;
     let mut peers = Vec::new();
     for (name, url) in &console.peers {
-        let verdict = match console.http.get(url.clone()).send().await {
-            Ok(answer) if answer.status().is_success() => Ok(()),
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let body = answer.text().await.unwrap_or_default();
-                Err(format!(
-                    "HTTP {status}: {}",
-                    body.chars().take(300).collect::<String>()
-                ))
-            }
-            Err(e) => Err(format!("unreachable: {e}")),
-        };
+        let verdict = super::peer_ready(url).await;
         peers.push((name.clone(), verdict));
     }
     let queue = console
