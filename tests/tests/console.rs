@@ -44,45 +44,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A form body, `application/x-www-form-urlencoded`.
-fn form_body(fields: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The value of the hidden `csrf` field of a page.
-fn csrf_in(html: &str) -> String {
-    let at = html
-        .find(r#"name="csrf" value=""#)
-        .expect("a form with a CSRF field")
-        + r#"name="csrf" value=""#.len();
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// `name=value` of a `Set-Cookie` header named `name`, and the whole header.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| (v.split(';').next().unwrap().to_owned(), v.to_owned()))
-}
-
 /// Signs in from `client_ip` (as the trusted proxy reports it); the sign-in answer.
 async fn sign_in(stack: &Stack, token: &str, client_ip: &str, https: bool) -> reqwest::Response {
     let http = client();
@@ -384,6 +345,19 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     assert_eq!(resolved.metadata.actor.as_deref(), Some(OPERATOR));
     browser
         .wait_text("#drift", "the view without drift", |t| t.contains("none"))
+        .await;
+
+    // The marketplace's answer named its order and product: the search finds the license by each.
+    let order = browser.text("#order").await;
+    let product = browser.text("#product").await;
+    for q in [order, product] {
+        browser
+            .open(&stack.query_url(&format!("/console/licenses?q={q}")))
+            .await;
+        assert!(browser.text("table tbody").await.contains("PLCON1"), "{q}");
+    }
+    browser
+        .open(&stack.query_url("/console/licenses/PLCON1"))
         .await;
 
     // Download the evidence pack.

@@ -328,6 +328,41 @@ pub(crate) async fn gather(
     })
 }
 
+/// The newest `last` events of one license up to the window's end, and its exchanges since the
+/// oldest of them (a page of a long history: the console's license page).
+pub(crate) async fn gather_recent(
+    store: &Store,
+    code: &str,
+    window: &Window,
+    last: i64,
+) -> Result<Evidence, GatherError> {
+    let unknown = || GatherError::UnknownLicense(code.to_owned());
+    let license = licensing_domain::LicenseCode::parse(code).map_err(|_| unknown())?;
+    let until = window.to.map(|to| to - time::Duration::microseconds(1));
+    let events = store
+        .load_tail(&license.stream_name(window.sandbox), last, until)
+        .await?;
+    let Some(first) = events.first() else {
+        return Err(unknown());
+    };
+    let from = if first.stream_version == 1 {
+        None
+    } else {
+        Some(first.recorded_at)
+    };
+    let filter = ExchangeFilter {
+        license: Some(code.to_owned()),
+        sandbox: Some(window.sandbox),
+        from,
+        to: window.to,
+        limit: MAX_EXCHANGES,
+        with_payloads: true,
+        ..ExchangeFilter::default()
+    };
+    let exchanges = store.exchanges(&filter).await?;
+    Ok(Evidence { events, exchanges })
+}
+
 /// Which column of the ledger an entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Side {

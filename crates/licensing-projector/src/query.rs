@@ -359,17 +359,35 @@ pub(crate) async fn list_page(store: &Store, filter: &ListFilter) -> Result<Valu
             "expire_at NULLS LAST, license",
         ),
     };
-    let sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM license_views
-          WHERE sandbox = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR product_id = $3)
+    let filters = format!(
+        "sandbox = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR product_id = $3)
             AND ($4::text IS NULL OR order_id = $4) AND ($5::timestamptz IS NULL OR expire_at >= $5)
             AND ($6::timestamptz IS NULL OR expire_at < $6)
             AND ($7::bigint IS NULL OR last_heartbeat_day IS NULL OR last_heartbeat_day < $7)
             AND {after}
-            AND ($10::text IS NULL OR coalesce(access_mode, 'pending') = $10)
-            AND ($11::text IS NULL OR license LIKE $13 OR order_id = $11 OR product_id = $11)
-          ORDER BY {order} LIMIT $9"
+            AND ($10::text IS NULL OR coalesce(access_mode, 'pending') = $10)"
     );
+    // A search is three searches, each along its own index in the list's order (a code prefix, an
+    // order id, a product), merged: one query with an OR would read the whole view when few rows
+    // match the other filters.
+    let sql = if filter.q.is_some() {
+        let branch = |matches: &str| {
+            format!(
+                "(SELECT {VIEW_COLUMNS} FROM license_views WHERE {filters} AND {matches} ORDER BY {order} LIMIT $9)"
+            )
+        };
+        format!(
+            "SELECT * FROM ({} UNION {} UNION {}) hits ORDER BY {order} LIMIT $9",
+            branch("license LIKE $13"),
+            branch("order_id = $11"),
+            branch("product_id = $11 AND $13::text IS NOT NULL"),
+        )
+    } else {
+        format!(
+            "SELECT {VIEW_COLUMNS} FROM license_views WHERE {filters}
+                AND $11::text IS NULL AND $13::text IS NULL ORDER BY {order} LIMIT $9"
+        )
+    };
     let (cursor_license, cursor_at) = match &filter.cursor {
         None => (None, None),
         Some(Cursor::License(license)) => (Some(license.clone()), None),

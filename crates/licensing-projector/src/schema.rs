@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS {name}_access ON {name} (access_mode, license);
 -- The console's search (`q`): a code prefix, an order id or a product.
 CREATE INDEX IF NOT EXISTS {name}_prefix ON {name} (license text_pattern_ops);
 CREATE INDEX IF NOT EXISTS {name}_order ON {name} (order_id);
-CREATE INDEX IF NOT EXISTS {name}_product ON {name} (product_id, license);"
+CREATE INDEX IF NOT EXISTS {name}_product ON {name} (product_id, status, license);"
     )
 }
 

@@ -157,6 +157,18 @@ impl Store {
         self.load_with(stream_id, &Upcasters::new()).await
     }
 
+    /// The newest `last` events of a stream recorded at or before `until` (any time with `None`),
+    /// in order: a page of a long history.
+    pub async fn load_tail(
+        &self,
+        stream_id: &str,
+        last: i64,
+        until: Option<time::OffsetDateTime>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        read::load_tail_in(&**client, stream_id, last, until, &Upcasters::new()).await
+    }
+
     /// [`Store::load`], upcasting old payloads.
     pub async fn load_with(
         &self,

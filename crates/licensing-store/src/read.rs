@@ -62,6 +62,24 @@ pub(crate) async fn load_in(
     rows.iter().map(|r| decode(r, upcasters)).collect()
 }
 
+/// The newest `last` events of a stream recorded at or before `until` (all times with `None`), in
+/// order.
+pub(crate) async fn load_tail_in(
+    client: &impl GenericClient,
+    stream_id: &str,
+    last: i64,
+    until: Option<time::OffsetDateTime>,
+    upcasters: &Upcasters,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT * FROM (SELECT {COLUMNS} FROM events WHERE stream_id = $1
+            AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+          ORDER BY stream_version DESC LIMIT $2) newest ORDER BY stream_version"
+    );
+    let rows = client.query(&sql, &[&stream_id, &last, &until]).await?;
+    rows.iter().map(|r| decode(r, upcasters)).collect()
+}
+
 /// Every event of some streams, each stream's in order: the statement for [`load_many_in`].
 pub(crate) const LOAD_MANY: &str = "SELECT global_position, stream_id, stream_version, event_id, \
      event_type, schema_version, payload, metadata, recorded_at \

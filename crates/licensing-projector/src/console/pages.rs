@@ -650,7 +650,7 @@ pub(crate) async fn license(
         from: None,
         to: at.map(|t| t + time::Duration::microseconds(1)),
     };
-    let evidence = match evidence::gather(&state.store, &code, &window).await {
+    let evidence = match evidence::gather_recent(&state.store, &code, &window, SHOWN as i64).await {
         Ok(evidence) => evidence,
         Err(evidence::GatherError::UnknownLicense(_)) => {
             return ctx.refusal(&Refusal::unknown_license(&code));
@@ -709,8 +709,8 @@ pub(crate) async fn license(
                         } @else { (l.tr("none", "无")) }
                     }
                     dt { (l.tr("Last heartbeat (心跳) day", "最近心跳日")) } dd { (day_text(&view["last_heartbeat_day"])) }
-                    dt { (l.tr("Product", "产品")) } dd { (text(&view["product_id"])) }
-                    dt { (l.tr("Order", "订单")) } dd { (text(&view["order_id"])) }
+                    dt { (l.tr("Product", "产品")) } dd #product { (text(&view["product_id"])) }
+                    dt { (l.tr("Order", "订单")) } dd #order { (text(&view["order_id"])) }
                     dt { (l.tr("Version", "版本")) } dd { (text(&view["version"])) }
                 }
             }
@@ -760,9 +760,9 @@ pub(crate) async fn license(
             }
         }
         h2 { (l.tr("Timeline", "时间线")) }
-        @let events: Vec<_> = evidence.events.iter().rev().take(SHOWN).collect();
-        @if evidence.events.len() > SHOWN {
-            p.muted { (l.tr("Newest events shown; the evidence pack holds all of them:", "仅显示最新事件；证据包包含全部：")) " " (SHOWN) " / " (evidence.events.len()) }
+        @let events: Vec<_> = evidence.events.iter().rev().collect();
+        @if events.last().is_some_and(|e| e.stream_version > 1) {
+            p.muted { (l.tr("The newest events; the evidence pack holds all of them.", "仅显示最新事件；证据包包含全部。")) " " (events.len()) " / " (events.first().map_or(0, |e| e.stream_version)) }
         }
         div.scroll {
             table #timeline {
