@@ -85,20 +85,6 @@ fn exchanges() -> Vec<Exchange> {
         .collect()
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// Fetches `path` `ROUNDS` times: (median ms, p95 ms, projector CPU ms per fetch).
 async fn measure(stack: &Stack, pid: u32, cookie: &str, path: &str) -> (f64, f64, f64) {
     let url = stack.query_url(path);

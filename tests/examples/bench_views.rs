@@ -107,21 +107,6 @@ async fn worst_lag(stack: &Stack) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// Seconds until each of the view follower and the event publisher has handled every event
 /// (`None` for one that did not within `limit`).
 async fn wait_caught_up(stack: &Stack, limit: Duration) -> [Option<f64>; 2] {
