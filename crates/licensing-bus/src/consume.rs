@@ -41,10 +41,7 @@ impl Bus {
             channel.basic_consume(queue.into(), "".into(), options, FieldTable::default()),
         )
         .await?;
-        Ok(IncomingStream {
-            consumer,
-            _channel: channel,
-        })
+        Ok(IncomingStream { consumer, channel })
     }
 
     /// Subscribes to events under a durable queue `licensing.subscriber.<name>` bound with
@@ -157,13 +154,29 @@ impl Bus {
 #[derive(Debug)]
 pub struct IncomingStream {
     consumer: lapin::Consumer,
-    _channel: Channel,
+    channel: Channel,
 }
 
 impl IncomingStream {
-    /// The next message; `None` when the consumer or its connection ended.
+    /// The next message; `None` when the consumer or its connection ended, an error when its
+    /// channel is no longer open (checked every 250 ms while waiting), so that a consumer whose
+    /// channel or connection was lost without its stream ending is never left waiting forever.
     pub async fn next(&mut self) -> Option<Result<Incoming, BusError>> {
-        let delivery = self.consumer.next().await?;
+        let channel = &self.channel;
+        let closed = async {
+            while channel.status().connected() {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        };
+        let delivery = tokio::select! {
+            biased;
+            delivery = self.consumer.next() => delivery?,
+            () = closed => {
+                return Some(Err(BusError::Unavailable(
+                    "the consumer's channel is closed".to_owned(),
+                )));
+            }
+        };
         Some(delivery.map_err(BusError::from).map(|d| {
             let headers = d
                 .properties

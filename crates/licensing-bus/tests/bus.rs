@@ -158,3 +158,21 @@ async fn an_unreachable_broker_fails_fast() {
     assert!(matches!(error, BusError::Unavailable(_)), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn a_consumer_whose_connection_is_gone_stops_waiting() {
+    let settings = config(QueueType::Classic);
+    let bus = Bus::connect(settings.clone()).await.unwrap();
+    let mut commands = bus.consume_commands(10).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let ended = tokio::time::timeout(Duration::from_secs(5), commands.next()).await;
+        matches!(ended, Ok(None | Some(Err(_))))
+    });
+    bus.close().await;
+    assert!(
+        waiting.await.unwrap(),
+        "the stream ends or fails instead of waiting for messages that cannot come"
+    );
+    let fresh = Bus::connect(settings).await.unwrap();
+    fresh.delete_topology().await.unwrap();
+}
