@@ -205,8 +205,6 @@ impl Processor {
         let result = loop {
             let incoming = tokio::select! {
                 () = cancel.cancelled() => break Ok(()),
-                // The publishing side lost too: replies and dead letters could not go out.
-                () = bus.closed() => break Err(licensing_bus::BusError::Unavailable("the broker connection was lost".into())),
                 next = commands.next() => match next {
                     Some(Ok(incoming)) => incoming,
                     Some(Err(e)) => break Err(e),
