@@ -10,10 +10,7 @@ mod support;
 
 use std::time::Instant;
 
-use licensing_domain::{
-    Event, LicenseCode, MarketTime, Origin, Registered, Renewed, Scene, Timestamp,
-};
-use licensing_store::{Direction, EventMetadata, Exchange, NewEvent};
+use licensing_store::{Direction, Exchange};
 use serde_json::{Value, json};
 use support::*;
 
@@ -22,42 +19,6 @@ const EVENTS: usize = 10_000;
 const EXCHANGES: usize = 1_000;
 const ROUNDS: usize = 30;
 const BIG: &str = "PLBIG000001";
-
-fn events(from: usize, count: usize) -> Vec<NewEvent> {
-    (from..from + count)
-        .map(|i| {
-            let at = Timestamp::from_millis(1_790_000_000_000 + i as i64 * 1000);
-            let event = if i == 0 {
-                Event::Registered(Registered {
-                    license: LicenseCode::parse(BIG).unwrap(),
-                    sandbox: false,
-                    origin: Origin::Callback,
-                    at,
-                })
-            } else {
-                Event::Renewed(Renewed {
-                    order_id: format!("CSBIG{i}"),
-                    order_line_id: format!("CSBIG{i}-1"),
-                    scene: Scene::Renewal,
-                    product_id: None,
-                    expire: MarketTime {
-                        instant: Timestamp::from_millis(1_900_000_000_000 + i as i64 * 60_000),
-                        raw: format!("{:014}", 20300101000000u64 + i as u64),
-                    },
-                    at,
-                })
-            };
-            let (event_type, payload) = licensing_messages::event_codec::encode(&event);
-            NewEvent {
-                event_id: uuid::Uuid::new_v4(),
-                event_type,
-                schema_version: 1,
-                payload,
-                metadata: EventMetadata::default(),
-            }
-        })
-        .collect()
-}
 
 fn exchanges() -> Vec<Exchange> {
     let now = time::OffsetDateTime::now_utc();
@@ -149,7 +110,11 @@ async fn main() {
     for from in (0..EVENTS).step_by(500) {
         stack
             .store
-            .append(&format!("license-{BIG}"), from as i64, events(from, 500))
+            .append(
+                &format!("license-{BIG}"),
+                from as i64,
+                events_of(BIG, from, 500),
+            )
             .await
             .unwrap();
     }

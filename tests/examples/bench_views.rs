@@ -17,10 +17,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use licensing_domain::{
-    Event, LicenseCode, MarketTime, Origin, Registered, Renewed, Scene, Timestamp,
-};
-use licensing_store::{EventMetadata, NewEvent, StreamAppend};
+use licensing_store::StreamAppend;
 use serde_json::json;
 use support::*;
 
@@ -28,43 +25,6 @@ const PER_LICENSE: usize = 500;
 const LICENSES: usize = 200;
 /// Events per append: a batch of one license's events, as the processor writes them.
 const CHUNK: usize = 50;
-
-fn events_of(license: &str, from: usize, count: usize) -> Vec<NewEvent> {
-    (from..from + count)
-        .map(|i| {
-            let at = Timestamp::from_millis(1_800_000_000_000 + i as i64 * 1000);
-            let event = if i == 0 {
-                Event::Registered(Registered {
-                    license: LicenseCode::parse(license).unwrap(),
-                    sandbox: false,
-                    origin: Origin::Callback,
-                    at,
-                })
-            } else {
-                let expire = 1_900_000_000_000 + i as i64 * 86_400_000;
-                Event::Renewed(Renewed {
-                    order_id: format!("CSV{i}"),
-                    order_line_id: format!("CSV{i}-1"),
-                    scene: Scene::Renewal,
-                    product_id: None,
-                    expire: MarketTime {
-                        instant: Timestamp::from_millis(expire),
-                        raw: format!("{:014}", 20300101000000u64 + i as u64),
-                    },
-                    at,
-                })
-            };
-            let (event_type, payload) = licensing_messages::event_codec::encode(&event);
-            NewEvent {
-                event_id: uuid::Uuid::new_v4(),
-                event_type,
-                schema_version: 1,
-                payload,
-                metadata: EventMetadata::default(),
-            }
-        })
-        .collect()
-}
 
 /// Appends `PER_LICENSE` events to each of `licenses` from 8 connections at once; returns the
 /// seconds it took.

@@ -145,6 +145,15 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     let (status, _, overview) = page(&stack, "/console/", &cookie).await;
     assert_eq!(status, 200);
     assert!(overview.contains("Overview") && overview.contains(OPERATOR));
+    // The one callback so far is counted under its result code, and drawn as this hour's bar.
+    assert!(
+        overview.contains("<tr><td><code>000000</code></td><td>1</td></tr>"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains("000000 × 1"),
+        "the bar's title names its count"
+    );
 
     // A form post without this session's CSRF token is refused.
     let csrf = csrf_in(&overview);

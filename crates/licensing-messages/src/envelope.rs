@@ -437,6 +437,24 @@ pub struct LicenseSummary {
     pub data_kept_until_ms: Option<i64>,
 }
 
+impl CommandEnvelope {
+    /// A command that starts here (no outside request behind it): a fresh id serving as both its
+    /// message and correlation id, no actor, no request hash. Set the fields that differ.
+    pub fn new(source: &str, received_at_ms: i64, command: CommandBody) -> Self {
+        let id = Uuid::new_v4();
+        Self {
+            v: ENVELOPE_VERSION,
+            message_id: id,
+            correlation_id: id,
+            received_at_ms,
+            source: source.to_owned(),
+            actor: None,
+            request_hash: None,
+            command,
+        }
+    }
+}
+
 impl CommandBody {
     /// An operator's drift resolution, checked: `accept` is `marketplace` or `ours`, the note 1 to
     /// 1000 characters once trimmed. The error says what is wrong (the internal API and the

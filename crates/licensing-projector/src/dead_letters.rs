@@ -110,11 +110,7 @@ pub(crate) async fn list_body(
 }
 
 fn not_found(id: &str) -> HttpResponse {
-    error(
-        StatusCode::NOT_FOUND,
-        "unknown_dead_letter",
-        format!("no dead letter {id}"),
-    )
+    Refusal::unknown_dead_letter(id).answer()
 }
 
 /// `GET /v1/dead-letters/{id}`.

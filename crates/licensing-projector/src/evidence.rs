@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::query::{
-    QueryState, decode_query, error, instant, rfc3339, text_filter, unauthorized, unavailable,
+    QueryState, Refusal, decode_query, error, instant, rfc3339, text_filter, unauthorized,
+    unavailable,
 };
 
 /// A payload as served: its size, hash, bytes (base64) and, when it is JSON, the decoded value.
@@ -285,15 +286,16 @@ pub enum GatherError {
 }
 
 impl GatherError {
-    fn answer(&self) -> HttpResponse {
+    /// What to answer: 404 for an unknown license, 503 for a store that cannot answer.
+    pub(crate) fn refusal(&self) -> Refusal {
         match self {
-            Self::UnknownLicense(code) => error(
-                StatusCode::NOT_FOUND,
-                "unknown_license",
-                format!("no license {code}"),
-            ),
-            Self::Unavailable(e) => unavailable(e),
+            Self::UnknownLicense(code) => Refusal::unknown_license(code),
+            Self::Unavailable(e) => Refusal::unavailable(e),
         }
+    }
+
+    fn answer(&self) -> HttpResponse {
+        self.refusal().answer()
     }
 }
 

@@ -12,8 +12,7 @@ use koogallery::openapi::{
 };
 use licensing_bus::Bus;
 use licensing_messages::{
-    ActivationResultV1, CommandBody, CommandEnvelope, ENVELOPE_VERSION, HeartbeatResultV1,
-    OutboundAttemptV1,
+    ActivationResultV1, CommandBody, CommandEnvelope, HeartbeatResultV1, OutboundAttemptV1,
 };
 use licensing_runtime::CancellationToken;
 use licensing_store::Store;
@@ -301,16 +300,14 @@ impl Outbound {
         if disposition == Disposition::Credentials {
             tracing::error!(license = %job.license, "the marketplace refused our AK/SK: check LICENSING_KOOGALLERY_AK and LICENSING_KOOGALLERY_SK");
         }
-        let envelope = CommandEnvelope {
-            v: ENVELOPE_VERSION,
-            message_id: uuid::Uuid::new_v4(),
-            correlation_id: job.correlation_id.unwrap_or_else(uuid::Uuid::new_v4),
-            received_at_ms: koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc()),
-            source: "outbound-worker".to_owned(),
-            request_hash: None,
-            actor: None,
+        let mut envelope = CommandEnvelope::new(
+            "outbound-worker",
+            koogallery::market_time::unix_millis(time::OffsetDateTime::now_utc()),
             command,
-        };
+        );
+        if let Some(correlation_id) = job.correlation_id {
+            envelope.correlation_id = correlation_id;
+        }
         crate::publisher::send_command(bus, &envelope).await?;
         let delay = backoff(
             self.retry_base,

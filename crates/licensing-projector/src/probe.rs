@@ -10,7 +10,7 @@ use std::time::Duration;
 use koogallery::probe::{self, CaseOutcome, ProbeCase};
 use koogallery::signature::AccessKey;
 use licensing_bus::Bus;
-use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION, ProbeCaseV1};
+use licensing_messages::{CommandBody, CommandEnvelope, ProbeCaseV1};
 use licensing_runtime::{CancellationToken, Clock, Settings, SettingsError};
 use licensing_store::{Store, StoreError};
 use time::{OffsetDateTime, Time, UtcOffset};
@@ -213,16 +213,10 @@ impl Watchdog {
 
 /// The `record_probe_run` command of a run that started at `started`.
 fn run_command(started: OffsetDateTime, outcomes: &[CaseOutcome]) -> CommandEnvelope {
-    let id = uuid::Uuid::new_v4();
-    CommandEnvelope {
-        v: ENVELOPE_VERSION,
-        message_id: id,
-        correlation_id: id,
-        received_at_ms: koogallery::market_time::unix_millis(started),
-        source: "probe-watchdog".to_owned(),
-        actor: None,
-        request_hash: None,
-        command: CommandBody::RecordProbeRun {
+    CommandEnvelope::new(
+        "probe-watchdog",
+        koogallery::market_time::unix_millis(started),
+        CommandBody::RecordProbeRun {
             cases: outcomes
                 .iter()
                 .map(|o| ProbeCaseV1 {
@@ -237,7 +231,7 @@ fn run_command(started: OffsetDateTime, outcomes: &[CaseOutcome]) -> CommandEnve
                 })
                 .collect(),
         },
-    }
+    )
 }
 
 #[cfg(test)]

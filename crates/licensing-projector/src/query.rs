@@ -84,6 +84,15 @@ impl Refusal {
         )
     }
 
+    /// 404 for a dead letter that does not exist (or cannot be an id).
+    pub(crate) fn unknown_dead_letter(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_dead_letter",
+            format!("no dead letter {id}"),
+        )
+    }
+
     /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
     pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "query failed in the store");

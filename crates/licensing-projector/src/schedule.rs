@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use licensing_bus::Bus;
 use licensing_domain::NoticePolicy;
-use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION};
+use licensing_messages::{CommandBody, CommandEnvelope};
 use licensing_runtime::{CancellationToken, Clock};
 use licensing_store::{GenericClient, Store, StoreError};
 use time::OffsetDateTime;
@@ -88,21 +88,15 @@ impl Schedule {
     }
 
     fn command(&self, license: &str, at_ms: i64) -> CommandEnvelope {
-        let id = uuid::Uuid::new_v4();
-        CommandEnvelope {
-            v: ENVELOPE_VERSION,
-            message_id: id,
-            correlation_id: id,
-            received_at_ms: at_ms,
-            source: "access-schedule".to_owned(),
-            actor: None,
-            request_hash: None,
-            command: CommandBody::PassTime {
+        CommandEnvelope::new(
+            "access-schedule",
+            at_ms,
+            CommandBody::PassTime {
                 license: license.to_owned(),
                 expiry_notice_days: self.notices.expiry_days.clone(),
                 freeze_notice_days: self.notices.freeze_days.clone(),
             },
-        }
+        )
     }
 }
 

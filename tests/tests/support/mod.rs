@@ -745,6 +745,48 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Events `from..from + count` of a license's stream, as the processor stores them: registered
+/// first, then renewals (the benchmarks' synthetic histories).
+pub fn events_of(license: &str, from: usize, count: usize) -> Vec<licensing_store::NewEvent> {
+    use licensing_domain::{
+        Event, LicenseCode, MarketTime, Origin, Registered, Renewed, Scene, Timestamp,
+    };
+    (from..from + count)
+        .map(|i| {
+            let at = Timestamp::from_millis(1_800_000_000_000 + i as i64 * 1000);
+            let event = if i == 0 {
+                Event::Registered(Registered {
+                    license: LicenseCode::parse(license).unwrap(),
+                    sandbox: false,
+                    origin: Origin::Callback,
+                    at,
+                })
+            } else {
+                let expire = 1_900_000_000_000 + i as i64 * 86_400_000;
+                Event::Renewed(Renewed {
+                    order_id: format!("CSV{i}"),
+                    order_line_id: format!("CSV{i}-1"),
+                    scene: Scene::Renewal,
+                    product_id: None,
+                    expire: MarketTime {
+                        instant: Timestamp::from_millis(expire),
+                        raw: format!("{:014}", 20300101000000u64 + i as u64),
+                    },
+                    at,
+                })
+            };
+            let (event_type, payload) = licensing_messages::event_codec::encode(&event);
+            licensing_store::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type,
+                schema_version: 1,
+                payload,
+                metadata: licensing_store::EventMetadata::default(),
+            }
+        })
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -331,12 +331,7 @@ impl Ctx {
         if self.remember_lang {
             response.append_header((
                 header::SET_COOKIE,
-                format!(
-                    "{}={}; Path=/console; Max-Age=31536000; SameSite=Strict{}",
-                    session::LANG_COOKIE,
-                    l.code(),
-                    if self.origin.tls { "; Secure" } else { "" }
-                ),
+                session::set_cookie(session::LANG_COOKIE, l.code(), 31_536_000, self.origin.tls),
             ));
         }
         response.body(markup.into_string())

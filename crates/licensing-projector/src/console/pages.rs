@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
-use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION};
+use licensing_messages::{CommandBody, CommandEnvelope};
 use licensing_store::{DeadLetterState, Direction, StoredExchange};
 use maud::{Markup, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -96,17 +96,13 @@ fn notice(l: Lang, done: Option<&String>) -> Markup {
 
 /// A command from the console, with the session's token name as actor.
 fn command(actor: &str, command: CommandBody) -> CommandEnvelope {
-    let id = Uuid::new_v4();
-    CommandEnvelope {
-        v: ENVELOPE_VERSION,
-        message_id: id,
-        correlation_id: id,
-        received_at_ms: koogallery::market_time::unix_millis(OffsetDateTime::now_utc()),
-        source: "console".to_owned(),
-        actor: Some(actor.to_owned()),
-        request_hash: None,
+    let mut envelope = CommandEnvelope::new(
+        "console",
+        koogallery::market_time::unix_millis(OffsetDateTime::now_utc()),
         command,
-    }
+    );
+    envelope.actor = Some(actor.to_owned());
+    envelope
 }
 
 async fn send(console: &Console, envelope: &CommandEnvelope) -> Result<(), Refusal> {
@@ -222,12 +218,11 @@ pub(crate) async fn overview(
     let lags = state.store.follower_lags(&crate::FOLLOWERS).await;
     let waiting = state.store.dead_letters_waiting().await;
     let now = OffsetDateTime::now_utc();
-    let first_hour = now
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .map_or(now, |t| {
-            t.replace_nanosecond(0).unwrap_or(t) - time::Duration::hours(23)
-        });
+    // The start of the hour 23 hours before this one: 24 whole hours, the last one running.
+    let seconds = now.unix_timestamp();
+    let first_hour = OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(3600))
+        .unwrap_or(now)
+        - time::Duration::hours(23);
     let counts = state.store.exchange_counts(first_hour).await;
     let client = state.store.client().await;
     let (debt, probe) = match &client {
@@ -652,12 +647,7 @@ pub(crate) async fn license(
     };
     let evidence = match evidence::gather_recent(&state.store, &code, &window, SHOWN as i64).await {
         Ok(evidence) => evidence,
-        Err(evidence::GatherError::UnknownLicense(_)) => {
-            return ctx.refusal(&Refusal::unknown_license(&code));
-        }
-        Err(evidence::GatherError::Unavailable(e)) => {
-            return ctx.refusal(&Refusal::unavailable(&e));
-        }
+        Err(e) => return ctx.refusal(&e.refusal()),
     };
     let ledger = evidence::ledger(&evidence);
     let exchanges: HashMap<Uuid, &StoredExchange> = evidence
@@ -999,13 +989,7 @@ pub(crate) async fn dead_letter(
         return redirect;
     }
     let l = ctx.lang;
-    let unknown = || {
-        Refusal::new(
-            StatusCode::NOT_FOUND,
-            "unknown_dead_letter",
-            format!("no dead letter {}", path.as_str()),
-        )
-    };
+    let unknown = || Refusal::unknown_dead_letter(path.as_str());
     let Ok(id) = Uuid::parse_str(&path) else {
         return ctx.refusal(&unknown());
     };
@@ -1063,11 +1047,7 @@ pub(crate) async fn redrive(
         Err(response) => return response,
     };
     let Ok(id) = Uuid::parse_str(&path) else {
-        return ctx.refusal(&Refusal::new(
-            StatusCode::NOT_FOUND,
-            "unknown_dead_letter",
-            format!("no dead letter {}", path.as_str()),
-        ));
+        return ctx.refusal(&Refusal::unknown_dead_letter(path.as_str()));
     };
     match crate::dead_letters::redrive_as(&state, Some(id), &session.actor).await {
         Ok(letters) if !letters.is_empty() => {

@@ -368,3 +368,46 @@ async fn a_batch_loads_its_streams_in_one_query_and_appends_in_command_order() {
         .collect();
     assert_eq!(a, ["a1", "a2", "a3"]);
 }
+
+#[tokio::test]
+async fn a_stream_tail_is_its_newest_events_in_order_up_to_an_instant() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store
+        .append(
+            "license-PL1",
+            0,
+            (1..=3).map(|i| event("renewed", i)).collect(),
+        )
+        .await
+        .unwrap();
+    let cut = store.load("license-PL1").await.unwrap()[2].recorded_at;
+    store
+        .append(
+            "license-PL1",
+            3,
+            (4..=5).map(|i| event("renewed", i)).collect(),
+        )
+        .await
+        .unwrap();
+    let versions = |events: Vec<licensing_store::RecordedEvent>| {
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>()
+    };
+    let tail = store.load_tail("license-PL1", 2, None).await.unwrap();
+    assert_eq!(versions(tail), [4, 5]);
+    let all = store.load_tail("license-PL1", 10, None).await.unwrap();
+    assert_eq!(versions(all), [1, 2, 3, 4, 5]);
+    let then = store.load_tail("license-PL1", 2, Some(cut)).await.unwrap();
+    assert_eq!(
+        versions(then),
+        [2, 3],
+        "events recorded after the instant are left out"
+    );
+    assert!(
+        store
+            .load_tail("license-other", 2, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
