@@ -280,11 +280,11 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser.open(&stack.query_url("/console/licenses")).await;
     assert!(browser.url().await.contains("/console/sign-in"));
     browser.type_into("#token", "wrong-token-0123456789").await;
-    browser.click("form.sign-in button").await;
+    browser.follow("form.sign-in button").await;
     assert!(browser.text("p.error").await.contains("not accepted"));
     browser.screenshot("01-sign-in-refused").await;
     browser.type_into("#token", TOKEN).await;
-    browser.click("form.sign-in button").await;
+    browser.follow("form.sign-in button").await;
     eventually("the licenses page after sign-in", 30, || async {
         browser
             .url()
@@ -305,7 +305,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
 
     // Search by a code prefix, open the license.
     browser.type_into("input[name=q]", "PLCON").await;
-    browser.click("form[role=search] button").await;
+    browser.follow("form[role=search] button").await;
     browser.wait_url("q=PLCON").await;
     let row = browser.text("table tbody").await;
     assert!(
@@ -313,7 +313,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "{row}"
     );
     browser.screenshot("03-search").await;
-    browser.click("a[href='/console/licenses/PLCON1']").await;
+    browser.follow("a[href='/console/licenses/PLCON1']").await;
     assert!(browser.text("h1").await.contains("PLCON1"));
 
     // The raw callback, expanded, is exactly the body that was sent.
@@ -380,17 +380,17 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     .await;
 
     // The same page in 简体中文, then back.
-    browser.click("header a.lang").await;
+    browser.follow("header a.lang").await;
+    browser.wait_url("lang=zh-CN").await;
     assert!(browser.text("#now").await.contains("当前状态"));
     assert!(browser.text("header").await.contains("退出"));
-    assert!(browser.url().await.contains("lang=zh-CN"));
     browser.screenshot("06-license-zh-CN").await;
     browser.open(&stack.query_url("/console/probe")).await;
     assert!(
         browser.text("h1").await.contains("拨测"),
         "the choice is remembered"
     );
-    browser.click("header a.lang").await;
+    browser.follow("header a.lang").await;
     assert!(browser.text("h1").await.contains("Probe"));
 
     // A hostile code is shown as text; no script runs.
@@ -403,7 +403,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "{listed}"
     );
     assert_ne!(browser.title().await, "pwned");
-    browser.click("table tbody a").await;
+    browser.follow("table tbody a").await;
     assert_ne!(browser.title().await, "pwned");
     assert!(browser.text("h1").await.contains("<script>"));
 
@@ -423,7 +423,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     assert!(browser.text("#dead-letters").await.contains("PLCONDL"));
     browser.screenshot("07-dead-letters").await;
     browser
-        .click(&format!(
+        .follow(&format!(
             "a[href='/console/dead-letters/{}']",
             letter.letter.id
         ))
@@ -438,7 +438,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         )
         .await
         .unwrap();
-    browser.click("form[action$='/redrive'] button").await;
+    browser.follow("form[action$='/redrive'] button").await;
     assert!(browser.text("#state").await.contains(OPERATOR));
     stack.wait_event("license-PLCONDL", "frozen").await;
     let stored = stack.store.dead_letter(letter.letter.id).await.unwrap();
@@ -468,8 +468,8 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
 
     // Sign out; a direct URL then goes to sign-in.
     assert_eq!(browser.text("form.sign-out button").await, "Sign out");
-    browser.click("form.sign-out button").await;
-    assert!(browser.url().await.contains("/console/sign-in"));
+    browser.follow("form.sign-out button").await;
+    browser.wait_url("/console/sign-in").await;
     browser.open(&console).await;
     assert!(browser.url().await.contains("/console/sign-in"));
     browser.screenshot("10-signed-out").await;

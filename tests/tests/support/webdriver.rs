@@ -186,6 +186,24 @@ impl Browser {
         .await;
     }
 
+    /// Clicks the first element matching `css` (a link or a form's button) and waits until the
+    /// browser has left the current document, so that what is read next is the new page.
+    pub async fn follow(&self, css: &str) {
+        let old = self.element("html").await;
+        self.click(css).await;
+        super::eventually(&format!("a new page after clicking {css}"), 30, || async {
+            let answer = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/element/{old}/name"),
+                    Value::Null,
+                )
+                .await;
+            (answer["error"].as_str() == Some("stale element reference")).then_some(())
+        })
+        .await;
+    }
+
     /// Types `text` into the first element matching `css`.
     pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
