@@ -25,7 +25,7 @@ const SUCCESS: &[u8] = br#"{"kind":"callback","resultCode":"000000","resultMsg":
 
 async fn responder(prefix: &str) {
     let bus = Arc::new(Bus::connect(config(prefix)).await.expect("broker"));
-    let mut commands = bus.consume_commands(500).await.expect("consume");
+    let mut commands = bus.consume_commands(0, 500).await.expect("consume");
     println!("responder ready");
     while let Some(Ok(message)) = commands.next().await {
         let bus = bus.clone();
@@ -53,6 +53,7 @@ async fn responder(prefix: &str) {
 async fn publish(body: web::Bytes, bus: web::Data<Bus>) -> HttpResponse {
     match bus
         .publish_command(
+            "",
             &body,
             uuid::Uuid::new_v4().to_string(),
             uuid::Uuid::new_v4().to_string(),
@@ -71,7 +72,7 @@ async fn publish(body: web::Bytes, bus: web::Data<Bus>) -> HttpResponse {
 async fn drain(prefix: String) {
     // Keeps the bare server's queue from growing: acknowledges whatever it publishes.
     let bus = Bus::connect(config(&prefix)).await.expect("broker");
-    let mut commands = bus.consume_commands(500).await.expect("consume");
+    let mut commands = bus.consume_commands(0, 500).await.expect("consume");
     while let Some(Ok(message)) = commands.next().await {
         let _ = message.ack().await;
     }

@@ -317,6 +317,7 @@ async fn report_usage(bus: &licensing_bus::Bus, license: &str, at_ms: i64) {
         },
     };
     bus.publish_command(
+        envelope.license(),
         &envelope.to_bytes(),
         envelope.message_id.to_string(),
         envelope.correlation_id.to_string(),

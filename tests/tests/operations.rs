@@ -229,6 +229,7 @@ async fn an_undecodable_command_is_dead_lettered_with_its_reason_and_others_go_o
     config.queue_type = QueueType::Classic;
     let bus = Bus::connect(config).await.unwrap();
     bus.publish_command(
+        "",
         b"this is not an envelope",
         "poison-1".into(),
         "c".into(),

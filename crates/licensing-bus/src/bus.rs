@@ -14,7 +14,8 @@ use crate::config::BusConfig;
 pub struct Names {
     /// Direct exchange the ingress publishes commands to.
     pub commands_exchange: String,
-    /// Durable queue the processor consumes (single active consumer).
+    /// Durable queue of shard 0, the only one with one shard (single active consumer); shard
+    /// `i > 0` is this name followed by `.i` ([`Names::command_queue`]).
     pub commands_queue: String,
     /// Fanout exchange for messages that cannot be processed.
     pub dead_letter_exchange: String,
@@ -24,8 +25,8 @@ pub struct Names {
     pub events_exchange: String,
 }
 
-/// Routing key of commands on the commands exchange.
-pub(crate) const COMMAND_KEY: &str = "command";
+/// Routing key of shard 0's commands on the commands exchange (`command.i` for shard `i > 0`).
+const COMMAND_KEY: &str = "command";
 /// Header carrying why a message was dead-lettered.
 pub const FAILURE_HEADER: &str = "x-licensing-failure";
 /// Header carrying the id of one parking of a message in the dead-letter queue (a message parked
@@ -43,6 +44,33 @@ impl Names {
             events_exchange: format!("{prefix}licensing.events"),
         }
     }
+}
+
+impl Names {
+    /// The command queue of `shard` (ADR 0016): shard 0 keeps the name of the single queue.
+    pub fn command_queue(&self, shard: u16) -> String {
+        match shard {
+            0 => self.commands_queue.clone(),
+            i => format!("{}.{i}", self.commands_queue),
+        }
+    }
+
+    /// The routing key of `shard` on the commands exchange.
+    pub(crate) fn command_key(shard: u16) -> String {
+        match shard {
+            0 => COMMAND_KEY.to_owned(),
+            i => format!("{COMMAND_KEY}.{i}"),
+        }
+    }
+}
+
+/// The shard of a license among `shards`: FNV-1a of its code, stable across processes, machines
+/// and releases (ADR 0016). The processor spreads licenses over its workers with it too.
+pub fn shard_of(key: &str, shards: u16) -> u16 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % u64::from(shards.max(1))) as u16
 }
 
 /// What went wrong with the broker.
@@ -131,6 +159,18 @@ impl Bus {
     /// The topology's names.
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// The number of command queues (`LICENSING_SHARDS`).
+    pub fn shards(&self) -> u16 {
+        self.config.shards
+    }
+
+    /// Every command queue, by shard.
+    pub fn command_queues(&self) -> Vec<String> {
+        (0..self.config.shards)
+            .map(|s| self.names.command_queue(s))
+            .collect()
     }
 
     /// Whether the connection and the publishing channel are open.

@@ -36,6 +36,9 @@ pub struct BusConfig {
     pub delivery_limit: u32,
     /// Longest wait for a connection or a publisher confirm.
     pub timeout: Duration,
+    /// Command queues (`LICENSING_SHARDS`, ADR 0016): a license's commands always go to shard
+    /// `shard_of(license, shards)`.
+    pub shards: u16,
     /// PEM certificates trusted besides the system's roots for `amqps://` (read from the file
     /// named by `LICENSING_AMQP_CA`).
     pub ca_pem: Option<String>,
@@ -50,13 +53,14 @@ impl std::fmt::Debug for BusConfig {
             .field("queue_type", &self.queue_type)
             .field("delivery_limit", &self.delivery_limit)
             .field("timeout", &self.timeout)
+            .field("shards", &self.shards)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "[set]"))
             .finish()
     }
 }
 
 impl BusConfig {
-    /// Defaults for a URL: no prefix, quorum queue, no delivery limit, 2 s timeout.
+    /// Defaults for a URL: no prefix, quorum queue, no delivery limit, 2 s timeout, one shard.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -64,6 +68,7 @@ impl BusConfig {
             queue_type: QueueType::Quorum,
             delivery_limit: 0,
             timeout: Duration::from_secs(2),
+            shards: 1,
             ca_pem: None,
         }
     }
@@ -71,8 +76,9 @@ impl BusConfig {
 
 impl BusConfig {
     /// Reads `LICENSING_AMQP_URL` (required), `LICENSING_AMQP_PREFIX`, `LICENSING_AMQP_QUEUE_TYPE`
-    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT`, `LICENSING_AMQP_TIMEOUT_MS` and
-    /// `LICENSING_AMQP_CA` (a PEM file, read now) through `get`. An error names the variable.
+    /// (`quorum` or `classic`), `LICENSING_AMQP_DELIVERY_LIMIT`, `LICENSING_AMQP_TIMEOUT_MS`,
+    /// `LICENSING_SHARDS` (1 to 256) and `LICENSING_AMQP_CA` (a PEM file, read now) through `get`.
+    /// An error names the variable.
     pub fn from_lookup(
         get: impl Fn(&'static str) -> Option<String>,
     ) -> Result<Self, (&'static str, String)> {
@@ -111,6 +117,13 @@ impl BusConfig {
             get("LICENSING_AMQP_TIMEOUT_MS"),
             2000,
         )?);
+        config.shards = parse("LICENSING_SHARDS", get("LICENSING_SHARDS"), 1)?;
+        if !(1..=256).contains(&config.shards) {
+            return Err((
+                "LICENSING_SHARDS",
+                format!("{}: expected 1 to 256", config.shards),
+            ));
+        }
         if let Some(path) = get("LICENSING_AMQP_CA") {
             let pem = std::fs::read_to_string(&path)
                 .map_err(|e| ("LICENSING_AMQP_CA", format!("{path}: {e}")))?;
@@ -147,6 +160,25 @@ mod tests {
         let (name, reason) = config("Cargo.toml").unwrap_err();
         assert_eq!(name, "LICENSING_AMQP_CA");
         assert!(reason.contains("no PEM certificate"), "{reason}");
+    }
+
+    #[test]
+    fn the_shard_count_is_one_by_default_and_bounded() {
+        let with = |shards: &'static str| {
+            BusConfig::from_lookup(move |name| match name {
+                "LICENSING_AMQP_URL" => Some("amqp://mq".to_owned()),
+                "LICENSING_SHARDS" => Some(shards.to_owned()),
+                _ => None,
+            })
+        };
+        let default = BusConfig::from_lookup(|name| {
+            (name == "LICENSING_AMQP_URL").then(|| "amqp://mq".to_owned())
+        });
+        assert_eq!(default.unwrap().shards, 1);
+        assert_eq!(with("4").unwrap().shards, 4);
+        for bad in ["0", "257", "four"] {
+            assert_eq!(with(bad).unwrap_err().0, "LICENSING_SHARDS", "{bad}");
+        }
     }
 
     #[test]

@@ -10,9 +10,14 @@ use lapin::types::{AMQPValue, FieldTable};
 use crate::bus::{Bus, BusError, bounded};
 
 impl Bus {
-    /// Consumes the command queue with manual acks and `prefetch` unacknowledged messages at most.
-    pub async fn consume_commands(&self, prefetch: u16) -> Result<IncomingStream, BusError> {
-        let queue = self.names.commands_queue.clone();
+    /// Consumes the command queue of `shard` with manual acks and `prefetch` unacknowledged
+    /// messages at most, on a channel of its own (closing it returns what is not acknowledged).
+    pub async fn consume_commands(
+        &self,
+        shard: u16,
+        prefetch: u16,
+    ) -> Result<IncomingStream, BusError> {
+        let queue = self.names.command_queue(shard);
         self.consume(&queue, prefetch, false).await
     }
 
@@ -133,6 +138,16 @@ impl Bus {
         Ok((declared.message_count(), declared.consumer_count()))
     }
 
+    /// The command queues' ready messages and consumers, summed over the shards.
+    pub async fn command_queue_stats(&self) -> Result<(u32, u32), BusError> {
+        let mut total = (0, 0);
+        for queue in self.command_queues() {
+            let (ready, consumers) = self.queue_stats(&queue).await?;
+            total = (total.0 + ready, total.1 + consumers);
+        }
+        Ok(total)
+    }
+
     /// Subscribes to events: a private queue bound to the events exchange with `pattern`
     /// (`license.#`, `license.frozen`, `test.license.#`), consumed with manual acks.
     pub async fn subscribe_events(
@@ -158,6 +173,12 @@ pub struct IncomingStream {
 }
 
 impl IncomingStream {
+    /// Closes the consumer's channel: every message delivered and not acknowledged returns to the
+    /// head of its queue, in order, for the next consumer.
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "OK".into()).await;
+    }
+
     /// The next message; `None` when the consumer or its connection ended, an error when its
     /// channel is no longer open (checked every 250 ms while waiting), so that a consumer whose
     /// channel or connection was lost without its stream ending is never left waiting forever.

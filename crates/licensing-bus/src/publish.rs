@@ -5,7 +5,7 @@ use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::bus::{Bus, BusError, COMMAND_KEY, FAILURE_HEADER, PARKED_ID_HEADER, bounded};
+use crate::bus::{Bus, BusError, FAILURE_HEADER, Names, PARKED_ID_HEADER, bounded, shard_of};
 use crate::consume::Incoming;
 
 /// A message to publish.
@@ -28,9 +28,11 @@ pub struct Outgoing<'a> {
 }
 
 impl Bus {
-    /// Publishes a command for the processor, persistently, and waits for the broker's confirm.
+    /// Publishes a command for the processor to the shard of `license` (its code; any stable key
+    /// for a body that names none), persistently, and waits for the broker's confirm.
     pub async fn publish_command(
         &self,
+        license: &str,
         body: &[u8],
         message_id: String,
         correlation_id: String,
@@ -38,7 +40,7 @@ impl Bus {
     ) -> Result<(), BusError> {
         self.publish(Outgoing {
             exchange: &self.names.commands_exchange.clone(),
-            routing_key: COMMAND_KEY,
+            routing_key: &Names::command_key(shard_of(license, self.config.shards)),
             body,
             message_id,
             correlation_id: Some(correlation_id),

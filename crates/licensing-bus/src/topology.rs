@@ -4,7 +4,7 @@ use lapin::ExchangeKind;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::bus::{Bus, BusError, COMMAND_KEY, bounded};
+use crate::bus::{Bus, BusError, Names, bounded};
 use crate::config::QueueType;
 
 impl Bus {
@@ -75,8 +75,9 @@ impl Bus {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(n.dead_letter_exchange.as_str().into()),
         );
-        // One processor consumes at a time; a standby takes over when it goes away. This keeps
-        // the commands of each license in order (ADR 0006).
+        // One processor consumes a shard at a time, even if two believe they hold its lease; the
+        // next one takes over when the first one's channel closes. This keeps the commands of
+        // each license in order (ADR 0006, ADR 0016).
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
         if self.config.queue_type == QueueType::Quorum {
             args.insert(
@@ -93,24 +94,27 @@ impl Bus {
                 );
             }
         }
-        bounded(
-            t,
-            "queue.declare",
-            ch.queue_declare(n.commands_queue.as_str().into(), queue_options, args),
-        )
-        .await?;
-        bounded(
-            t,
-            "queue.bind",
-            ch.queue_bind(
-                n.commands_queue.as_str().into(),
-                n.commands_exchange.as_str().into(),
-                COMMAND_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        for shard in 0..self.config.shards {
+            let queue = n.command_queue(shard);
+            bounded(
+                t,
+                "queue.declare",
+                ch.queue_declare(queue.as_str().into(), queue_options, args.clone()),
+            )
+            .await?;
+            bounded(
+                t,
+                "queue.bind",
+                ch.queue_bind(
+                    queue.as_str().into(),
+                    n.commands_exchange.as_str().into(),
+                    Names::command_key(shard).as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -136,7 +140,9 @@ impl Bus {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let t = self.config.timeout;
         let n = &self.names;
-        for queue in [&n.commands_queue, &n.dead_letter_queue] {
+        let mut queues = self.command_queues();
+        queues.push(n.dead_letter_queue.clone());
+        for queue in &queues {
             bounded(
                 t,
                 "queue.delete",

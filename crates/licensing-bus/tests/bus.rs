@@ -31,9 +31,10 @@ async fn commands_are_confirmed_consumed_acked_requeued_and_dead_lettered() {
         bus.declare_topology()
             .await
             .expect("declaring again is idempotent");
-        let mut commands = bus.consume_commands(10).await.unwrap();
+        let mut commands = bus.consume_commands(0, 10).await.unwrap();
 
         bus.publish_command(
+            "L1",
             b"{\"n\":1}",
             "m1".into(),
             "c1".into(),
@@ -74,7 +75,7 @@ async fn commands_are_confirmed_consumed_acked_requeued_and_dead_lettered() {
         );
         parked.ack().await.unwrap();
 
-        bus.publish_command(b"{\"n\":2}", "m2".into(), "c2".into(), None)
+        bus.publish_command("L1", b"{\"n\":2}", "m2".into(), "c2".into(), None)
             .await
             .unwrap();
         let second = next(&mut commands).await;
@@ -163,7 +164,7 @@ async fn an_unreachable_broker_fails_fast() {
 async fn a_consumer_whose_connection_is_gone_stops_waiting() {
     let settings = config(QueueType::Classic);
     let bus = Bus::connect(settings.clone()).await.unwrap();
-    let mut commands = bus.consume_commands(10).await.unwrap();
+    let mut commands = bus.consume_commands(0, 10).await.unwrap();
     let waiting = tokio::spawn(async move {
         let ended = tokio::time::timeout(Duration::from_secs(5), commands.next()).await;
         matches!(ended, Ok(None | Some(Err(_))))

@@ -154,6 +154,7 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
             Some(link) => link
                 .bus
                 .publish_command(
+                    envelope.license(),
                     &envelope.to_bytes(),
                     envelope.message_id.to_string(),
                     envelope.correlation_id.to_string(),

@@ -35,6 +35,7 @@ pub(crate) async fn dispatch(
     let published = link
         .bus
         .publish_command(
+            envelope.license(),
             &envelope.to_bytes(),
             envelope.message_id.to_string(),
             correlation,

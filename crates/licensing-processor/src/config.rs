@@ -31,6 +31,9 @@ pub struct ProcessorConfig {
     /// `LICENSING_PROCESSOR_BATCH`: at most this many waiting commands are applied together in one
     /// transaction by a worker (default 32; 1 applies each command alone).
     pub batch_size: usize,
+    /// `LICENSING_TAKEOVER_SECONDS`: longest time a dead processor's shards wait for another
+    /// (default 10, 2 to 600); leases last half of it (ADR 0016).
+    pub takeover: Duration,
 }
 
 /// The bus settings (`LICENSING_AMQP_*`).
@@ -101,6 +104,15 @@ impl ProcessorConfig {
                     ));
                 }
                 n => n,
+            },
+            takeover: match settings.parse_or("LICENSING_TAKEOVER_SECONDS", 10)? {
+                seconds @ 2..=600 => Duration::from_secs(seconds),
+                _ => {
+                    return Err(SettingsError::invalid(
+                        "LICENSING_TAKEOVER_SECONDS",
+                        "must be 2 to 600 seconds",
+                    ));
+                }
             },
         })
     }

@@ -83,6 +83,7 @@ pub async fn redrive(
         .redrive_dead_letters(id, actor, |letter| async move {
             let l = letter.letter;
             bus.publish_command(
+                l.license.as_deref().unwrap_or_default(),
                 &l.body,
                 l.message_id,
                 l.correlation_id.unwrap_or_default(),

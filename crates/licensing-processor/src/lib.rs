@@ -1,7 +1,8 @@
 //! The processor: the only writer of the event store.
 //!
-//! It consumes commands from the bus (one active consumer at a time, so each license's commands
-//! stay in order, ADR 0006) and hands each to a worker by license. A worker applies the commands
+//! It consumes its share of the command queues' shards, kept by leases in PostgreSQL (one active
+//! consumer per shard, so each license's commands stay in order, ADR 0006 and ADR 0016), and hands
+//! each command to a worker by license. A worker applies the commands
 //! waiting for it as one batch in one transaction (ADR 0008), each in order: returns the stored
 //! reply of a redelivered message; refuses a replayed nonce (`000001`); answers a repeated callback
 //! with its first answer; otherwise runs the domain's `decide` on the license's state and queues
@@ -15,6 +16,7 @@ mod evidence;
 mod metrics;
 mod replay;
 mod run;
+mod shards;
 
 pub use apply::{Applied, ApplyError, Outcome, apply_batch};
 pub use config::{ProcessorConfig, bus_config, interpretation};

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub conflicts: Counter,
     /// Commands per committed transaction.
     pub batch_size: Histogram,
+    /// Command queue shards this processor reads now (ADR 0016).
+    pub shards_held: Gauge,
 }
 
 impl Metrics {
@@ -38,6 +41,7 @@ impl Metrics {
             store_unavailable: Counter::default(),
             conflicts: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            shards_held: Gauge::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -69,6 +73,11 @@ impl Metrics {
             "licensing_processor_batch_size",
             "Commands applied together in one transaction",
             metrics.batch_size.clone(),
+        );
+        r.register(
+            "licensing_processor_shards_held",
+            "Command queue shards this processor reads now",
+            metrics.shards_held.clone(),
         );
         metrics
     }

@@ -20,10 +20,12 @@ use crate::metrics::Metrics;
 /// A running processor's shared parts.
 #[derive(Debug, Clone)]
 pub struct Processor {
-    config: ProcessorConfig,
-    store: Store,
-    metrics: Metrics,
-    health: Health,
+    pub(crate) config: ProcessorConfig,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
+    pub(crate) health: Health,
+    /// This process's name among the processors sharing the shards (ADR 0016).
+    pub(crate) member: Arc<str>,
 }
 
 /// The `kind` label of a command: a callback's activity, else the command's name.
@@ -42,21 +44,19 @@ pub(crate) fn kind(envelope: &CommandEnvelope) -> String {
 }
 
 /// The worker for a command: by its license, so that one license's commands stay in order.
-fn lane_of(envelope: &CommandEnvelope, lanes: usize) -> usize {
-    // FNV-1a: stable across processes and releases.
-    let hash = envelope
-        .license()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    (hash % lanes as u64) as usize
+pub(crate) fn lane_of(envelope: &CommandEnvelope, lanes: usize) -> usize {
+    usize::from(licensing_bus::shard_of(
+        envelope.license(),
+        u16::try_from(lanes).unwrap_or(u16::MAX),
+    ))
 }
 
 /// A decoded command with the message it came in.
-struct Delivery {
-    incoming: Incoming,
-    envelope: CommandEnvelope,
+pub(crate) struct Delivery {
+    pub(crate) incoming: Incoming,
+    pub(crate) envelope: CommandEnvelope,
+    /// Held until the command is settled: its shard drains by waiting for every permit.
+    pub(crate) _in_flight: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// How a batch ended.
@@ -77,6 +77,7 @@ impl Processor {
             store,
             metrics: Metrics::register(registry),
             health: Health::register(registry),
+            member: crate::shards::member_name().into(),
         })
     }
 
@@ -130,7 +131,7 @@ impl Processor {
                 async move {
                     let bus = Arc::new(Bus::connect(processor.config.bus.clone()).await?);
                     task.up();
-                    tracing::info!(queue = %bus.names().commands_queue, workers = processor.config.workers, "consuming commands");
+                    tracing::info!(shards = bus.shards(), member = %processor.member, workers = processor.config.workers, "sharing the command queues");
                     let result = processor.consume(bus.clone(), &task.cancel).await;
                     bus.close().await;
                     result
@@ -160,15 +161,15 @@ impl Processor {
         Ok(())
     }
 
-    /// Consumes commands and hands each to a worker chosen by its license: one license always goes
-    /// to the same worker, which applies its commands in queue order, in batches of whatever waits
-    /// for it, while different licenses proceed in parallel (ADR 0006, ADR 0008).
+    /// Keeps this processor's share of the shards (ADR 0016) and hands each command to a worker
+    /// chosen by its license: one license always goes to the same worker, which applies its
+    /// commands in queue order, in batches of whatever waits for it, while different licenses
+    /// proceed in parallel (ADR 0006, ADR 0008).
     async fn consume(
         &self,
         bus: Arc<Bus>,
         cancel: &CancellationToken,
     ) -> Result<(), licensing_bus::BusError> {
-        let mut commands = bus.consume_commands(self.config.prefetch).await?;
         let mut workers = Vec::new();
         let mut lanes = Vec::new();
         let batch_size = self.config.batch_size.max(1);
@@ -202,39 +203,8 @@ impl Processor {
             }));
             lanes.push(lane);
         }
-        let result = loop {
-            let incoming = tokio::select! {
-                () = cancel.cancelled() => break Ok(()),
-                next = commands.next() => match next {
-                    Some(Ok(incoming)) => incoming,
-                    Some(Err(e)) => break Err(e),
-                    None => break Err(licensing_bus::BusError::Unavailable("the consumer ended".into())),
-                },
-            };
-            let envelope = match CommandEnvelope::from_bytes(&incoming.body) {
-                Ok(envelope) => envelope,
-                Err(reason) => {
-                    tracing::error!(message_id = ?incoming.message_id, %reason, "undecodable command, dead-lettering");
-                    self.metrics
-                        .dead_letters
-                        .get_or_create(&vec![("reason", "undecodable".to_owned())])
-                        .inc();
-                    if let Err(e) = bus
-                        .dead_letter(&incoming, &format!("undecodable: {reason}"))
-                        .await
-                    {
-                        break Err(e);
-                    }
-                    continue;
-                }
-            };
-            let lane = &lanes[lane_of(&envelope, lanes.len())];
-            if lane.send(Delivery { incoming, envelope }).await.is_err() {
-                break Err(licensing_bus::BusError::Unavailable(
-                    "a worker stopped".into(),
-                ));
-            }
-        };
+        let lanes = Arc::new(lanes);
+        let result = self.keep_shards(&bus, &lanes, cancel).await;
         // Let the workers finish what they hold; unacknowledged messages return to the queue
         // when the channel closes.
         drop(lanes);

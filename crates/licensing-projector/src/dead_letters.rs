@@ -153,6 +153,7 @@ pub(crate) async fn redrive_as(
             async move {
                 let l = letter.letter;
                 bus.publish_command(
+                    l.license.as_deref().unwrap_or_default(),
                     &l.body,
                     l.message_id,
                     l.correlation_id.unwrap_or_default(),

@@ -65,6 +65,7 @@ pub(crate) async fn send_command(
     envelope: &licensing_messages::CommandEnvelope,
 ) -> Result<(), licensing_bus::BusError> {
     bus.publish_command(
+        envelope.license(),
         &envelope.to_bytes(),
         envelope.message_id.to_string(),
         envelope.correlation_id.to_string(),

@@ -13,6 +13,7 @@
 //!   in monthly partitions ([`Store::maintain_evidence`] creates and expires them).
 //! - [`DeadLetter`]s are the commands parked in the dead-letter queue, kept to be read and
 //!   re-driven ([`Store::redrive_dead_letters`]).
+//! - Shard leases ([`Store::lease_tick`], ADR 0016) share the command queues between processors.
 //! - [`Upcasters`] turn old payload versions into current ones on read.
 
 mod append;
@@ -21,6 +22,7 @@ mod error;
 mod event;
 mod evidence;
 mod inbox;
+mod leases;
 mod read;
 mod store;
 mod subscription;
@@ -37,6 +39,7 @@ pub use evidence::{
     Direction, EvidenceVolume, Exchange, ExchangeCount, ExchangeFilter, Expired, StoredExchange,
 };
 pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
+pub use leases::{LeaseError, LeaseTick, share_of};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};
 pub use tokio_postgres::{GenericClient, Row, Transaction};

@@ -23,6 +23,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead_letters",
         include_str!("../migrations/0004_dead_letters.sql"),
     ),
+    (
+        5,
+        "shard_leases",
+        include_str!("../migrations/0005_shard_leases.sql"),
+    ),
 ];
 
 /// Shortest time between two notifications to followers.

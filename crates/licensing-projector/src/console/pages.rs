@@ -213,7 +213,7 @@ pub(crate) async fn overview(
         peers.push((name.clone(), verdict));
     }
     let queue = console
-        .with_bus(async |bus| bus.queue_stats(&bus.names().commands_queue).await)
+        .with_bus(async |bus| bus.command_queue_stats().await)
         .await;
     let lags = state.store.follower_lags(&crate::FOLLOWERS).await;
     let waiting = state.store.dead_letters_waiting().await;

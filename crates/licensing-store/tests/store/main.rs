@@ -6,6 +6,7 @@ mod evidence;
 mod follower;
 mod gap_safety;
 mod inbox;
+mod leases;
 mod outage;
 
 #[path = "../support/mod.rs"]
