@@ -1,7 +1,8 @@
 //! The deployment files against the code: every binary that the compose file, the Kubernetes
 //! manifest and the systemd units start is one the image builds; every `LICENSING_*` variable they
 //! set is one a service reads; every variable a service requires is set by each of them; the
-//! shipped alerting rules and dashboard name only exported metrics, and pass promtool.
+//! shipped alerting rules and dashboard name only exported metrics, and pass promtool; the compose
+//! file and the manifest run two ingresses behind one address and two processors over four shards.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -277,6 +278,78 @@ fn the_alerting_rules_pass_promtool_and_their_unit_tests() {
             args.join(" "),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The block of a top-level compose service: its lines, indented under `  name:`.
+fn compose_service(compose: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = compose.lines().skip_while(|l| *l != header);
+    assert!(
+        lines.next().is_some(),
+        "docker-compose.yml has a service {name}"
+    );
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The number after `key:` in `text` (the first one).
+fn number_after(text: &str, key: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .and_then(|v| v.trim().trim_matches('"').parse().ok())
+}
+
+#[test]
+fn the_stacks_run_two_ingresses_behind_one_address_and_two_processors_over_four_shards() {
+    let compose = read("docker-compose.yml");
+    assert_eq!(number_after(&compose, "LICENSING_SHARDS:"), Some(4));
+    for service in ["ingress", "processor"] {
+        let block = compose_service(&compose, service);
+        assert_eq!(
+            number_after(&block, "replicas:"),
+            Some(2),
+            "{service}: {block}"
+        );
+    }
+    // The ingresses publish no port of their own: one address, the edge proxy, spreads over them.
+    let ingress = compose_service(&compose, "ingress");
+    assert!(!ingress.contains("ports:"), "{ingress}");
+    let edge = compose_service(&compose, "edge");
+    assert!(
+        edge.contains("\"8080:8080\"") && edge.contains("\"8081:8081\""),
+        "{edge}"
+    );
+    assert!(edge.contains("./deploy/nginx/edge.conf:"), "{edge}");
+    let conf = read("deploy/nginx/edge.conf");
+    for port in ["8080", "8081"] {
+        assert!(conf.contains(&format!("listen {port};")), "{conf}");
+        assert!(
+            conf.contains(&format!("proxy_pass http://$ingress:{port};")),
+            "{conf}"
+        );
+    }
+    assert!(
+        conf.contains("resolver 127.0.0.11"),
+        "Docker's DNS answers every replica: {conf}"
+    );
+
+    let manifest = read("deploy/kubernetes/licensing.yaml");
+    assert_eq!(number_after(&manifest, "LICENSING_SHARDS:"), Some(4));
+    for deployment in ["licensing-ingress", "licensing-processor"] {
+        let block = manifest
+            .split("\n---")
+            .find(|d| {
+                d.contains("kind: Deployment") && d.contains(&format!("name: {deployment}\n"))
+            })
+            .unwrap_or_else(|| panic!("a Deployment {deployment}"));
+        let replicas = number_after(block, "replicas:").unwrap();
+        assert!(
+            (2..=4).contains(&replicas),
+            "{deployment}: {replicas} replicas"
         );
     }
 }
