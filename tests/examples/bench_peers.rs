@@ -58,6 +58,7 @@ async fn publish(body: web::Bytes, bus: web::Data<Bus>) -> HttpResponse {
             uuid::Uuid::new_v4().to_string(),
             uuid::Uuid::new_v4().to_string(),
             None,
+            None,
         )
         .await
     {

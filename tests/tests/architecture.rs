@@ -91,7 +91,11 @@ fn each_io_library_has_one_adapter() {
         ("tokio-postgres", &["licensing-store"]),
         ("deadpool-postgres", &["licensing-store"]),
         ("lapin", &["licensing-bus"]),
-        ("reqwest", &["koogallery", "koogallery-cli"]),
+        // The marketplace's client, and the trace exporter's posts to a collector (ADR 0017).
+        (
+            "reqwest",
+            &["koogallery", "koogallery-cli", "licensing-runtime"],
+        ),
         (
             "actix-web",
             &[

@@ -315,12 +315,14 @@ async fn report_usage(bus: &licensing_bus::Bus, license: &str, at_ms: i64) {
             ip: None,
             at_ms,
         },
+        trace_parent: None,
     };
     bus.publish_command(
         envelope.license(),
         &envelope.to_bytes(),
         envelope.message_id.to_string(),
         envelope.correlation_id.to_string(),
+        None,
         None,
     )
     .await

@@ -234,6 +234,7 @@ async fn an_undecodable_command_is_dead_lettered_with_its_reason_and_others_go_o
         "poison-1".into(),
         "c".into(),
         None,
+        None,
     )
     .await
     .unwrap();

@@ -27,9 +27,20 @@ pub struct Outgoing<'a> {
     pub headers: Vec<(String, String)>,
 }
 
+/// The header carrying a W3C trace context, when there is one.
+fn trace_header(trace: Option<&str>) -> Vec<(String, String)> {
+    trace
+        .map(|t| vec![(TRACEPARENT.to_owned(), t.to_owned())])
+        .unwrap_or_default()
+}
+
+/// The AMQP header of the W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
 impl Bus {
     /// Publishes a command for the processor to the shard of `license` (its code; any stable key
-    /// for a body that names none), persistently, and waits for the broker's confirm.
+    /// for a body that names none), persistently, and waits for the broker's confirm. `trace` (a
+    /// W3C `traceparent`) travels in the header of that name.
     pub async fn publish_command(
         &self,
         license: &str,
@@ -37,6 +48,7 @@ impl Bus {
         message_id: String,
         correlation_id: String,
         reply_to: Option<String>,
+        trace: Option<&str>,
     ) -> Result<(), BusError> {
         self.publish(Outgoing {
             exchange: &self.names.commands_exchange.clone(),
@@ -45,7 +57,7 @@ impl Bus {
             message_id,
             correlation_id: Some(correlation_id),
             reply_to,
-            headers: Vec::new(),
+            headers: trace_header(trace),
         })
         .await
     }
@@ -58,12 +70,13 @@ impl Bus {
     }
 
     /// Publishes an event for subscribers on the events exchange, persistently, confirmed; not
-    /// `mandatory`: an event nobody subscribes to is not an error.
+    /// `mandatory`: an event nobody subscribes to is not an error. `trace` as for commands.
     pub async fn publish_event(
         &self,
         routing_key: &str,
         body: &[u8],
         message_id: String,
+        trace: Option<&str>,
     ) -> Result<(), BusError> {
         let exchange = self.names.events_exchange.clone();
         self.send(
@@ -74,7 +87,7 @@ impl Bus {
                 message_id,
                 correlation_id: None,
                 reply_to: None,
-                headers: Vec::new(),
+                headers: trace_header(trace),
             },
             false,
         )

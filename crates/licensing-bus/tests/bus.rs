@@ -39,6 +39,7 @@ async fn commands_are_confirmed_consumed_acked_requeued_and_dead_lettered() {
             "m1".into(),
             "c1".into(),
             Some("replies".into()),
+            None,
         )
         .await
         .unwrap();
@@ -75,7 +76,7 @@ async fn commands_are_confirmed_consumed_acked_requeued_and_dead_lettered() {
         );
         parked.ack().await.unwrap();
 
-        bus.publish_command("L1", b"{\"n\":2}", "m2".into(), "c2".into(), None)
+        bus.publish_command("L1", b"{\"n\":2}", "m2".into(), "c2".into(), None, None)
             .await
             .unwrap();
         let second = next(&mut commands).await;

@@ -10,7 +10,9 @@ use licensing_messages::{
     RequestSeen, admit_callback,
 };
 
-use crate::dispatch::{Dispatched, dispatch};
+use licensing_runtime::trace::{Span, SpanKind};
+
+use crate::dispatch::{Dispatched, dispatch, traceparent};
 use crate::{State, now_millis, request_id};
 
 /// One callback's answer: its result code and message, and the activity it named (`unknown`
@@ -147,6 +149,7 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
             answer: answer.response.clone(),
             answered_at_ms: now_millis(),
         }),
+        trace_parent: None,
     };
     let state = state.clone();
     actix_web::rt::spawn(async move {
@@ -158,6 +161,7 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
                     &envelope.to_bytes(),
                     envelope.message_id.to_string(),
                     envelope.correlation_id.to_string(),
+                    None,
                     None,
                 )
                 .await
@@ -221,10 +225,23 @@ pub(crate) async fn callback(
         key_index: None,
         handed_over: None,
     };
-    let mut outcome = handle(&req, payload, &state, request, &mut seen).await;
+    // One trace per callback, unless the caller sent a context to continue (ADR 0017).
+    let mut span = Span::start("callback", SpanKind::Server, traceparent(&req));
+    let mut outcome = handle(
+        &req,
+        payload,
+        &state,
+        request,
+        &mut seen,
+        span.traceparent(),
+    )
+    .await;
     let (Ok(answer) | Err(Refusal(answer))) = &mut outcome;
     answer.request = Some(request);
     let response = &answer.response;
+    span.set("koogallery.activity", answer.activity);
+    span.set("koogallery.result_code", response.result_code.as_str());
+    span.set("request_id", request);
     state
         .metrics
         .callbacks
@@ -244,6 +261,7 @@ async fn handle(
     state: &State,
     request: uuid::Uuid,
     seen: &mut Seen,
+    trace: Option<String>,
 ) -> Result<Answer, Refusal> {
     let received_at_ms = seen.received_at_ms;
     let arrived = std::time::Instant::now();
@@ -314,6 +332,7 @@ async fn handle(
             raw_body: admitted.raw_body,
             seen: Some(request_seen(req, seen)),
         }),
+        trace_parent: trace,
     };
     // The deadline counts from the request's arrival, not from the hand-over.
     let deadline = state

@@ -18,7 +18,14 @@ pub(crate) enum Dispatched {
     Unavailable(String),
 }
 
-/// Publishes `envelope` (confirmed) and waits up to `deadline` for the reply.
+/// The `traceparent` header of a request, when it has one.
+pub(crate) fn traceparent(req: &actix_web::HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(licensing_runtime::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Publishes `envelope` (confirmed, with its trace context) and waits up to `deadline` for the reply.
 pub(crate) async fn dispatch(
     connection: &Connection,
     metrics: &Metrics,
@@ -40,6 +47,7 @@ pub(crate) async fn dispatch(
             envelope.message_id.to_string(),
             correlation,
             Some(link.replies.queue().to_owned()),
+            envelope.trace_parent.as_deref(),
         )
         .await;
     if let Err(e) = published {

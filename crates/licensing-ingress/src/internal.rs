@@ -5,11 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use licensing_domain::LicenseCode;
 use licensing_messages::{CommandBody, CommandEnvelope, ENVELOPE_VERSION, LicenseSummary, Reply};
+use licensing_runtime::trace::{Span, SpanKind};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
-use crate::dispatch::{Dispatched, dispatch};
+use crate::dispatch::{Dispatched, dispatch, traceparent};
 use crate::{State, now_millis, request_id};
 
 /// An internal API error, answered as `{"code", "message"}` with its status: the handlers' one
@@ -126,11 +127,24 @@ async fn submit(
     command: CommandBody,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let response = submit_inner(req, state, route, &license, command, body_hash(body)).await;
+    let mut span = Span::start("internal request", SpanKind::Server, traceparent(req));
+    span.set("http.route", route);
+    span.set("license", &license);
+    let response = submit_inner(
+        req,
+        state,
+        route,
+        &license,
+        command,
+        body_hash(body),
+        span.traceparent(),
+    )
+    .await;
     let status = match &response {
         Ok(response) => response.status(),
         Err(e) => e.status,
     };
+    span.set("http.status_code", status.as_u16());
     state
         .metrics
         .internal_requests
@@ -149,6 +163,7 @@ async fn submit_inner(
     license: &str,
     command: CommandBody,
     request_hash: String,
+    trace: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     LicenseCode::parse(license)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_license", e.to_string()))?;
@@ -170,6 +185,7 @@ async fn submit_inner(
             .map(|a| a.0.clone()),
         request_hash: Some(request_hash),
         command,
+        trace_parent: trace,
     };
     match dispatch(
         &state.connection,

@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     init_logging(&settings)?;
+    licensing_runtime::init_traces(&settings, "licensing-ingress")?;
     let config = IngressConfig::from_settings(&settings)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let app = Application::build(config.clone(), registry)?;

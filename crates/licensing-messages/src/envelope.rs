@@ -30,6 +30,10 @@ pub struct CommandEnvelope {
     pub request_hash: Option<String>,
     /// The command.
     pub command: CommandBody,
+    /// The W3C trace context this command continues (ADR 0017). Not part of the body: it travels
+    /// in the message's `traceparent` header, set here by whoever received the message.
+    #[serde(skip)]
+    pub trace_parent: Option<String>,
 }
 
 /// What is asked.
@@ -451,6 +455,7 @@ impl CommandEnvelope {
             actor: None,
             request_hash: None,
             command,
+            trace_parent: None,
         }
     }
 }

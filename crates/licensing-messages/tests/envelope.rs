@@ -22,6 +22,7 @@ fn envelope(body: &str) -> CommandEnvelope {
             raw_body: body.into(),
             seen: None,
         }),
+        trace_parent: None,
     }
 }
 

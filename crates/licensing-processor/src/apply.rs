@@ -673,6 +673,7 @@ fn metadata(envelope: &CommandEnvelope) -> EventMetadata {
             }
             _ => None,
         },
+        trace_parent: envelope.trace_parent.clone(),
     }
 }
 

@@ -88,6 +88,7 @@ pub async fn redrive(
                 l.message_id,
                 l.correlation_id.unwrap_or_default(),
                 None,
+                None,
             )
             .await
         })

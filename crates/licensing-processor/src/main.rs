@@ -165,6 +165,7 @@ async fn redrive(id: Option<String>) -> anyhow::Result<bool> {
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     init_logging(&settings)?;
+    licensing_runtime::init_traces(&settings, "licensing-processor")?;
     let config = ProcessorConfig::from_settings(&settings)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let processor = Processor::new(config.clone(), &registry)?;

@@ -218,6 +218,7 @@ impl Replayer<'_> {
                 seen: None,
                 request: admitted.request,
             }),
+            trace_parent: None,
         };
         let command = envelope
             .to_domain(&self.options.how)

@@ -57,6 +57,8 @@ pub(crate) struct Delivery {
     pub(crate) envelope: CommandEnvelope,
     /// Held until the command is settled: its shard drains by waiting for every permit.
     pub(crate) _in_flight: tokio::sync::OwnedSemaphorePermit,
+    /// The command's span, from its receipt to its acknowledgement (ADR 0017).
+    pub(crate) _span: licensing_runtime::trace::Span,
 }
 
 /// How a batch ended.

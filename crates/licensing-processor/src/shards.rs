@@ -9,6 +9,7 @@ use std::sync::Arc;
 use licensing_bus::{Bus, BusError};
 use licensing_messages::CommandEnvelope;
 use licensing_runtime::CancellationToken;
+use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::LeaseError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -120,10 +121,10 @@ impl Processor {
                 }
             }
             for &shard in held.iter().take(held.len() - extra) {
-                if !readers.contains_key(&shard) {
+                if let std::collections::btree_map::Entry::Vacant(free) = readers.entry(shard) {
                     tracing::info!(shard, members = tick.members.len(), "taking a shard");
                     self.metrics.shards_held.inc();
-                    readers.insert(shard, self.read_shard(bus, shard, lanes));
+                    free.insert(self.read_shard(bus, shard, lanes));
                 }
             }
         };
@@ -166,9 +167,19 @@ impl Processor {
                         None => break Err(BusError::Unavailable("the consumer ended".into())),
                     },
                 };
-                let Some(envelope) = processor.decode(&bus, &incoming).await? else {
+                let Some(mut envelope) = processor.decode(&bus, &incoming).await? else {
                     continue;
                 };
+                // The command's work continues the trace it came with; its events carry it on.
+                let mut span = Span::start(
+                    "apply command",
+                    SpanKind::Consumer,
+                    incoming.header(licensing_bus::TRACEPARENT),
+                );
+                span.set("command.kind", crate::run::kind(&envelope));
+                span.set("license", envelope.license());
+                span.set("shard", shard);
+                envelope.trace_parent = span.traceparent();
                 let permit = in_flight
                     .clone()
                     .acquire_owned()
@@ -179,6 +190,7 @@ impl Processor {
                     incoming,
                     envelope,
                     _in_flight: permit,
+                    _span: span,
                 };
                 if lane.send(delivery).await.is_err() {
                     break Err(BusError::Unavailable("a worker stopped".into()));

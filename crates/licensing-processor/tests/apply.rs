@@ -28,6 +28,7 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
             raw_body: body.into(),
             seen: None,
         }),
+        trace_parent: None,
     }
 }
 

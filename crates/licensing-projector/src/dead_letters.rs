@@ -158,6 +158,7 @@ pub(crate) async fn redrive_as(
                     l.message_id,
                     l.correlation_id.unwrap_or_default(),
                     None,
+                    None,
                 )
                 .await
             }

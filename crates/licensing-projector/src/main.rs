@@ -178,6 +178,7 @@ async fn evidence(
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     init_logging(&settings)?;
+    licensing_runtime::init_traces(&settings, "licensing-projector")?;
     let config = ProjectorConfig::from_settings(&settings)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let projector = Projector::build(config, registry)?;

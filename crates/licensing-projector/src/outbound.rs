@@ -15,6 +15,7 @@ use licensing_messages::{
     ActivationResultV1, CommandBody, CommandEnvelope, HeartbeatResultV1, OutboundAttemptV1,
 };
 use licensing_runtime::CancellationToken;
+use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::Store;
 
 use crate::metrics::Metrics;
@@ -59,6 +60,7 @@ struct Job {
     ip: Option<String>,
     claim_since: Option<time::OffsetDateTime>,
     correlation_id: Option<uuid::Uuid>,
+    trace_parent: Option<String>,
 }
 
 /// The longest wait between activate calls while the buyer has not claimed the code.
@@ -156,7 +158,7 @@ impl Outbound {
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
-                "SELECT license, kind, day, attempt, account, real_effect_time, tries, ip, claim_since, correlation_id FROM outbound_jobs
+                "SELECT license, kind, day, attempt, account, real_effect_time, tries, ip, claim_since, correlation_id, trace_parent FROM outbound_jobs
                   WHERE due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
                 &[],
             )
@@ -181,6 +183,7 @@ impl Outbound {
             ip: row.get(7),
             claim_since: row.get(8),
             correlation_id: row.get(9),
+            trace_parent: row.get(10),
         };
         tx.execute(
             "UPDATE outbound_jobs SET due_at = now() + interval '60 seconds' WHERE license = $1 AND kind = $2",
@@ -192,6 +195,15 @@ impl Outbound {
     }
 
     async fn perform(&self, bus: &Bus, job: Job) -> Result<(), licensing_bus::BusError> {
+        // The call continues the trace of the work that made it owed; its outcome, that of the call.
+        // The marketplace is not sent our trace context: it is ours alone (ADR 0017).
+        let mut span = Span::start(
+            "call marketplace",
+            SpanKind::Client,
+            job.trace_parent.as_deref(),
+        );
+        span.set("koogallery.api", job.kind.as_str());
+        span.set("license", &job.license);
         let attempts;
         let (mut command, disposition) = if job.kind == JobKind::Activate {
             let request = ActivateRequest {
@@ -308,6 +320,8 @@ impl Outbound {
         if let Some(correlation_id) = job.correlation_id {
             envelope.correlation_id = correlation_id;
         }
+        span.set("koogallery.disposition", disposition.as_str());
+        envelope.trace_parent = span.traceparent();
         crate::publisher::send_command(bus, &envelope).await?;
         let delay = backoff(
             self.retry_base,

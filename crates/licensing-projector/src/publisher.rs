@@ -4,6 +4,7 @@
 //! once, in order per license (the event store is the outbox).
 
 use licensing_bus::Bus;
+use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::{Handler, RecordedEvent, Transaction};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -59,7 +60,7 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
     (routing_key, body)
 }
 
-/// Sends a command to the processor, confirmed by the broker.
+/// Sends a command to the processor, confirmed by the broker, continuing the envelope's trace.
 pub(crate) async fn send_command(
     bus: &Bus,
     envelope: &licensing_messages::CommandEnvelope,
@@ -70,6 +71,7 @@ pub(crate) async fn send_command(
         envelope.message_id.to_string(),
         envelope.correlation_id.to_string(),
         None,
+        envelope.trace_parent.as_deref(),
     )
     .await
 }
@@ -91,11 +93,22 @@ impl Handler for Publisher<'_> {
     ) -> Result<(), String> {
         for event in events {
             let (routing_key, body) = envelope(event);
+            // The subscriber message continues the trace of the work that appended the event.
+            let mut span = event
+                .metadata
+                .trace_parent
+                .as_deref()
+                .map(|parent| Span::start("publish event", SpanKind::Producer, Some(parent)));
+            if let Some(span) = &mut span {
+                span.set("messaging.destination", &routing_key);
+                span.set("event.type", &event.event_type);
+            }
             self.bus
                 .publish_event(
                     &routing_key,
                     body.to_string().as_bytes(),
                     event.event_id.to_string(),
+                    span.as_ref().and_then(Span::traceparent).as_deref(),
                 )
                 .await
                 .map_err(|e| e.to_string())?;

@@ -70,6 +70,8 @@ ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS claim_since timestamptz;
 -- The correlation id of the request that made the call owed: the call's outcome carries it, so one
 -- id follows a license change from the HTTP request to the marketplace and back.
 ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS correlation_id uuid;
+-- The W3C trace context of the work that made the call owed: the call continues that trace.
+ALTER TABLE outbound_jobs ADD COLUMN IF NOT EXISTS trace_parent text;
 
 -- The instant each real license waits for the clock next (expireTime, data_kept_until, a notice
 -- threshold; D22, D23). The view follower keeps it equal to the state; the access schedule takes

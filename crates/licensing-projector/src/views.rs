@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use licensing_domain::{self as domain, ActivationStatus, Day, License, NoticePolicy, Timestamp};
 use licensing_messages::event_codec;
 use licensing_runtime::Clock;
+use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::{GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_stream};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -265,11 +266,12 @@ impl Views {
         stream: &str,
         state: License,
         correlation: Option<uuid::Uuid>,
+        trace: Option<&str>,
     ) -> Result<(), String> {
         if let Some(code) = state.code.clone() {
             write_view(tx, "license_views", &state).await?;
             if !state.sandbox {
-                self.schedule(tx, &state, code.as_str(), correlation)
+                self.schedule(tx, &state, code.as_str(), correlation, trace)
                     .await?;
                 let now = Timestamp::from_millis(self.clock.now_millis());
                 self.due.push((
@@ -286,14 +288,15 @@ impl Views {
     }
 
     /// Keeps the outbound jobs equal to what the state owes: an activate call while activation is
-    /// due, a heartbeat for the day owed; none otherwise. A job keeps the correlation id of the
-    /// request that made it owed (a heartbeat's is replaced for a new day).
+    /// due, a heartbeat for the day owed; none otherwise. A job keeps the correlation id and the
+    /// trace context of the request that made it owed (a heartbeat's are replaced for a new day).
     async fn schedule(
         &self,
         tx: &Transaction<'_>,
         state: &License,
         code: &str,
         correlation: Option<uuid::Uuid>,
+        trace: Option<&str>,
     ) -> Result<(), String> {
         let now_ms = self.clock.now_millis();
         let today = Day::containing(
@@ -306,12 +309,13 @@ impl Views {
                 .map(|t| koogallery::market_time::format_market_time(ts(t), UtcOffset::UTC));
             let claim_since = state.awaiting_claim_since.map(ts);
             tx.execute(
-                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id)
-                 VALUES ($1, 'activate', $2, $3, $4, $5)
+                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id, trace_parent)
+                 VALUES ($1, 'activate', $2, $3, $4, $5, $6)
                  ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time,
                      claim_since = EXCLUDED.claim_since,
-                     correlation_id = coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)",
-                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since, &correlation],
+                     correlation_id = coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id),
+                     trace_parent = coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)",
+                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since, &correlation, &trace],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -334,16 +338,19 @@ impl Views {
                     .as_ref()
                     .map_or(self.default_account.clone(), |(_, a)| a.clone());
                 tx.execute(
-                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip, correlation_id)
-                     VALUES ($1, 'heartbeat', $2, $3, $4, $5, $6)
+                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip, correlation_id, trace_parent)
+                     VALUES ($1, 'heartbeat', $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (license, kind) DO UPDATE SET
                          tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
                          due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
                          correlation_id = CASE WHEN outbound_jobs.day = EXCLUDED.day
                              THEN coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)
                              ELSE EXCLUDED.correlation_id END,
+                         trace_parent = CASE WHEN outbound_jobs.day = EXCLUDED.day
+                             THEN coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)
+                             ELSE EXCLUDED.trace_parent END,
                          day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account, ip = EXCLUDED.ip",
-                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip, &correlation],
+                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip, &correlation, &trace],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -435,13 +442,26 @@ impl Handler for Views {
                 crate::probe_log::write(tx, self.market_zone, &new).await?;
                 continue;
             }
-            // The newest request behind these events: a call they make owed carries its id.
+            // The newest request behind these events: a call they make owed carries its id, and
+            // continues its trace (ADR 0017).
             let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
+            let span = new
+                .iter()
+                .rev()
+                .find_map(|e| e.metadata.trace_parent.as_deref())
+                .map(|parent| {
+                    let mut span = Span::start("project events", SpanKind::Consumer, Some(parent));
+                    span.set("stream", stream);
+                    span.set("events", new.len());
+                    span
+                });
+            let trace = span.as_ref().and_then(Span::traceparent);
             let state = self.advance(tx, stream, &new).await?;
             if let (Some(code), false) = (&state.code, state.sandbox) {
                 write_heartbeat_days(tx, code.as_str(), &new).await?;
             }
-            self.refresh(tx, stream, state, correlation).await?;
+            self.refresh(tx, stream, state, correlation, trace.as_deref())
+                .await?;
         }
         let due = std::mem::take(&mut self.due);
         write_schedule(tx, &due).await

@@ -5,6 +5,8 @@
 //! - [`init_logging`]: structured `tracing` logs, JSON or text;
 //! - [`shutdown_signal`]: one [`CancellationToken`] cancelled on SIGTERM or ctrl-c;
 //! - [`ops_server`]: `/healthz`, `/readyz` and Prometheus `/metrics` on the operations address;
+//! - [`trace`]: spans with W3C trace context, exported over OTLP/HTTP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`init_traces`]);
 //! - [`supervise`]: long-running tasks restarted with [`Backoff`] when they fail, their state on a
 //!   [`Health`] board that `/readyz` reads.
 
@@ -12,6 +14,7 @@ mod clock;
 mod ops;
 mod settings;
 mod supervise;
+pub mod trace;
 
 pub use clock::Clock;
 /// A secret setting (token, key): its `Debug` is redacted.
@@ -113,6 +116,18 @@ pub fn init_logging(settings: &Settings) -> Result<(), SettingsError> {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+    Ok(())
+}
+
+/// Starts exporting traces when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, as `service` unless `OTEL_SERVICE_NAME` says
+/// otherwise (ADR 0017). Call inside the runtime, after [`init_logging`].
+pub fn init_traces(settings: &Settings, service: &str) -> Result<(), SettingsError> {
+    if let Some(export) = trace::TraceExport::from_lookup(service, settings.lookup())
+        .map_err(|(name, reason)| SettingsError::invalid(name, reason))?
+    {
+        trace::start_traces(export);
+    }
     Ok(())
 }
 

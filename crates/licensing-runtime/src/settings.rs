@@ -70,7 +70,8 @@ impl Settings {
             })?;
         }
         for (name, value) in std::env::vars() {
-            if name.starts_with("LICENSING_") {
+            // OpenTelemetry's standard names too (traces, ADR 0017).
+            if name.starts_with("LICENSING_") || name.starts_with("OTEL_") {
                 settings.values.insert(name, value);
             }
         }

@@ -30,6 +30,10 @@ pub struct EventMetadata {
     /// the open-API call whose answer it records (D20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange_id: Option<Uuid>,
+    /// The W3C trace context of the work that appended it (ADR 0017): what follows from the event
+    /// (its subscriber message, an outbound call) continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
 }
 
 /// An event to append.
