@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use licensing_bus::{Bus, BusConfig, Outgoing, QueueType};
+use licensing_bus::{Bus, BusConfig, QueueType};
 
 fn config(prefix: &str) -> BusConfig {
     let mut config = BusConfig::new(
@@ -33,17 +33,7 @@ async fn responder(prefix: &str) {
             if let (Some(reply_to), Some(correlation_id)) =
                 (&message.reply_to, &message.correlation_id)
             {
-                let _ = bus
-                    .publish(Outgoing {
-                        exchange: "",
-                        routing_key: reply_to,
-                        body: SUCCESS,
-                        message_id: correlation_id.clone(),
-                        correlation_id: Some(correlation_id.clone()),
-                        reply_to: None,
-                        headers: Vec::new(),
-                    })
-                    .await;
+                let _ = bus.publish_reply(reply_to, correlation_id, SUCCESS).await;
             }
             let _ = message.ack().await;
         });

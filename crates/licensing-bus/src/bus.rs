@@ -95,6 +95,8 @@ impl From<lapin::Error> for BusError {
 pub struct Bus {
     pub(crate) connection: Connection,
     pub(crate) publisher: Channel,
+    /// A channel without confirms, for replies only ([`Bus::publish_reply`]).
+    pub(crate) replier: Channel,
     pub(crate) config: BusConfig,
     pub(crate) names: Names,
 }
@@ -140,10 +142,12 @@ impl Bus {
             publisher.confirm_select(ConfirmSelectOptions::default()),
         )
         .await?;
+        let replier = bounded(config.timeout, "channel.open", connection.create_channel()).await?;
         let names = Names::new(&config.prefix);
         let bus = Self {
             connection,
             publisher,
+            replier,
             config,
             names,
         };
@@ -173,9 +177,11 @@ impl Bus {
             .collect()
     }
 
-    /// Whether the connection and the publishing channel are open.
+    /// Whether the connection and the publishing channels are open.
     pub fn is_connected(&self) -> bool {
-        self.connection.status().connected() && self.publisher.status().connected()
+        self.connection.status().connected()
+            && self.publisher.status().connected()
+            && self.replier.status().connected()
     }
 
     /// Resolves when the connection or the publishing channel is no longer open (checked every

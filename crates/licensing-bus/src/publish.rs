@@ -62,6 +62,35 @@ impl Bus {
         .await
     }
 
+    /// Publishes a reply to a requester's private queue: transient, not `mandatory`, not confirmed,
+    /// on a channel of its own. A reply only spares the requester a wait: the processor stores
+    /// every reply and answers a retry from it (D8), so a lost reply costs a `000004`, never a
+    /// result; confirming replies cost the broker and the processor CPU for nothing. An error
+    /// means the channel is gone.
+    pub async fn publish_reply(
+        &self,
+        queue: &str,
+        correlation_id: &str,
+        body: &[u8],
+    ) -> Result<(), BusError> {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_correlation_id(correlation_id.into());
+        bounded(
+            self.config.timeout,
+            "basic.publish",
+            self.replier.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Publishes persistently with `mandatory`, and waits (bounded) for the broker's confirm.
     /// A nack or a return (no queue bound) is [`BusError::Refused`]; no confirm in time (a blocked
     /// or dead connection) is [`BusError::Unavailable`].

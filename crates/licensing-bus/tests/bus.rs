@@ -121,17 +121,7 @@ async fn requests_get_their_replies_by_correlation_id() {
         ("a", b"A".as_slice()),
         ("stray", b"?".as_slice()),
     ] {
-        bus.publish(Outgoing {
-            exchange: "",
-            routing_key: replies.queue(),
-            body,
-            message_id: id.into(),
-            correlation_id: Some(id.into()),
-            reply_to: None,
-            headers: Vec::new(),
-        })
-        .await
-        .unwrap();
+        bus.publish_reply(replies.queue(), id, body).await.unwrap();
     }
     assert_eq!(
         waiting_a.wait(Duration::from_secs(5)).await.as_deref(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use licensing_bus::{Bus, Incoming, Outgoing};
+use licensing_bus::{Bus, Incoming};
 use licensing_messages::{CommandBody, CommandEnvelope};
 use licensing_runtime::{Backoff, CancellationToken, Health, panic_message, supervise, until_done};
 use licensing_store::Store;
@@ -256,7 +256,7 @@ impl Processor {
             let retry = match applied {
                 Ok(applied) => {
                     self.metrics.batch_size.observe(batch.len() as f64);
-                    self.answer(bus, &batch, &applied).await;
+                    self.answer(bus, &batch, &applied).await?;
                     for delivery in &batch {
                         delivery.incoming.ack().await?;
                     }
@@ -313,10 +313,15 @@ impl Processor {
         tracing::info_span!("command", correlation_id = %envelope.correlation_id, message_id = %envelope.message_id, license = %envelope.license(), kind = %kind(envelope))
     }
 
-    /// Counts, logs and replies to each command of a committed batch; the replies are published
-    /// together and their confirms awaited together. A lost reply is not an error: the requester
-    /// may be gone (it answered `000004` already), and the stored reply answers its retry.
-    async fn answer(&self, bus: &Bus, batch: &[Delivery], applied: &[Applied]) {
+    /// Counts, logs and replies to each command of a committed batch (unconfirmed: ADR 0008). A
+    /// lost reply is not an error: the requester may be gone (it answered `000004` already), and
+    /// the stored reply answers its retry; a closed channel is, so that the bus reconnects.
+    async fn answer(
+        &self,
+        bus: &Bus,
+        batch: &[Delivery],
+        applied: &[Applied],
+    ) -> Result<(), licensing_bus::BusError> {
         let now_ms = koogallery::market_time::unix_millis(OffsetDateTime::now_utc());
         let mut bodies = Vec::with_capacity(batch.len());
         for (delivery, applied) in batch.iter().zip(applied) {
@@ -343,26 +348,28 @@ impl Processor {
             });
             bodies.push(applied.reply.to_value().to_string());
         }
-        let sends = batch.iter().zip(&bodies).filter_map(|(delivery, body)| {
+        let mut lost = 0;
+        for (delivery, body) in batch.iter().zip(&bodies) {
             let incoming = &delivery.incoming;
-            let (reply_to, correlation_id) = (
-                incoming.reply_to.as_ref()?,
-                incoming.correlation_id.as_ref()?,
-            );
-            Some(bus.publish(Outgoing {
-                exchange: "",
-                routing_key: reply_to,
-                body: body.as_bytes(),
-                message_id: uuid::Uuid::new_v4().to_string(),
-                correlation_id: Some(correlation_id.clone()),
-                reply_to: None,
-                headers: Vec::new(),
-            }))
-        });
-        for sent in futures_util::future::join_all(sends).await {
-            if let Err(e) = sent {
+            let (Some(reply_to), Some(correlation_id)) =
+                (&incoming.reply_to, &incoming.correlation_id)
+            else {
+                continue;
+            };
+            if let Err(e) = bus
+                .publish_reply(reply_to, correlation_id, body.as_bytes())
+                .await
+            {
                 tracing::debug!(error = %e, "reply not delivered");
+                lost += 1;
             }
         }
+        // A reply channel that is gone would make every later callback wait for nothing: reconnect.
+        if lost > 0 && !bus.is_connected() {
+            return Err(licensing_bus::BusError::Unavailable(
+                "the reply channel is closed".to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
