@@ -87,6 +87,13 @@ impl Store {
         }
         members.push(holder.to_owned());
         members.sort_unstable();
+        // Members gone for an hour are forgotten (one row per process start otherwise stays).
+        tx.execute(
+            "DELETE FROM processor_members WHERE expires_at < now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .map_err(StoreError::from)?;
         tx.execute(
             "INSERT INTO processor_members (holder, shards, expires_at)
              VALUES ($1, $2, now() + make_interval(secs => $3))

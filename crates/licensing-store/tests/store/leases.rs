@@ -99,6 +99,25 @@ async fn a_member_with_another_shard_count_takes_nothing_and_names_both() {
             .contains("LICENSING_SHARDS is 2 here but 4"),
         "{refused}"
     );
+    // Members gone for an hour are forgotten.
+    let client = store.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO processor_members VALUES ('long-gone', 4, now() - interval '2 hours')",
+            &[],
+        )
+        .await
+        .unwrap();
+    store.lease_tick("four", 4, LONG).await.unwrap();
+    let gone: i64 = client
+        .query_one(
+            "SELECT count(*) FROM processor_members WHERE holder = 'long-gone'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, 0);
     // The misconfigured one did not join: the others keep their whole share.
     let four = store.lease_tick("four", 4, LONG).await.unwrap();
     assert_eq!((four.held.len(), four.members.len()), (4, 1));
