@@ -138,25 +138,16 @@ async fn deliver_callback(
     stop: &AtomicBool,
 ) -> bool {
     loop {
-        let started = Instant::now();
-        let answer = http
-            .post(format!("{url}?{}", fresh_query(KEY, body)))
-            .header("Content-Type", "application/json")
-            .body(body.to_owned())
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await;
-        let elapsed = started.elapsed();
+        let (answer, elapsed) = post_callback(http, url, body, Duration::from_secs(15)).await;
         let code = match answer {
-            Ok(response) => {
-                let value: Value = response.json().await.unwrap_or(Value::Null);
+            Ok(code) => {
                 let mut o = observed.lock().unwrap();
                 o.callbacks_sent += 1;
                 o.slowest = o.slowest.max(elapsed);
                 if elapsed > ANSWER_LIMIT {
                     o.slow.push(format!("{elapsed:?} for {body}"));
                 }
-                value["resultCode"].as_str().unwrap_or("no JSON").to_owned()
+                code
             }
             Err(e) if e.is_timeout() => {
                 let mut o = observed.lock().unwrap();

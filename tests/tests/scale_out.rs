@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::*;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -36,22 +35,9 @@ fn renewal(license: &str, step: u64) -> String {
 async fn deliver(http: &reqwest::Client, url: &str, body: &str) -> Vec<(String, Duration)> {
     let mut answers = Vec::new();
     loop {
-        let started = Instant::now();
-        let answer = http
-            .post(format!("{url}?{}", fresh_query(KEY, body)))
-            .header("Content-Type", "application/json")
-            .body(body.to_owned())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        let code = match answer {
-            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null)["resultCode"]
-                .as_str()
-                .unwrap_or("no JSON")
-                .to_owned(),
-            Err(e) => format!("transport: {e}"),
-        };
-        answers.push((code.clone(), started.elapsed()));
+        let (answer, took) = post_callback(http, url, body, Duration::from_secs(10)).await;
+        let code = answer.unwrap_or_else(|e| format!("transport: {e}"));
+        answers.push((code.clone(), took));
         if code == "000000" {
             return answers;
         }

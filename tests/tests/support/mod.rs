@@ -826,6 +826,35 @@ pub fn schemathesis(base: &str, filters: &[&str]) {
     );
 }
 
+/// Posts a callback `body` to `url` once, signed now as the marketplace signs it, waiting at most
+/// `limit`: the answer's `resultCode` (`no JSON` without one) or the transport's error, and how
+/// long it took.
+pub async fn post_callback(
+    http: &reqwest::Client,
+    url: &str,
+    body: &str,
+    limit: Duration,
+) -> (Result<String, reqwest::Error>, Duration) {
+    let started = Instant::now();
+    let answer = http
+        .post(format!("{url}?{}", fresh_query(KEY, body)))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .timeout(limit)
+        .send()
+        .await;
+    let code = match answer {
+        Ok(response) => Ok(
+            response.json::<Value>().await.unwrap_or(Value::Null)["resultCode"]
+                .as_str()
+                .unwrap_or("no JSON")
+                .to_owned(),
+        ),
+        Err(e) => Err(e),
+    };
+    (code, started.elapsed())
+}
+
 /// A query string signed now with a fresh nonce.
 pub fn fresh_query(key: &str, body: &str) -> String {
     let now = std::time::SystemTime::now()
