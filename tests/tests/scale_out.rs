@@ -279,3 +279,46 @@ async fn a_dead_processors_shards_are_taken_over_within_the_setting_and_callback
         assert_eq!(stored_renewals(&stack, license).await, expected);
     }
 }
+
+/// The answer of a processor's `/readyz`: status and body.
+async fn readiness(processor: &Service) -> (u16, String) {
+    let url = format!("http://{}/readyz", processor.ready["ops"].as_str().unwrap());
+    match reqwest::get(url).await {
+        Ok(answer) => (
+            answer.status().as_u16(),
+            answer.text().await.unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_started_with_more_shards_makes_the_processors_refuse_loudly() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(&[("LICENSING_SHARDS", "2")]).await;
+    let processor = stack.processor.as_ref().unwrap();
+    eventually("the processor ready", 30, || async {
+        (readiness(processor).await.0 == 200).then_some(())
+    })
+    .await;
+    // An ingress told four declares shards 2 and 3, which no processor reads: its commands there
+    // would wait for ever. The processor sees those queues on the broker and says so, instead of
+    // reporting ready while commands pile up.
+    let mut env = stack.env.clone();
+    env.retain(|(k, _)| k != "LICENSING_SHARDS");
+    env.push(("LICENSING_SHARDS".to_owned(), "4".to_owned()));
+    let _ingress = Service::start("licensing-ingress", &env);
+    let body = eventually("a refusal on /readyz", 30, || async {
+        let (status, body) = readiness(processor).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("shards (LICENSING_SHARDS differs"), "{body}");
+    let logged = processor.logged("taking no shards");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("licensing.commands.2 exists")),
+        "{logged:?}"
+    );
+}

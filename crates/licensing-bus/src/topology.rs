@@ -115,6 +115,22 @@ impl Bus {
             )
             .await?;
         }
+        self.check_shard_count().await
+    }
+
+    /// Refuses a shard count below what the broker holds: when the queue of shard
+    /// `LICENSING_SHARDS` exists, another service runs with more shards (its commands would wait
+    /// in queues nobody here reads) or a former count's queues remain. Each service checks at
+    /// connect; the processors again at every lease tick (ADR 0016).
+    pub async fn check_shard_count(&self) -> Result<(), BusError> {
+        let beyond = self.names.command_queue(self.config.shards);
+        // A passive declare succeeds only for a queue that exists.
+        if self.queue_stats(&beyond).await.is_ok() {
+            return Err(BusError::Refused(format!(
+                "the command queue {beyond} exists, beyond LICENSING_SHARDS={}: another service runs with more shards, or a former count's queues remain (docs/operations.md, changing the shard count)",
+                self.config.shards
+            )));
+        }
         Ok(())
     }
 

@@ -168,3 +168,48 @@ async fn a_consumer_whose_connection_is_gone_stops_waiting() {
     let fresh = Bus::connect(settings).await.unwrap();
     fresh.delete_topology().await.unwrap();
 }
+
+#[tokio::test]
+async fn commands_go_to_their_license_shard_and_a_smaller_shard_count_is_refused() {
+    let mut four = config(QueueType::Classic);
+    four.shards = 4;
+    let bus = Bus::connect(four.clone()).await.unwrap();
+    // Each license's commands meet in the queue of its shard.
+    let mut shards = Vec::new();
+    for shard in 0..4 {
+        shards.push(bus.consume_commands(shard, 10).await.unwrap());
+    }
+    for license in ["PL1", "PL2", "PL3", "PL4", "PL5"] {
+        bus.publish_command(
+            license,
+            license.as_bytes(),
+            license.into(),
+            "c".into(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let shard = usize::from(licensing_bus::shard_of(license, 4));
+        let message = next(&mut shards[shard]).await;
+        assert_eq!(message.body, license.as_bytes());
+        message.ack().await.unwrap();
+    }
+    // A service with fewer shards would publish where nobody reads the rest: it is refused, by name.
+    let mut two = four.clone();
+    two.shards = 2;
+    let refused = Bus::connect(two).await.unwrap_err();
+    assert!(matches!(refused, BusError::Refused(_)), "{refused:?}");
+    assert!(
+        refused.to_string().contains("LICENSING_SHARDS=2"),
+        "{refused}"
+    );
+    // More shards is fine for the broker (the processors compare their counts in PostgreSQL),
+    // and then the four-shard service's check refuses in turn.
+    let mut eight = four.clone();
+    eight.shards = 8;
+    let larger = Bus::connect(eight).await.unwrap();
+    assert!(bus.check_shard_count().await.is_err());
+    larger.delete_topology().await.unwrap();
+    bus.close().await;
+}

@@ -64,32 +64,40 @@ impl Processor {
             if let Err(e) = reap(&mut readers, &self.metrics).await {
                 break Err(e);
             }
-            let tick = match self
-                .store
-                .lease_tick(&self.member, i32::from(shards), lease)
-                .await
-            {
+            // Another count of shards, among the processors (PostgreSQL) or any service (the
+            // broker's queues): take nothing, and let the leases held go now.
+            let tick = match bus.check_shard_count().await {
+                Err(refused @ BusError::Refused(_)) => Err(refused.to_string()),
+                _ => match self
+                    .store
+                    .lease_tick(&self.member, i32::from(shards), lease)
+                    .await
+                {
+                    Ok(tick) => Ok(tick),
+                    Err(differs @ LeaseError::ShardCountDiffers { .. }) => Err(differs.to_string()),
+                    Err(LeaseError::Store(e)) => {
+                        // Keep what is held: its work waits on PostgreSQL anyway (ADR 0016).
+                        tracing::warn!(error = %e, "cannot renew the shard leases now");
+                        continue;
+                    }
+                },
+            };
+            let tick = match tick {
                 Ok(tick) => {
                     self.health.up("shards");
                     refused = false;
                     tick
                 }
-                Err(e @ LeaseError::ShardCountDiffers { .. }) => {
-                    // Our leases lapse; give every shard back now rather than when another takes it.
+                Err(reason) => {
                     if !refused {
-                        tracing::error!(error = %e, "taking no shards");
+                        tracing::error!(error = %reason, "taking no shards");
                         refused = true;
                     }
                     self.health
-                        .down("shards", "LICENSING_SHARDS differs from a live processor's");
+                        .down("shards", "LICENSING_SHARDS differs from another service's");
                     for reader in readers.values() {
                         reader.stop.cancel();
                     }
-                    continue;
-                }
-                Err(LeaseError::Store(e)) => {
-                    // Keep what is held: its work waits on PostgreSQL anyway (ADR 0016).
-                    tracing::warn!(error = %e, "cannot renew the shard leases now");
                     continue;
                 }
             };
