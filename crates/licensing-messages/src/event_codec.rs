@@ -743,10 +743,10 @@ pub fn decode(
 }
 
 /// The DTO of a stored event of the current schema version.
-fn stored_dto<T: serde::de::DeserializeOwned>(
-    event_type: &str,
+fn stored_dto<'a, T: Deserialize<'a>>(
+    event_type: &'a str,
     schema_version: i32,
-    payload: &Value,
+    payload: &'a Value,
 ) -> Result<T, DecodeError> {
     let fail = |reason: String| DecodeError {
         event_type: event_type.to_owned(),
@@ -758,8 +758,73 @@ fn stored_dto<T: serde::de::DeserializeOwned>(
             "this build reads schema version {SCHEMA_VERSION}"
         )));
     }
-    let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
-    serde_json::from_value(tagged).map_err(|e| fail(e.to_string()))
+    T::deserialize(Tagged {
+        event_type,
+        payload,
+    })
+    .map_err(|e| fail(e.to_string()))
+}
+
+/// A stored event read as the adjacently tagged map `{"event_type": …, "payload": …}` without
+/// building that map: the payload is deserialized where it lies (a copy of every payload cost
+/// about as much as the rest of decoding).
+struct Tagged<'a> {
+    event_type: &'a str,
+    payload: &'a Value,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedFields {
+            tagged: self,
+            next: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// The two fields of [`Tagged`], the tag first (so the enum needs no buffering).
+struct TaggedFields<'a> {
+    tagged: Tagged<'a>,
+    next: u8,
+}
+
+impl<'de> serde::de::MapAccess<'de> for TaggedFields<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "event_type",
+            1 => "payload",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        if self.next == 1 {
+            seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
+                self.tagged.event_type,
+            ))
+        } else {
+            seed.deserialize(self.tagged.payload)
+        }
+    }
 }
 
 /// One case of a watchdog run, as stored (`probe_run_passed`, `probe_run_failed`).

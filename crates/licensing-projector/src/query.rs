@@ -517,9 +517,15 @@ async fn as_of(
     sandbox: bool,
     at: OffsetDateTime,
 ) -> Result<Value, Refusal> {
-    let events = license_events(store, code, sandbox).await?;
-    let stream = events[0].stream_id.clone();
-    let until: Vec<_> = events.into_iter().filter(|e| e.recorded_at <= at).collect();
+    let Ok(license) = licensing_domain::LicenseCode::parse(code) else {
+        return Err(Refusal::unknown_license(code));
+    };
+    let stream = license.stream_name(sandbox);
+    // Only the events up to the instant leave the database.
+    let until = store
+        .load_tail(&stream, i64::MAX, Some(at))
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
     if until.is_empty() {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
