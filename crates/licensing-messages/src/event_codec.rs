@@ -776,7 +776,10 @@ struct Tagged<'a> {
 impl<'de> serde::Deserializer<'de> for Tagged<'de> {
     type Error = serde_json::Error;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_map(TaggedFields {
             tagged: self,
             next: 0,

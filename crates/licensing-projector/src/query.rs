@@ -2,13 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 use licensing_store::{RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-use crate::views::replay;
 
 /// Shared by the query handlers.
 #[derive(Debug)]
@@ -521,20 +520,26 @@ async fn as_of(
         return Err(Refusal::unknown_license(code));
     };
     let stream = license.stream_name(sandbox);
-    // Only the events up to the instant leave the database.
-    let until = store
-        .load_tail(&stream, i64::MAX, Some(at))
+    // Only the events up to the instant leave the database, folded as they arrive.
+    let client = store.client().await.map_err(|e| Refusal::unavailable(&e))?;
+    let upcasters = licensing_store::Upcasters::new();
+    let events = licensing_store::stream_until(&**client, &stream, at, &upcasters)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
-    if until.is_empty() {
+    let mut events = std::pin::pin!(events);
+    let mut state = licensing_domain::License::default();
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| Refusal::unavailable(&e))?;
+        state = crate::views::apply(state, &stream, &event)
+            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e))?;
+    }
+    if state.version == 0 {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "unknown_license",
             format!("no license {code} at that time"),
         ));
     }
-    let state = replay(&stream, &until)
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e))?;
     Ok(json!({
         "license": code,
         "sandbox": sandbox,

@@ -114,11 +114,16 @@ fn fold<'a>(
     events: impl IntoIterator<Item = &'a RecordedEvent>,
 ) -> Result<License, String> {
     for e in events {
-        let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
-            .map_err(|err| format!("{stream}: {err}"))?;
-        state = domain::evolve(state, &event);
+        state = apply(state, stream, e)?;
     }
     Ok(state)
+}
+
+/// `state` after one stored event of `stream`.
+pub(crate) fn apply(state: License, stream: &str, e: &RecordedEvent) -> Result<License, String> {
+    let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
+        .map_err(|err| format!("{stream}: {err}"))?;
+    Ok(domain::evolve(state, &event))
 }
 
 fn activation_name(a: &ActivationStatus) -> (&'static str, Option<String>) {

@@ -64,6 +64,17 @@ pub async fn scan_by_stream<'a>(
     read::scan_by_stream_in(client, until, upcasters).await
 }
 
+/// One stream's events recorded at or before `until`, in stream order, as they arrive: a state as
+/// of an instant is folded while the rest is still on the wire.
+pub async fn stream_until<'a>(
+    client: &'a impl GenericClient,
+    stream_id: &str,
+    until: time::OffsetDateTime,
+    upcasters: &'a Upcasters,
+) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
+    read::stream_until_in(client, stream_id, until, upcasters).await
+}
+
 /// The ids of the streams with events after `position`.
 pub async fn stream_ids_after(
     client: &impl GenericClient,

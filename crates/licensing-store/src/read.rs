@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use tokio_postgres::types::Json;
 use tokio_postgres::{GenericClient, Row, ToStatement};
 
 use crate::error::StoreError;
@@ -15,10 +16,9 @@ const COLUMNS: &str = "global_position, stream_id, stream_version, event_id, eve
 pub(crate) const SAFE: &str = "global_position < licensing_safe_position()";
 
 fn decode(row: &Row, upcasters: &Upcasters) -> Result<RecordedEvent, StoreError> {
-    let metadata: serde_json::Value = row
-        .try_get(7)
-        .map_err(|e| StoreError::Decode(e.to_string()))?;
-    let metadata: EventMetadata = serde_json::from_value(metadata)
+    // Straight from the column's bytes, not through a `Value`.
+    let Json(metadata) = row
+        .try_get::<_, Json<EventMetadata>>(7)
         .map_err(|e| StoreError::Decode(format!("metadata: {e}")))?;
     let mut event = RecordedEvent {
         global_position: row
@@ -141,6 +141,23 @@ pub(crate) async fn scan_by_stream_in<'a>(
         "SELECT {COLUMNS} FROM events WHERE global_position <= $1 ORDER BY stream_id, stream_version"
     );
     let rows = client.query_raw(&sql, [&until]).await?;
+    Ok(rows.map(move |row| decode(&row?, upcasters)))
+}
+
+/// One stream's events recorded at or before `until`, in order, read as a stream (a state as of
+/// an instant: folding overlaps the transfer).
+pub(crate) async fn stream_until_in<'a>(
+    client: &'a impl GenericClient,
+    stream_id: &str,
+    until: time::OffsetDateTime,
+    upcasters: &'a Upcasters,
+) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
+    use futures_util::StreamExt;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&stream_id, &until];
+    let rows = client.query_raw(&sql, params).await?;
     Ok(rows.map(move |row| decode(&row?, upcasters)))
 }
 

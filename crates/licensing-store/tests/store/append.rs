@@ -411,3 +411,47 @@ async fn a_stream_tail_is_its_newest_events_in_order_up_to_an_instant() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_stream_until_an_instant_yields_that_streams_events_recorded_by_then_in_order() {
+    use futures_util::StreamExt;
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    for version in 0..3 {
+        store
+            .append("s", version, vec![event("x", version)])
+            .await
+            .unwrap();
+        store
+            .append("other", version, vec![event("x", version)])
+            .await
+            .unwrap();
+    }
+    let recorded: Vec<time::OffsetDateTime> = store
+        .load("s")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    let client = store.client().await.unwrap();
+    let upcasters = Upcasters::new();
+    let read = async |until| -> Vec<i64> {
+        licensing_store::stream_until(&**client, "s", until, &upcasters)
+            .await
+            .unwrap()
+            .map(|e| e.unwrap().stream_version)
+            .collect()
+            .await
+    };
+    assert_eq!(read(recorded[2]).await, vec![1, 2, 3]);
+    assert_eq!(
+        read(recorded[1]).await,
+        vec![1, 2],
+        "nothing after the instant"
+    );
+    assert_eq!(
+        read(recorded[0] - time::Duration::seconds(1)).await,
+        Vec::<i64>::new()
+    );
+}
