@@ -154,6 +154,13 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
         overview.contains("000000 × 1"),
         "the bar's title names its count"
     );
+    // The shard card names the processor holding the one shard.
+    let leases = stack.store.shard_leases().await.unwrap();
+    let shards = &overview[overview.find(r#"id="shards""#).expect("the shard card")..];
+    assert!(
+        shards.contains(&format!(r#"<span class="ok">{}</span>"#, leases[0].1)),
+        "{leases:?} {shards}"
+    );
 
     // A form post without this session's CSRF token is refused.
     let csrf = csrf_in(&overview);

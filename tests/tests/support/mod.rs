@@ -787,12 +787,22 @@ pub fn events_of(license: &str, from: usize, count: usize) -> Vec<licensing_stor
         .collect()
 }
 
+/// A port free now, below the range the kernel picks from for `bind(…:0)`: the services of every
+/// other test bind port 0, so none of them can be handed this port while a test keeps it closed or
+/// restarts a service on it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, span) = (10_000u16, low.saturating_sub(10_000).max(1000));
+    for _ in 0..1000 {
+        let port = from + (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {from} and {}", from + span)
 }
 
 /// Runs schemathesis (installed by `scripts/test`) with every check against the API at `base`,

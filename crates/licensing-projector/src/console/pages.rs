@@ -217,6 +217,7 @@ pub(crate) async fn overview(
         .await;
     let lags = state.store.follower_lags(&crate::FOLLOWERS).await;
     let waiting = state.store.dead_letters_waiting().await;
+    let leases = state.store.shard_leases().await;
     let now = OffsetDateTime::now_utc();
     // The start of the hour 23 hours before this one: 24 whole hours, the last one running.
     let seconds = now.unix_timestamp();
@@ -308,7 +309,7 @@ pub(crate) async fn overview(
                     @match &queue {
                         Ok((depth, consumers)) => {
                             dt { (l.tr("Waiting", "等待中")) } dd { (depth) }
-                            dt { (l.tr("Processors consuming", "消费中的处理器")) }
+                            dt { (l.tr("Consumers (all shards)", "消费者（所有分片）")) }
                             dd { @if *consumers == 0 { span.bad { "0" } } @else { (consumers) } }
                         },
                         Err(_) => { dt { (l.tr("Broker", "消息代理")) } dd { (unavailable(l)) } },
@@ -320,6 +321,25 @@ pub(crate) async fn overview(
                             Ok(n) => span.bad { (n) },
                             Err(_) => (unavailable(l)),
                         }
+                    }
+                }
+            }
+            section.card #shards {
+                h2 { (l.tr("Shards and their processors", "分片及其处理器")) }
+                dl.facts {
+                    @match &leases {
+                        Ok(leases) => {
+                            @for shard in 0..i32::from(console.bus_config.shards) {
+                                dt { (l.tr("Shard", "分片")) " " (shard) }
+                                dd {
+                                    @match leases.iter().find(|(s, _, live)| *s == shard && *live) {
+                                        Some((_, holder, _)) => span.ok { (holder) },
+                                        None => span.bad { (l.tr("no processor holds it", "无处理器持有")) },
+                                    }
+                                }
+                            }
+                        },
+                        Err(_) => { dt { "—" } dd { (unavailable(l)) } },
                     }
                 }
             }
