@@ -90,7 +90,7 @@ async fn page(stack: &Stack, path: &str, cookie: &str) -> (u16, String, String) 
 async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_forms() {
     let sim = Simulator::start();
     let clock = TestClock::new();
-    let stack = console_stack(&sim, &clock).await;
+    let mut stack = console_stack(&sim, &clock).await;
     let hostile = "PL<script>document.title='pwned'</script>";
     assert_eq!(
         code(
@@ -248,6 +248,17 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     .await;
     assert_eq!(status, 400);
     assert!(refused.contains("cursor"));
+
+    // A processor stopping cleanly gives its shard back: the overview shows nobody holds it.
+    let processor = stack.processor.as_mut().unwrap();
+    processor.signal("TERM");
+    processor.wait_exit(30);
+    let (_, _, overview) = page(&stack, "/console/", &cookie).await;
+    let shards = &overview[overview.find(r#"id="shards""#).expect("the shard card")..];
+    assert!(
+        shards.contains(r#"<span class="bad">no processor holds it</span>"#),
+        "{shards}"
+    );
 
     // Twelve hours later (the default lifetime) the session has expired.
     clock.set(12 * 3600 + 60);
