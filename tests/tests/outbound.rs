@@ -87,7 +87,7 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
     stack
         .wait_event("license-PL700", "heartbeat_acknowledged")
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stack.outbound_settled("PL700").await;
     let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
     assert_eq!(
         heartbeats.len(),
@@ -264,11 +264,28 @@ async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
         ),
         "{metrics}"
     );
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The job is rescheduled at the cap: nothing can call again before it is due.
+    let client = stack.store.client().await.unwrap();
+    let wait = eventually("the refused job rescheduled", 30, || async {
+        let row = client
+            .query_opt(
+                "SELECT extract(epoch FROM due_at - now())::float8, tries FROM outbound_jobs
+                  WHERE license = 'PL704' AND kind = 'activate'",
+                &[],
+            )
+            .await
+            .unwrap()?;
+        (row.get::<_, i32>(1) == 1).then(|| row.get::<_, f64>(0))
+    })
+    .await;
+    assert!(
+        wait > 60.0,
+        "no fast retry with refused credentials: due in {wait} s"
+    );
     assert_eq!(
         calls(&sim.requests().await, "/license/activate").len(),
         1,
-        "no fast retry with refused credentials"
+        "one call"
     );
     let failed = stack
         .events("license-PL704")
@@ -607,8 +624,25 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
     .await;
     stack.projector = None;
     stack.start_projector(&sim.url);
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let heartbeats = calls(&sim.requests().await, "/license/heartbeat");
+    // The restarted projector works (another license's heartbeat goes out and is acknowledged)
+    // and owes PL721 nothing.
+    sim.put("PL722", "claimed").await;
+    internal(&stack, "/v1/licenses/PL722/activation", json!({})).await;
+    stack.wait_event("license-PL722", "activated").await;
+    internal(
+        &stack,
+        "/v1/licenses/PL722/usage",
+        json!({"account": "dave"}),
+    )
+    .await;
+    stack
+        .wait_event("license-PL722", "heartbeat_acknowledged")
+        .await;
+    stack.outbound_settled("PL721").await;
+    let heartbeats: Vec<Value> = calls(&sim.requests().await, "/license/heartbeat")
+        .into_iter()
+        .filter(|r| r["body"]["heartbeatInfo"]["thirdPartyAccount"] != "dave")
+        .collect();
     assert_eq!(heartbeats.len(), 3, "one per day, across a restart");
     assert_eq!(
         heartbeats[1]["body"]["heartbeatInfo"]["thirdPartyAccount"],

@@ -87,29 +87,26 @@ pub(crate) struct ProbeStatus {
 }
 
 impl ProbeStatus {
-    /// Reads it in two statements.
+    /// Reads it in one statement, so that every field comes from the same snapshot: the newest
+    /// run is either counted in `failed_days` and `last_success_at` or in neither.
     pub(crate) async fn read(client: &impl GenericClient) -> Result<Self, StoreError> {
+        // Enough days to count past the freeze threshold.
         let row = client
             .query_one(
-                "SELECT (SELECT max(run_at) FROM probe_runs),
+                "WITH days AS (
+                     SELECT market_day, bool_or(NOT passed) AS failed FROM probe_runs
+                      GROUP BY market_day ORDER BY market_day DESC LIMIT 31)
+                 SELECT (SELECT max(run_at) FROM probe_runs),
                         (SELECT max(run_at) FROM (SELECT run_at FROM probe_runs GROUP BY run_at HAVING bool_and(passed)) ok),
-                        (SELECT max(seen_at) FROM marketplace_probes)",
+                        (SELECT max(seen_at) FROM marketplace_probes),
+                        ARRAY(SELECT market_day FROM days ORDER BY market_day DESC),
+                        ARRAY(SELECT failed FROM days ORDER BY market_day DESC)",
                 &[],
             )
             .await?;
-        // Enough days to count past the freeze threshold.
-        let days = client
-            .query(
-                "SELECT market_day, bool_or(NOT passed) FROM probe_runs
-                  GROUP BY market_day ORDER BY market_day DESC LIMIT 31",
-                &[],
-            )
-            .await?;
+        let (days, failed): (Vec<i64>, Vec<bool>) = (row.get(3), row.get(4));
         Ok(Self {
-            failed_days: domain::failed_streak(
-                days.iter()
-                    .map(|r| (Day::from_number(r.get(0)), r.get::<_, bool>(1))),
-            ),
+            failed_days: domain::failed_streak(days.into_iter().map(Day::from_number).zip(failed)),
             last_run_at: row.get(0),
             last_success_at: row.get(1),
             marketplace_last_seen_at: row.get(2),
@@ -143,15 +140,24 @@ pub(crate) async fn probe(req: HttpRequest, state: web::Data<QueryState>) -> Htt
 /// `GET /v1/probe`'s body: the watchdog's settings, the last `limit` runs with each case, the
 /// failed days and the marketplace's own probes seen (the console renders it).
 pub(crate) async fn probe_body(state: &QueryState, limit: i64) -> Result<Value, Refusal> {
-    let client = state
+    let mut client = state
         .store
         .client()
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
-    let status = ProbeStatus::read(&**client)
+    // One snapshot for the countdown and the runs listed with it: a run committed between two
+    // reads would otherwise be listed but not counted.
+    let snapshot = client
+        .build_transaction()
+        .isolation_level(licensing_store::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
-    let rows = client
+    let status = ProbeStatus::read(&*snapshot)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let rows = snapshot
         .query(
             "SELECT run_at, market_day, case_name, passed, http_status, answer, latency_ms, error FROM probe_runs
               WHERE run_at IN (SELECT DISTINCT run_at FROM probe_runs ORDER BY run_at DESC LIMIT $1)
@@ -159,7 +165,7 @@ pub(crate) async fn probe_body(state: &QueryState, limit: i64) -> Result<Value, 
             &[&limit],
         )
         .await;
-    let seen = client
+    let seen = snapshot
         .query(
             "SELECT seen_at, license, activity FROM marketplace_probes ORDER BY seen_at DESC LIMIT 10",
             &[],

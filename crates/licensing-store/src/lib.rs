@@ -42,7 +42,7 @@ pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use leases::{LeaseError, LeaseTick, share_of};
 pub use store::{Store, StoreConfig};
 pub use subscription::{FollowError, Handler, Subscription};
-pub use tokio_postgres::{GenericClient, Row, Transaction};
+pub use tokio_postgres::{GenericClient, IsolationLevel, Row, Transaction};
 pub use unit_of_work::UnitOfWork;
 
 /// Every committed event of a stream, read through `client` (a follower's transaction, say).

@@ -5,7 +5,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use licensing_store::testing::TestDatabase;
 
@@ -33,10 +32,12 @@ fn restart_postgresql() {
 async fn acknowledged_appends_survive_a_postgresql_restart() {
     let db = TestDatabase::create().await;
     let store = db.store();
-    let writers = support::spawn_writers(&store, 6);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let writers = support::Writers::spawn(&store);
+    writers.progress(20).await;
     tokio::task::spawn_blocking(restart_postgresql)
         .await
         .unwrap();
+    // The load goes on after the restart.
+    writers.progress(20).await;
     support::check_nothing_acknowledged_was_lost(&store, writers).await;
 }

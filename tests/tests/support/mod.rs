@@ -578,6 +578,20 @@ impl Stack {
         followers == 2 && slowest == last
     }
 
+    /// Waits until the projector has handled every event and owes `license` no call: no call for
+    /// it is in flight or can still be made, so the marketplace's requests are final.
+    pub async fn outbound_settled(&self, license: &str) {
+        eventually(
+            &format!("no outbound call owed for {license}"),
+            30,
+            || async {
+                (self.projector_caught_up().await && self.outbound_jobs(license).await == 0)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Runs `licensing-projector rebuild` on this stack's database; returns its standard output.
     pub fn rebuild_views(&self) -> String {
         let output = Command::new(binaries().join("licensing-projector"))

@@ -52,6 +52,22 @@ async fn seen_count(store: &Store) -> i64 {
         .get(0)
 }
 
+/// How many other sessions on `database` match `condition` (over `pg_stat_activity`).
+async fn backends(store: &Store, database: &str, condition: &str) -> i64 {
+    let client = store.client().await.unwrap();
+    client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = $1 AND pid <> pg_backend_pid() AND {condition}"
+            ),
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn prepare(store: &Store) {
     let client = store.client().await.unwrap();
     client
@@ -226,8 +242,12 @@ async fn an_idle_follower_is_woken_by_the_commit_notification() {
             subscription.run(&mut recorder, cancel, || {}).await
         })
     };
-    // Let the follower go idle (its first read finds nothing), then append.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the follower go idle (its first read found nothing and it listens), then append.
+    eventually("the follower listening", 10, || async {
+        (backends(&store, &db.name, "state = 'idle' AND query LIKE 'LISTEN %'").await > 0)
+            .then_some(())
+    })
+    .await;
     store.append("s", 0, vec![event("x", 0)]).await.unwrap();
     eventually("the notified follower", 10, || async {
         (seen_count(&store).await == 1).then_some(())
@@ -281,7 +301,14 @@ async fn a_held_checkpoint_makes_the_follower_wait_and_lags_are_reported() {
                 .map_err(|e| e.to_string())
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        "the follower waiting for the checkpoint's lock",
+        10,
+        || async {
+            (backends(&store, &db.name, "wait_event_type = 'Lock'").await > 0).then_some(())
+        },
+    )
+    .await;
     assert!(
         !step.is_finished(),
         "the follower waits while the checkpoint is held"

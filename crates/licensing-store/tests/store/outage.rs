@@ -1,11 +1,9 @@
 //! PostgreSQL dropping every connection mid-load: the pool reconnects, and no acknowledged append is lost.
 
-use std::time::Duration;
-
 use licensing_store::testing::{TestDatabase, server_url};
 use tokio_postgres::NoTls;
 
-use crate::support::{check_nothing_acknowledged_was_lost, spawn_writers};
+use crate::support::{Writers, check_nothing_acknowledged_was_lost};
 
 async fn terminate_connections(database: &str) -> i64 {
     let (admin, connection) = tokio_postgres::connect(&server_url(), NoTls).await.unwrap();
@@ -24,13 +22,15 @@ async fn terminate_connections(database: &str) -> i64 {
 async fn acknowledged_appends_survive_all_connections_being_killed() {
     let db = TestDatabase::create().await;
     let store = db.store();
-    let writers = spawn_writers(&store, 4);
+    let writers = Writers::spawn(&store);
 
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    writers.progress(20).await;
     let killed = terminate_connections(&db.name).await;
     assert!(killed > 0, "there were connections to kill");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The pool reconnected and the load goes on; then once more.
+    writers.progress(20).await;
     terminate_connections(&db.name).await;
+    writers.progress(20).await;
 
     check_nothing_acknowledged_was_lost(&store, writers).await;
 }
