@@ -269,11 +269,15 @@ async fn store_over(url: &str, ca: Option<&Path>) -> Result<Store, String> {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(privileged),
+    ignore = "needs root: runs a PostgreSQL cluster of its own and rabbitmqctl"
+)]
 async fn postgres_is_reached_over_verified_tls_and_rabbitmq_over_amqps() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run a PostgreSQL cluster and rabbitmqctl");
-        return;
-    }
+    assert!(
+        is_root(),
+        "needs root to run a PostgreSQL cluster and rabbitmqctl"
+    );
     let certs = Certificates::make();
     let ca = certs.path("ca.pem");
     let pg = TlsPostgres::start(&certs);
