@@ -89,9 +89,12 @@ pub enum VerifyError {
     /// A query parameter appears more than once.
     #[error("query parameter `{0}` appears more than once")]
     DuplicateParameter(&'static str),
-    /// `timestamp` is not a decimal number.
-    #[error("timestamp {0:?} is not a decimal number of milliseconds")]
+    /// `timestamp` is not a decimal number in canonical form (no sign, no leading zero).
+    #[error("timestamp {0:?} is not a decimal number of milliseconds without leading zeros")]
     MalformedTimestamp(String),
+    /// `nonce` is not 8 to 128 characters of `A-Z a-z 0-9 _ -`.
+    #[error("nonce is not 8 to 128 characters of A-Z, a-z, 0-9, _ and -")]
+    MalformedNonce,
     /// `timestamp` is too far from our clock.
     #[error("timestamp is {skew_ms} ms away from now, outside the ±{window_ms} ms window")]
     OutsideWindow {
@@ -115,6 +118,7 @@ impl VerifyError {
             Self::MissingParameter(_) => "missing_parameter",
             Self::DuplicateParameter(_) => "duplicate_parameter",
             Self::MalformedTimestamp(_) => "malformed_timestamp",
+            Self::MalformedNonce => "malformed_nonce",
             Self::OutsideWindow { .. } => "outside_window",
             Self::MalformedSignature => "malformed_signature",
             Self::Mismatch => "mismatch",
@@ -195,6 +199,7 @@ impl Verifier {
         now_ms: i64,
     ) -> Result<Verified, VerifyError> {
         let timestamp_ms = timestamp_millis(&params.timestamp)?;
+        check_nonce(&params.nonce)?;
         let skew_ms = timestamp_ms.saturating_sub(now_ms);
         if skew_ms.unsigned_abs() > self.window_ms.unsigned_abs() {
             return Err(VerifyError::OutsideWindow {
@@ -220,10 +225,13 @@ impl Verifier {
     }
 }
 
-/// Reads a timestamp: milliseconds, or seconds when below 10^12 (D4).
+/// Reads a timestamp: milliseconds, or seconds when below 10^12 (D4), in canonical decimal form
+/// only. The signed string joins nonce and timestamp without a separator, so a second spelling of
+/// one value (a leading zero) would let a captured request be rewritten into a new one with the
+/// same signature (`nonce=…X0&timestamp=T` → `nonce=…X&timestamp=0T`).
 fn timestamp_millis(text: &str) -> Result<i64, VerifyError> {
     let malformed = || VerifyError::MalformedTimestamp(text.to_owned());
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
         return Err(malformed());
     }
     let value: i64 = text.parse().map_err(|_| malformed())?;
@@ -232,6 +240,17 @@ fn timestamp_millis(text: &str) -> Result<i64, VerifyError> {
     } else {
         value
     })
+}
+
+/// The nonce's form: 8 to 128 characters of `A-Z a-z 0-9 _ -` (the marketplace sends 16 or 32
+/// alphanumerics or 64 hex digits).
+fn check_nonce(nonce: &str) -> Result<(), VerifyError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if (8..=128).contains(&nonce.len()) && nonce.bytes().all(allowed) {
+        Ok(())
+    } else {
+        Err(VerifyError::MalformedNonce)
+    }
 }
 
 /// Hex of either case into the 32 bytes of an HMAC-SHA256 (D3: compared case-insensitively).

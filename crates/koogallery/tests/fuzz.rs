@@ -94,7 +94,7 @@ proptest! {
     #[test]
     fn the_verifier_accepts_exactly_the_signed_bytes(
         body in proptest::collection::vec(any::<u8>(), 0..200),
-        nonce in "[a-zA-Z0-9]{1,40}",
+        nonce in "[a-zA-Z0-9_-]{8,40}",
         skew in -120_000i64..120_000,
         flip in any::<prop::sample::Index>(),
     ) {

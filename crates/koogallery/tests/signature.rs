@@ -208,7 +208,7 @@ proptest! {
     fn sign_then_verify_round_trips(
         body in prop::collection::vec(any::<u8>(), 0..512),
         key in arb_text(),
-        nonce in arb_text(),
+        nonce in "[A-Za-z0-9]{8,32}",
         timestamp in 1_000_000_000_000i64..9_999_999_999_999,
         skew in -60_000i64..=60_000,
     ) {
@@ -225,7 +225,7 @@ proptest! {
     fn any_change_fails(
         body in prop::collection::vec(any::<u8>(), 1..256),
         key in arb_text(),
-        nonce in arb_text(),
+        nonce in "[A-Za-z0-9]{8,32}",
         timestamp in 1_000_000_000_000i64..9_999_999_999_999,
         which in 0usize..5,
         position in any::<prop::sample::Index>(),
@@ -259,5 +259,89 @@ proptest! {
         let verifier = Verifier::new(keys.iter().cloned().map(AccessKey::new).collect());
         let verified = verifier.verify(&params(&signature), body, NOW).unwrap();
         prop_assert_eq!(&keys[verified.key_index], &keys[index]);
+    }
+}
+
+/// Every way of cutting `nonce + timestamp` into a nonce and a timestamp other than the one
+/// signed.
+fn other_cuts(nonce: &str, timestamp: &str) -> Vec<(String, String)> {
+    let joined = format!("{nonce}{timestamp}");
+    (1..joined.len())
+        .filter(|&cut| cut != nonce.len())
+        .map(|cut| (joined[..cut].to_owned(), joined[cut..].to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_captured_request_rewritten_at_the_nonce_timestamp_boundary_is_refused() {
+    let verifier = Verifier::new(vec![key()]);
+    let body = EXAMPLES[1].0.as_bytes();
+    // A nonce ending in 0: moving that 0 to the front of the timestamp signs the same string.
+    let nonce = "RLLUammMSInlrNW0";
+    let signature = sign(&key(), nonce, TIMESTAMP, body);
+    let signed = |nonce: &str, timestamp: &str| SignatureParams {
+        signature: signature.clone(),
+        timestamp: timestamp.to_owned(),
+        nonce: nonce.to_owned(),
+    };
+    assert!(
+        verifier
+            .verify(&signed(nonce, TIMESTAMP), body, NOW)
+            .is_ok()
+    );
+    let moved = format!("0{TIMESTAMP}");
+    assert_eq!(
+        verifier.verify(&signed("RLLUammMSInlrNW", &moved), body, NOW),
+        Err(VerifyError::MalformedTimestamp(moved.clone()))
+    );
+    assert_eq!(
+        VerifyError::MalformedTimestamp(moved).reason(),
+        "malformed_timestamp"
+    );
+    for bad in [
+        "short",
+        "has space in it",
+        "nonce/with/slash",
+        &"n".repeat(129),
+    ] {
+        let refused = verifier.verify(&signed(bad, TIMESTAMP), body, NOW);
+        assert_eq!(refused, Err(VerifyError::MalformedNonce), "{bad:?}");
+    }
+}
+
+proptest! {
+    /// No two distinct accepted queries share a signature: however `nonce + timestamp` is cut
+    /// again, the other cut is refused.
+    #[test]
+    fn no_other_cut_of_a_signed_string_is_accepted(
+        nonce in "[A-Za-z0-9_-]{8,40}",
+        skew in -59_000i64..59_000,
+        seconds in any::<bool>(),
+    ) {
+        let verifier = Verifier::new(vec![key()]);
+        let body = EXAMPLES[0].0.as_bytes();
+        let at = NOW + skew;
+        let timestamp = if seconds { (at / 1000).to_string() } else { at.to_string() };
+        let signature = sign(&key(), &nonce, &timestamp, body);
+        let accepted = |nonce: &str, timestamp: &str| {
+            verifier
+                .verify(
+                    &SignatureParams {
+                        signature: signature.clone(),
+                        timestamp: timestamp.to_owned(),
+                        nonce: nonce.to_owned(),
+                    },
+                    body,
+                    NOW,
+                )
+                .is_ok()
+        };
+        prop_assert!(accepted(&nonce, &timestamp));
+        for (other_nonce, other_timestamp) in other_cuts(&nonce, &timestamp) {
+            prop_assert!(
+                !accepted(&other_nonce, &other_timestamp),
+                "{other_nonce} / {other_timestamp}"
+            );
+        }
     }
 }

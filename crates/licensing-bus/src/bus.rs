@@ -23,7 +23,15 @@ pub struct Names {
     pub dead_letter_queue: String,
     /// Topic exchange where every committed event is published for subscribers.
     pub events_exchange: String,
+    /// Queue of the records of refused callback requests: apart from every command lane, bounded
+    /// in length (the oldest dropped first), written best effort by the processors.
+    pub refusals_queue: String,
 }
+
+/// Routing key of refusal records on the commands exchange.
+pub(crate) const REFUSAL_KEY: &str = "refusal";
+/// The most refusal records the broker holds; past it the oldest are dropped.
+pub(crate) const REFUSALS_QUEUE_MAX: i64 = 10_000;
 
 /// Routing key of shard 0's commands on the commands exchange (`command.i` for shard `i > 0`).
 const COMMAND_KEY: &str = "command";
@@ -42,6 +50,7 @@ impl Names {
             dead_letter_exchange: format!("{prefix}licensing.dead-letter"),
             dead_letter_queue: format!("{prefix}licensing.dead-letter"),
             events_exchange: format!("{prefix}licensing.events"),
+            refusals_queue: format!("{prefix}licensing.refusals"),
         }
     }
 }

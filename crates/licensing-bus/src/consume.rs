@@ -21,6 +21,12 @@ impl Bus {
         self.consume(&queue, prefetch, false).await
     }
 
+    /// Consumes the refusals queue with manual acks, `prefetch` at most in hand.
+    pub async fn consume_refusals(&self, prefetch: u16) -> Result<IncomingStream, BusError> {
+        let queue = self.names.refusals_queue.clone();
+        self.consume(&queue, prefetch, false).await
+    }
+
     /// Consumes a queue. With `auto_ack`, messages are acknowledged on delivery.
     pub async fn consume(
         &self,

@@ -62,6 +62,21 @@ impl Bus {
         .await
     }
 
+    /// Publishes the record of a refused callback request to the refusals queue, apart from every
+    /// command lane (confirmed; the queue drops its oldest record when full).
+    pub async fn publish_refusal(&self, body: &[u8], message_id: String) -> Result<(), BusError> {
+        self.publish(Outgoing {
+            exchange: &self.names.commands_exchange.clone(),
+            routing_key: crate::bus::REFUSAL_KEY,
+            body,
+            message_id,
+            correlation_id: None,
+            reply_to: None,
+            headers: Vec::new(),
+        })
+        .await
+    }
+
     /// Publishes a reply to a requester's private queue: transient, not `mandatory`, not confirmed,
     /// on a channel of its own. A reply only spares the requester a wait: the processor stores
     /// every reply and answers a retry from it (D8), so a lost reply costs a `000004`, never a

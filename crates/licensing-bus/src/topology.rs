@@ -69,6 +69,39 @@ impl Bus {
         )
         .await?;
 
+        // Refusal records: classic, bounded, the oldest dropped when full; never dead-lettered.
+        let mut refusal_args = FieldTable::default();
+        refusal_args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(crate::bus::REFUSALS_QUEUE_MAX),
+        );
+        refusal_args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
+        bounded(
+            t,
+            "queue.declare",
+            ch.queue_declare(
+                n.refusals_queue.as_str().into(),
+                queue_options,
+                refusal_args,
+            ),
+        )
+        .await?;
+        bounded(
+            t,
+            "queue.bind",
+            ch.queue_bind(
+                n.refusals_queue.as_str().into(),
+                n.commands_exchange.as_str().into(),
+                crate::bus::REFUSAL_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+
         let mut args = FieldTable::default();
         // Rejected (and, with a delivery limit, over-delivered) commands go to the dead-letter queue.
         args.insert(
@@ -158,6 +191,7 @@ impl Bus {
         let n = &self.names;
         let mut queues = self.command_queues();
         queues.push(n.dead_letter_queue.clone());
+        queues.push(n.refusals_queue.clone());
         for queue in &queues {
             bounded(
                 t,

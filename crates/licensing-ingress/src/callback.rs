@@ -11,6 +11,7 @@ use licensing_messages::{
 };
 
 use licensing_runtime::trace::{Span, SpanKind};
+use sha2::{Digest, Sha256};
 
 use crate::dispatch::{Dispatched, dispatch, traceparent};
 use crate::{State, now_millis, request_id};
@@ -83,6 +84,8 @@ struct Seen {
     body: Vec<u8>,
     /// The body's real size.
     body_size: u64,
+    /// The SHA-256 of the whole body, as it arrives.
+    body_hash: Sha256,
     /// `none` before verification, then `valid` or the refusal's reason.
     verification: &'static str,
     key_index: Option<usize>,
@@ -110,9 +113,11 @@ fn request_seen(req: &HttpRequest, seen: &Seen) -> RequestSeen {
 }
 
 /// Hands the record of a request answered without the processor's decision to the processor,
-/// without waiting: a failure never delays or changes the answer. Refusals are rate-limited
-/// (D20); an answer sent before the decision (`000004`) is always recorded, linked to its command.
-fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer: &Answer) {
+/// without waiting: a failure never delays or changes the answer. A refusal's record goes to the
+/// refusals queue, apart from every command lane, rate-limited (D20) and with at most
+/// `LICENSING_EVIDENCE_REFUSED_MAX_BODY_BYTES` of its body (its real size and SHA-256 kept); an
+/// answer sent before the decision (`000004`) is always recorded, linked to its command.
+fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, mut seen: Seen, answer: &Answer) {
     if answer.decided {
         return;
     }
@@ -121,13 +126,19 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
         (None, ResultCode::AuthenticationFailed) => "verification",
         (None, _) => "invalid",
     };
-    if seen.handed_over.is_none() && !state.evidence_budget.take(now_millis()) {
+    let refused = seen.handed_over.is_none();
+    if refused && !state.evidence_budget.take(now_millis()) {
         state
             .metrics
             .evidence_dropped
             .get_or_create(&vec![("reason", "rate_limited".to_owned())])
             .inc();
         return;
+    }
+    let body_sha256 = refused.then(|| hex::encode(std::mem::take(&mut seen.body_hash).finalize()));
+    if refused {
+        seen.body
+            .truncate(state.config.evidence_refused_max_body_bytes);
     }
     let request = answer.request.unwrap_or_else(uuid::Uuid::new_v4);
     let envelope = CommandEnvelope {
@@ -143,8 +154,9 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
             received_at_ms: seen.received_at_ms,
             raw_query: req.query_string().to_owned(),
             seen: request_seen(req, &seen),
-            body: seen.body,
             body_size: seen.body_size,
+            body: seen.body,
+            body_sha256,
             refusal: refusal.to_owned(),
             answer: answer.response.clone(),
             answered_at_ms: now_millis(),
@@ -153,13 +165,20 @@ fn keep_evidence(req: &HttpRequest, state: &web::Data<State>, seen: Seen, answer
     };
     let state = state.clone();
     actix_web::rt::spawn(async move {
+        let body = envelope.to_bytes();
+        let message_id = envelope.message_id.to_string();
         let published = match state.connection.get() {
+            Some(link) if refused => link
+                .bus
+                .publish_refusal(&body, message_id)
+                .await
+                .map_err(|e| e.to_string()),
             Some(link) => link
                 .bus
                 .publish_command(
                     envelope.license(),
-                    &envelope.to_bytes(),
-                    envelope.message_id.to_string(),
+                    &body,
+                    message_id,
                     envelope.correlation_id.to_string(),
                     None,
                     None,
@@ -221,6 +240,7 @@ pub(crate) async fn callback(
         received_at_ms: now_millis(),
         body: Vec::new(),
         body_size: 0,
+        body_hash: Sha256::new(),
         verification: "none",
         key_index: None,
         handed_over: None,
@@ -362,6 +382,7 @@ async fn read_body(
             let chunk = chunk
                 .map_err(|e| Refusal::invalid("unknown", format!("cannot read the body: {e}")))?;
             seen.body_size += chunk.len() as u64;
+            seen.body_hash.update(&chunk);
             let room = limit.saturating_sub(seen.body.len()).min(chunk.len());
             seen.body.extend_from_slice(&chunk[..room]);
         }

@@ -40,6 +40,10 @@ pub struct IngressConfig {
     /// Records of refused callback requests handed over per second at most, beyond which they
     /// are only counted (`LICENSING_EVIDENCE_REFUSED_PER_SECOND`, default 20, D20).
     pub evidence_refused_per_second: u32,
+    /// The most bytes of a refused request's body its record keeps
+    /// (`LICENSING_EVIDENCE_REFUSED_MAX_BODY_BYTES`, default 4096); its real size and the SHA-256
+    /// of the whole body are kept beside.
+    pub evidence_refused_max_body_bytes: usize,
     /// `LICENSING_ENTITLEMENT_KEYS`, `LICENSING_ENTITLEMENT_TTL_SECONDS`: a usage report's answer
     /// carries a signed entitlement when keys are configured (D24).
     pub entitlements: Option<(licensing_entitlement::Keyring, i64)>,
@@ -113,6 +117,8 @@ impl IngressConfig {
                 .transpose()?,
             evidence_refused_per_second: settings
                 .parse_or("LICENSING_EVIDENCE_REFUSED_PER_SECOND", 20)?,
+            evidence_refused_max_body_bytes: settings
+                .parse_or("LICENSING_EVIDENCE_REFUSED_MAX_BODY_BYTES", 4096)?,
         })
     }
 }

@@ -294,6 +294,10 @@ pub struct InboundRecord {
     pub body: Vec<u8>,
     /// The body's real size.
     pub body_size: u64,
+    /// The SHA-256 of the whole body as received (hex), when the body kept is clipped or the
+    /// request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
     /// The rest of the request.
     pub seen: RequestSeen,
     /// Why it was refused (`verification`, `invalid`), or `not_decided` for an answer sent before

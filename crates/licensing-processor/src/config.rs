@@ -34,6 +34,10 @@ pub struct ProcessorConfig {
     /// `LICENSING_TAKEOVER_SECONDS`: longest time a dead processor's shards wait for another
     /// (default 10, 2 to 600); leases last half of it (ADR 0016).
     pub takeover: Duration,
+    /// `LICENSING_EVIDENCE_REFUSED_MAX_BYTES_PER_DAY`: the bytes of refused requests' records
+    /// stored per UTC day by all processors together (default 256 MiB); the rest are counted
+    /// and dropped.
+    pub refused_max_bytes_per_day: i64,
 }
 
 /// The bus settings (`LICENSING_AMQP_*`).
@@ -114,6 +118,10 @@ impl ProcessorConfig {
                     ));
                 }
             },
+            refused_max_bytes_per_day: settings.parse_or(
+                "LICENSING_EVIDENCE_REFUSED_MAX_BYTES_PER_DAY",
+                256 * 1024 * 1024,
+            )?,
         })
     }
 }

@@ -16,16 +16,38 @@ fn instant(millis: i64) -> OffsetDateTime {
     koogallery::market_time::from_unix_millis(millis).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The longest query string a record keeps, in bytes.
+pub(crate) const QUERY_MAX_BYTES: usize = 2048;
+/// The longest header or other text a record keeps, in bytes.
+pub(crate) const TEXT_MAX_BYTES: usize = 512;
+
+/// Text from outside as a record may keep it: without NUL (PostgreSQL's text and jsonb refuse
+/// it), and at most `max` bytes, cut at a character boundary.
+pub(crate) fn clipped(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| *c != '\0').collect();
+    if out.len() > max {
+        let mut end = max;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
 fn request_meta(query: &str, seen: Option<&RequestSeen>, refusal: Option<&str>) -> Value {
-    let mut meta = json!({ "query": query });
+    let mut meta = json!({ "query": clipped(query, QUERY_MAX_BYTES) });
     if let Some(seen) = seen
         && let (Value::Object(meta), Ok(Value::Object(seen))) =
             (&mut meta, serde_json::to_value(seen))
     {
-        meta.extend(seen);
+        meta.extend(seen.into_iter().map(|(k, v)| match v {
+            Value::String(text) => (k, Value::String(clipped(&text, TEXT_MAX_BYTES))),
+            other => (k, other),
+        }));
     }
     if let (Some(refusal), Value::Object(meta)) = (refusal, &mut meta) {
-        meta.insert("refusal".to_owned(), refusal.into());
+        meta.insert("refusal".to_owned(), clipped(refusal, 32).into());
     }
     meta
 }
@@ -34,7 +56,7 @@ fn answer_meta(answer: &CallbackResponse) -> Value {
     json!({
         "status": 200,
         "result_code": answer.result_code.as_str(),
-        "result_msg": answer.result_msg,
+        "result_msg": clipped(&answer.result_msg, TEXT_MAX_BYTES),
     })
 }
 
@@ -71,7 +93,8 @@ pub(crate) fn decided(
 }
 
 /// The record of a request answered without a decision, as the ingress saw it; the license and
-/// sandbox flag are read from the body when it is JSON that names them.
+/// sandbox flag are read from the body when it is JSON that names them, the license only when it
+/// is a valid license code (else none: the body is kept as it came). Every text is clipped.
 pub(crate) fn undecided(envelope: &CommandEnvelope, record: &InboundRecord) -> Exchange {
     let body: Option<Value> = serde_json::from_slice(&record.body).ok();
     let field = |name: &str| {
@@ -84,14 +107,21 @@ pub(crate) fn undecided(envelope: &CommandEnvelope, record: &InboundRecord) -> E
         id: record.exchange_id,
         at: instant(record.received_at_ms),
         direction: Direction::In,
-        license: field("license"),
+        license: field("license").filter(|l| licensing_domain::LicenseCode::parse(l).is_ok()),
         sandbox: field("testFlag").as_deref() == Some("1"),
         correlation_id: Some(envelope.correlation_id),
         message_id: Some(record.exchange_id).filter(|_| record.refusal == "not_decided"),
         outcome: record.answer.result_code.as_str().to_owned(),
         request: record.body.clone(),
         request_size: i64::try_from(record.body_size).unwrap_or(i64::MAX),
-        request_meta: request_meta(&record.raw_query, Some(&record.seen), Some(&record.refusal)),
+        request_meta: {
+            let mut meta =
+                request_meta(&record.raw_query, Some(&record.seen), Some(&record.refusal));
+            if let (Some(hash), Value::Object(meta)) = (&record.body_sha256, &mut meta) {
+                meta.insert("body_sha256".to_owned(), clipped(hash, 64).into());
+            }
+            meta
+        },
         response: Some(record.answer.to_json().into_bytes()),
         response_meta: answer_meta(&record.answer),
         answered_at: Some(instant(record.answered_at_ms)),

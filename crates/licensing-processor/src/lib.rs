@@ -14,6 +14,7 @@ mod config;
 mod dead_letters;
 mod evidence;
 mod metrics;
+mod refusals;
 mod replay;
 mod run;
 mod shards;

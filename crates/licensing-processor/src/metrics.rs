@@ -27,6 +27,11 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Command queue shards this processor reads now (ADR 0016).
     pub shards_held: Gauge,
+    /// Records of refused requests stored.
+    pub evidence_refusals: Counter,
+    /// Records of refused requests not stored, by reason (`ceiling`, `unwritable`,
+    /// `unavailable`, `unreadable`).
+    pub evidence_dropped: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -42,6 +47,8 @@ impl Metrics {
             conflicts: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             shards_held: Gauge::default(),
+            evidence_refusals: Counter::default(),
+            evidence_dropped: Family::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -78,6 +85,16 @@ impl Metrics {
             "licensing_processor_shards_held",
             "Command queue shards this processor reads now",
             metrics.shards_held.clone(),
+        );
+        r.register(
+            "licensing_evidence_refusals_stored",
+            "Records of refused callback requests stored",
+            metrics.evidence_refusals.clone(),
+        );
+        r.register(
+            "licensing_evidence_dropped",
+            "Records of refused callback requests not stored, by reason",
+            metrics.evidence_dropped.clone(),
         );
         metrics
     }

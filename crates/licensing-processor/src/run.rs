@@ -158,7 +158,31 @@ impl Processor {
                 }
             }
         });
-        let _ = tokio::join!(retention, consumer, keeper);
+        let refusals = supervise(&self.health, "refusal_writer", cancel.clone(), {
+            let processor = self.clone();
+            move |task| {
+                let processor = processor.clone();
+                async move {
+                    let bus = Bus::connect(processor.config.bus.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    task.up();
+                    let result = tokio::select! {
+                        r = crate::refusals::write(
+                            &processor.store,
+                            &bus,
+                            &processor.metrics,
+                            processor.config.refused_max_bytes_per_day,
+                            &task.cancel,
+                        ) => r,
+                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
+                    };
+                    bus.close().await;
+                    result
+                }
+            }
+        });
+        let _ = tokio::join!(retention, consumer, keeper, refusals);
         tracing::info!("processor stopped");
         Ok(())
     }

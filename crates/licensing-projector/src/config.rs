@@ -47,6 +47,9 @@ pub struct ProjectorConfig {
     /// `LICENSING_EVIDENCE_RETENTION_DAYS`: exchanges with the marketplace are kept this long,
     /// expired by whole months once a day (default 1095, D20).
     pub evidence_retention_days: u32,
+    /// `LICENSING_EVIDENCE_REFUSED_RETENTION_DAYS`: records of refused callback requests are kept
+    /// this long (default 30).
+    pub evidence_refused_retention_days: u32,
     /// `LICENSING_CALLBACK_KEYS` (optional here) and `LICENSING_CALLBACK_WINDOW_SECONDS`: the
     /// callback access keys, to verify callbacks again in evidence packs.
     pub callback_verifier: Option<Verifier>,
@@ -220,6 +223,8 @@ impl ProjectorConfig {
             claim_days: settings.parse_or("LICENSING_ACTIVATION_CLAIM_DAYS", 14)?,
             evidence_retention_days: settings
                 .parse_or("LICENSING_EVIDENCE_RETENTION_DAYS", 1095)?,
+            evidence_refused_retention_days: settings
+                .parse_or("LICENSING_EVIDENCE_REFUSED_RETENTION_DAYS", 30)?,
             callback_verifier: settings.callback_verifier()?,
             notices: NoticePolicy {
                 expiry_days: day_list(settings, "LICENSING_EXPIRY_NOTICE_DAYS", &[7, 1])?,

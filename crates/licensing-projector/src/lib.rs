@@ -341,23 +341,32 @@ impl Projector {
             }
         });
         let evidence = supervise(&self.health, "evidence_upkeep", cancel.clone(), {
-            let (store, retention) = (
+            let (store, clock, retention, refused_retention) = (
                 self.store.clone(),
+                self.config.clock.clone(),
                 time::Duration::days(i64::from(self.config.evidence_retention_days)),
+                time::Duration::days(i64::from(self.config.evidence_refused_retention_days)),
             );
             move |task| {
-                let store = store.clone();
+                let (store, clock) = (store.clone(), clock.clone());
                 async move {
                     task.up();
+                    let mut done: Option<time::Date> = None;
                     while !task.cancel.is_cancelled() {
-                        // Once a day: next month's partition, expiry by whole months (D20).
-                        store
-                            .maintain_evidence(time::OffsetDateTime::now_utc(), retention)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        // Once a day on the projector's clock: next month's partition, expiry
+                        // by whole months (D20), refusals by their own retention.
+                        let now = clock.now();
+                        let day = now.to_offset(time::UtcOffset::UTC).date();
+                        if done != Some(day) {
+                            store
+                                .maintain_evidence(now, retention, refused_retention)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            done = Some(day);
+                        }
                         tokio::select! {
                             () = task.cancel.cancelled() => {}
-                            () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
                         }
                     }
                     Ok::<(), String>(())

@@ -27,7 +27,9 @@ impl StoreError {
 
 /// SQLSTATE classes that mean the statement itself is wrong (a bug, or a schema this build does
 /// not match): `21` cardinality violation (a statement touching one row twice), `22` data
-/// exception, `42` syntax error or access rule violation, and the store's own
+/// exception, `42` syntax error or access rule violation, `54` program limit exceeded (a value
+/// too large for an index row, too many columns: the same statement fails the same way every
+/// time), and the store's own
 /// `LS` codes that are not a conflict. Everything else (a lost connection, `25006` read-only after
 /// a failover, `57014` statement timeout, `58` I/O, `40` serialization failures, lock timeouts,
 /// `53` resources) can succeed when tried again, and is [`StoreError::Unavailable`].
@@ -35,6 +37,7 @@ fn is_bug_state(code: &str) -> bool {
     code.starts_with("21")
         || code.starts_with("22")
         || code.starts_with("42")
+        || code.starts_with("54")
         || code.starts_with("LS")
 }
 

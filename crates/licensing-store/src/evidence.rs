@@ -583,16 +583,100 @@ impl Store {
         Ok(volume)
     }
 
+    /// Stores the record of a refused request (an inbound exchange without a command) in its
+    /// own transaction, unless the bytes stored for refusals on its UTC day would pass
+    /// `max_bytes_per_day` (counted as dropped instead). True when stored.
+    pub async fn record_refusal(
+        &self,
+        exchange: &Exchange,
+        max_bytes_per_day: i64,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let day = exchange.at.to_offset(time::UtcOffset::UTC).date();
+        let size = refusal_bytes(exchange);
+        let room = tx
+            .query_opt(
+                "INSERT INTO evidence_refusal_days AS d (day, bytes) VALUES ($1, $2)
+                 ON CONFLICT (day) DO UPDATE SET bytes = d.bytes + EXCLUDED.bytes
+                  WHERE d.bytes + EXCLUDED.bytes <= $3
+                 RETURNING bytes",
+                &[&day, &size, &max_bytes_per_day],
+            )
+            .await?;
+        let stored = room.is_some() && size <= max_bytes_per_day;
+        if stored {
+            let statement = tx.prepare_cached(INSERT).await?;
+            Columns::of(std::slice::from_ref(exchange))
+                .insert(&*tx, &statement)
+                .await?;
+        } else {
+            tx.execute(
+                "INSERT INTO evidence_refusal_days AS d (day, dropped) VALUES ($1, 1)
+                 ON CONFLICT (day) DO UPDATE SET dropped = d.dropped + 1",
+                &[&day],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The bytes stored for refusals on `day` (UTC) and the records dropped past the ceiling.
+    pub async fn refusal_day(&self, day: Date) -> Result<(i64, i64), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT bytes, dropped FROM evidence_refusal_days WHERE day = $1",
+                &[&day],
+            )
+            .await?;
+        Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
+    }
+
+    /// Deletes the records of refused requests older than `cutoff`, and the daily counts older
+    /// than it.
+    pub async fn expire_refusals(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM evidence_exchanges
+                  WHERE direction = 'in' AND message_id IS NULL AND at < $1",
+                &[&cutoff],
+            )
+            .await?;
+        client
+            .execute(
+                "DELETE FROM evidence_refusal_days WHERE day < $1",
+                &[&cutoff.to_offset(time::UtcOffset::UTC).date()],
+            )
+            .await?;
+        if deleted > 0 {
+            tracing::info!(deleted, "records of refused requests expired");
+        }
+        Ok(deleted)
+    }
+
     /// The daily upkeep: this month's and the next month's partitions, then expiry of what is
-    /// older than `retention` before `now`.
+    /// older than `retention` before `now`, and of refusals older than `refused_retention`.
     pub async fn maintain_evidence(
         &self,
         now: OffsetDateTime,
         retention: time::Duration,
+        refused_retention: time::Duration,
     ) -> Result<Expired, StoreError> {
         self.ensure_evidence_partitions(now).await?;
-        self.expire_evidence(now - retention).await
+        let expired = self.expire_evidence(now - retention).await?;
+        self.expire_refusals(now - refused_retention).await?;
+        Ok(expired)
     }
+}
+
+/// What a refusal's record costs against the daily ceiling: its body, query and metadata.
+fn refusal_bytes(exchange: &Exchange) -> i64 {
+    let meta = exchange.request_meta.to_string().len() + exchange.response_meta.to_string().len();
+    let body = exchange.request.len() + exchange.response.as_ref().map_or(0, Vec::len);
+    i64::try_from(meta + body).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

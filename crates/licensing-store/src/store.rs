@@ -28,6 +28,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "shard_leases",
         include_str!("../migrations/0005_shard_leases.sql"),
     ),
+    (
+        6,
+        "refusal_budget",
+        include_str!("../migrations/0006_refusal_budget.sql"),
+    ),
 ];
 
 /// Shortest time between two notifications to followers.

@@ -213,7 +213,7 @@ async fn expiry_drops_whole_months_and_keeps_the_newer_ones() {
     assert_eq!(store.evidence_volume().await.unwrap().exchanges, 3);
 
     let expired = store
-        .maintain_evidence(now, Duration::days(300))
+        .maintain_evidence(now, Duration::days(300), Duration::days(300))
         .await
         .unwrap();
     assert!(!expired.months.is_empty(), "{expired:?}");
