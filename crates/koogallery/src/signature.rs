@@ -199,7 +199,6 @@ impl Verifier {
         now_ms: i64,
     ) -> Result<Verified, VerifyError> {
         let timestamp_ms = timestamp_millis(&params.timestamp)?;
-        check_nonce(&params.nonce)?;
         let skew_ms = timestamp_ms.saturating_sub(now_ms);
         if skew_ms.unsigned_abs() > self.window_ms.unsigned_abs() {
             return Err(VerifyError::OutsideWindow {
@@ -207,6 +206,7 @@ impl Verifier {
                 window_ms: self.window_ms,
             });
         }
+        check_nonce(&params.nonce)?;
         let expected = decode_signature(&params.signature)?;
         let key_index = self
             .keys
