@@ -111,7 +111,10 @@ async fn pathological_unsigned_bodies_never_hold_the_writer_and_are_stored_clipp
     assert_eq!(license, &None, "8,000 characters are no license code");
     assert_eq!(request.len(), 4096, "clipped to the default");
     let (license, request, size, hash) = &stored[2];
-    assert_eq!(license, &None, "a clipped body is no JSON to read a license from");
+    assert_eq!(
+        license, &None,
+        "a clipped body is no JSON to read a license from"
+    );
     assert_eq!(request.as_slice(), &pad.as_bytes()[..4096]);
     assert_eq!(*size, pad.len() as i64, "the real size");
     assert_eq!(
