@@ -140,51 +140,58 @@ impl Processor {
                 }
             }
         });
-        let keeper = supervise(&self.health, "dead_letter_keeper", cancel.clone(), {
-            let processor = self.clone();
-            move |task| {
-                let processor = processor.clone();
-                async move {
-                    let bus = Bus::connect(processor.config.bus.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    task.up();
-                    let result = tokio::select! {
-                        r = crate::dead_letters::keep(&processor.store, &bus, &task.cancel) => r,
-                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
-                    };
-                    bus.close().await;
-                    result
-                }
-            }
-        });
-        let refusals = supervise(&self.health, "refusal_writer", cancel.clone(), {
-            let processor = self.clone();
-            move |task| {
-                let processor = processor.clone();
-                async move {
-                    let bus = Bus::connect(processor.config.bus.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    task.up();
-                    let result = tokio::select! {
-                        r = crate::refusals::write(
-                            &processor.store,
-                            &bus,
-                            &processor.metrics,
-                            processor.config.refused_max_bytes_per_day,
-                            &task.cancel,
-                        ) => r,
-                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
-                    };
-                    bus.close().await;
-                    result
-                }
-            }
-        });
+        let keeper = self.bus_task(
+            "dead_letter_keeper",
+            &cancel,
+            |processor, bus, cancel| async move {
+                crate::dead_letters::keep(&processor.store, &bus, &cancel).await
+            },
+        );
+        let refusals = self.bus_task(
+            "refusal_writer",
+            &cancel,
+            |processor, bus, cancel| async move {
+                let max = processor.config.refused_max_bytes_per_day;
+                crate::refusals::write(&processor.store, &bus, &processor.metrics, max, &cancel)
+                    .await
+            },
+        );
         let _ = tokio::join!(retention, consumer, keeper, refusals);
         tracing::info!("processor stopped");
         Ok(())
+    }
+
+    /// A supervised task with a broker connection of its own: `work` runs until it ends or the
+    /// connection is lost, whichever comes first; the connection is closed either way.
+    fn bus_task<F, Fut>(
+        &self,
+        name: &'static str,
+        cancel: &CancellationToken,
+        work: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Self, Arc<Bus>, CancellationToken) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let processor = self.clone();
+        let work = Arc::new(work);
+        supervise(&self.health, name, cancel.clone(), move |task| {
+            let (processor, work) = (processor.clone(), work.clone());
+            async move {
+                let bus = Arc::new(
+                    Bus::connect(processor.config.bus.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                task.up();
+                let result = tokio::select! {
+                    r = work(processor, bus.clone(), task.cancel.clone()) => r,
+                    () = bus.closed() => Err("the broker connection was lost".to_owned()),
+                };
+                bus.close().await;
+                result
+            }
+        })
     }
 
     /// Keeps this processor's share of the shards (ADR 0016) and hands each command to a worker
