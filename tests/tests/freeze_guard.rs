@@ -63,6 +63,46 @@ async fn subscriber(stack: &Stack) -> (licensing_bus::Bus, licensing_bus::Incomi
 }
 
 #[tokio::test]
+async fn a_code_never_activated_is_expired_once_the_clock_passes_its_expire_time() {
+    let clock = TestClock::new();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector_with(
+        "http://127.0.0.1:9",
+        &[("LICENSING_CLOCK_OFFSET_FILE", &clock.setting())],
+    );
+    // Renewed, never activated: pending while within expireTime (D22).
+    let expire = expire_in(2 * DAY);
+    assert_eq!(
+        code(
+            &stack
+                .callback(&renew("PL905", "CS905", &expire, false))
+                .await
+        ),
+        "000000"
+    );
+    let v = wait_mode(&stack, "PL905", "pending").await;
+    assert_eq!(v["status"], "registered");
+    // Three days later, with no callback: expired, not a code the seller could still activate.
+    clock.set(3 * DAY);
+    let v = wait_mode(&stack, "PL905", "expired").await;
+    assert_eq!(v["access_until"], Value::Null);
+    let changes = payloads(&stack, "license-PL905", "access_changed").await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (
+            &changes[0]["from"],
+            &changes[0]["to"],
+            &changes[0]["reason"]
+        ),
+        (
+            &json!("pending"),
+            &json!("expired"),
+            &json!("expire_time_passed")
+        )
+    );
+}
+
+#[tokio::test]
 async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_each_change_the_mode_once()
  {
     let sim = Simulator::start();

@@ -232,11 +232,12 @@ impl License {
             };
             return self.access_of(mode, Some(kept));
         }
-        if self.activation != crate::ActivationStatus::Activated {
-            return self.access_of(AccessMode::Pending, None);
-        }
+        // Past `expireTime` a code is expired, activated or not: activating it cannot succeed.
         match &self.expire {
             Some(expire) if now >= expire.instant => self.access_of(AccessMode::Expired, None),
+            _ if self.activation != crate::ActivationStatus::Activated => {
+                self.access_of(AccessMode::Pending, None)
+            }
             _ => self.access_of(AccessMode::Active, None),
         }
     }
@@ -272,7 +273,9 @@ impl License {
                     }
                 }
             }
-            AccessMode::Pending | AccessMode::Expired | AccessMode::Released => {}
+            // A code never activated expires at `expireTime` all the same (D22); no notice.
+            AccessMode::Pending => due.extend(self.expire.as_ref().map(|e| e.instant)),
+            AccessMode::Expired | AccessMode::Released => {}
         }
         due.into_iter().min()
     }

@@ -217,3 +217,22 @@ fn pass_time_for_an_unknown_license_is_refused() {
         Err(Rejection::UnknownLicense)
     );
 }
+
+#[test]
+fn a_code_never_activated_expires_at_its_expire_time_all_the_same() {
+    let (mut state, _) = given([renew("CS1", &EXPIRE.to_string())]);
+    assert_eq!(state.access().mode, AccessMode::Pending);
+    assert_eq!(
+        state.next_due(&NoticePolicy::default()),
+        Some(Timestamp::from_millis(EXPIRE)),
+        "the clock has something to change at expireTime"
+    );
+    assert!(step(&mut state, pass_time(EXPIRE - 1)).is_empty());
+    let events = step(&mut state, pass_time(EXPIRE));
+    assert_eq!(types(&events), ["access_changed"]);
+    assert_eq!(state.access().mode, AccessMode::Expired);
+    assert_eq!(state.next_due(&NoticePolicy::default()), None);
+    // A first renewal whose expireTime has passed already: expired at once, never pending.
+    let (past, _) = given([at_ms(EXPIRE + DAY_MS, renew("CS2", &EXPIRE.to_string()))]);
+    assert_eq!(past.access().mode, AccessMode::Expired);
+}
