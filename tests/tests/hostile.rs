@@ -216,3 +216,75 @@ async fn refusals_stop_at_the_daily_ceiling_and_expire_after_their_retention() {
         .get(0);
     assert_eq!(kept, 1);
 }
+
+#[tokio::test]
+async fn a_command_failing_unavailable_while_others_commit_is_parked_not_retried_for_ever() {
+    let mut stack = Stack::start(&[("LICENSING_PROCESSOR_BATCH", "1")]).await;
+    // The processor's sessions give up on a lock after 300 ms: a held lock is "unavailable".
+    let url = format!("{}?options=-c%20lock_timeout%3D300", stack.db.url);
+    stack.processor = None;
+    stack
+        .env
+        .retain(|(name, _)| name != "LICENSING_DATABASE_URL");
+    stack.env.push(("LICENSING_DATABASE_URL".to_owned(), url));
+    stack.start_processor();
+    // Another session holds version 1 of PLSTUCK's stream, uncommitted: every append to it
+    // waits for that lock, and times out.
+    let mut holder = stack.store.client().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
+                             schema_version, payload, metadata)
+         VALUES (licensing_position_base(pg_current_xact_id()), 'license-PLSTUCK', 1,
+                 gen_random_uuid(), 'registered', 1, '{}', '{}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let stuck = renew("PLSTUCK", "CSSTUCK", "20301231235959", false);
+    // Meanwhile other licenses' callbacks commit, from six senders (one held behind PLSTUCK's
+    // lane waits for its answer; the others go on).
+    let sender = |s: usize| {
+        let stack = &stack;
+        async move {
+            for n in 0..200 {
+                let license = format!("PLOK{s}x{n:03}");
+                let answer = stack
+                    .callback(&renew(&license, "CSOK", "20301231235959", false))
+                    .await;
+                assert!(
+                    ["000000", "000004"].contains(&code(&answer)),
+                    "{license}: {answer}"
+                );
+            }
+        }
+    };
+    let others = futures_util::future::join_all((0..6).map(sender));
+    let parked = async {
+        stack
+            .wait_dead_letter(|d| d.letter.license.as_deref() == Some("PLSTUCK"))
+            .await
+    };
+    let (answer, parked) = tokio::join!(stack.callback(&stuck), async {
+        tokio::select! {
+            parked = parked => parked,
+            _ = others => panic!("1,200 other callbacks and PLSTUCK still not parked"),
+        }
+    });
+    assert_eq!(code(&answer), "000004", "not decided in time: {answer}");
+    assert!(
+        parked.letter.reason.starts_with("unavailable_alone"),
+        "{}",
+        parked.letter.reason
+    );
+    tx.rollback().await.unwrap();
+    // The writer moves: PLSTUCK applies now, and others still do.
+    let answer = stack
+        .callback(&renew("PLSTUCK", "CSSTUCK2", "20311231235959", false))
+        .await;
+    assert_eq!(code(&answer), "000000", "{answer}");
+    let answer = stack
+        .callback(&renew("PLOKLAST", "CSOK", "20301231235959", false))
+        .await;
+    assert_eq!(code(&answer), "000000", "{answer}");
+}

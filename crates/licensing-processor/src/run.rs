@@ -26,7 +26,14 @@ pub struct Processor {
     pub(crate) health: Health,
     /// This process's name among the processors sharing the shards (ADR 0016).
     pub(crate) member: Arc<str>,
+    /// Batches committed by this process: a batch that keeps failing "unavailable" while this
+    /// grows is not waiting for an outage (ADR 0009).
+    pub(crate) commits: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Attempts at a batch failing "unavailable" while other batches commit, before it is halved
+/// (or, alone, parked).
+const UNAVAILABLE_WHILE_OTHERS_COMMIT: u32 = 8;
 
 /// The `kind` label of a command: a callback's activity, else the command's name.
 pub(crate) fn kind(envelope: &CommandEnvelope) -> String {
@@ -80,6 +87,7 @@ impl Processor {
             metrics: Metrics::register(registry),
             health: Health::register(registry),
             member: crate::shards::member_name().into(),
+            commits: Arc::default(),
         })
     }
 
@@ -265,6 +273,10 @@ impl Processor {
         let span = tracing::info_span!("batch", commands = batch.len());
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         let mut failures = 0u32;
+        // Failures counted once other batches have committed since this one began: failures
+        // during an outage (nothing commits) never count.
+        let mut unavailable = 0u32;
+        let commits_before = self.commits.load(std::sync::atomic::Ordering::SeqCst);
         loop {
             let envelopes: Vec<&CommandEnvelope> = batch.iter().map(|d| &d.envelope).collect();
             let applying = apply_batch(
@@ -286,6 +298,8 @@ impl Processor {
             };
             let retry = match applied {
                 Ok(applied) => {
+                    self.commits
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     self.metrics.batch_size.observe(batch.len() as f64);
                     self.answer(bus, &batch, &applied).await?;
                     for delivery in &batch {
@@ -303,8 +317,31 @@ impl Processor {
                 }
                 // Anything that may succeed later (connection lost, read-only after a failover,
                 // a statement timeout, an I/O error…): keep the commands and try again.
+                // …unless this batch alone keeps failing while others commit: that is no outage
+                // but something in these commands (ADR 0009): halve it down to the command, and
+                // park that one with its reason. A real outage (nothing commits) waits for ever.
                 Err(ApplyError::Unavailable(e)) => {
                     self.metrics.store_unavailable.inc();
+                    if self.commits.load(std::sync::atomic::Ordering::SeqCst) > commits_before {
+                        unavailable += 1;
+                    }
+                    if unavailable >= UNAVAILABLE_WHILE_OTHERS_COMMIT {
+                        if batch.len() > 1 {
+                            tracing::warn!(parent: &span, error = %e, "batch keeps failing while others commit, applying it in halves");
+                            return Ok(Settled::Split(batch));
+                        }
+                        let delivery = &batch[0];
+                        self.span_of(&delivery.envelope).in_scope(|| {
+                            tracing::error!(error = %e, attempts = unavailable, "command keeps failing while others commit, dead-lettering");
+                        });
+                        self.metrics
+                            .dead_letters
+                            .get_or_create(&vec![("reason", "unavailable_alone".to_owned())])
+                            .inc();
+                        bus.dead_letter(&delivery.incoming, &format!("unavailable_alone: {e}"))
+                            .await?;
+                        return Ok(Settled::Done);
+                    }
                     tracing::warn!(parent: &span, error = %e, "event store cannot apply the batch now, keeping the commands");
                     true
                 }
