@@ -294,8 +294,8 @@ pub struct InboundRecord {
     pub body: Vec<u8>,
     /// The body's real size.
     pub body_size: u64,
-    /// The SHA-256 of the whole body as received (hex), when the body kept is clipped or the
-    /// request was refused.
+    /// The SHA-256 of the whole body as received (hex), for a refused request (whose body is
+    /// kept clipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_sha256: Option<String>,
     /// The rest of the request.

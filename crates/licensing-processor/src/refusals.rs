@@ -8,7 +8,7 @@ use std::time::Duration;
 use licensing_bus::{Bus, Incoming};
 use licensing_messages::{CommandBody, CommandEnvelope};
 use licensing_runtime::{Backoff, CancellationToken};
-use licensing_store::{Store, StoreError};
+use licensing_store::Store;
 
 use crate::metrics::Metrics;
 
@@ -35,19 +35,13 @@ pub(crate) async fn write(
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("the refusals consumer ended".to_owned()),
         };
-        let reason = match store_one(store, &incoming, max_bytes_per_day, cancel).await {
-            Ok(()) => {
-                metrics.evidence_refusals.inc();
-                None
-            }
-            Err(reason) => Some(reason),
-        };
-        if let Some(reason) = reason {
-            metrics
+        match store_one(store, &incoming, max_bytes_per_day, cancel).await {
+            Ok(()) => metrics.evidence_refusals.inc(),
+            Err(reason) => metrics
                 .evidence_dropped
                 .get_or_create(&vec![("reason", reason.to_owned())])
-                .inc();
-        }
+                .inc(),
+        };
         incoming.ack().await.map_err(|e| e.to_string())?;
     }
 }
@@ -65,21 +59,21 @@ async fn store_one(
     };
     let exchange = crate::evidence::undecided(&envelope, record);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    for attempt in 1..=TRIES {
+    let mut attempt = 1;
+    loop {
         match store.record_refusal(&exchange, max_bytes_per_day).await {
             Ok(true) => return Ok(()),
             Ok(false) => return Err("ceiling"),
-            Err(e) if e.is_unavailable() && attempt < TRIES => {
-                if !backoff.wait(cancel).await {
+            Err(e) if e.is_unavailable() => {
+                if attempt == TRIES || !backoff.wait(cancel).await {
                     return Err("unavailable");
                 }
+                attempt += 1;
             }
-            Err(StoreError::Unavailable(_)) => return Err("unavailable"),
             Err(e) => {
                 tracing::warn!(error = %e, "a refused request's record cannot be written; dropped");
                 return Err("unwritable");
             }
         }
     }
-    Err("unavailable")
 }

@@ -597,14 +597,15 @@ impl Store {
         let size = refusal_bytes(exchange);
         let room = tx
             .query_opt(
-                "INSERT INTO evidence_refusal_days AS d (day, bytes) VALUES ($1, $2)
+                "INSERT INTO evidence_refusal_days AS d (day, bytes) SELECT $1::date, $2::bigint WHERE $2::bigint <= $3::bigint
                  ON CONFLICT (day) DO UPDATE SET bytes = d.bytes + EXCLUDED.bytes
                   WHERE d.bytes + EXCLUDED.bytes <= $3
                  RETURNING bytes",
                 &[&day, &size, &max_bytes_per_day],
             )
             .await?;
-        let stored = room.is_some() && size <= max_bytes_per_day;
+        // No row back: the record would pass the ceiling (alone, or with the day's others).
+        let stored = room.is_some();
         if stored {
             let statement = tx.prepare_cached(INSERT).await?;
             Columns::of(std::slice::from_ref(exchange))

@@ -230,3 +230,34 @@ async fn expiry_drops_whole_months_and_keeps_the_newer_ones() {
             .all(|(m, _)| !expired.months.contains(m))
     );
 }
+
+#[tokio::test]
+async fn refusals_are_stored_within_the_daily_ceiling_and_a_record_larger_than_it_never_counts() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    store.migrate().await.unwrap();
+    let now = micros(OffsetDateTime::now_utc());
+    let today = now.date();
+    let small = exchange(now, "PLR1", &[b'a'; 1000]);
+    let huge = exchange(now, "PLR2", &[b'b'; 5000]);
+    // Alone larger than the ceiling: dropped, and the day's bytes are not charged for it.
+    assert!(!store.record_refusal(&huge, 3000).await.unwrap());
+    assert_eq!(store.refusal_day(today).await.unwrap(), (0, 1));
+    assert!(store.record_refusal(&small, 3000).await.unwrap());
+    assert!(
+        store
+            .record_refusal(&exchange(now, "PLR3", &[b'c'; 1000]), 3000)
+            .await
+            .unwrap()
+    );
+    // A third would pass the ceiling.
+    assert!(
+        !store
+            .record_refusal(&exchange(now, "PLR4", &[b'd'; 1000]), 3000)
+            .await
+            .unwrap()
+    );
+    let (bytes, dropped) = store.refusal_day(today).await.unwrap();
+    assert!(bytes <= 3000 && bytes > 2000, "{bytes}");
+    assert_eq!(dropped, 2);
+}
