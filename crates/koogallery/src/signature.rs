@@ -164,6 +164,9 @@ pub struct Verified {
     pub nonce: String,
     /// The timestamp in milliseconds (a seconds value already scaled, D4).
     pub timestamp_ms: i64,
+    /// The signature in its one canonical spelling (lower-case hex), for the caller's replay
+    /// check: a signature seen before is a replay however the query around it was rewritten.
+    pub signature: String,
 }
 
 /// The default timestamp window (D4): ±60 s.
@@ -221,6 +224,7 @@ impl Verifier {
             key_index,
             nonce: params.nonce.clone(),
             timestamp_ms,
+            signature: hex::encode(expected),
         })
     }
 }

@@ -62,14 +62,19 @@ fn a_plain_sha256_inner_step_is_not_accepted() {
 }
 
 #[test]
-fn upper_case_signatures_verify() {
+fn upper_case_signatures_verify_and_are_reported_in_one_spelling() {
     let (body, _, signature) = EXAMPLES[1];
     let upper = signature.to_ascii_uppercase();
-    assert!(
-        Verifier::new(vec![key()])
-            .verify(&params(&upper), body.as_bytes(), NOW)
-            .is_ok()
-    );
+    let verifier = Verifier::new(vec![key()]);
+    let from_upper = verifier
+        .verify(&params(&upper), body.as_bytes(), NOW)
+        .unwrap();
+    let from_lower = verifier
+        .verify(&params(signature), body.as_bytes(), NOW)
+        .unwrap();
+    // The replay key is the same however the hex was spelled.
+    assert_eq!(from_upper.signature, signature.to_ascii_lowercase());
+    assert_eq!(from_upper.signature, from_lower.signature);
 }
 
 #[test]

@@ -348,6 +348,7 @@ async fn handle(
             request: admitted.request,
             nonce: verified.nonce,
             timestamp_ms: verified.timestamp_ms,
+            signature: Some(verified.signature),
             raw_query: req.query_string().to_owned(),
             raw_body: admitted.raw_body,
             seen: Some(request_seen(req, seen)),

@@ -260,6 +260,12 @@ impl CommandEnvelope {
 }
 
 impl CallbackCommand {
+    /// The inbox's replay key of this callback's signature (D5), beside its nonce in the same
+    /// table: `sig:` cannot begin a nonce, whose alphabet has no colon.
+    pub fn signature_key(&self) -> Option<String> {
+        self.signature.as_ref().map(|s| format!("sig:{s}"))
+    }
+
     /// The inbox key identifying this callback by content (D9), or `None` for status changes,
     /// which are idempotent by state instead (ADR 0003).
     pub fn content_key(&self) -> Option<String> {

@@ -199,6 +199,10 @@ pub struct CallbackCommand {
     pub nonce: String,
     /// Its timestamp, in milliseconds.
     pub timestamp_ms: i64,
+    /// Its signature, lower-case hex (D5: a replay key beside the nonce). Absent in messages
+    /// queued before it was carried; those are checked by their nonce alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// The query string as received.
     pub raw_query: String,
     /// The body as received (UTF-8 JSON).

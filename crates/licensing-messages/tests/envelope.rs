@@ -18,6 +18,7 @@ fn envelope(body: &str) -> CommandEnvelope {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: "n".into(),
             timestamp_ms: 1_700_000_000_000,
+            signature: Some("ab".repeat(32)),
             raw_query: "signature=x&timestamp=1&nonce=n".into(),
             raw_body: body.into(),
             seen: None,

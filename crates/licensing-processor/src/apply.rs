@@ -172,6 +172,8 @@ pub async fn apply_batch(
 struct Read<'a> {
     callbacks: Vec<Option<&'a CallbackCommand>>,
     content_keys: Vec<Option<String>>,
+    /// Each callback's signature key, a replay key beside its nonce (D5).
+    signature_keys: Vec<Option<String>>,
     stream_ids: Vec<String>,
     /// The freeze period the decisions use.
     policy: domain::Policy,
@@ -195,6 +197,10 @@ impl<'a> Read<'a> {
             .iter()
             .map(|c| c.and_then(CallbackCommand::content_key))
             .collect();
+        let signature_keys = callbacks
+            .iter()
+            .map(|c| c.and_then(CallbackCommand::signature_key))
+            .collect();
         let commands: Commands = envelopes
             .iter()
             .map(|e| e.to_domain(how).map_err(|invalid| invalid.to_string()))
@@ -217,6 +223,7 @@ impl<'a> Read<'a> {
         let read = Self {
             callbacks,
             content_keys,
+            signature_keys,
             stream_ids,
             policy: how.policy,
             market_offset_minutes: how.market_zone.whole_minutes().into(),
@@ -248,9 +255,11 @@ async fn lookup(
         .iter()
         .zip(&read.callbacks)
         .zip(&read.content_keys)
-        .map(|((envelope, callback), key)| InboxKeys {
+        .zip(&read.signature_keys)
+        .map(|(((envelope, callback), key), signature)| InboxKeys {
             message_id: envelope.message_id,
             nonce: callback.map(|c| c.nonce.as_str()),
+            signature_key: signature.as_deref(),
             content_key: key.as_deref(),
         })
         .collect();
@@ -341,7 +350,12 @@ fn decide<'a>(
         }
         batch.messages.insert(envelope.message_id, i);
         let nonce = callback.map(|c| c.nonce.as_str());
-        let replayed = nonce.is_some_and(|n| known[i].nonce_seen || batch.nonces.contains(n));
+        let signature = read.signature_keys[i].as_deref();
+        let replayed = nonce.is_some_and(|n| {
+            known[i].nonce_seen
+                || batch.nonces.contains(n)
+                || signature.is_some_and(|s| batch.nonces.contains(s))
+        });
         let applied = if replayed {
             // The same generic answer as every other verification refusal; the outcome
             // `replayed_nonce` names the reason in the log and the metrics.
@@ -376,12 +390,14 @@ fn decide<'a>(
             batch.answered.insert(key, i);
         }
         let nonce = nonce.filter(|_| !replayed);
-        if let Some(nonce) = nonce {
-            batch.nonces.insert(nonce);
-        }
-        batch
-            .record
-            .push((i, nonce.map(|n| (n, now + nonce_ttl)), key));
+        let signature = signature.filter(|_| nonce.is_some());
+        batch.nonces.extend(nonce.into_iter().chain(signature));
+        batch.record.push(RecordEntry {
+            index: i,
+            nonce: nonce.map(|n| (n, now + nonce_ttl)),
+            signature_key: signature,
+            content_key: key,
+        });
         // Every HTTP request is evidence, a repeat or a replay too (a redelivered message is
         // stored already).
         match &envelope.command {
@@ -414,9 +430,10 @@ async fn write(
     let replies: Vec<serde_json::Value> = batch
         .record
         .iter()
-        .map(|(i, _, _)| {
-            let mut reply = batch.results[*i].reply.to_value();
-            if let (Some(hash), Some(object)) = (&envelopes[*i].request_hash, reply.as_object_mut())
+        .map(|entry| {
+            let mut reply = batch.results[entry.index].reply.to_value();
+            if let (Some(hash), Some(object)) =
+                (&envelopes[entry.index].request_hash, reply.as_object_mut())
             {
                 object.insert(REQUEST_HASH.to_owned(), hash.clone().into());
             }
@@ -427,11 +444,12 @@ async fn write(
         .record
         .iter()
         .zip(&replies)
-        .map(|((i, nonce, key), reply)| InboxOutcome {
-            message_id: envelopes[*i].message_id,
+        .map(|(entry, reply)| InboxOutcome {
+            message_id: envelopes[entry.index].message_id,
             reply,
-            nonce: *nonce,
-            content_key: *key,
+            nonce: entry.nonce,
+            signature_key: entry.signature_key,
+            content_key: entry.content_key,
         })
         .collect();
     let appending = async {
@@ -516,7 +534,7 @@ struct Batch<'a> {
     results: Vec<Applied>,
     /// Message id → the index of its first occurrence.
     messages: HashMap<Uuid, usize>,
-    /// Nonces used by earlier commands of the batch.
+    /// Replay keys (nonces and signature keys) used by earlier commands of the batch.
     nonces: HashSet<&'a str>,
     /// Content key → the index of the command whose answer is final for it.
     answered: HashMap<&'a str, usize>,
@@ -524,7 +542,7 @@ struct Batch<'a> {
     states: HashMap<String, License>,
     /// The batch's appends, one per command that produced events, in command order.
     appends: Vec<StreamAppend>,
-    /// What the inbox remembers: (command index, nonce with expiry, content key).
+    /// What the inbox remembers, per command.
     record: Vec<RecordEntry<'a>>,
     /// The evidence records of the batch's callbacks (D20).
     exchanges: Vec<Exchange>,
@@ -544,7 +562,17 @@ struct Loaded {
     probe: domain::ProbeLog,
 }
 
-type RecordEntry<'a> = (usize, Option<(&'a str, OffsetDateTime)>, Option<&'a str>);
+/// What the inbox remembers of one command of a batch.
+struct RecordEntry<'a> {
+    /// The command's index in the batch.
+    index: usize,
+    /// A callback's nonce with its expiry.
+    nonce: Option<(&'a str, OffsetDateTime)>,
+    /// A callback's signature key, kept as long as the nonce.
+    signature_key: Option<&'a str>,
+    /// A callback's content key, when its answer is final.
+    content_key: Option<&'a str>,
+}
 
 impl Batch<'_> {
     /// Records a watchdog run on the probe log: one event per case (none when the run is

@@ -193,15 +193,20 @@ impl Replayer<'_> {
             Ok(admitted) => admitted,
             Err(refusal) => return Ok(refused(refusal.response.result_code)),
         };
-        let nonce = admitted.verified.nonce.clone();
-        if self
-            .nonces
-            .get(&nonce)
-            .is_some_and(|expires| *expires > e.at)
+        // Replay keys as the processor's inbox has them (D5): the nonce and the signature.
+        let keys = [
+            admitted.verified.nonce.clone(),
+            format!("sig:{}", admitted.verified.signature),
+        ];
+        if keys
+            .iter()
+            .any(|key| self.nonces.get(key).is_some_and(|expires| *expires > e.at))
         {
             return Ok(refused(ResultCode::AuthenticationFailed));
         }
-        self.nonces.insert(nonce, e.at + self.options.nonce_ttl);
+        for key in keys {
+            self.nonces.insert(key, e.at + self.options.nonce_ttl);
+        }
         let envelope = CommandEnvelope {
             v: ENVELOPE_VERSION,
             message_id: e.id,
@@ -213,6 +218,7 @@ impl Replayer<'_> {
             command: CommandBody::Callback(CallbackCommand {
                 nonce: admitted.verified.nonce,
                 timestamp_ms: admitted.verified.timestamp_ms,
+                signature: Some(admitted.verified.signature),
                 raw_query: query.to_owned(),
                 raw_body: admitted.raw_body,
                 seen: None,

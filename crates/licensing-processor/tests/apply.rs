@@ -24,6 +24,7 @@ fn callback(body: &str, nonce: &str) -> CommandEnvelope {
             request: CallbackRequest::parse(body.as_bytes()).unwrap(),
             nonce: nonce.into(),
             timestamp_ms: 1_795_000_000_000,
+            signature: Some(format!("{nonce:0>64}")),
             raw_query: String::new(),
             raw_body: body.into(),
             seen: None,
@@ -117,6 +118,51 @@ async fn a_repeated_callback_gets_the_first_answer_and_a_replayed_nonce_is_refus
         count(&store).await,
         2,
         "neither the repeat nor the replay appended"
+    );
+}
+
+/// The same callback with another signature.
+fn signed(mut envelope: CommandEnvelope, signature: &str) -> CommandEnvelope {
+    if let CommandBody::Callback(c) = &mut envelope.command {
+        c.signature = Some(signature.to_owned());
+    }
+    envelope
+}
+
+#[tokio::test]
+async fn a_seen_signature_is_a_replay_whatever_nonce_comes_with_it() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let freeze = signed(callback(FREEZE, "nonce-one"), &"a".repeat(64));
+    assert_eq!(run(&store, &freeze).await.outcome, Outcome::Applied);
+    let after_the_freeze = count(&store).await;
+    // The captured signature under a rewritten nonce: refused across batches…
+    let rewritten = signed(callback(FREEZE, "nonce-two"), &"a".repeat(64));
+    let replay = run(&store, &rewritten).await;
+    assert_eq!(replay.outcome, Outcome::ReplayedNonce);
+    assert!(
+        matches!(replay.reply, Reply::Callback(ref r) if r.result_code == ResultCode::AuthenticationFailed)
+    );
+    // …and within one.
+    let fresh = signed(callback(FREEZE, "nonce-three"), &"b".repeat(64));
+    let twin = signed(callback(FREEZE, "nonce-four"), &"b".repeat(64));
+    let outcomes: Vec<_> = batch(&store, &[&fresh, &twin])
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, ["unchanged", "replayed_nonce"]);
+    // A message queued before signatures were carried is checked by its nonce alone.
+    let mut unsigned = callback(FREEZE, "nonce-five");
+    if let CommandBody::Callback(c) = &mut unsigned.command {
+        c.signature = None;
+    }
+    assert_eq!(run(&store, &unsigned).await.outcome, Outcome::Unchanged);
+    assert_eq!(
+        count(&store).await,
+        after_the_freeze,
+        "one freeze, nothing more"
     );
 }
 

@@ -46,21 +46,27 @@ impl Store {
 const LOOKUP: &str =
     "SELECT (SELECT reply FROM inbox_messages m WHERE m.message_id = q.message_id),
           EXISTS (SELECT 1 FROM inbox_nonces n
-                   WHERE n.nonce = q.nonce AND n.expires_at > $4),
+                   WHERE n.nonce IN (q.nonce, q.signature_key) AND n.expires_at > $5),
           (SELECT reply FROM inbox_callbacks c WHERE c.content_key = q.content_key)
-     FROM unnest($1::uuid[], $2::text[], $3::text[])
-          WITH ORDINALITY AS q(message_id, nonce, content_key, ord)
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+          WITH ORDINALITY AS q(message_id, nonce, signature_key, content_key, ord)
     ORDER BY q.ord";
 
-/// Everything the inbox remembers of a batch, in one statement; returns the nonces refused.
+/// Everything the inbox remembers of a batch, in one statement; returns the replay keys (nonces
+/// and signature keys) refused.
 const RECORD: &str = "WITH input AS (
-        SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[])
-            AS i(message_id, reply, nonce, expires_at, content_key)
+        SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[],
+                             $6::text[])
+            AS i(message_id, reply, nonce, expires_at, content_key, signature_key)
+    ), replay_key AS (
+        SELECT nonce AS key, expires_at FROM input WHERE nonce IS NOT NULL
+        UNION ALL
+        SELECT signature_key, expires_at FROM input WHERE signature_key IS NOT NULL
     ), nonce AS (
         INSERT INTO inbox_nonces AS n (nonce, expires_at)
-        SELECT nonce, expires_at FROM input WHERE nonce IS NOT NULL
+        SELECT key, expires_at FROM replay_key
         ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-            WHERE n.expires_at <= $6
+            WHERE n.expires_at <= $7
         RETURNING n.nonce
     ), callback AS (
         INSERT INTO inbox_callbacks (content_key, message_id, reply)
@@ -70,7 +76,7 @@ const RECORD: &str = "WITH input AS (
         INSERT INTO inbox_messages (message_id, reply)
         SELECT message_id, reply FROM input
     )
-    SELECT nonce FROM input WHERE nonce IS NOT NULL
+    SELECT key FROM replay_key
     EXCEPT SELECT nonce FROM nonce";
 
 /// The inbox keys of one command, for [`UnitOfWork::inbox_lookup`].
@@ -80,6 +86,8 @@ pub struct InboxKeys<'a> {
     pub message_id: Uuid,
     /// A callback's nonce.
     pub nonce: Option<&'a str>,
+    /// A callback's signature key (`sig:` and the signature), a replay key beside the nonce.
+    pub signature_key: Option<&'a str>,
     /// A callback's content key (D9).
     pub content_key: Option<&'a str>,
 }
@@ -89,7 +97,7 @@ pub struct InboxKeys<'a> {
 pub struct InboxLookup {
     /// The stored reply, if this message was processed before.
     pub processed_reply: Option<Value>,
-    /// Whether the nonce was seen and has not expired.
+    /// Whether the nonce or the signature key was seen and has not expired.
     pub nonce_seen: bool,
     /// The first answer to a callback with this content key.
     pub callback_reply: Option<Value>,
@@ -104,6 +112,8 @@ pub struct InboxOutcome<'a> {
     pub reply: &'a Value,
     /// A callback's nonce and when it expires.
     pub nonce: Option<(&'a str, OffsetDateTime)>,
+    /// A callback's signature key, remembered until the nonce expires.
+    pub signature_key: Option<&'a str>,
     /// A callback's content key, remembered with this reply unless one is remembered already.
     pub content_key: Option<&'a str>,
 }
@@ -123,13 +133,14 @@ impl UnitOfWork {
         }
         let ids: Vec<Uuid> = commands.iter().map(|c| c.message_id).collect();
         let nonces: Vec<Option<&str>> = commands.iter().map(|c| c.nonce).collect();
+        let signatures: Vec<Option<&str>> = commands.iter().map(|c| c.signature_key).collect();
         let keys: Vec<Option<&str>> = commands.iter().map(|c| c.content_key).collect();
         let rows = self
             .in_transaction(async {
                 let statement = self.prepared(LOOKUP).await?;
                 Ok(self
                     .client()?
-                    .query(&statement, &[&ids, &nonces, &keys, &now])
+                    .query(&statement, &[&ids, &nonces, &signatures, &keys, &now])
                     .await?)
             })
             .await?;
@@ -144,10 +155,11 @@ impl UnitOfWork {
     }
 
     /// Remembers some commands' outcomes in one statement: each message id with its reply; each
-    /// nonce until its expiry (an entry expired at `now` is taken over); each content key with its
-    /// answer, keeping the first answer if there is one. Returns the nonces that are remembered
-    /// already and not expired: replays racing these commands (roll back). Message ids and nonces
-    /// must be distinct within one call; a message id recorded before is an error.
+    /// nonce, and its signature key, until the nonce's expiry (an entry expired at `now` is taken
+    /// over); each content key with its answer, keeping the first answer if there is one. Returns
+    /// the replay keys that are remembered already and not expired: replays racing these commands
+    /// (roll back). Message ids and replay keys must be distinct within one call; a message id
+    /// recorded before is an error.
     pub async fn record_outcomes(
         &self,
         outcomes: &[InboxOutcome<'_>],
@@ -162,6 +174,10 @@ impl UnitOfWork {
         let expiries: Vec<Option<OffsetDateTime>> =
             outcomes.iter().map(|o| o.nonce.map(|n| n.1)).collect();
         let keys: Vec<Option<&str>> = outcomes.iter().map(|o| o.content_key).collect();
+        let signatures: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.signature_key.filter(|_| o.nonce.is_some()))
+            .collect();
         let rows = self
             .in_transaction(async {
                 let statement = self.prepared(RECORD).await?;
@@ -169,7 +185,7 @@ impl UnitOfWork {
                     .client()?
                     .query(
                         &statement,
-                        &[&ids, &replies, &nonces, &expiries, &keys, &now],
+                        &[&ids, &replies, &nonces, &expiries, &keys, &signatures, &now],
                     )
                     .await?)
             })

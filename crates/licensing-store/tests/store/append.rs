@@ -179,6 +179,7 @@ async fn a_transaction_appends_once_after_any_inbox_writes() {
         message_id: uuid::Uuid::new_v4(),
         reply: &reply,
         nonce: Some(("n1", now + time::Duration::minutes(10))),
+        signature_key: None,
         content_key: None,
     };
     assert!(

@@ -20,6 +20,7 @@ fn keys<'a>(
     InboxKeys {
         message_id,
         nonce,
+        signature_key: None,
         content_key,
     }
 }
@@ -67,6 +68,7 @@ async fn record(
         message_id: id,
         reply,
         nonce,
+        signature_key: None,
         content_key: key,
     };
     Ok(unit.record_outcomes(&[outcome], now).await?.is_empty())
@@ -349,6 +351,7 @@ async fn a_batch_is_looked_up_and_recorded_in_one_statement_each() {
         message_id: id,
         reply,
         nonce: nonce.map(|n| (n, expires)),
+        signature_key: None,
         content_key: key,
     };
     let refused = unit
