@@ -755,7 +755,7 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
     let forged_body = status("PL860", "UNFREEZE");
     let forged = fresh_query("anotherAccessKey0123456789xyz", &forged_body);
     assert_eq!(
-        code(&post(&stack, &forged, forged_body.into()).await),
+        code(&post(&stack, &forged, forged_body.clone().into()).await),
         "000001"
     );
     exchanges_of(&stack, "PL860", 4).await;
@@ -794,7 +794,7 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
         .filter(|p| p.starts_with("exchanges/") && p.ends_with("-in.json"))
         .map(|p| serde_json::from_slice(&std::fs::read(unpacked.join(p)).unwrap()).unwrap())
         .collect();
-    assert_eq!(inbound.len(), 3, "{paths:?}");
+    assert_eq!(inbound.len(), 2, "the genuine callbacks: {paths:?}");
     assert!(paths.iter().any(|p| p.ends_with("-out.json")));
     let checks: Vec<(Option<bool>, Option<u64>)> = inbound
         .iter()
@@ -805,14 +805,19 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
             )
         })
         .collect();
-    assert_eq!(
-        checks,
-        [
-            (Some(true), Some(0)),
-            (Some(true), Some(0)),
-            (Some(false), None)
-        ]
-    );
+    assert_eq!(checks, [(Some(true), Some(0)), (Some(true), Some(0))]);
+    // The forged one is a refusal: apart, with its signature found not valid.
+    let refused: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("refusals/"))
+        .collect();
+    assert_eq!(refused, ["refusals/0001-in.json"]);
+    let forged: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join(refused[0])).unwrap()).unwrap();
+    assert_eq!(forged["refused"], true);
+    assert_eq!(forged["signature_check"]["valid"], false);
+    assert_eq!(forged["request"]["base64"], STANDARD.encode(&forged_body));
     let events: Value =
         serde_json::from_slice(&std::fs::read(unpacked.join("events.json")).unwrap()).unwrap();
     assert_eq!(
@@ -821,6 +826,10 @@ async fn the_evidence_pack_holds_every_exchange_with_verified_hashes_and_no_secr
     );
     let report = std::fs::read_to_string(unpacked.join("report.html")).unwrap();
     assert!(report.contains("三方账本") && report.contains("Three-way ledger"));
+    assert!(
+        report.contains("Refused requests / 被拒请求"),
+        "refusals apart"
+    );
     screenshot(
         &unpacked.join("report.html"),
         &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("evidence-report.png"),
@@ -995,4 +1004,111 @@ async fn the_projector_expires_evidence_older_than_the_setting_by_whole_months()
             .all(|(month, _)| *month >= cutoff_month),
         "{volume:?}"
     );
+}
+
+#[tokio::test]
+async fn refusals_naming_a_license_are_listed_apart_and_never_fill_its_window() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[("LICENSING_EVIDENCE_REFUSED_PER_SECOND", "100000")]).await;
+    stack.start_projector(&sim.url);
+    for body in [
+        renew("PL880", "CS880", "20311231235959", false),
+        status("PL880", "FREEZE"),
+    ] {
+        assert_eq!(code(&stack.callback(&body).await), "000000");
+    }
+    // More forged requests naming the license than a ledger's whole window holds.
+    let body = status("PL880", "UNFREEZE");
+    let forged = fresh_query("anotherAccessKey0123456789xyz", &body);
+    let answers: Vec<String> = futures_util::stream::iter(0..1_050)
+        .map(|_| {
+            let (http, url) = (
+                stack.http.clone(),
+                format!("{}?{forged}", stack.callback_url()),
+            );
+            let body = body.clone();
+            async move {
+                let answer: Value = http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                code(&answer).to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(answers.iter().all(|c| c == "000001"));
+    eventually("the refusals stored", 60, || async {
+        let listed = get(
+            &stack,
+            "/v1/exchanges?license=PL880&refused=true&limit=1000",
+        )
+        .await;
+        (listed["items"].as_array().map_or(0, Vec::len) == 1000).then_some(())
+    })
+    .await;
+
+    let ledger = get(&stack, "/v1/licenses/PL880/ledger").await;
+    let kinds: Vec<&str> = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "callback")
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "refreshLicenseCode (verification: valid)",
+            "updateLicenseCodeStatus (verification: valid)"
+        ],
+        "the genuine callbacks alone in the entries"
+    );
+    assert_eq!(ledger["exchanges_truncated"], false);
+    let refusals = ledger["refusals"].as_array().unwrap();
+    assert_eq!(refusals.len(), 100, "the refusals' own window");
+    assert_eq!(ledger["refusals_truncated"], true);
+    assert!(
+        refusals[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("updateLicenseCodeStatus (verification: mismatch"),
+        "{}",
+        refusals[0]
+    );
+    // The exchanges list tells them apart both ways.
+    let genuine = get(&stack, "/v1/exchanges?license=PL880&refused=false").await;
+    let genuine = genuine["items"].as_array().unwrap();
+    assert_eq!(genuine.len(), 2);
+    assert!(genuine.iter().all(|e| e["refused"] == false));
+
+    // The pack: the two genuine callbacks among its exchanges, 100 refusals apart.
+    let response = stack
+        .http
+        .get(stack.query_url("/v1/licenses/PL880/evidence"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let dir = std::env::temp_dir().join(format!("evidence-{}", uuid::Uuid::new_v4()));
+    unzip(&response.bytes().await.unwrap(), &dir);
+    let manifest = verify_manifest(&dir.join("unpacked"));
+    let paths: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let count = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
+    assert_eq!(count("exchanges/"), 2, "{paths:?}");
+    assert_eq!(count("refusals/"), 100);
+    let _ = std::fs::remove_dir_all(&dir);
 }

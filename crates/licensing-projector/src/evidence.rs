@@ -56,7 +56,14 @@ fn summary_json(stored: &StoredExchange) -> Value {
         "request_sha256": hex::encode(&stored.request_sha256),
         "response_sha256": stored.response_sha256.as_deref().map(hex::encode),
         "request_size": e.request_size,
+        "refused": is_refusal(stored),
     })
+}
+
+/// Whether an exchange is a refusal: an inbound request refused before it became a command
+/// (ADR 0018). Refusals are shown apart from the genuine exchanges and never fill their window.
+pub(crate) fn is_refusal(stored: &StoredExchange) -> bool {
+    stored.exchange.direction == Direction::In && stored.exchange.message_id.is_none()
 }
 
 /// One exchange in full, as `GET /v1/exchanges/{id}` serves it (and the evidence pack keeps it).
@@ -162,6 +169,7 @@ struct ExchangesQuery {
     to: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    refused: Option<bool>,
 }
 
 /// The paging cursor: the last item's time (µs since the epoch) and id.
@@ -187,6 +195,7 @@ fn exchanges_filter(query: &str) -> Result<ExchangeFilter, String> {
             .map(|d| Direction::parse(&d).ok_or("direction must be in or out"))
             .transpose()?,
         outcome: text_filter("outcome", raw.outcome)?,
+        refusals: raw.refused,
         from: instant("from", raw.from.as_ref())?,
         to: instant("to", raw.to.as_ref())?,
         after: raw
@@ -264,15 +273,57 @@ impl Window {
     }
 }
 
-/// Everything kept about one license in a window: its events and its exchanges (with payloads).
+/// Everything kept about one license in a window: its events, its genuine exchanges and, apart,
+/// the requests refused that named it (all with payloads).
 #[derive(Debug)]
 pub(crate) struct Evidence {
     pub(crate) events: Vec<RecordedEvent>,
     pub(crate) exchanges: Vec<StoredExchange>,
+    pub(crate) refusals: Vec<StoredExchange>,
+}
+
+impl Evidence {
+    /// Whether the window holds more genuine exchanges than were read.
+    pub(crate) fn exchanges_truncated(&self) -> bool {
+        self.exchanges.len() as i64 >= MAX_EXCHANGES
+    }
+
+    /// Whether the window holds more refusals than were read.
+    pub(crate) fn refusals_truncated(&self) -> bool {
+        self.refusals.len() as i64 >= MAX_REFUSALS
+    }
 }
 
 /// The most exchanges one ledger or pack holds; narrow the window for more.
 pub(crate) const MAX_EXCHANGES: i64 = 1000;
+
+/// The most refusals one ledger or pack holds beside its exchanges (the earliest in the window):
+/// anyone can send refusals naming a license, so they have a window of their own.
+pub(crate) const MAX_REFUSALS: i64 = 100;
+
+/// A license's genuine exchanges and its refusals in one window, each under its own limit.
+async fn exchanges_of(
+    store: &Store,
+    code: &str,
+    sandbox: bool,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+) -> Result<(Vec<StoredExchange>, Vec<StoredExchange>), GatherError> {
+    let filter = |refusals, limit| ExchangeFilter {
+        license: Some(code.to_owned()),
+        sandbox: Some(sandbox),
+        refusals: Some(refusals),
+        from,
+        to,
+        limit,
+        with_payloads: true,
+        ..ExchangeFilter::default()
+    };
+    let (genuine, refused) = (filter(false, MAX_EXCHANGES), filter(true, MAX_REFUSALS));
+    let (genuine, refused) =
+        futures_util::future::join(store.exchanges(&genuine), store.exchanges(&refused)).await;
+    Ok((genuine?, refused?))
+}
 
 /// Why a license's evidence cannot be gathered.
 #[derive(Debug, thiserror::Error)]
@@ -311,22 +362,15 @@ pub(crate) async fn gather(
     if events.is_empty() {
         return Err(unknown());
     }
-    let filter = ExchangeFilter {
-        license: Some(code.to_owned()),
-        sandbox: Some(window.sandbox),
-        from: window.from,
-        to: window.to,
-        limit: MAX_EXCHANGES,
-        with_payloads: true,
-        ..ExchangeFilter::default()
-    };
-    let exchanges = store.exchanges(&filter).await?;
+    let (exchanges, refusals) =
+        exchanges_of(store, code, window.sandbox, window.from, window.to).await?;
     Ok(Evidence {
         events: events
             .into_iter()
             .filter(|e| window.contains(e.recorded_at))
             .collect(),
         exchanges,
+        refusals,
     })
 }
 
@@ -352,17 +396,12 @@ pub(crate) async fn gather_recent(
     } else {
         Some(first.recorded_at)
     };
-    let filter = ExchangeFilter {
-        license: Some(code.to_owned()),
-        sandbox: Some(window.sandbox),
-        from,
-        to: window.to,
-        limit: MAX_EXCHANGES,
-        with_payloads: true,
-        ..ExchangeFilter::default()
-    };
-    let exchanges = store.exchanges(&filter).await?;
-    Ok(Evidence { events, exchanges })
+    let (exchanges, refusals) = exchanges_of(store, code, window.sandbox, from, window.to).await?;
+    Ok(Evidence {
+        events,
+        exchanges,
+        refusals,
+    })
 }
 
 /// Which column of the ledger an entry belongs to.
@@ -547,8 +586,33 @@ pub(crate) async fn license_ledger(
         "from": rfc3339(window.from),
         "to": rfc3339(window.to),
         "entries": ledger(&evidence).iter().map(Entry::to_json).collect::<Vec<_>>(),
-        "exchanges_truncated": evidence.exchanges.len() as i64 >= MAX_EXCHANGES,
+        "exchanges_truncated": evidence.exchanges_truncated(),
+        "refusals": evidence.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
+        "refusals_truncated": evidence.refusals_truncated(),
     }))
+}
+
+/// A refusal as the ledger lists it, apart from the three columns: when, what was refused and why.
+pub(crate) fn refusal_json(stored: &StoredExchange) -> Value {
+    let e = &stored.exchange;
+    json!({
+        "at": rfc3339(Some(e.at)),
+        "exchange_id": e.id,
+        "outcome": e.outcome,
+        "summary": refusal_summary(stored),
+    })
+}
+
+/// One line for a refusal: the activity its body names, if any, and why it was refused.
+pub(crate) fn refusal_summary(stored: &StoredExchange) -> String {
+    let e = &stored.exchange;
+    // The activity is whatever an unverified caller wrote: a short prefix of it.
+    let activity: String = activity(&e.request).chars().take(64).collect();
+    format!(
+        "{activity} (verification: {}, result {})",
+        text(&e.request_meta, "verification"),
+        text(&e.response_meta, "result_code")
+    )
 }
 
 /// `GET /v1/licenses/{code}/evidence[?sandbox=true][&from=&to=]`: the dispute evidence pack.

@@ -1,6 +1,7 @@
 //! The dispute evidence pack (证据包): one `.zip` holding a license's timeline and ledger as a
 //! printable `report.html` (English and Chinese headings), every exchange as it was stored
-//! (`exchanges/NNNN-in.json`, `…-out.json`), its events (`events.json`) and `manifest.json` listing
+//! (`exchanges/NNNN-in.json`, `…-out.json`), apart from them the requests refused that named the
+//! license (`refusals/NNNN-in.json`, ADR 0018), its events (`events.json`) and `manifest.json` listing
 //! every other file's SHA-256. Callback signatures are verified again while the pack is built, with
 //! the key's index recorded, never the key.
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::evidence::{Evidence, Window, exchange_json, ledger};
+use crate::evidence::{Evidence, MAX_REFUSALS, Window, exchange_json, ledger, refusal_summary};
 use crate::query::{event_json, rfc3339};
 
 /// A callback's signature checked again against the configured keys at its recorded receive time.
@@ -128,7 +129,30 @@ fn report(
             escape(entry["at"].as_str().unwrap_or(""))
         ));
     }
-    html.push_str("</table>\n<h2>Exchanges / 交互记录</h2>\n");
+    html.push_str("</table>\n");
+    if !evidence.refusals.is_empty() {
+        html.push_str(&format!(
+            "<h2>Refused requests / 被拒请求</h2>\n<p>Requests naming this license that failed \
+             verification or validation, kept apart from the exchanges above (anyone can send \
+             them){}. Each is in <code>refusals/</code>.</p>\n\
+             <table><tr><th>Received / 接收时间</th><th>Request / 请求</th><th>File / 文件</th></tr>\n",
+            if evidence.refusals_truncated() {
+                format!("; the first {MAX_REFUSALS} of the window")
+            } else {
+                String::new()
+            }
+        ));
+        for (stored, path) in evidence.refusals.iter().zip(refusal_paths(evidence)) {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+                escape(rfc3339(Some(stored.exchange.at)).as_str().unwrap_or("")),
+                escape(&refusal_summary(stored)),
+                escape(&path),
+            ));
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("<h2>Exchanges / 交互记录</h2>\n");
     for (path, exchange) in files {
         let check = &exchange["signature_check"];
         let signature = match (check["valid"].as_bool(), check["checked"].as_bool()) {
@@ -218,6 +242,11 @@ pub(crate) fn build(
     for (path, value) in &files {
         contents.push((path.clone(), pretty(value)));
     }
+    for (stored, path) in evidence.refusals.iter().zip(refusal_paths(evidence)) {
+        let mut value = exchange_json(stored);
+        value["signature_check"] = signature_check(stored, verifier);
+        contents.push((path, pretty(&value)));
+    }
     contents.push(("events.json".to_owned(), pretty(&Value::Array(events))));
     let manifest = json!({
         "license": code,
@@ -240,6 +269,11 @@ pub(crate) fn build(
         zip.add(path, bytes);
     }
     zip.finish()
+}
+
+/// Where each refusal is kept in the pack.
+fn refusal_paths(evidence: &Evidence) -> impl Iterator<Item = String> + '_ {
+    (1..=evidence.refusals.len()).map(|i| format!("refusals/{i:04}-in.json"))
 }
 
 fn pretty(value: &Value) -> Vec<u8> {

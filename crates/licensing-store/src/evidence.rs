@@ -113,6 +113,9 @@ pub struct ExchangeFilter {
     pub direction: Option<Direction>,
     /// Only this outcome.
     pub outcome: Option<String>,
+    /// Only refusals (`Some(true)`: inbound requests refused before they became commands) or
+    /// only genuine exchanges (`Some(false)`: everything else).
+    pub refusals: Option<bool>,
     /// At or after.
     pub from: Option<OffsetDateTime>,
     /// Before.
@@ -431,6 +434,8 @@ impl Store {
                     AND ($5::timestamptz IS NULL OR at >= $5)
                     AND ($6::timestamptz IS NULL OR at < $6)
                     AND ($7::timestamptz IS NULL OR (at, id) > ($7, $8::uuid))
+                    AND ($11::bool IS NULL
+                         OR (direction = 'in' AND message_id IS NULL) = $11)
                   ORDER BY at, id
                   LIMIT $10",
                 &[
@@ -444,6 +449,7 @@ impl Store {
                     &after_id,
                     &filter.with_payloads,
                     &filter.limit.clamp(1, 1000),
+                    &filter.refusals,
                 ],
             )
             .await?;

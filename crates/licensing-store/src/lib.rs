@@ -54,6 +54,15 @@ pub async fn load_stream(
     read::load_in(client, stream_id, upcasters).await
 }
 
+/// Every committed event of some streams, each stream's in order, in one query.
+pub async fn load_streams(
+    client: &impl GenericClient,
+    stream_ids: &[&str],
+    upcasters: &Upcasters,
+) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
+    read::load_many_in(client, read::LOAD_MANY, stream_ids, upcasters).await
+}
+
 /// Every event at or below `until`, ordered by stream then version: one scan for rebuilding
 /// derived state, each stream's events arriving together and in order.
 pub async fn scan_by_stream<'a>(

@@ -823,6 +823,23 @@ pub(crate) async fn license(
                 }
             }
         }
+        @if !evidence.refusals.is_empty() {
+            h2 { (l.tr("Refused requests naming this license", "提及此授权码的被拒请求")) }
+            p.muted { (l.tr("Failed verification or validation; anyone can send these, so they are kept apart from the ledger.", "未通过校验；任何人都可发送此类请求，故与对账分开显示。")) " " (evidence.refusals.len()) @if evidence.refusals_truncated() { "+" } }
+            div.scroll {
+                table #refusals {
+                    thead { tr { th { (l.tr("When", "时间")) } th { (l.tr("What", "内容")) } } }
+                    tbody {
+                        @for stored in evidence.refusals.iter().rev().take(SHOWN) {
+                            tr {
+                                td { (market_time(stored.exchange.at, ctx.zone)) }
+                                td { (evidence::refusal_summary(stored)) (exchange_details(l, stored)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
     ctx.page(StatusCode::OK, &code, body)
 }
