@@ -15,6 +15,10 @@
 //! ```text
 //! chaos [MINUTES] [SEED]        # defaults: 2 minutes, a seed from the clock
 //! ```
+//! `CHAOS_LICENSES` sets the number of licenses (default 40); `CHAOS_FAULTS` a comma-separated
+//! subset of the faults (`KillIngress,KillProcessor,KillProjector,RestartBroker,RestartPostgres`,
+//! default all). Once the load has stopped, the projector's followers must reach the store's last
+//! position within `CATCH_UP_LIMIT` of the commands queue running empty.
 //! Prints one verdict line, `chaos: PASS …` or `chaos: FAIL …` with the counts, and exits 1 on any
 //! violation. Needs root (to restart PostgreSQL with `pg_ctlcluster` and to reach `rabbitmqctl`).
 //! `scripts/chaos` runs it against the release binaries.
@@ -34,6 +38,10 @@ use support::*;
 
 /// Callbacks slower than this are a violation: the marketplace gives up after 5 s.
 const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long after the commands queue runs empty the views and the publisher may take to reach the
+/// store's last position.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
 /// A small deterministic generator (splitmix64): the same seed gives the same fault schedule.
 struct Random(u64);
@@ -59,6 +67,17 @@ enum Fault {
     KillProjector,
     RestartBroker,
     RestartPostgres,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        FAULTS
+            .into_iter()
+            .find(|fault| format!("{fault:?}") == name.trim())
+            .ok_or_else(|| format!("no fault named {name:?}; the faults: {FAULTS:?}"))
+    }
 }
 
 const FAULTS: [Fault; 5] = [
@@ -325,7 +344,7 @@ async fn inject(stack: &mut Stack, sim_url: &str, fault: Fault, random: &mut Ran
         }
         Fault::RestartBroker => {
             block(|| run_command("rabbitmqctl", &["stop_app"])).expect("RabbitMQ stops");
-            tokio::time::sleep(Duration::from_millis(random.between(1000, 5000))).await;
+            tokio::time::sleep(Duration::from_millis(random.between(1000, 10_000))).await;
             block(|| run_command("rabbitmqctl", &["start_app"])).expect("RabbitMQ starts");
         }
         Fault::RestartPostgres => {
@@ -346,6 +365,22 @@ async fn inject(stack: &mut Stack, sim_url: &str, fault: Fault, random: &mut Ran
             .expect("PostgreSQL restarts");
         }
     }
+}
+
+/// Each projector follower and how many events it is behind the store's last position.
+async fn follower_lags(stack: &Stack) -> Vec<(String, i64)> {
+    let Ok(client) = stack.store.client().await else {
+        return Vec::new();
+    };
+    client
+        .query(
+            "SELECT c.name, (SELECT count(*) FROM events e WHERE e.global_position > c.position)
+               FROM checkpoints c WHERE c.name IN ('license_views', 'event_publisher')",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .unwrap_or_default()
 }
 
 async fn queue_depths(prefix: &str) -> Option<(u32, u32)> {
@@ -376,7 +411,16 @@ async fn main() {
     let licenses: usize = std::env::var("CHAOS_LICENSES")
         .ok()
         .map_or(40, |n| n.parse().expect("CHAOS_LICENSES"));
-    eprintln!("chaos: {minutes} minutes, seed {seed}, {licenses} licenses");
+    let faults: Vec<Fault> = std::env::var("CHAOS_FAULTS").ok().map_or_else(
+        || FAULTS.to_vec(),
+        |names| {
+            names
+                .split(',')
+                .map(|name| name.parse().expect("CHAOS_FAULTS"))
+                .collect()
+        },
+    );
+    eprintln!("chaos: {minutes} minutes, seed {seed}, {licenses} licenses, faults {faults:?}");
 
     let sim = Simulator::start();
     let (public, internal) = (
@@ -441,7 +485,7 @@ async fn main() {
         }
         tokio::time::sleep(wait).await;
         if round.is_empty() {
-            round = FAULTS.to_vec();
+            round = faults.clone();
             for i in (1..round.len()).rev() {
                 round.swap(i, random.between(0, i as u64) as usize);
             }
@@ -463,6 +507,11 @@ async fn main() {
     let mut last_count = -1;
     let mut stable_since = Instant::now();
     let mut dead_letters = 0;
+    let mut commands_empty_at: Option<Instant> = None;
+    let mut caught_up_after: Option<Duration> = None;
+    // When each follower first reached the store's last position after the queue ran empty, and
+    // how far behind it was then: which one is the slow one.
+    let mut followers: BTreeMap<String, (i64, Option<Duration>)> = BTreeMap::new();
     loop {
         let count = stack.event_count().await;
         let depths = queue_depths(&stack.prefix).await;
@@ -475,9 +524,26 @@ async fn main() {
             // Parked commands wait in the queue until the processor's keeper records them.
             let kept = stack.store.dead_letters_waiting().await.unwrap_or(0);
             dead_letters = i64::from(dead) + kept;
+            let caught_up = stack.projector_caught_up().await;
+            if commands == 0 {
+                let first = commands_empty_at.is_none();
+                let empty_at = *commands_empty_at.get_or_insert_with(Instant::now);
+                for (name, behind) in follower_lags(&stack).await {
+                    let entry = followers.entry(name).or_insert((behind, None));
+                    if first {
+                        entry.0 = behind;
+                    }
+                    if behind == 0 && entry.1.is_none() {
+                        entry.1 = Some(empty_at.elapsed());
+                    }
+                }
+                if caught_up && caught_up_after.is_none() {
+                    caught_up_after = Some(empty_at.elapsed());
+                }
+            }
             if commands == 0
                 && received_all
-                && stack.projector_caught_up().await
+                && caught_up
                 && stable_since.elapsed() > Duration::from_secs(2)
             {
                 break;
@@ -495,6 +561,25 @@ async fn main() {
     }
     stop_subscriber.store(true, Ordering::Relaxed);
     let _ = subscriber.await;
+    let followers_seen = followers
+        .iter()
+        .map(|(name, (behind, after))| {
+            format!(
+                "{name}:behind={behind},after_ms={}",
+                after.map_or(-1, |d| d.as_millis() as i64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    match caught_up_after {
+        Some(after) if after <= CATCH_UP_LIMIT => {}
+        Some(after) => violations.push(format!(
+            "the projector reached the store's last position {:.1} s after the commands queue ran empty (limit {} s)",
+            after.as_secs_f64(),
+            CATCH_UP_LIMIT.as_secs()
+        )),
+        None => violations.push("the projector never reached the store's last position".into()),
+    }
 
     // The check.
     let client = stack.store.client().await.unwrap();
@@ -570,7 +655,7 @@ async fn main() {
         violations.push(format!("a service panicked: {panic}"));
     }
 
-    let faults = injected
+    let faults_seen = injected
         .iter()
         .map(|(fault, n)| format!("{fault:?}={n}"))
         .collect::<Vec<_>>()
@@ -587,10 +672,11 @@ async fn main() {
         "FAIL"
     };
     println!(
-        "chaos: {verdict} seed={seed} minutes={minutes} licenses={licenses} faults=[{faults}] \
+        "chaos: {verdict} seed={seed} minutes={minutes} licenses={licenses} faults=[{faults_seen}] caught_up_ms={} followers=[{followers_seen}] \
          callbacks_sent={} accepted={} retried=[{retried}] unreachable={} internal_sent={} \
          events={events} delivered={} redelivered={} slowest_answer_ms={} dead_letters={dead_letters} \
          violations={}",
+        caught_up_after.map_or(-1, |d| d.as_millis() as i64),
         observed.callbacks_sent,
         observed.accepted.len(),
         observed.unreachable,

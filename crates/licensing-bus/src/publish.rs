@@ -27,11 +27,36 @@ pub struct Outgoing<'a> {
     pub headers: Vec<(String, String)>,
 }
 
+/// One event for [`Bus::publish_events`].
+#[derive(Debug, Clone)]
+pub struct EventMessage<'a> {
+    /// `license.<event_type>` and the like.
+    pub routing_key: &'a str,
+    /// The subscriber envelope (JSON).
+    pub body: &'a [u8],
+    /// The event's id.
+    pub message_id: String,
+    /// A W3C `traceparent`, carried in the header of that name.
+    pub trace: Option<&'a str>,
+}
+
 /// The header carrying a W3C trace context, when there is one.
 fn trace_header(trace: Option<&str>) -> Vec<(String, String)> {
     trace
         .map(|t| vec![(TRACEPARENT.to_owned(), t.to_owned())])
         .unwrap_or_default()
+}
+
+/// What a confirm says: a nack or a return (no queue bound) is [`BusError::Refused`].
+fn settle(confirmation: Confirmation) -> Result<(), BusError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(BusError::Refused(format!(
+            "returned as unroutable: {}",
+            returned.reply_text
+        ))),
+        Confirmation::Nack(_) => Err(BusError::Refused("nacked by the broker".to_owned())),
+    }
 }
 
 /// The AMQP header of the W3C trace context.
@@ -113,32 +138,43 @@ impl Bus {
         self.send(message, true).await
     }
 
-    /// Publishes an event for subscribers on the events exchange, persistently, confirmed; not
-    /// `mandatory`: an event nobody subscribes to is not an error. `trace` as for commands.
-    pub async fn publish_event(
-        &self,
-        routing_key: &str,
-        body: &[u8],
-        message_id: String,
-        trace: Option<&str>,
-    ) -> Result<(), BusError> {
+    /// Publishes events for subscribers on the events exchange, persistently, in order, and waits
+    /// for every confirm: all are sent before the first confirm is awaited, so a batch costs one
+    /// round trip to the broker, not one per event. Not `mandatory`: an event nobody subscribes to
+    /// is not an error. Returns the first failure; events before it may have been delivered
+    /// (the caller publishes again from its checkpoint: at least once).
+    pub async fn publish_events(&self, events: &[EventMessage<'_>]) -> Result<(), BusError> {
         let exchange = self.names.events_exchange.clone();
-        self.send(
-            Outgoing {
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let message = Outgoing {
                 exchange: &exchange,
-                routing_key,
-                body,
-                message_id,
+                routing_key: event.routing_key,
+                body: event.body,
+                message_id: event.message_id.clone(),
                 correlation_id: None,
                 reply_to: None,
-                headers: trace_header(trace),
-            },
-            false,
-        )
-        .await
+                headers: trace_header(event.trace),
+            };
+            confirms.push(self.start(message, false).await?);
+        }
+        for confirm in confirms {
+            settle(bounded(self.config.timeout, "the publisher confirm", confirm).await?)?;
+        }
+        Ok(())
     }
 
     async fn send(&self, message: Outgoing<'_>, mandatory: bool) -> Result<(), BusError> {
+        let confirm = self.start(message, mandatory).await?;
+        settle(bounded(self.config.timeout, "the publisher confirm", confirm).await?)
+    }
+
+    /// Hands a message to the publisher channel; the confirm is awaited by the caller.
+    async fn start(
+        &self,
+        message: Outgoing<'_>,
+        mandatory: bool,
+    ) -> Result<lapin::PublisherConfirm, BusError> {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
@@ -160,9 +196,8 @@ impl Bus {
             mandatory,
             ..BasicPublishOptions::default()
         };
-        let t = self.config.timeout;
-        let confirm = bounded(
-            t,
+        bounded(
+            self.config.timeout,
             "basic.publish",
             self.publisher.basic_publish(
                 message.exchange.into(),
@@ -172,15 +207,7 @@ impl Bus {
                 properties,
             ),
         )
-        .await?;
-        match bounded(t, "the publisher confirm", confirm).await? {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(BusError::Refused(format!(
-                "returned as unroutable: {}",
-                returned.reply_text
-            ))),
-            Confirmation::Nack(_) => Err(BusError::Refused("nacked by the broker".to_owned())),
-        }
+        .await
     }
 
     /// Sends a message to the dead-letter exchange with the reason in a header, then acknowledges

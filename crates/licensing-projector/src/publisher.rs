@@ -1,9 +1,10 @@
 //! The event publisher: every committed event goes to `licensing.events` with routing key
 //! `license.<event_type>` (`test.license.<event_type>` for sandbox streams, `probe.<event_type>`
-//! for the probe log), as a versioned JSON envelope. The follower's checkpoint moves only after the broker confirmed the batch: at least
-//! once, in order per license (the event store is the outbox).
+//! for the probe log), as a versioned JSON envelope. A batch is sent whole and its confirms are
+//! awaited together; the follower's checkpoint moves only after the broker confirmed all of it: at
+//! least once, in order per license (the event store is the outbox).
 
-use licensing_bus::Bus;
+use licensing_bus::{Bus, EventMessage};
 use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::{Handler, RecordedEvent, Transaction};
 use serde_json::{Value, json};
@@ -91,6 +92,8 @@ impl Handler for Publisher<'_> {
         _tx: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> Result<(), String> {
+        let mut spans = Vec::with_capacity(events.len());
+        let mut encoded = Vec::with_capacity(events.len());
         for event in events {
             let (routing_key, body) = envelope(event);
             // The subscriber message continues the trace of the work that appended the event.
@@ -103,16 +106,28 @@ impl Handler for Publisher<'_> {
                 span.set("messaging.destination", &routing_key);
                 span.set("event.type", &event.event_type);
             }
-            self.bus
-                .publish_event(
-                    &routing_key,
-                    body.to_string().as_bytes(),
-                    event.event_id.to_string(),
-                    span.as_ref().and_then(Span::traceparent).as_deref(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            let trace = span.as_ref().and_then(Span::traceparent);
+            encoded.push((routing_key, body.to_string(), trace));
+            spans.push(span);
         }
-        Ok(())
+        let messages: Vec<EventMessage<'_>> = events
+            .iter()
+            .zip(&encoded)
+            .map(|(event, (routing_key, body, trace))| EventMessage {
+                routing_key,
+                body: body.as_bytes(),
+                message_id: event.event_id.to_string(),
+                trace: trace.as_deref(),
+            })
+            .collect();
+        // The whole batch in flight at once, its confirms awaited together (in order on the one
+        // channel, so per license too); the spans end once the broker has confirmed.
+        let published = self
+            .bus
+            .publish_events(&messages)
+            .await
+            .map_err(|e| e.to_string());
+        drop(spans);
+        published
     }
 }

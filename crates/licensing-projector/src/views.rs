@@ -10,7 +10,9 @@ use licensing_domain::{self as domain, ActivationStatus, Day, License, NoticePol
 use licensing_messages::event_codec;
 use licensing_runtime::Clock;
 use licensing_runtime::trace::{Span, SpanKind};
-use licensing_store::{GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_stream};
+use licensing_store::{
+    GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_streams,
+};
 use time::{OffsetDateTime, UtcOffset};
 
 /// Licenses whose state is kept between batches, at most.
@@ -29,8 +31,6 @@ pub struct Views {
     notices: NoticePolicy,
     /// The clock of time-driven work.
     clock: Clock,
-    /// The batch's access schedule: each real license and the instant it waits for, if any.
-    due: Vec<(String, Option<OffsetDateTime>)>,
     /// The market zone (the probe log's days).
     market_zone: UtcOffset,
 }
@@ -51,7 +51,6 @@ impl Views {
             kept: HashMap::new(),
             notices,
             clock,
-            due: Vec::new(),
         }
     }
 }
@@ -151,7 +150,21 @@ pub(crate) async fn write_views(
     table: &str,
     states: &[License],
 ) -> Result<(), String> {
-    let states: Vec<&License> = states.iter().filter(|s| s.code.is_some()).collect();
+    let states: Vec<&License> = states.iter().collect();
+    write_view_refs(client, table, &states).await
+}
+
+/// [`write_views`] of borrowed states.
+async fn write_view_refs(
+    client: &impl GenericClient,
+    table: &str,
+    states: &[&License],
+) -> Result<(), String> {
+    let states: Vec<&License> = states
+        .iter()
+        .copied()
+        .filter(|s| s.code.is_some())
+        .collect();
     if states.is_empty() {
         return Ok(());
     }
@@ -244,93 +257,133 @@ pub(crate) async fn write_views(
     Ok(())
 }
 
-impl Views {
-    /// The license's state after `new` (its events of this batch, in order): the kept state
-    /// folded with them when it is exactly one event behind, else a replay of the stream.
-    async fn advance(
-        &mut self,
-        tx: &Transaction<'_>,
-        stream: &str,
-        new: &[&RecordedEvent],
-    ) -> Result<License, String> {
-        let first = new.first().map_or(0, |e| e.stream_version);
-        if let Some(state) = self.kept.remove(stream) {
-            if state.version as i64 + 1 == first {
-                return fold(state, stream, new.iter().copied());
-            }
-        }
-        let events = load_stream(tx, stream, &Upcasters::new())
+/// What a batch owes the outbound worker, one entry per real license it touched, by column.
+#[derive(Debug, Default)]
+struct Jobs {
+    /// Activation due: each license, attempt, real effect time, claim since, correlation id and
+    /// trace context.
+    activate: Vec<String>,
+    activate_attempt: Vec<i32>,
+    activate_real_effect: Vec<Option<String>>,
+    activate_claim_since: Vec<Option<OffsetDateTime>>,
+    activate_correlation: Vec<Option<uuid::Uuid>>,
+    activate_trace: Vec<Option<String>>,
+    /// Licenses that owe no activation.
+    no_activate: Vec<String>,
+    /// A heartbeat owed: each license, day, attempt, account, ip, correlation id and trace.
+    heartbeat: Vec<String>,
+    heartbeat_day: Vec<i64>,
+    heartbeat_attempt: Vec<i32>,
+    heartbeat_account: Vec<String>,
+    heartbeat_ip: Vec<Option<String>>,
+    heartbeat_correlation: Vec<Option<uuid::Uuid>>,
+    heartbeat_trace: Vec<Option<String>>,
+    /// Licenses that owe no heartbeat.
+    no_heartbeat: Vec<String>,
+}
+
+impl Jobs {
+    /// Keeps the outbound jobs equal to what the states owe, one statement per kind of change
+    /// whatever the batch's size. A job keeps the correlation id and the trace context of the
+    /// request that made it owed (a heartbeat's are replaced for a new day).
+    async fn write(self, tx: &Transaction<'_>) -> Result<(), String> {
+        if !self.activate.is_empty() {
+            tx.execute(
+                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id, trace_parent)
+                 SELECT l, 'activate', a, r, c, k, t
+                   FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[])
+                        AS j(l, a, r, c, k, t)
+                 ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time,
+                     claim_since = EXCLUDED.claim_since,
+                     correlation_id = coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id),
+                     trace_parent = coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)",
+                &[
+                    &self.activate,
+                    &self.activate_attempt,
+                    &self.activate_real_effect,
+                    &self.activate_claim_since,
+                    &self.activate_correlation,
+                    &self.activate_trace,
+                ],
+            )
             .await
             .map_err(|e| e.to_string())?;
-        replay(stream, &events)
-    }
-
-    async fn refresh(
-        &mut self,
-        tx: &Transaction<'_>,
-        stream: &str,
-        state: License,
-        correlation: Option<uuid::Uuid>,
-        trace: Option<&str>,
-    ) -> Result<(), String> {
-        if let Some(code) = state.code.clone() {
-            write_view(tx, "license_views", &state).await?;
-            if !state.sandbox {
-                self.schedule(tx, &state, code.as_str(), correlation, trace)
-                    .await?;
-                let now = Timestamp::from_millis(self.clock.now_millis());
-                self.due.push((
-                    code.as_str().to_owned(),
-                    access_due(&state, &self.notices, now).map(ts),
-                ));
+        }
+        if !self.heartbeat.is_empty() {
+            tx.execute(
+                "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip, correlation_id, trace_parent)
+                 SELECT l, 'heartbeat', d, a, acc, i, k, t
+                   FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::uuid[], $7::text[])
+                        AS j(l, d, a, acc, i, k, t)
+                 ON CONFLICT (license, kind) DO UPDATE SET
+                     tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
+                     due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
+                     correlation_id = CASE WHEN outbound_jobs.day = EXCLUDED.day
+                         THEN coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)
+                         ELSE EXCLUDED.correlation_id END,
+                     trace_parent = CASE WHEN outbound_jobs.day = EXCLUDED.day
+                         THEN coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)
+                         ELSE EXCLUDED.trace_parent END,
+                     day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account, ip = EXCLUDED.ip",
+                &[
+                    &self.heartbeat,
+                    &self.heartbeat_day,
+                    &self.heartbeat_attempt,
+                    &self.heartbeat_account,
+                    &self.heartbeat_ip,
+                    &self.heartbeat_correlation,
+                    &self.heartbeat_trace,
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        for (kind, licenses) in [
+            ("activate", &self.no_activate),
+            ("heartbeat", &self.no_heartbeat),
+        ] {
+            if !licenses.is_empty() {
+                tx.execute(
+                    "DELETE FROM outbound_jobs WHERE license = ANY($1) AND kind = $2",
+                    &[licenses, &kind],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
             }
         }
-        if self.kept.len() >= KEPT_STATES {
-            self.kept.clear();
-        }
-        self.kept.insert(stream.to_owned(), state);
         Ok(())
     }
+}
 
-    /// Keeps the outbound jobs equal to what the state owes: an activate call while activation is
-    /// due, a heartbeat for the day owed; none otherwise. A job keeps the correlation id and the
-    /// trace context of the request that made it owed (a heartbeat's are replaced for a new day).
-    async fn schedule(
+impl Views {
+    /// What `state` owes the outbound worker: an activate call while activation is due, a
+    /// heartbeat for the day owed; none otherwise.
+    fn owed(
         &self,
-        tx: &Transaction<'_>,
+        jobs: &mut Jobs,
         state: &License,
         code: &str,
         correlation: Option<uuid::Uuid>,
         trace: Option<&str>,
-    ) -> Result<(), String> {
-        let now_ms = self.clock.now_millis();
+    ) {
         let today = Day::containing(
-            Timestamp::from_millis(now_ms),
+            Timestamp::from_millis(self.clock.now_millis()),
             self.day_zone.whole_minutes().into(),
         );
         if state.activation_due() {
             let real_effect = state
                 .real_effect_time
                 .map(|t| koogallery::market_time::format_market_time(ts(t), UtcOffset::UTC));
-            let claim_since = state.awaiting_claim_since.map(ts);
-            tx.execute(
-                "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id, trace_parent)
-                 VALUES ($1, 'activate', $2, $3, $4, $5, $6)
-                 ON CONFLICT (license, kind) DO UPDATE SET attempt = EXCLUDED.attempt, real_effect_time = EXCLUDED.real_effect_time,
-                     claim_since = EXCLUDED.claim_since,
-                     correlation_id = coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id),
-                     trace_parent = coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)",
-                &[&code, &((state.activation_attempt + 1) as i32), &real_effect, &claim_since, &correlation, &trace],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            jobs.activate.push(code.to_owned());
+            jobs.activate_attempt
+                .push((state.activation_attempt + 1) as i32);
+            jobs.activate_real_effect.push(real_effect);
+            jobs.activate_claim_since
+                .push(state.awaiting_claim_since.map(ts));
+            jobs.activate_correlation.push(correlation);
+            jobs.activate_trace.push(trace.map(str::to_owned));
         } else {
-            tx.execute(
-                "DELETE FROM outbound_jobs WHERE license = $1 AND kind = 'activate'",
-                &[&code],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            jobs.no_activate.push(code.to_owned());
         }
         match state.heartbeat_due(today) {
             Some(day) => {
@@ -342,133 +395,238 @@ impl Views {
                     .last_usage
                     .as_ref()
                     .map_or(self.default_account.clone(), |(_, a)| a.clone());
-                tx.execute(
-                    "INSERT INTO outbound_jobs (license, kind, day, attempt, account, ip, correlation_id, trace_parent)
-                     VALUES ($1, 'heartbeat', $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (license, kind) DO UPDATE SET
-                         tries = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.tries ELSE 0 END,
-                         due_at = CASE WHEN outbound_jobs.day = EXCLUDED.day THEN outbound_jobs.due_at ELSE now() END,
-                         correlation_id = CASE WHEN outbound_jobs.day = EXCLUDED.day
-                             THEN coalesce(outbound_jobs.correlation_id, EXCLUDED.correlation_id)
-                             ELSE EXCLUDED.correlation_id END,
-                         trace_parent = CASE WHEN outbound_jobs.day = EXCLUDED.day
-                             THEN coalesce(outbound_jobs.trace_parent, EXCLUDED.trace_parent)
-                             ELSE EXCLUDED.trace_parent END,
-                         day = EXCLUDED.day, attempt = EXCLUDED.attempt, account = EXCLUDED.account, ip = EXCLUDED.ip",
-                    &[&code, &day.number(), &(attempt as i32), &account, &state.last_usage_ip, &correlation, &trace],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                jobs.heartbeat.push(code.to_owned());
+                jobs.heartbeat_day.push(day.number());
+                jobs.heartbeat_attempt.push(attempt as i32);
+                jobs.heartbeat_account.push(account);
+                jobs.heartbeat_ip.push(state.last_usage_ip.clone());
+                jobs.heartbeat_correlation.push(correlation);
+                jobs.heartbeat_trace.push(trace.map(str::to_owned));
             }
-            None => {
-                tx.execute(
-                    "DELETE FROM outbound_jobs WHERE license = $1 AND kind = 'heartbeat'",
-                    &[&code],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            None => jobs.no_heartbeat.push(code.to_owned()),
+        }
+    }
+}
+
+/// The heartbeat ledger's changes of one batch (D15), merged per license and day in event order:
+/// a day of use is owed; an answer acknowledges it; a failure counts, and a permanent one ends
+/// that day's calls. Written with one upsert.
+#[derive(Debug, Default)]
+struct HeartbeatDays(BTreeMap<(String, i64), DayChange>);
+
+/// What a batch's events say of one day of the heartbeat ledger.
+#[derive(Debug, Default)]
+struct DayChange {
+    used_at: Option<OffsetDateTime>,
+    account: Option<String>,
+    attempts: i32,
+    acknowledged_at: Option<OffsetDateTime>,
+    market_status: Option<String>,
+    last_error: Option<String>,
+    given_up: bool,
+}
+
+impl HeartbeatDays {
+    /// Adds a real license's new events.
+    fn add(&mut self, license: &str, new: &[&RecordedEvent]) -> Result<(), String> {
+        for recorded in new {
+            if !matches!(
+                recorded.event_type.as_str(),
+                "usage_recorded" | "heartbeat_acknowledged" | "heartbeat_failed"
+            ) {
+                continue;
+            }
+            let event = event_codec::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            )
+            .map_err(|e| e.to_string())?;
+            match &event {
+                domain::Event::UsageRecorded(e) => {
+                    let change = self
+                        .0
+                        .entry((license.to_owned(), e.day.number()))
+                        .or_default();
+                    change.used_at = change.used_at.or(Some(ts(e.at)));
+                    change.account = change.account.take().or_else(|| Some(e.account.clone()));
+                }
+                domain::Event::HeartbeatAcknowledged(e) => {
+                    let change = self
+                        .0
+                        .entry((license.to_owned(), e.day.number()))
+                        .or_default();
+                    change.attempts = change.attempts.max(e.attempt as i32);
+                    change.acknowledged_at = Some(ts(e.at));
+                    change.market_status = Some(e.status.as_str().to_owned());
+                }
+                domain::Event::HeartbeatFailed(e) => {
+                    let change = self
+                        .0
+                        .entry((license.to_owned(), e.day.number()))
+                        .or_default();
+                    change.attempts = change.attempts.max(e.attempt as i32);
+                    change.last_error = Some(format!("{}: {}", e.failure.code, e.failure.message));
+                    change.given_up |= !e.failure.retryable;
+                }
+                _ => {}
             }
         }
         Ok(())
     }
-}
 
-/// Writes the heartbeat ledger's rows from a real license's new events (D15): a day of use is owed;
-/// an answer acknowledges it; a failure counts, and a permanent one ends that day's calls.
-async fn write_heartbeat_days(
-    tx: &Transaction<'_>,
-    license: &str,
-    new: &[&RecordedEvent],
-) -> Result<(), String> {
-    for recorded in new {
-        if !matches!(
-            recorded.event_type.as_str(),
-            "usage_recorded" | "heartbeat_acknowledged" | "heartbeat_failed"
-        ) {
-            continue;
+    async fn write(self, tx: &Transaction<'_>) -> Result<(), String> {
+        if self.0.is_empty() {
+            return Ok(());
         }
-        let event = event_codec::decode(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
+        let n = self.0.len();
+        let (mut license, mut day, mut used_at, mut account, mut attempts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut acknowledged_at, mut market_status, mut last_error, mut given_up) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((l, d), c) in self.0 {
+            license.push(l);
+            day.push(d);
+            used_at.push(c.used_at);
+            account.push(c.account);
+            attempts.push(c.attempts);
+            acknowledged_at.push(c.acknowledged_at);
+            market_status.push(c.market_status);
+            last_error.push(c.last_error);
+            given_up.push(c.given_up);
+        }
+        tx.execute(
+            "INSERT INTO heartbeat_days AS h (license, day, used_at, account, attempts, acknowledged_at,
+                 market_status, last_error, given_up)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::int[],
+                 $6::timestamptz[], $7::text[], $8::text[], $9::bool[])
+             ON CONFLICT (license, day) DO UPDATE SET
+                 used_at = coalesce(h.used_at, EXCLUDED.used_at),
+                 account = coalesce(h.account, EXCLUDED.account),
+                 attempts = greatest(h.attempts, EXCLUDED.attempts),
+                 acknowledged_at = coalesce(EXCLUDED.acknowledged_at, h.acknowledged_at),
+                 market_status = coalesce(EXCLUDED.market_status, h.market_status),
+                 last_error = coalesce(EXCLUDED.last_error, h.last_error),
+                 given_up = h.given_up OR EXCLUDED.given_up",
+            &[
+                &license,
+                &day,
+                &used_at,
+                &account,
+                &attempts,
+                &acknowledged_at,
+                &market_status,
+                &last_error,
+                &given_up,
+            ],
         )
+        .await
         .map_err(|e| e.to_string())?;
-        let result = match &event {
-            domain::Event::UsageRecorded(e) => {
-                tx.execute(
-                    "INSERT INTO heartbeat_days (license, day, used_at, account) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (license, day) DO UPDATE SET used_at = coalesce(heartbeat_days.used_at, EXCLUDED.used_at),
-                         account = coalesce(heartbeat_days.account, EXCLUDED.account)",
-                    &[&license, &e.day.number(), &ts(e.at), &e.account],
-                )
-                .await
-            }
-            domain::Event::HeartbeatAcknowledged(e) => {
-                tx.execute(
-                    "INSERT INTO heartbeat_days (license, day, attempts, acknowledged_at, market_status) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (license, day) DO UPDATE SET attempts = greatest(heartbeat_days.attempts, EXCLUDED.attempts),
-                         acknowledged_at = EXCLUDED.acknowledged_at, market_status = EXCLUDED.market_status",
-                    &[&license, &e.day.number(), &(e.attempt as i32), &ts(e.at), &e.status.as_str()],
-                )
-                .await
-            }
-            domain::Event::HeartbeatFailed(e) => {
-                let error = format!("{}: {}", e.failure.code, e.failure.message);
-                tx.execute(
-                    "INSERT INTO heartbeat_days (license, day, attempts, last_error, given_up) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (license, day) DO UPDATE SET attempts = greatest(heartbeat_days.attempts, EXCLUDED.attempts),
-                         last_error = EXCLUDED.last_error, given_up = heartbeat_days.given_up OR EXCLUDED.given_up",
-                    &[&license, &e.day.number(), &(e.attempt as i32), &error, &!e.failure.retryable],
-                )
-                .await
-            }
-            _ => continue,
-        };
-        result.map_err(|e| e.to_string())?;
+        Ok(())
     }
-    Ok(())
 }
 
 impl Handler for Views {
     type Error = String;
 
+    /// A batch in a fixed number of statements whatever its size: the licenses whose kept state
+    /// is not exactly one event behind are loaded in one read, then one upsert of the views, the
+    /// heartbeat ledger, the outbound jobs and the access schedule each.
     async fn handle(
         &mut self,
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> Result<(), String> {
-        self.due.clear();
         let mut streams: BTreeMap<&str, Vec<&RecordedEvent>> = BTreeMap::new();
         for event in events {
             streams.entry(&event.stream_id).or_default().push(event);
         }
-        for (stream, new) in streams {
-            if stream == domain::PROBE_STREAM {
-                crate::probe_log::write(tx, self.market_zone, &new).await?;
-                continue;
-            }
-            // The newest request behind these events: a call they make owed carries its id, and
-            // continues its trace (ADR 0017).
-            let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
-            let span = new
-                .iter()
-                .rev()
-                .find_map(|e| e.metadata.trace_parent.as_deref())
-                .map(|parent| {
-                    let mut span = Span::start("project events", SpanKind::Consumer, Some(parent));
-                    span.set("stream", stream);
-                    span.set("events", new.len());
-                    span
-                });
-            let trace = span.as_ref().and_then(Span::traceparent);
-            let state = self.advance(tx, stream, &new).await?;
-            if let (Some(code), false) = (&state.code, state.sandbox) {
-                write_heartbeat_days(tx, code.as_str(), &new).await?;
-            }
-            self.refresh(tx, stream, state, correlation, trace.as_deref())
-                .await?;
+        if let Some(probe) = streams.remove(domain::PROBE_STREAM) {
+            crate::probe_log::write(tx, self.market_zone, &probe).await?;
         }
-        let due = std::mem::take(&mut self.due);
-        write_schedule(tx, &due).await
+        let cold: Vec<&str> = streams
+            .iter()
+            .filter(|(stream, new)| {
+                self.kept.get(**stream).is_none_or(|state| {
+                    state.version as i64 + 1 != new.first().map_or(0, |e| e.stream_version)
+                })
+            })
+            .map(|(stream, _)| *stream)
+            .collect();
+        let mut loaded = if cold.is_empty() {
+            HashMap::new()
+        } else {
+            load_streams(tx, &cold, &Upcasters::new())
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let now = Timestamp::from_millis(self.clock.now_millis());
+        let (mut states, mut due, mut jobs, mut days, mut spans) = (
+            Vec::with_capacity(streams.len()),
+            Vec::new(),
+            Jobs::default(),
+            HeartbeatDays::default(),
+            Vec::new(),
+        );
+        for (stream, new) in &streams {
+            let state = match loaded.remove(*stream) {
+                Some(events) => replay(stream, &events)?,
+                None => match self.kept.remove(*stream) {
+                    Some(kept) => fold(kept, stream, new.iter().copied())?,
+                    None => replay(stream, &[])?,
+                },
+            };
+            if let (Some(code), false) = (&state.code, state.sandbox) {
+                // The newest request behind these events: a call they make owed carries its
+                // id, and continues its trace (ADR 0017).
+                let correlation = new.iter().rev().find_map(|e| e.metadata.correlation_id);
+                let span = new
+                    .iter()
+                    .rev()
+                    .find_map(|e| e.metadata.trace_parent.as_deref())
+                    .map(|parent| {
+                        let mut span =
+                            Span::start("project events", SpanKind::Consumer, Some(parent));
+                        span.set("stream", *stream);
+                        span.set("events", new.len());
+                        span
+                    });
+                let trace = span.as_ref().and_then(Span::traceparent);
+                days.add(code.as_str(), new)?;
+                self.owed(
+                    &mut jobs,
+                    &state,
+                    code.as_str(),
+                    correlation,
+                    trace.as_deref(),
+                );
+                due.push((
+                    code.as_str().to_owned(),
+                    access_due(&state, &self.notices, now).map(ts),
+                ));
+                spans.push(span);
+            }
+            states.push(((*stream).to_owned(), state));
+        }
+        let views: Vec<&License> = states.iter().map(|(_, state)| state).collect();
+        write_view_refs(tx, "license_views", &views).await?;
+        days.write(tx).await?;
+        jobs.write(tx).await?;
+        write_schedule(tx, &due).await?;
+        drop(spans);
+        if self.kept.len() + states.len() > KEPT_STATES {
+            self.kept.clear();
+        }
+        self.kept.extend(states);
+        Ok(())
     }
 }
