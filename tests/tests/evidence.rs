@@ -33,6 +33,40 @@ async fn exchanges_of(stack: &Stack, license: &str, count: usize) -> Vec<Value> 
     .await
 }
 
+/// `count` posts of one forged request, `concurrent` at a time: each answer's code and how long it
+/// took.
+fn forged_flood<'a>(
+    stack: &'a Stack,
+    query: &'a str,
+    body: &'a str,
+    count: usize,
+    concurrent: usize,
+) -> impl futures_util::Stream<Item = (String, std::time::Duration)> + 'a {
+    futures_util::stream::iter(0..count)
+        .map(move |_| {
+            let (http, url) = (
+                stack.http.clone(),
+                format!("{}?{query}", stack.callback_url()),
+            );
+            let body = body.to_owned();
+            async move {
+                let sent = std::time::Instant::now();
+                let answer: Value = http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                (code(&answer).to_owned(), sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrent)
+}
+
 async fn exchange(stack: &Stack, id: &Value) -> Value {
     get(stack, &format!("/v1/exchanges/{}", id.as_str().unwrap())).await
 }
@@ -224,29 +258,7 @@ async fn a_flood_of_forged_callbacks_is_answered_in_time_stored_up_to_the_limit_
     let started = std::time::Instant::now();
     let body = renew("PL820", "CS820", "20301231235959", false);
     let forged = fresh_query("anotherAccessKey0123456789xyz", &body);
-    let flood = futures_util::stream::iter(0..2000)
-        .map(|_| {
-            let (http, url) = (
-                stack.http.clone(),
-                format!("{}?{forged}", stack.callback_url()),
-            );
-            let body = body.clone();
-            async move {
-                let sent = std::time::Instant::now();
-                let answer: Value = http
-                    .post(url)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                (code(&answer).to_owned(), sent.elapsed())
-            }
-        })
-        .buffer_unordered(32);
+    let flood = forged_flood(&stack, &forged, &body, 2000, 32);
     // Valid callbacks meanwhile.
     let valid = async {
         let mut answers = Vec::new();
@@ -1020,28 +1032,8 @@ async fn refusals_naming_a_license_are_listed_apart_and_never_fill_its_window() 
     // More forged requests naming the license than a ledger's whole window holds.
     let body = status("PL880", "UNFREEZE");
     let forged = fresh_query("anotherAccessKey0123456789xyz", &body);
-    let answers: Vec<String> = futures_util::stream::iter(0..1_050)
-        .map(|_| {
-            let (http, url) = (
-                stack.http.clone(),
-                format!("{}?{forged}", stack.callback_url()),
-            );
-            let body = body.clone();
-            async move {
-                let answer: Value = http
-                    .post(url)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                code(&answer).to_owned()
-            }
-        })
-        .buffer_unordered(16)
+    let answers: Vec<String> = forged_flood(&stack, &forged, &body, 1_050, 16)
+        .map(|(code, _)| code)
         .collect()
         .await;
     assert!(answers.iter().all(|c| c == "000001"));

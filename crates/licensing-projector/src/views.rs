@@ -361,15 +361,12 @@ impl Views {
     fn owed(
         &self,
         jobs: &mut Jobs,
+        today: Day,
         state: &License,
         code: &str,
         correlation: Option<uuid::Uuid>,
         trace: Option<&str>,
     ) {
-        let today = Day::containing(
-            Timestamp::from_millis(self.clock.now_millis()),
-            self.day_zone.whole_minutes().into(),
-        );
         if state.activation_due() {
             let real_effect = state
                 .real_effect_time
@@ -570,6 +567,7 @@ impl Handler for Views {
                 .map_err(|e| e.to_string())?
         };
         let now = Timestamp::from_millis(self.clock.now_millis());
+        let today = Day::containing(now, self.day_zone.whole_minutes().into());
         let (mut states, mut due, mut jobs, mut days, mut spans) = (
             Vec::with_capacity(streams.len()),
             Vec::new(),
@@ -578,12 +576,14 @@ impl Handler for Views {
             Vec::new(),
         );
         for (stream, new) in &streams {
+            // A stream not loaded has a kept state exactly one event behind.
             let state = match loaded.remove(*stream) {
                 Some(events) => replay(stream, &events)?,
-                None => match self.kept.remove(*stream) {
-                    Some(kept) => fold(kept, stream, new.iter().copied())?,
-                    None => replay(stream, &[])?,
-                },
+                None => fold(
+                    self.kept.remove(*stream).unwrap_or_default(),
+                    stream,
+                    new.iter().copied(),
+                )?,
             };
             if let (Some(code), false) = (&state.code, state.sandbox) {
                 // The newest request behind these events: a call they make owed carries its
@@ -604,6 +604,7 @@ impl Handler for Views {
                 days.add(code.as_str(), new)?;
                 self.owed(
                     &mut jobs,
+                    today,
                     &state,
                     code.as_str(),
                     correlation,
