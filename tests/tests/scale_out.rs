@@ -322,3 +322,141 @@ async fn a_service_started_with_more_shards_makes_the_processors_refuse_loudly()
         "{logged:?}"
     );
 }
+
+/// How many consumers each command queue has.
+async fn consumers_per_queue(env: &[(String, String)]) -> Vec<u32> {
+    let config = licensing_bus::BusConfig::from_lookup(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let names = licensing_bus::Names::new(&config.prefix);
+    let shards = config.shards;
+    let bus = licensing_bus::Bus::connect(config).await.unwrap();
+    let mut consumers = Vec::new();
+    for shard in 0..shards {
+        consumers.push(bus.queue_stats(&names.command_queue(shard)).await.unwrap().1);
+    }
+    bus.close().await;
+    consumers
+}
+
+/// Each live lease's holder, by shard.
+async fn live_holders(stack: &Stack) -> BTreeMap<i32, String> {
+    let leases = stack.store.shard_leases().await.unwrap_or_default();
+    leases
+        .into_iter()
+        .filter(|(_, _, live)| *live)
+        .map(|(shard, holder, _)| (shard, holder))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processor_cut_off_from_postgresql_stops_reading_its_shards_within_the_takeover() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let takeover = Duration::from_secs(10);
+    let stack = Stack::start(&[("LICENSING_SHARDS", "4")]).await;
+    // The second processor reaches PostgreSQL through a relay that the test silences: every
+    // byte held, no connection closed, as a network partition looks from both ends.
+    let (server, relayed_url) = {
+        let rest = stack.db.url.split_once("://").expect("a postgres:// URL").1;
+        let authority = rest.split('/').next().unwrap();
+        let host = authority.rsplit('@').next().unwrap();
+        let server = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:5432")
+        };
+        (server, host)
+    };
+    let relay = Relay::start(server).await;
+    let mut env = sharded(&stack);
+    env.retain(|(k, _)| k != "LICENSING_DATABASE_URL");
+    env.push((
+        "LICENSING_DATABASE_URL".to_owned(),
+        stack.db.url.replacen(relayed_url, &relay.addr.to_string(), 1),
+    ));
+    let cut = Service::start("licensing-processor", &env);
+    let holders = eventually("the shards shared two and two", 30, || async {
+        let holders = live_holders(&stack).await;
+        let mut per: BTreeMap<&String, usize> = BTreeMap::new();
+        for holder in holders.values() {
+            *per.entry(holder).or_default() += 1;
+        }
+        (holders.len() == 4 && per.len() == 2 && per.values().all(|&n| n == 2))
+            .then_some(holders.clone())
+    })
+    .await;
+    let name = holders
+        .values()
+        .find(|holder| !cut.logged(holder).is_empty())
+        .expect("the relayed processor names itself in its log")
+        .clone();
+    let its_shards: Vec<i32> = holders
+        .iter()
+        .filter(|(_, holder)| **holder == name)
+        .map(|(shard, _)| *shard)
+        .collect();
+    let licenses: Vec<String> = (0..16).map(|n| format!("CUT{n:02}")).collect();
+    let orphans: Vec<String> = licenses
+        .iter()
+        .filter(|l| its_shards.contains(&i32::from(licensing_bus::shard_of(l, 4))))
+        .cloned()
+        .collect();
+    assert!(orphans.len() >= 2, "{orphans:?} in shards {its_shards:?}");
+    let http = reqwest::Client::new();
+    for license in &licenses {
+        deliver(&http, &stack.callback_url(), &renewal(license, 1)).await;
+    }
+
+    // Silenced mid-load: callbacks for its licenses keep coming.
+    let load = {
+        let (http, url) = (http.clone(), stack.callback_url());
+        let orphans = orphans.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for license in &orphans {
+                answers.extend(deliver(&http, &url, &renewal(license, 2)).await);
+            }
+            answers
+        })
+    };
+    relay.pause();
+    let silenced = Instant::now();
+    // Within the takeover: the other processor holds all four, and the silenced one reads none
+    // (one consumer per queue: it no longer takes commands it cannot apply).
+    eventually("the other processor holding all four shards alone", 60, || async {
+        let holders = live_holders(&stack).await;
+        let consumers = consumers_per_queue(&env).await;
+        (holders.len() == 4 && holders.values().all(|h| *h != name) && consumers == [1, 1, 1, 1])
+            .then_some(())
+    })
+    .await;
+    let moved = silenced.elapsed();
+    eprintln!("the silenced processor's shards moved after {moved:?}");
+    assert!(moved <= takeover, "the shards moved after {moved:?}");
+    let (status, body) = readiness(&cut).await;
+    assert_eq!(status, 503, "the silenced processor says it is not ready: {body}");
+    assert!(body.contains("shards"), "{body}");
+    let answers = load.await.unwrap();
+    for (code, took) in &answers {
+        assert!(code == "000000" || code == "000004", "answered {code}");
+        assert!(*took < Duration::from_secs(5), "{code} took {took:?}");
+    }
+
+    // Heard again: it rejoins and takes its share back; every renewal is stored once, in order.
+    relay.resume();
+    eventually("the shards shared two and two again", 60, || async {
+        let holders = live_holders(&stack).await;
+        let theirs = holders.values().filter(|h| **h == name).count();
+        (holders.len() == 4 && theirs == 2 && readiness(&cut).await.0 == 200).then_some(())
+    })
+    .await;
+    for license in &licenses {
+        let mut expected = vec![format!("SO{license}-1")];
+        if orphans.contains(license) {
+            expected.push(format!("SO{license}-2"));
+        }
+        assert_eq!(stored_renewals(&stack, license).await, expected);
+    }
+    assert!(cut.panics().is_empty(), "{:?}", cut.panics());
+}

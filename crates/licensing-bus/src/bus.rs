@@ -201,8 +201,9 @@ impl Bus {
         }
     }
 
-    /// Closes the connection cleanly.
+    /// Closes the connection cleanly, waiting at most the broker timeout for the broker's answer.
     pub async fn close(&self) {
-        let _ = self.connection.close(200, ShortString::from("bye")).await;
+        let closing = self.connection.close(200, ShortString::from("bye"));
+        let _ = bounded(self.config.timeout, "connection.close", closing).await;
     }
 }

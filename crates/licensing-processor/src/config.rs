@@ -89,9 +89,24 @@ impl ProcessorConfig {
     /// Reads and checks every setting.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
         let (interpretation, nonce_ttl) = interpretation(settings)?;
+        let takeover = match settings.parse_or("LICENSING_TAKEOVER_SECONDS", 10)? {
+            seconds @ 2..=600 => Duration::from_secs(seconds),
+            _ => {
+                return Err(SettingsError::invalid(
+                    "LICENSING_TAKEOVER_SECONDS",
+                    "must be 2 to 600 seconds",
+                ));
+            }
+        };
         Ok(Self {
-            store: StoreConfig::from_lookup(settings.lookup())
-                .map_err(|(name, reason)| SettingsError::invalid(name, reason))?,
+            store: StoreConfig {
+                // A processor cut off from PostgreSQL mid-batch leaves its transaction open on the
+                // server; ended after the takeover, its locks never hold up the shard's next
+                // holder for long (ADR 0016).
+                idle_in_transaction_timeout: Some(takeover),
+                ..StoreConfig::from_lookup(settings.lookup())
+                    .map_err(|(name, reason)| SettingsError::invalid(name, reason))?
+            },
             bus: bus_config(settings)?,
             ops_addr: settings
                 .optional("LICENSING_PROCESSOR_ADDR")?
@@ -109,15 +124,7 @@ impl ProcessorConfig {
                 }
                 n => n,
             },
-            takeover: match settings.parse_or("LICENSING_TAKEOVER_SECONDS", 10)? {
-                seconds @ 2..=600 => Duration::from_secs(seconds),
-                _ => {
-                    return Err(SettingsError::invalid(
-                        "LICENSING_TAKEOVER_SECONDS",
-                        "must be 2 to 600 seconds",
-                    ));
-                }
-            },
+            takeover,
             refused_max_bytes_per_day: settings.parse_or(
                 "LICENSING_EVIDENCE_REFUSED_MAX_BYTES_PER_DAY",
                 256 * 1024 * 1024,

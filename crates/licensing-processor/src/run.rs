@@ -211,14 +211,15 @@ impl Processor {
         bus: Arc<Bus>,
         cancel: &CancellationToken,
     ) -> Result<(), licensing_bus::BusError> {
-        let mut workers = Vec::new();
+        // Dropped (the leases lapsed, below), the set aborts every worker.
+        let mut workers = tokio::task::JoinSet::new();
         let mut lanes = Vec::new();
         let batch_size = self.config.batch_size.max(1);
         for _ in 0..self.config.workers.max(1) {
             let (lane, mut inbox) =
                 tokio::sync::mpsc::channel::<Delivery>(usize::from(self.config.prefetch).max(1));
             let (processor, bus, cancel) = (self.clone(), bus.clone(), cancel.clone());
-            workers.push(tokio::spawn(async move {
+            workers.spawn(async move {
                 while let Some(first) = inbox.recv().await {
                     // Whatever else waits for this worker joins the batch, up to the limit.
                     let mut batch = vec![first];
@@ -241,22 +242,39 @@ impl Processor {
                     }
                 }
                 Ok::<(), licensing_bus::BusError>(())
-            }));
+            });
             lanes.push(lane);
         }
         let lanes = Arc::new(lanes);
-        let result = self.keep_shards(&bus, &lanes, cancel).await;
-        // Let the workers finish what they hold; unacknowledged messages return to the queue
-        // when the channel closes.
-        drop(lanes);
-        for worker in workers {
-            match worker.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "worker stopped on a broker error"),
-                Err(e) => tracing::error!(error = %e, "worker panicked"),
-                Ok(Ok(())) => {}
+        let (renewed, renewals) = tokio::sync::watch::channel(std::time::Instant::now());
+        let work = async {
+            let result = self.keep_shards(&bus, &lanes, cancel, &renewed).await;
+            // Let the workers finish what they hold; unacknowledged messages return to the queue
+            // when the channel closes.
+            drop(lanes);
+            while let Some(worker) = workers.join_next().await {
+                match worker {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "worker stopped on a broker error"),
+                    Err(e) => tracing::error!(error = %e, "worker panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            result
+        };
+        // Whatever holds this up past the leases (a connection gone silent, a drain that cannot
+        // finish) ends here: every reader and worker is aborted, the caller closes the broker
+        // connection, and what was in hand returns to the queues for the shards' next holders.
+        let lease = self.lease();
+        tokio::select! {
+            result = work => result,
+            () = crate::shards::leases_lapse(renewals, lease) => {
+                self.health.down("shards", "the shard leases lapsed");
+                tracing::error!(lease = ?lease, "the shard leases were not renewed in time; starting over");
+                Err(licensing_bus::BusError::Unavailable(format!(
+                    "the shard leases were not renewed for {lease:?}"
+                )))
             }
         }
-        result
     }
 
     /// Decides ack, reply, requeue or dead letter for a batch of commands: the one place that

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use licensing_bus::{Bus, BusError};
 use licensing_messages::CommandEnvelope;
 use licensing_runtime::CancellationToken;
 use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::LeaseError;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::run::{Delivery, Processor};
@@ -36,25 +37,42 @@ struct Reader {
     task: JoinHandle<Result<(), BusError>>,
 }
 
+impl Drop for Reader {
+    /// A reader dropped unfinished (its processor starts over after its leases lapsed) stops at
+    /// once: what it was handed returns to the queue when the broker connection closes.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The workers' inboxes, by lane.
 pub(crate) type Lanes = Arc<Vec<mpsc::Sender<Delivery>>>;
 
 impl Processor {
+    /// How long a lease lasts: half the takeover (ADR 0016).
+    pub(crate) fn lease(&self) -> Duration {
+        self.config.takeover / 2
+    }
+
     /// Keeps this processor's share of the shards, reading each held one into `lanes`, until
     /// `cancel` (then drains every shard and leaves) or a broker failure (then returns it, leaving
-    /// the leases to be resumed on reconnect or to expire).
+    /// the leases to be resumed on reconnect or to expire). Each renewal of the leases is sent on
+    /// `renewed`, for [`leases_lapse`] to watch.
     pub(crate) async fn keep_shards(
         &self,
         bus: &Arc<Bus>,
         lanes: &Lanes,
         cancel: &CancellationToken,
+        renewed: &watch::Sender<Instant>,
     ) -> Result<(), BusError> {
         let shards = bus.shards();
-        let lease = self.config.takeover / 2;
-        let mut ticks = tokio::time::interval(lease / 3);
+        let lease = self.lease();
+        let tick_limit = lease / 3;
+        let mut ticks = tokio::time::interval(tick_limit);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut readers: BTreeMap<u16, Reader> = BTreeMap::new();
         let mut refused = false;
+        let mut checks: u64 = 0;
         let result = loop {
             tokio::select! {
                 () = cancel.cancelled() => break Ok(()),
@@ -65,25 +83,48 @@ impl Processor {
                 break Err(e);
             }
             // Another count of shards, among the processors (PostgreSQL) or any service (the
-            // broker's queues): take nothing, and let the leases held go now.
-            let tick = match bus.check_shard_count().await {
+            // broker's queues): take nothing, and let the leases held go now. The broker's queues
+            // are looked at on the first tick, every tenth after and every tick while refusing: the
+            // look (a passive declare of a queue that should not exist) makes the broker close a
+            // channel, which the AMQP client logs as an error.
+            let look = checks % 10 == 0 || refused;
+            checks += 1;
+            let counted = if look {
+                bus.check_shard_count().await
+            } else {
+                Ok(())
+            };
+            let tick = match counted {
                 Err(refused @ BusError::Refused(_)) => Err(refused.to_string()),
-                _ => match self
-                    .store
-                    .lease_tick(&self.member, i32::from(shards), lease)
-                    .await
+                _ => match tokio::time::timeout(
+                    tick_limit,
+                    self.store
+                        .lease_tick(&self.member, i32::from(shards), lease),
+                )
+                .await
                 {
-                    Ok(tick) => Ok(tick),
-                    Err(differs @ LeaseError::ShardCountDiffers { .. }) => Err(differs.to_string()),
-                    Err(LeaseError::Store(e)) => {
-                        // Keep what is held: its work waits on PostgreSQL anyway (ADR 0016).
+                    Ok(Ok(tick)) => Ok(tick),
+                    Ok(Err(differs @ LeaseError::ShardCountDiffers { .. })) => {
+                        Err(differs.to_string())
+                    }
+                    Ok(Err(LeaseError::Store(e))) => {
+                        // Keep what is held while the leases last: its work waits on PostgreSQL
+                        // anyway. Past them, `leases_lapse` starts this processor over (ADR 0016).
                         tracing::warn!(error = %e, "cannot renew the shard leases now");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            limit = ?tick_limit,
+                            "no answer from PostgreSQL to the lease renewal"
+                        );
                         continue;
                     }
                 },
             };
             let tick = match tick {
                 Ok(tick) => {
+                    renewed.send_replace(Instant::now());
                     self.health.up("shards");
                     refused = false;
                     tick
@@ -139,9 +180,9 @@ impl Processor {
         for reader in readers.values() {
             reader.stop.cancel();
         }
-        for (shard, reader) in readers {
+        for (shard, mut reader) in readers {
             self.metrics.shards_held.dec();
-            if let Ok(Err(e)) = reader.task.await {
+            if let Ok(Err(e)) = (&mut reader.task).await {
                 tracing::warn!(shard, error = %e, "shard reader stopped on a broker error");
             }
         }
@@ -259,9 +300,9 @@ async fn reap(
         .map(|(&shard, _)| shard)
         .collect();
     for shard in finished {
-        let reader = readers.remove(&shard).expect("listed above");
+        let mut reader = readers.remove(&shard).expect("listed above");
         metrics.shards_held.dec();
-        match reader.task.await {
+        match (&mut reader.task).await {
             Ok(Ok(())) if reader.stop.is_cancelled() => {}
             Ok(Ok(())) => {
                 return Err(BusError::Unavailable(format!(
@@ -277,4 +318,22 @@ async fn reap(
         }
     }
     Ok(())
+}
+
+/// Returns once no renewal has come on `renewed` for `lease`: the leases this processor held have
+/// expired, another may be reading its shards, and whatever it still does with them (a batch
+/// waiting on a connection that went silent, a drain that cannot finish) must stop.
+pub(crate) async fn leases_lapse(mut renewed: watch::Receiver<Instant>, lease: Duration) {
+    loop {
+        let deadline = *renewed.borrow_and_update() + lease;
+        tokio::select! {
+            changed = renewed.changed() => {
+                if changed.is_err() {
+                    // The keeper is gone: the caller's other branch ends.
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => return,
+        }
+    }
 }

@@ -55,6 +55,10 @@ pub struct StoreConfig {
     /// `lock_timeout` of every session, when set: a lock held elsewhere fails the statement
     /// (SQLSTATE `55P03`, retried) instead of stalling it.
     pub lock_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout` of every session, when set: a transaction whose
+    /// client went silent (cut off by the network, say) is ended by the server after this long,
+    /// so that its locks do not hold up whoever takes its work over.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// A PEM file of CA certificates trusted besides the system's roots when `sslmode` is
     /// `require`, `verify-ca` or `verify-full` (`LICENSING_DATABASE_CA`).
     pub ca_file: Option<PathBuf>,
@@ -69,6 +73,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
+            .field("idle_in_transaction_timeout", &self.idle_in_transaction_timeout)
             .field("ca_file", &self.ca_file)
             .finish()
     }
@@ -83,6 +88,7 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
             lock_timeout: None,
+            idle_in_transaction_timeout: None,
             ca_file: None,
         }
     }
@@ -158,6 +164,10 @@ impl Store {
         let timeouts: Vec<String> = [
             ("statement_timeout", config.statement_timeout),
             ("lock_timeout", config.lock_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                config.idle_in_transaction_timeout,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| format!("-c {name}={}", v.as_millis())))
