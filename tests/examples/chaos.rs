@@ -43,6 +43,9 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(5);
 /// store's last position.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long after the load stops its last callbacks may take to be accepted.
+const LOAD_FINISH_LIMIT: Duration = Duration::from_secs(120);
+
 /// A small deterministic generator (splitmix64): the same seed gives the same fault schedule.
 struct Random(u64);
 
@@ -497,12 +500,23 @@ async fn main() {
     }
     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
     stop_load.store(true, Ordering::Relaxed);
-    while load.join_next().await.is_some() {}
+    let mut violations: Vec<String> = Vec::new();
+    // Each load task ends once its callback in hand is accepted: a system that never accepts it
+    // again is a violation, not a run that waits for ever.
+    let finishing = async { while load.join_next().await.is_some() {} };
+    if tokio::time::timeout(LOAD_FINISH_LIMIT, finishing)
+        .await
+        .is_err()
+    {
+        violations.push(format!(
+            "callbacks still not accepted {LOAD_FINISH_LIMIT:?} after the load stopped"
+        ));
+        load.abort_all();
+    }
     eprintln!("chaos: load stopped, draining");
 
     // Drain: the queue empty, every event handled by the projector and received, and no new
     // events for two seconds (outbound calls settle).
-    let mut violations: Vec<String> = Vec::new();
     let drain_deadline = Instant::now() + Duration::from_secs(180);
     let mut last_count = -1;
     let mut stable_since = Instant::now();

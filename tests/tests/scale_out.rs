@@ -334,7 +334,12 @@ async fn consumers_per_queue(env: &[(String, String)]) -> Vec<u32> {
     let bus = licensing_bus::Bus::connect(config).await.unwrap();
     let mut consumers = Vec::new();
     for shard in 0..shards {
-        consumers.push(bus.queue_stats(&names.command_queue(shard)).await.unwrap().1);
+        consumers.push(
+            bus.queue_stats(&names.command_queue(shard))
+                .await
+                .unwrap()
+                .1,
+        );
     }
     bus.close().await;
     consumers
@@ -373,7 +378,10 @@ async fn a_processor_cut_off_from_postgresql_stops_reading_its_shards_within_the
     env.retain(|(k, _)| k != "LICENSING_DATABASE_URL");
     env.push((
         "LICENSING_DATABASE_URL".to_owned(),
-        stack.db.url.replacen(relayed_url, &relay.addr.to_string(), 1),
+        stack
+            .db
+            .url
+            .replacen(relayed_url, &relay.addr.to_string(), 1),
     ));
     let cut = Service::start("licensing-processor", &env);
     let holders = eventually("the shards shared two and two", 30, || async {
@@ -424,18 +432,27 @@ async fn a_processor_cut_off_from_postgresql_stops_reading_its_shards_within_the
     let silenced = Instant::now();
     // Within the takeover: the other processor holds all four, and the silenced one reads none
     // (one consumer per queue: it no longer takes commands it cannot apply).
-    eventually("the other processor holding all four shards alone", 60, || async {
-        let holders = live_holders(&stack).await;
-        let consumers = consumers_per_queue(&env).await;
-        (holders.len() == 4 && holders.values().all(|h| *h != name) && consumers == [1, 1, 1, 1])
+    eventually(
+        "the other processor holding all four shards alone",
+        60,
+        || async {
+            let holders = live_holders(&stack).await;
+            let consumers = consumers_per_queue(&env).await;
+            (holders.len() == 4
+                && holders.values().all(|h| *h != name)
+                && consumers == [1, 1, 1, 1])
             .then_some(())
-    })
+        },
+    )
     .await;
     let moved = silenced.elapsed();
     eprintln!("the silenced processor's shards moved after {moved:?}");
     assert!(moved <= takeover, "the shards moved after {moved:?}");
     let (status, body) = readiness(&cut).await;
-    assert_eq!(status, 503, "the silenced processor says it is not ready: {body}");
+    assert_eq!(
+        status, 503,
+        "the silenced processor says it is not ready: {body}"
+    );
     assert!(body.contains("shards"), "{body}");
     let answers = load.await.unwrap();
     for (code, took) in &answers {

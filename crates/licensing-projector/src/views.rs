@@ -631,3 +631,116 @@ impl Handler for Views {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{CallFailure, Event, MarketStatus};
+
+    fn recorded(version: i64, event: &Event) -> RecordedEvent {
+        let (event_type, payload) = event_codec::encode(event);
+        RecordedEvent {
+            global_position: version,
+            stream_id: "license-HB".to_owned(),
+            stream_version: version,
+            event_id: uuid::Uuid::new_v4(),
+            event_type,
+            schema_version: 1,
+            payload,
+            metadata: Default::default(),
+            recorded_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn failed(day: Day, attempt: u32, message: &str, retryable: bool, at: i64) -> Event {
+        Event::HeartbeatFailed(domain::HeartbeatFailed {
+            day,
+            attempt,
+            failure: CallFailure {
+                code: "HTTP 503".to_owned(),
+                message: message.to_owned(),
+                retryable,
+            },
+            at: Timestamp::from_millis(at),
+        })
+    }
+
+    fn used(day: Day, account: &str, at: i64) -> Event {
+        Event::UsageRecorded(domain::UsageRecorded {
+            day,
+            account: account.to_owned(),
+            ip: None,
+            at: Timestamp::from_millis(at),
+        })
+    }
+
+    #[test]
+    fn several_heartbeat_events_of_one_day_in_one_batch_merge_into_one_row_as_if_one_by_one() {
+        let (day, next) = (Day::from_number(20_000), Day::from_number(20_001));
+        let events = [
+            used(day, "first", 1_000),
+            failed(day, 1, "busy", true, 2_000),
+            used(day, "second", 3_000),
+            failed(day, 2, "still busy", true, 4_000),
+            Event::HeartbeatAcknowledged(domain::HeartbeatAcknowledged {
+                day,
+                attempt: 3,
+                status: MarketStatus::Alive,
+                expire: None,
+                at: Timestamp::from_millis(5_000),
+            }),
+            used(next, "third", 90_000_000),
+            failed(next, 1, "refused", false, 90_001_000),
+        ];
+        let stored: Vec<RecordedEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| recorded(i as i64 + 1, e))
+            .collect();
+        let mut days = HeartbeatDays::default();
+        days.add("HB", &stored.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(days.0.len(), 2, "one row per license and day: {days:?}");
+
+        let first = &days.0[&("HB".to_owned(), day.number())];
+        // The first use of the day and its account stay; attempts are the most made; the
+        // acknowledgement and the last error are the latest of the day.
+        assert_eq!(first.used_at, Some(ts(Timestamp::from_millis(1_000))));
+        assert_eq!(first.account.as_deref(), Some("first"));
+        assert_eq!(first.attempts, 3);
+        assert_eq!(
+            first.acknowledged_at,
+            Some(ts(Timestamp::from_millis(5_000)))
+        );
+        assert_eq!(first.market_status.as_deref(), Some("ALIVE"));
+        assert_eq!(first.last_error.as_deref(), Some("HTTP 503: still busy"));
+        assert!(!first.given_up);
+
+        let second = &days.0[&("HB".to_owned(), next.number())];
+        assert_eq!(second.account.as_deref(), Some("third"));
+        assert_eq!(second.attempts, 1);
+        assert_eq!(second.acknowledged_at, None);
+        assert!(
+            second.given_up,
+            "a failure that is not retried gives the day up"
+        );
+
+        // The same events one per batch, each batch's change laid over the last as the upsert
+        // does, end in the same row.
+        let mut one_by_one: BTreeMap<(String, i64), DayChange> = BTreeMap::new();
+        for event in &stored {
+            let mut single = HeartbeatDays::default();
+            single.add("HB", &[event]).unwrap();
+            for (key, change) in single.0 {
+                let row = one_by_one.entry(key).or_default();
+                row.used_at = row.used_at.or(change.used_at);
+                row.account = row.account.take().or(change.account);
+                row.attempts = row.attempts.max(change.attempts);
+                row.acknowledged_at = change.acknowledged_at.or(row.acknowledged_at);
+                row.market_status = change.market_status.or(row.market_status.take());
+                row.last_error = change.last_error.or(row.last_error.take());
+                row.given_up |= change.given_up;
+            }
+        }
+        assert_eq!(format!("{one_by_one:?}"), format!("{:?}", days.0));
+    }
+}

@@ -73,7 +73,10 @@ impl std::fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
-            .field("idle_in_transaction_timeout", &self.idle_in_transaction_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
             .field("ca_file", &self.ca_file)
             .finish()
     }
