@@ -52,7 +52,11 @@ impl Bus {
             channel.basic_consume(queue.into(), "".into(), options, FieldTable::default()),
         )
         .await?;
-        Ok(IncomingStream { consumer, channel })
+        Ok(IncomingStream {
+            consumer,
+            channel,
+            timeout: t,
+        })
     }
 
     /// Subscribes to events under a durable queue `licensing.subscriber.<name>` bound with
@@ -176,13 +180,16 @@ impl Bus {
 pub struct IncomingStream {
     consumer: lapin::Consumer,
     channel: Channel,
+    /// How long the broker may take to answer (`LICENSING_AMQP_TIMEOUT_MS`).
+    timeout: std::time::Duration,
 }
 
 impl IncomingStream {
     /// Closes the consumer's channel: every message delivered and not acknowledged returns to the
     /// head of its queue, in order, for the next consumer.
     pub async fn close(self) {
-        let _ = self.channel.close(200, "OK".into()).await;
+        let closing = self.channel.close(200, "OK".into());
+        let _ = bounded(self.timeout, "channel.close", closing).await;
     }
 
     /// The next message; `None` when the consumer or its connection ended, an error when its
@@ -242,6 +249,7 @@ impl IncomingStream {
                 headers,
                 body: d.data,
                 acker: d.acker,
+                timeout: self.timeout,
             }
         }))
     }
@@ -264,23 +272,26 @@ pub struct Incoming {
     /// The body.
     pub body: Vec<u8>,
     acker: lapin::Acker,
+    timeout: std::time::Duration,
 }
 
 impl Incoming {
     /// Acknowledges: the message is done.
+    /// Bounded by the broker timeout, like every call to the broker: an acknowledgement on a
+    /// connection that went away fails instead of waiting for ever.
     pub async fn ack(&self) -> Result<(), BusError> {
-        self.acker.ack(BasicAckOptions::default()).await?;
+        let acking = self.acker.ack(BasicAckOptions::default());
+        bounded(self.timeout, "basic.ack", acking).await?;
         Ok(())
     }
 
     /// Gives the message back to the queue, to be delivered again.
     pub async fn requeue(&self) -> Result<(), BusError> {
-        self.acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await?;
+        let nacking = self.acker.nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        });
+        bounded(self.timeout, "basic.nack", nacking).await?;
         Ok(())
     }
 

@@ -252,12 +252,16 @@ impl Processor {
             // Let the workers finish what they hold; unacknowledged messages return to the queue
             // when the channel closes.
             drop(lanes);
+            let stopping = std::time::Instant::now();
             while let Some(worker) = workers.join_next().await {
                 match worker {
                     Ok(Err(e)) => tracing::warn!(error = %e, "worker stopped on a broker error"),
                     Err(e) => tracing::error!(error = %e, "worker panicked"),
                     Ok(Ok(())) => {}
                 }
+            }
+            if stopping.elapsed() > std::time::Duration::from_secs(1) {
+                tracing::warn!(took = ?stopping.elapsed(), "the workers took long to stop");
             }
             result
         };
@@ -434,7 +438,6 @@ impl Processor {
             });
             bodies.push(applied.reply.to_value().to_string());
         }
-        let mut lost = 0;
         for (delivery, body) in batch.iter().zip(&bodies) {
             let incoming = &delivery.incoming;
             let (Some(reply_to), Some(correlation_id)) =
@@ -447,14 +450,14 @@ impl Processor {
                 .await
             {
                 tracing::debug!(error = %e, "reply not delivered");
-                lost += 1;
+                // A reply channel that is gone would make every later callback wait for nothing,
+                // and each later reply of the batch wait out the broker timeout: reconnect now.
+                if !bus.is_connected() {
+                    return Err(licensing_bus::BusError::Unavailable(
+                        "the reply channel is closed".to_owned(),
+                    ));
+                }
             }
-        }
-        // A reply channel that is gone would make every later callback wait for nothing: reconnect.
-        if lost > 0 && !bus.is_connected() {
-            return Err(licensing_bus::BusError::Unavailable(
-                "the reply channel is closed".to_owned(),
-            ));
         }
         Ok(())
     }
