@@ -353,3 +353,36 @@ fn the_stacks_run_two_ingresses_behind_one_address_and_two_processors_over_four_
         );
     }
 }
+
+#[test]
+fn every_example_database_url_names_its_sslmode() {
+    // Without one, libpq's default (prefer) accepts any certificate and falls back to plain text.
+    for path in [
+        "docker-compose.yml",
+        "deploy/kubernetes/licensing.yaml",
+        "deploy/licensing.env.example",
+        "deploy/local.env",
+    ] {
+        let text = read(path);
+        let urls: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once("LICENSING_DATABASE_URL"))
+            .map(|(_, url)| url.trim_start_matches([':', '=', ' ']))
+            .collect();
+        assert!(!urls.is_empty(), "{path} sets LICENSING_DATABASE_URL");
+        for url in urls {
+            assert!(url.contains("sslmode="), "{path}: {url} names no sslmode");
+        }
+    }
+    // Anywhere but the compose network and this machine, the server is authenticated.
+    for path in [
+        "deploy/kubernetes/licensing.yaml",
+        "deploy/licensing.env.example",
+    ] {
+        assert!(
+            read(path).contains("sslmode=verify-full"),
+            "{path} authenticates its database"
+        );
+    }
+}

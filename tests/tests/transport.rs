@@ -69,6 +69,24 @@ impl Certificates {
             ]
             .concat(),
         );
+        // A CA of no standing here: trusted by the deployment instead of the server's.
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "other-ca.key",
+                    "-out",
+                    "other-ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=another test CA",
+                ],
+            ]
+            .concat(),
+        );
         openssl(
             &[
                 &["req"][..],
@@ -316,6 +334,29 @@ async fn postgres_is_reached_over_verified_tls_and_rabbitmq_over_amqps() {
         .map(|_| ())
         .expect_err("plain text is refused by this cluster");
 
+    // The system's roots (SSL_CERT_FILE here, holding the server's CA as if it were a public
+    // one) are trusted only when LICENSING_DATABASE_CA is not set, and then the name is always
+    // checked: a chain from a public root proves nothing about which server this is.
+    let as_system_root = [("SSL_CERT_FILE", ca.display().to_string())];
+    let other_ca = certs.path("other-ca.pem");
+    let refused = processor_refused(
+        &pg.url("localhost", "verify-ca"),
+        Some(&other_ca),
+        &as_system_root,
+    )
+    .await;
+    assert!(
+        refused.contains("certificate"),
+        "verify-ca trusts its CA file alone: {refused}"
+    );
+    let refused = processor_refused(&pg.url("127.0.0.1", "verify-ca"), None, &as_system_root).await;
+    assert!(
+        refused.contains("certificate"),
+        "the name is checked under the system's roots: {refused}"
+    );
+    let refused = processor_refused(&pg.url("127.0.0.1", "require"), None, &as_system_root).await;
+    assert!(refused.contains("certificate"), "require too: {refused}");
+
     // amqps with the CA connects; without it the broker's certificate is refused.
     let rabbit = TlsRabbit::start(&certs);
     let mut bus_config = BusConfig::new(rabbit.url());
@@ -352,4 +393,34 @@ async fn postgres_is_reached_over_verified_tls_and_rabbitmq_over_amqps() {
         (status == 200).then_some(())
     })
     .await;
+}
+
+/// Starts a processor on `url` (trusting `ca` when given, with `extra` settings) whose store must
+/// refuse the server; the reason it logs.
+async fn processor_refused(url: &str, ca: Option<&Path>, extra: &[(&str, String)]) -> String {
+    let mut env: Vec<(String, String)> = vec![
+        ("LICENSING_DATABASE_URL".to_owned(), url.to_owned()),
+        ("LICENSING_AMQP_URL".to_owned(), amqp_url()),
+        (
+            "LICENSING_AMQP_PREFIX".to_owned(),
+            format!("systest-{}.", uuid::Uuid::new_v4().simple()),
+        ),
+        ("LICENSING_AMQP_QUEUE_TYPE".to_owned(), "classic".to_owned()),
+        ("LICENSING_CALLBACK_KEYS".to_owned(), KEY.to_owned()),
+        (
+            "LICENSING_PROCESSOR_ADDR".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+    ];
+    if let Some(ca) = ca {
+        env.push(("LICENSING_DATABASE_CA".to_owned(), ca.display().to_string()));
+    }
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let processor = Service::start("licensing-processor", &env);
+    eventually(
+        "the processor to report why it cannot start",
+        30,
+        || async { processor.logged("cannot start yet").first().cloned() },
+    )
+    .await
 }

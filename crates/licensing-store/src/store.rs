@@ -117,10 +117,26 @@ impl StoreConfig {
                 format!("invalid database URL: {e}"),
             )
         })?;
-        MakeRustls::new(mode, config.ca_file.as_deref())
+        MakeRustls::new(mode.mode, config.ca_file.as_deref())
             .map_err(|e| ("LICENSING_DATABASE_CA", e.to_string()))?;
         Ok(config)
     }
+}
+
+/// Whether every host of `config` is this machine: a Unix socket, `localhost` or a loopback
+/// address.
+fn all_local(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    })
 }
 
 /// The event store. Cheap to clone; all clones share one pool.
@@ -156,10 +172,18 @@ impl Store {
     /// PostgreSQL is down; connections broken by a restart are replaced on their next use.
     pub fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let (database_url, ssl_mode) = split_sslmode(&config.database_url)?;
-        let tls = MakeRustls::new(ssl_mode, config.ca_file.as_deref())?;
+        let tls = MakeRustls::new(ssl_mode.mode, config.ca_file.as_deref())?;
         let mut pg_config: tokio_postgres::Config = database_url
             .parse()
             .map_err(|e| StoreError::Database(format!("invalid database URL: {e}")))?;
+        if !ssl_mode.named && !all_local(&pg_config) {
+            tracing::warn!(
+                "LICENSING_DATABASE_URL names no sslmode and points beyond this machine: libpq's \
+                 default, prefer, accepts any certificate and falls back to plain text, so anyone \
+                 on the path can read or alter what is stored; name sslmode=verify-full (or \
+                 verify-ca with LICENSING_DATABASE_CA), or sslmode=disable on a trusted network"
+            );
+        }
         pg_config.connect_timeout(config.connect_timeout);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("licensing");
@@ -328,5 +352,17 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         let store = Store::connect(&config).unwrap();
         assert!(!format!("{store:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn only_this_machine_is_local() {
+        let local = |url: &str| all_local(&url.parse().unwrap());
+        assert!(local("postgres://u@127.0.0.1:5432/x"));
+        assert!(local("postgres://u@localhost/x"));
+        assert!(local("host=/var/run/postgresql dbname=x"));
+        assert!(local("host=::1 dbname=x"));
+        assert!(!local("postgres://u@db.internal:5432/x"));
+        assert!(!local("postgres://u@10.0.0.5/x"));
+        assert!(!local("host=127.0.0.1,db.internal dbname=x"));
     }
 }

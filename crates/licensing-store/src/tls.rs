@@ -1,16 +1,20 @@
 //! TLS to PostgreSQL with rustls, following libpq's `sslmode` (ADR 0009):
 //!
-//! | `sslmode`            | TLS                         | certificate                            |
-//! |----------------------|-----------------------------|----------------------------------------|
-//! | `disable`            | never                       | —                                      |
-//! | `prefer` (default)   | when the server offers it   | not verified (libpq's meaning)         |
-//! | `require`            | always                      | chain verified against the trusted CAs |
-//! | `verify-ca`          | always                      | chain verified                         |
-//! | `verify-full`        | always                      | chain and host name verified           |
+//! | `sslmode`            | TLS                         | certificate                                   |
+//! |----------------------|-----------------------------|-----------------------------------------------|
+//! | `disable`            | never                       | —                                             |
+//! | `prefer` (default)   | when the server offers it   | not verified (libpq's meaning)                |
+//! | `require`            | always                      | as `verify-ca`                                |
+//! | `verify-ca`          | always                      | chain leads to `LICENSING_DATABASE_CA`        |
+//! | `verify-full`        | always                      | chain leads to the trusted roots, name checked |
 //!
-//! `require` verifies the chain (libpq does so only when it has a root certificate): a backend
-//! that asks for TLS gets an authenticated server. The trusted CAs are the system's roots plus the
-//! PEM file named by `LICENSING_DATABASE_CA`.
+//! The trusted roots are the certificates of `LICENSING_DATABASE_CA` alone when it is set, as
+//! libpq's `sslrootcert`. Without it, they are the system's public roots, and then the host name is
+//! always checked, whatever the mode (as libpq's `sslrootcert=system`, which forces
+//! `verify-full`): a chain from a public root proves only that its holder owns *some* name, so a
+//! check of the chain alone would let any publicly trusted certificate pass. `require` verifies as
+//! `verify-ca` (libpq does so only when it has a root certificate): a deployment that asks for TLS
+//! gets an authenticated server.
 
 use std::future::Future;
 use std::io;
@@ -71,10 +75,11 @@ impl SslMode {
 
 /// Reads `sslmode` from a `postgres://` URL or a key=value string and rewrites its value to one
 /// tokio-postgres knows (it has no `verify-*`; verifying is ours), leaving the rest untouched.
-/// The mode is `prefer` when absent, as in libpq.
-pub(crate) fn split_sslmode(url: &str) -> Result<(String, SslMode), StoreError> {
+/// The mode is `prefer` when absent, as in libpq; [`Sslmode::named`] says whether it was given.
+pub(crate) fn split_sslmode(url: &str) -> Result<(String, Sslmode), StoreError> {
     const KEY: &str = "sslmode=";
     let mut mode = SslMode::Prefer;
+    let mut named = false;
     let mut rest = String::with_capacity(url.len());
     let mut from = 0;
     for (at, _) in url.match_indices(KEY) {
@@ -91,6 +96,7 @@ pub(crate) fn split_sslmode(url: &str) -> Result<(String, SslMode), StoreError> 
             .find(|c: char| c == '&' || c.is_whitespace())
             .map_or(url.len(), |n| value_start + n);
         mode = SslMode::parse(url[value_start..value_end].trim_matches('\''))?;
+        named = true;
         rest.push_str(&url[from..value_start]);
         rest.push_str(match mode.wire() {
             WireMode::Disable => "disable",
@@ -100,7 +106,15 @@ pub(crate) fn split_sslmode(url: &str) -> Result<(String, SslMode), StoreError> 
         from = value_end;
     }
     rest.push_str(&url[from..]);
-    Ok((rest, mode))
+    Ok((rest, Sslmode { mode, named }))
+}
+
+/// The `sslmode` of a database URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sslmode {
+    pub(crate) mode: SslMode,
+    /// Whether the URL names it (else it is libpq's default, `prefer`).
+    pub(crate) named: bool,
 }
 
 /// Makes TLS connections for tokio-postgres with one shared rustls configuration.
@@ -129,7 +143,8 @@ impl MakeRustls {
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
                     .map_err(|e| StoreError::Database(format!("TLS: {e}")))?;
-                if mode == SslMode::VerifyFull {
+                // The name goes unchecked only under roots of the deployment's own choosing.
+                if mode == SslMode::VerifyFull || ca_file.is_none() {
                     webpki
                 } else {
                     Arc::new(ChainOnly(webpki))
@@ -146,11 +161,14 @@ impl MakeRustls {
     }
 }
 
-/// The system's roots (those that load) and every certificate of the PEM file `ca_file`.
+/// Every certificate of the PEM file `ca_file` when given, else the system's roots (those that
+/// load): never both.
 fn trusted_roots(ca_file: Option<&Path>) -> Result<RootCertStore, StoreError> {
     let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    if ca_file.is_none() {
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
     if let Some(path) = ca_file {
         let invalid = |e: &dyn std::fmt::Display| {
             StoreError::Database(format!("LICENSING_DATABASE_CA {}: {e}", path.display()))
@@ -169,7 +187,8 @@ fn trusted_roots(ca_file: Option<&Path>) -> Result<RootCertStore, StoreError> {
     Ok(roots)
 }
 
-/// `require` and `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+/// `require` and `verify-ca` with `LICENSING_DATABASE_CA`: the chain must lead to one of its
+/// certificates; the name is not checked.
 #[derive(Debug)]
 struct ChainOnly(Arc<WebPkiServerVerifier>);
 
@@ -362,7 +381,7 @@ mod tests {
             split_sslmode("postgres://u:p@db:5432/x?application_name=a&sslmode=verify-full")
                 .unwrap();
         assert_eq!(
-            (rest.as_str(), mode),
+            (rest.as_str(), mode.mode),
             (
                 "postgres://u:p@db:5432/x?application_name=a&sslmode=require",
                 SslMode::VerifyFull
@@ -370,20 +389,26 @@ mod tests {
         );
         let (rest, mode) = split_sslmode("postgres://db/x?sslmode=disable&user=u").unwrap();
         assert_eq!(
-            (rest.as_str(), mode),
+            (rest.as_str(), mode.mode),
             ("postgres://db/x?sslmode=disable&user=u", SslMode::Disable)
         );
         let (rest, mode) =
             split_sslmode("host=db sslmode=verify-ca password='a sslmode=b' user=u").unwrap();
         assert_eq!(
-            (rest.as_str(), mode),
+            (rest.as_str(), mode.mode),
             (
                 "host=db sslmode=require password='a sslmode=b' user=u",
                 SslMode::VerifyCa
             )
         );
         let (_, mode) = split_sslmode("postgres://db/x").unwrap();
-        assert_eq!(mode, SslMode::Prefer);
+        assert_eq!(
+            mode,
+            Sslmode {
+                mode: SslMode::Prefer,
+                named: false
+            }
+        );
         let error = split_sslmode("postgres://db/x?sslmode=maybe").unwrap_err();
         assert!(error.to_string().contains("sslmode \"maybe\""), "{error}");
     }
