@@ -325,3 +325,119 @@ async fn the_internal_api_answers_as_its_openapi_document_says() {
         ],
     );
 }
+
+#[tokio::test]
+async fn each_listener_refuses_tokens_without_its_scope_and_the_console_needs_its_own_secret() {
+    const REPORTS: &str = "reports-token-0123456789abc";
+    const AUTOMATION: &str = "automation-token-0123456789";
+    let tokens = format!("ops:{TOKEN},reports:{REPORTS}:query,automation:{AUTOMATION}:internal");
+    let mut stack = Stack::start(&[("LICENSING_API_TOKENS", &tokens)]).await;
+    let sim = Simulator::start();
+    stack.start_projector(&sim.url);
+
+    // The internal API: a query-only token is refused with 403 naming its scopes; the others pass.
+    let (status, body, _) = post(
+        &stack,
+        "/v1/licenses/PL300/activation",
+        Some(REPORTS),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("reports") && message.contains("query"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(REPORTS),
+        "the token itself is never echoed: {message}"
+    );
+    for token in [TOKEN, AUTOMATION] {
+        let (status, body, _) = post(
+            &stack,
+            "/v1/licenses/PL300/usage",
+            Some(token),
+            None,
+            json!({"account": "u1"}),
+        )
+        .await;
+        // Authorised: what follows is about the license (not known here), not the token.
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_license")),
+            "{token}"
+        );
+    }
+
+    // The query API: an internal-only token is refused; a query token reads.
+    let read = |token: &'static str| {
+        let http = stack.http.clone();
+        let url = stack.query_url("/v1/licenses/PL300");
+        async move {
+            let answer = http.get(url).bearer_auth(token).send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = read(AUTOMATION).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = read(REPORTS).await;
+    assert_ne!(status, 401);
+    assert_ne!(status, 403);
+
+    // The console: neither scoped token may sign in; the unscoped one may.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let query = stack.query_url("");
+    for (token, accepted) in [(REPORTS, false), (AUTOMATION, false), (TOKEN, true)] {
+        let signed_in = console_sign_in(&query, token).await;
+        let session = set_cookie(&signed_in, "licensing_console");
+        assert_eq!(
+            session.is_some(),
+            accepted,
+            "{token}: {}",
+            signed_in.status()
+        );
+        if let Some((cookie, _)) = session {
+            assert!(
+                !cookie.contains(TOKEN),
+                "the cookie holds no token: {cookie}"
+            );
+        }
+    }
+
+    // A projector without LICENSING_CONSOLE_SECRET: the console is off and says why.
+    stack.projector = None;
+    stack.start_projector_with(&sim.url, &[("LICENSING_CONSOLE_SECRET", "")]);
+    let page = http
+        .get(stack.query_url("/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("LICENSING_CONSOLE_SECRET")
+    );
+    let projector = stack.projector.as_ref().unwrap();
+    assert!(
+        !projector
+            .logged("LICENSING_CONSOLE_SECRET is not set")
+            .is_empty(),
+        "the projector warns at start"
+    );
+}

@@ -93,21 +93,25 @@ pub(crate) async fn require_token(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let actor = req.app_data::<web::Data<State>>().and_then(|state| {
-        licensing_runtime::bearer_token(req.request(), &state.config.api_tokens)
-            .map(|token| token.name.clone())
-    });
-    if let Some(actor) = actor {
-        actix_web::HttpMessage::extensions_mut(&req).insert(Actor(actor));
-        return Ok(next.call(req).await?.map_into_left_body());
+    let scope = licensing_runtime::Scope::Internal;
+    let actor = match req.app_data::<web::Data<State>>() {
+        Some(state) => {
+            licensing_runtime::authorized(req.request(), &state.config.api_tokens, scope)
+                .map(|token| token.name.clone())
+        }
+        None => Err(licensing_runtime::TokenRefused::Unknown),
+    };
+    match actor {
+        Ok(actor) => {
+            actix_web::HttpMessage::extensions_mut(&req).insert(Actor(actor));
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(refusal) => {
+            let (status, code, message) = refusal.answer(scope);
+            let refused = ApiError::new(status, code, message).error_response();
+            Ok(req.into_response(refused).map_into_right_body())
+        }
     }
-    let refused = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "a valid bearer token is required",
-    )
-    .error_response();
-    Ok(req.into_response(refused).map_into_right_body())
 }
 
 /// The request body's SHA-256: an `Idempotency-Key` reused with another body is refused.

@@ -73,6 +73,9 @@ pub struct ProjectorConfig {
     pub probe_schedule: crate::ProbeSchedule,
     /// `LICENSING_CONSOLE_SESSION_HOURS`: how long a console session lasts (default 12, 1 to 720).
     pub console_session_hours: u32,
+    /// `LICENSING_CONSOLE_SECRET`: the key that signs console sessions (strong, like the other
+    /// secrets); without it the console is off.
+    pub console_secret: Option<koogallery::Secret>,
     /// `LICENSING_TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`) of the reverse proxies
     /// whose `X-Forwarded-For` and `X-Forwarded-Proto` the console believes (default none).
     pub trusted_proxies: Vec<crate::console::Network>,
@@ -184,7 +187,12 @@ impl ProjectorConfig {
                     ));
                 }
             };
+        let console_secret = match settings.optional("LICENSING_CONSOLE_SECRET")? {
+            Some(_) => Some(settings.secret("LICENSING_CONSOLE_SECRET")?),
+            None => None,
+        };
         Ok(Self {
+            console_secret,
             console_session_hours,
             trusted_proxies,
             console_peers,

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::query::{
-    QueryState, Refusal, decode_query, error, instant, refused, respond, rfc3339, unauthorized,
-    unavailable,
+    QueryState, Refusal, decode_query, error, instant, respond, rfc3339, unauthorized, unavailable,
 };
 
 #[derive(Debug, Deserialize)]
@@ -183,8 +182,9 @@ pub(crate) async fn redrive(
     path: web::Path<String>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    let Some(token) = licensing_runtime::bearer_token(&req, &state.tokens) else {
-        return refused();
+    let token = match crate::query::authorized(&req, &state) {
+        Ok(token) => token,
+        Err(refusal) => return crate::query::token_refused(&refusal),
     };
     let Ok(id) = Uuid::parse_str(&path) else {
         return not_found(&path);
@@ -208,8 +208,9 @@ pub(crate) async fn redrive(
 
 /// `POST /v1/dead-letters/redrive`: every waiting dead letter, oldest first.
 pub(crate) async fn redrive_all(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    let Some(token) = licensing_runtime::bearer_token(&req, &state.tokens) else {
-        return refused();
+    let token = match crate::query::authorized(&req, &state) {
+        Ok(token) => token,
+        Err(refusal) => return crate::query::token_refused(&refusal),
     };
     match redrive_as(&state, None, &token.name).await {
         Ok(letters) => HttpResponse::Ok().json(json!({

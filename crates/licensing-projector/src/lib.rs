@@ -115,6 +115,11 @@ impl Projector {
             probe_schedule: config.probe_schedule.clone(),
             bus: config.bus.clone(),
         });
+        if config.console_secret.is_none() {
+            tracing::warn!(
+                "LICENSING_CONSOLE_SECRET is not set: the operator console is off (nobody can sign in)"
+            );
+        }
         let console = web::Data::new(console::Console::new(
             config.console_session_hours,
             config.trusted_proxies.clone(),
@@ -123,6 +128,7 @@ impl Projector {
             config.ready_max_lag,
             config.market_zone,
             config.bus.clone(),
+            config.console_secret.clone(),
         ));
         let server = HttpServer::new(move || {
             App::new()

@@ -133,20 +133,26 @@ pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// 401 unless the request carries one of the API tokens.
+/// 401 unless the request carries one of the API tokens, 403 when that token may not use the
+/// query API.
 pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
-    licensing_runtime::bearer_token(req, &state.tokens)
-        .is_none()
-        .then(refused)
+    authorized(req, state)
+        .err()
+        .map(|refusal| token_refused(&refusal))
 }
 
-/// The answer to a request without a valid API token.
-pub(crate) fn refused() -> HttpResponse {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "a valid bearer token is required",
-    )
+/// The API token of a request to the query API, or why it is refused.
+pub(crate) fn authorized<'a>(
+    req: &HttpRequest,
+    state: &'a QueryState,
+) -> Result<&'a licensing_runtime::ApiToken, licensing_runtime::TokenRefused> {
+    licensing_runtime::authorized(req, &state.tokens, licensing_runtime::Scope::Query)
+}
+
+/// The answer refusing a request's token on the query API.
+pub(crate) fn token_refused(refusal: &licensing_runtime::TokenRefused) -> HttpResponse {
+    let (status, code, message) = refusal.answer(licensing_runtime::Scope::Query);
+    error(status, code, message)
 }
 
 /// The events of license `code` (of its sandbox twin with `sandbox`): 404 when there are none,

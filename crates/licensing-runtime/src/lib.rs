@@ -24,6 +24,43 @@ pub use settings::{Settings, SettingsError, check_secret};
 pub use supervise::{Backoff, Health, Task, panic_message, supervise, until_done};
 pub use tokio_util::sync::CancellationToken;
 
+/// Where an API token may be used (`LICENSING_API_TOKENS` items `name:token:internal,query`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// The ingress's internal API (`LICENSING_INTERNAL_ADDR`).
+    Internal,
+    /// The projector's query API (`LICENSING_QUERY_ADDR`, `/v1/…`).
+    Query,
+    /// The operator console's sign-in (`/console/`).
+    Console,
+}
+
+impl Scope {
+    /// Every scope, in the order of their names.
+    pub const ALL: [Self; 3] = [Self::Internal, Self::Query, Self::Console];
+
+    /// The name in `LICENSING_API_TOKENS`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Internal => "internal",
+            Self::Query => "query",
+            Self::Console => "console",
+        }
+    }
+
+    fn parse_list(list: &str) -> Option<Vec<Self>> {
+        let mut scopes = Vec::new();
+        for word in list.split(',') {
+            let scope = Self::ALL.into_iter().find(|s| s.as_str() == word.trim())?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes.sort_unstable();
+        Some(scopes)
+    }
+}
+
 /// An API token and the name its actions are recorded under (`LICENSING_API_TOKENS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
@@ -31,31 +68,110 @@ pub struct ApiToken {
     pub name: String,
     /// The token.
     pub token: Secret,
+    /// Where it may be used; empty: everywhere.
+    pub scopes: Vec<Scope>,
 }
 
 impl ApiToken {
-    /// One item of `LICENSING_API_TOKENS`: `name:token`, or a bare token named `default`. A name
+    /// One item of `LICENSING_API_TOKENS`: `name:token`, `name:token:scope,scope…` (scopes among
+    /// `internal`, `query`, `console`; none means all), or a bare token named `default`. A name
     /// is 1 to 64 of `A-Z a-z 0-9 _ . -`; an item whose part before the first `:` is not a name
-    /// is a bare token.
+    /// is a bare token; a last `:part` that is not a list of scopes belongs to the token.
     pub fn parse(item: &str) -> Self {
         match item.split_once(':') {
-            Some((name, token))
+            Some((name, rest))
                 if !name.is_empty()
                     && name.len() <= 64
                     && name
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) =>
             {
+                let (token, scopes) = rest
+                    .rsplit_once(':')
+                    .and_then(|(token, list)| Some((token, Scope::parse_list(list)?)))
+                    .unwrap_or((rest, Vec::new()));
                 Self {
                     name: name.to_owned(),
                     token: Secret::new(token.to_owned()),
+                    scopes,
                 }
             }
             _ => Self {
                 name: "default".to_owned(),
                 token: Secret::new(item.to_owned()),
+                scopes: Vec::new(),
             },
         }
+    }
+
+    /// Whether this token may be used for `scope`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.is_empty() || self.scopes.contains(&scope)
+    }
+
+    /// Its scopes as written, `all` when unrestricted.
+    pub fn scope_names(&self) -> String {
+        if self.scopes.is_empty() {
+            return "all".to_owned();
+        }
+        self.scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Why a request's bearer token is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefused {
+    /// None, or none of the configured tokens: 401.
+    Unknown,
+    /// A configured token without the listener's scope: 403, naming it and its scopes.
+    OutOfScope {
+        /// The token's name.
+        name: String,
+        /// Its scopes.
+        scopes: String,
+    },
+}
+
+impl TokenRefused {
+    /// The HTTP status, error code and message of the refusal on a listener of `scope`.
+    pub fn answer(&self, scope: Scope) -> (actix_web::http::StatusCode, &'static str, String) {
+        match self {
+            Self::Unknown => (
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required".to_owned(),
+            ),
+            Self::OutOfScope { name, scopes } => (
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the token {name} may not use the {} API (its scopes: {scopes})",
+                    scope.as_str()
+                ),
+            ),
+        }
+    }
+}
+
+/// The token the request carries as `Authorization: Bearer <token>`, if it is one of `tokens`
+/// and may be used for `scope`.
+pub fn authorized<'a>(
+    req: &actix_web::HttpRequest,
+    tokens: &'a [ApiToken],
+    scope: Scope,
+) -> Result<&'a ApiToken, TokenRefused> {
+    let token = bearer_token(req, tokens).ok_or(TokenRefused::Unknown)?;
+    if token.allows(scope) {
+        Ok(token)
+    } else {
+        Err(TokenRefused::OutOfScope {
+            name: token.name.clone(),
+            scopes: token.scope_names(),
+        })
     }
 }
 
@@ -201,4 +317,34 @@ pub fn entitlement_json(
         "data_kept_until": seconds(access.data_kept_until),
         "expires_at": seconds(Some(claims.exp)),
     })
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_with_and_without_scopes() {
+        let all = ApiToken::parse("ops:s3cret-token");
+        assert_eq!(
+            (all.name.as_str(), all.token.expose(), all.scopes.len()),
+            ("ops", "s3cret-token", 0)
+        );
+        assert!(Scope::ALL.iter().all(|s| all.allows(*s)));
+        let query = ApiToken::parse("reports:s3cret-token:query");
+        assert_eq!(query.token.expose(), "s3cret-token");
+        assert!(query.allows(Scope::Query));
+        assert!(!query.allows(Scope::Internal) && !query.allows(Scope::Console));
+        assert_eq!(query.scope_names(), "query");
+        let two = ApiToken::parse("ci:tok:console,internal");
+        assert_eq!(two.scopes, vec![Scope::Internal, Scope::Console]);
+        // A last part that is not a list of scopes belongs to the token.
+        let colon = ApiToken::parse("ops:abc:def");
+        assert_eq!((colon.token.expose(), colon.scopes.len()), ("abc:def", 0));
+        let bare = ApiToken::parse("just-a-token");
+        assert_eq!(
+            (bare.name.as_str(), bare.token.expose()),
+            ("default", "just-a-token")
+        );
+    }
 }

@@ -16,6 +16,8 @@ use serde_json::Value;
 
 pub const KEY: &str = "systemTestAccessKey0123456789";
 pub const TOKEN: &str = "system-test-token-0123456789";
+/// The console's session key in the tests (`LICENSING_CONSOLE_SECRET`).
+pub const CONSOLE_KEY: &str = "system-test-console-key-0123456789";
 pub const SIM_AK: &str = "AKSIMULATOR000000";
 pub mod webdriver;
 
@@ -334,6 +336,7 @@ impl Stack {
                 ("LICENSING_KOOGALLERY_AK", SIM_AK),
                 ("LICENSING_KOOGALLERY_SK", SIM_SK),
                 ("LICENSING_QUERY_ADDR", "127.0.0.1:0"),
+                ("LICENSING_CONSOLE_SECRET", CONSOLE_KEY),
                 ("LICENSING_OUTBOUND_RETRY_BASE_MS", "200"),
             ]
             .iter()
@@ -720,6 +723,14 @@ pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, S
 /// Signs in to the operator console at `query` (`http://host:port`) with `token`: the session
 /// cookie (`licensing_console=…`).
 pub async fn console_session(query: &str, token: &str) -> String {
+    let signed_in = console_sign_in(query, token).await;
+    set_cookie(&signed_in, "licensing_console")
+        .expect("a session cookie")
+        .0
+}
+
+/// The console's answer to signing in with `token` through its form (redirects not followed).
+pub async fn console_sign_in(query: &str, token: &str) -> reqwest::Response {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -731,17 +742,13 @@ pub async fn console_session(query: &str, token: &str) -> String {
         .unwrap();
     let (nonce, _) = set_cookie(&form, "licensing_console_sign_in").expect("a form cookie");
     let csrf = csrf_in(&form.text().await.unwrap());
-    let signed_in = http
-        .post(format!("{query}/console/sign-in"))
+    http.post(format!("{query}/console/sign-in"))
         .header("Cookie", nonce)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form_body(&[("token", token), ("csrf", &csrf)]))
         .send()
         .await
-        .unwrap();
-    set_cookie(&signed_in, "licensing_console")
-        .expect("a session cookie")
-        .0
+        .unwrap()
 }
 
 /// CPU seconds (user + system) a process has used so far.

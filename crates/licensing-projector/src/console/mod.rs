@@ -44,6 +44,8 @@ pub(crate) struct Console {
     /// The broker: queue depths and the commands the console sends.
     pub(crate) bus_config: BusConfig,
     bus: tokio::sync::Mutex<Option<Bus>>,
+    /// `LICENSING_CONSOLE_SECRET`: the key of its sessions; without it nobody can sign in.
+    pub(crate) secret: Option<koogallery::Secret>,
 }
 
 impl Console {
@@ -56,8 +58,10 @@ impl Console {
         ready_max_lag: Duration,
         market_zone: UtcOffset,
         bus_config: BusConfig,
+        secret: Option<koogallery::Secret>,
     ) -> Self {
         Self {
+            secret,
             session_hours,
             trusted,
             peers,
@@ -206,7 +210,10 @@ impl Ctx {
     pub(crate) fn new(req: &HttpRequest, state: &QueryState, console: &Console) -> Self {
         let (lang, remember_lang) = Lang::of(req);
         let session = session::cookie(req, session::SESSION_COOKIE)
-            .and_then(|value| session::verify(value, &state.tokens, state.clock.now()));
+            .zip(console.secret.as_ref())
+            .and_then(|(value, secret)| {
+                session::verify(value, secret, &state.tokens, state.clock.now())
+            });
         let rest: Vec<(String, String)> =
             url::form_urlencoded::parse(req.query_string().as_bytes())
                 .filter(|(k, _)| k != "lang")
@@ -401,7 +408,23 @@ async fn sign_in_form(
     if ctx.session.is_some() {
         return see_other(&next);
     }
+    if console.secret.is_none() {
+        return console_off(&ctx, &next);
+    }
     sign_in_page(&ctx, StatusCode::OK, &next, None)
+}
+
+/// The sign-in page of a console without `LICENSING_CONSOLE_SECRET`: 503, saying what to set.
+fn console_off(ctx: &Ctx, next: &str) -> HttpResponse {
+    sign_in_page(
+        ctx,
+        StatusCode::SERVICE_UNAVAILABLE,
+        next,
+        Some(ctx.lang.tr(
+            "The console is off: LICENSING_CONSOLE_SECRET is not set on this projector.",
+            "控制台未启用：此 projector 未设置 LICENSING_CONSOLE_SECRET。",
+        )),
+    )
 }
 
 async fn sign_in(
@@ -450,7 +473,9 @@ async fn sign_in(
         );
     }
     let presented = fields.get("token").map_or("", |t| t.trim());
-    let Some(token) = licensing_runtime::find_token(&state.tokens, presented) else {
+    let Some(token) = licensing_runtime::find_token(&state.tokens, presented)
+        .filter(|t| t.allows(licensing_runtime::Scope::Console))
+    else {
         console.attempts.failed(client);
         tracing::warn!(client = ?client, "console sign-in refused: wrong token");
         return sign_in_page(
@@ -460,9 +485,12 @@ async fn sign_in(
             Some(l.tr("That token is not accepted.", "该令牌无效。")),
         );
     };
+    let Some(secret) = console.secret.as_ref() else {
+        return console_off(&ctx, &next);
+    };
     let hours = i64::from(console.session_hours);
     let expires_at = state.clock.now() + time::Duration::hours(hours);
-    let value = session::issue(token, expires_at);
+    let value = session::issue(secret, token, expires_at);
     tracing::info!(actor = %token.name, client = ?client, "console sign-in");
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))

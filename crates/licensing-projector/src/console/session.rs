@@ -1,11 +1,14 @@
 //! Console sessions (ADR 0015): a signed cookie, no server-side session table.
 //!
 //! The cookie's value is `name.expiry.nonce.signature`: the API token's name, the expiry (Unix
-//! seconds), a random nonce and an HMAC-SHA256 over the three keyed by that token's secret. A
-//! session therefore ends when it expires, when the token is removed from `LICENSING_API_TOKENS`
-//! or when the token's secret changes; an altered byte fails the signature. The CSRF token of a
-//! session's forms is an HMAC of its nonce under the same key. The sign-in form, which has no
-//! session yet, carries a double-submit token: a random value both in a cookie and in the form.
+//! seconds), a random nonce and an HMAC-SHA256 keyed by the console's own secret
+//! (`LICENSING_CONSOLE_SECRET`) over the three and the SHA-256 of the token's current value. The
+//! token is never a key: a cookie that leaks gives no way to search for the token offline. A
+//! session ends when it expires, when the token is removed from `LICENSING_API_TOKENS` (or loses
+//! its `console` scope), when the token's value changes, or when the console secret changes; an
+//! altered byte fails the signature. The CSRF token of a session's forms is an HMAC of its nonce
+//! under the same key. The sign-in form, which has no session yet, carries a double-submit token:
+//! a random value both in a cookie and in the form.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,8 +18,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
+use koogallery::Secret;
 use licensing_runtime::ApiToken;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -39,8 +43,8 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
 }
 
-fn mac(token: &ApiToken, purpose: &str, parts: &[&str]) -> HmacSha256 {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(token.token.expose().as_bytes())
+fn mac(secret: &Secret, purpose: &str, parts: &[&str]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.expose().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(purpose.as_bytes());
     for part in parts {
@@ -50,17 +54,34 @@ fn mac(token: &ApiToken, purpose: &str, parts: &[&str]) -> HmacSha256 {
     mac
 }
 
-fn csrf_of(token: &ApiToken, nonce: &str) -> String {
-    URL_SAFE_NO_PAD.encode(mac(token, "console-csrf", &[nonce]).finalize().into_bytes())
+/// What a session is bound to of its token: the digest of its current value, never the value.
+fn token_digest(token: &ApiToken) -> String {
+    hex::encode(Sha256::digest(token.token.expose().as_bytes()))
 }
 
-/// A new session's cookie value for `token`, valid until `expires_at`.
-pub(crate) fn issue(token: &ApiToken, expires_at: OffsetDateTime) -> String {
+fn session_mac(secret: &Secret, token: &ApiToken, expiry: &str, nonce: &str) -> HmacSha256 {
+    mac(
+        secret,
+        "console-session",
+        &[&token.name, &token_digest(token), expiry, nonce],
+    )
+}
+
+fn csrf_of(secret: &Secret, nonce: &str) -> String {
+    URL_SAFE_NO_PAD.encode(
+        mac(secret, "console-csrf", &[nonce])
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// A new session's cookie value for `token`, valid until `expires_at`, signed with `secret`.
+pub(crate) fn issue(secret: &Secret, token: &ApiToken, expires_at: OffsetDateTime) -> String {
     let name = &token.name;
     let expiry = expires_at.unix_timestamp().to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let signature = URL_SAFE_NO_PAD.encode(
-        mac(token, "console-session", &[name, &expiry, &nonce])
+        session_mac(secret, token, &expiry, &nonce)
             .finalize()
             .into_bytes(),
     );
@@ -69,21 +90,28 @@ pub(crate) fn issue(token: &ApiToken, expires_at: OffsetDateTime) -> String {
 
 /// The session a cookie value proves at `now`, if it does: a known token's name, a valid
 /// signature under that token, and an expiry after `now`.
-pub(crate) fn verify(value: &str, tokens: &[ApiToken], now: OffsetDateTime) -> Option<Session> {
+pub(crate) fn verify(
+    value: &str,
+    secret: &Secret,
+    tokens: &[ApiToken],
+    now: OffsetDateTime,
+) -> Option<Session> {
     // The name may hold dots; the other three parts cannot.
     let mut parts = value.rsplitn(4, '.');
     let (signature, nonce, expiry, name) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let provided = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    let token = tokens.iter().find(|t| t.name == name)?;
-    mac(token, "console-session", &[name, expiry, nonce])
+    let token = tokens
+        .iter()
+        .find(|t| t.name == name && t.allows(licensing_runtime::Scope::Console))?;
+    session_mac(secret, token, expiry, nonce)
         .verify_slice(&provided)
         .ok()?;
     let expires_at = OffsetDateTime::from_unix_timestamp(expiry.parse().ok()?).ok()?;
     (expires_at > now).then(|| Session {
         actor: name.to_owned(),
         expires_at,
-        csrf: csrf_of(token, nonce),
+        csrf: csrf_of(secret, nonce),
     })
 }
 
@@ -258,6 +286,10 @@ impl Attempts {
 mod tests {
     use super::*;
 
+    fn key() -> Secret {
+        Secret::new("console-secret-for-the-tests-0123456789".to_owned())
+    }
+
     fn tokens() -> Vec<ApiToken> {
         vec![
             ApiToken::parse("ops.team:secret-one"),
@@ -269,23 +301,35 @@ mod tests {
     fn a_session_verifies_until_it_expires_and_not_after_one_byte_changes() {
         let tokens = tokens();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let value = issue(&tokens[0], now + time::Duration::hours(12));
-        let session = verify(&value, &tokens, now).expect("valid");
+        let value = issue(&key(), &tokens[0], now + time::Duration::hours(12));
+        let session = verify(&value, &key(), &tokens, now).expect("valid");
         assert_eq!(session.actor, "ops.team");
-        assert!(verify(&value, &tokens, now + time::Duration::hours(12)).is_none());
+        assert!(verify(&value, &key(), &tokens, now + time::Duration::hours(12)).is_none());
         for i in 0..value.len() {
             let mut bytes = value.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let altered = String::from_utf8(bytes).unwrap();
             assert!(
-                verify(&altered, &tokens, now).is_none(),
+                verify(&altered, &key(), &tokens, now).is_none(),
                 "byte {i} altered: {altered}"
             );
         }
         // The token's removal ends its sessions; another token's key does not verify it.
-        assert!(verify(&value, &tokens[1..], now).is_none());
+        assert!(verify(&value, &key(), &tokens[1..], now).is_none());
         let renamed = value.replacen("ops.team", "other", 1);
-        assert!(verify(&renamed, &tokens, now).is_none());
+        assert!(verify(&renamed, &key(), &tokens, now).is_none());
+        // Another console secret, a new value of the token, or its console scope taken away:
+        // the session is over.
+        let other_key = Secret::new("another-console-secret-0123456789abcdef".to_owned());
+        assert!(verify(&value, &other_key, &tokens, now).is_none());
+        let changed = vec![ApiToken::parse("ops.team:secret-one-rotated")];
+        assert!(verify(&value, &key(), &changed, now).is_none());
+        let narrowed = vec![ApiToken::parse("ops.team:secret-one:query,internal")];
+        assert!(verify(&value, &key(), &narrowed, now).is_none());
+        let scoped = vec![ApiToken::parse("ops.team:secret-one:console")];
+        assert!(verify(&value, &key(), &scoped, now).is_some());
+        // The cookie holds neither the token nor anything keyed by it.
+        assert!(!value.contains("secret-one"));
     }
 
     #[test]
@@ -293,8 +337,8 @@ mod tests {
         let tokens = tokens();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let later = now + time::Duration::hours(1);
-        let a = verify(&issue(&tokens[0], later), &tokens, now).unwrap();
-        let b = verify(&issue(&tokens[0], later), &tokens, now).unwrap();
+        let a = verify(&issue(&key(), &tokens[0], later), &key(), &tokens, now).unwrap();
+        let b = verify(&issue(&key(), &tokens[0], later), &key(), &tokens, now).unwrap();
         assert!(csrf_matches(&a, Some(&a.csrf)));
         assert!(!csrf_matches(&a, Some(&b.csrf)));
         assert!(!csrf_matches(&a, None));
