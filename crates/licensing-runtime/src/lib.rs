@@ -204,7 +204,8 @@ pub fn find_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a Api
 
 /// Whether two byte strings are equal, in time that depends on their lengths only.
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Starts logging: `LICENSING_LOG_FORMAT=json` (the default in deployment) or `text`; the level

@@ -148,56 +148,34 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) ->
 /// An address or a network, as `LICENSING_TRUSTED_PROXIES` lists them (`10.0.0.5`, `10.0.0.0/8`,
 /// `::1`, `fd00::/8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Network(ipnet::IpNet);
 
 impl Network {
     /// Parses one item; the error says what is wrong.
     pub fn parse(item: &str) -> Result<Self, String> {
-        let (addr, prefix) = match item.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (item, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{item} is not an IP address or network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{item}: the prefix length must be 0 to {max}"))?,
-        };
-        Ok(Self { addr, prefix })
+        let item = item.trim();
+        if item.contains('/') {
+            item.parse::<ipnet::IpNet>()
+                .map(|net| Self(net.trunc()))
+                .map_err(|_| {
+                    format!(
+                        "{item} is not an IP network (an address, a slash, and a prefix length that fits it)"
+                    )
+                })
+        } else {
+            item.parse::<IpAddr>()
+                .map(|ip| Self(ipnet::IpNet::from(ip)))
+                .map_err(|_| format!("{item} is not an IP address or network"))
+        }
     }
 
-    /// Whether `ip` is in this network.
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 one).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let bits = |ip: IpAddr| -> Option<u128> {
-            match (self.addr, ip) {
-                (IpAddr::V4(_), IpAddr::V4(v4)) => Some(u128::from(u32::from(v4)) << 96),
-                (IpAddr::V6(_), IpAddr::V6(v6)) => Some(u128::from(v6)),
-                (IpAddr::V4(_), IpAddr::V6(v6)) => v6
-                    .to_ipv4_mapped()
-                    .map(|v4| u128::from(u32::from(v4)) << 96),
-                (IpAddr::V6(_), IpAddr::V4(_)) => None,
-            }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
         };
-        let (Some(ours), Some(theirs)) = (bits(self.addr), bits(ip)) else {
-            return false;
-        };
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix))
-        };
-        ours & mask == theirs & mask
+        self.0.contains(&ip)
     }
 }
 
@@ -229,10 +207,20 @@ impl Origin {
                 tls: false,
             };
         }
-        // The last address the proxy appended is the one it saw.
-        let forwarded = header("X-Forwarded-For")
-            .and_then(|list| list.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
+        // Read from the right: each trusted proxy appends the address it saw, so the first
+        // address that is not itself a trusted proxy is the client; what is further left was
+        // written by the client and proves nothing. Every `X-Forwarded-For` line counts, in order.
+        let forwarded = req
+            .headers()
+            .get_all("X-Forwarded-For")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|line| line.split(','))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|item| item.trim().parse::<IpAddr>().ok())
+            .find(|ip| ip.is_none_or(|ip| !trusted.iter().any(|n| n.contains(ip))))
+            .flatten();
         Self {
             client: forwarded.or(peer),
             tls: header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https")),
@@ -240,11 +228,26 @@ impl Origin {
     }
 }
 
-/// Failed sign-ins per client address: after [`Attempts::LIMIT`] within [`Attempts::WINDOW`],
-/// further tries are refused until the oldest failure leaves the window.
+/// Failed sign-ins per client: after [`Attempts::LIMIT`] within [`Attempts::WINDOW`], further
+/// tries are refused until the oldest failure leaves the window. An IPv6 client counts by its
+/// /64 (what one subscriber is usually given, so rotating addresses inside it buys nothing), an
+/// IPv4 client by its address. At most [`Attempts::CLIENTS`] clients are remembered: beyond, the
+/// one whose last failure is oldest is forgotten, so a flood from many addresses cannot grow the
+/// map without bound.
 #[derive(Debug, Default)]
 pub(crate) struct Attempts {
     failures: Mutex<HashMap<Option<IpAddr>, Vec<Instant>>>,
+}
+
+/// The key a client's failures are counted under.
+fn client_key(client: Option<IpAddr>) -> Option<IpAddr> {
+    client.map(|ip| match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ipnet::Ipv6Net::new(v6, 64).map_or(ip, |net| IpAddr::V6(net.network())),
+        },
+        v4 => v4,
+    })
 }
 
 impl Attempts {
@@ -252,12 +255,14 @@ impl Attempts {
     pub(crate) const LIMIT: usize = 5;
     /// The window.
     pub(crate) const WINDOW: Duration = Duration::from_secs(300);
+    /// Clients remembered at most.
+    pub(crate) const CLIENTS: usize = 10_000;
 
     /// `Some(seconds to wait)` when `client` may not try now.
     pub(crate) fn blocked(&self, client: Option<IpAddr>) -> Option<u64> {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = failures.entry(client).or_default();
+        let recent = failures.get_mut(&client_key(client))?;
         recent.retain(|t| now.duration_since(*t) < Self::WINDOW);
         (recent.len() >= Self::LIMIT).then(|| {
             let oldest = recent.first().copied().unwrap_or(now);
@@ -271,14 +276,40 @@ impl Attempts {
     /// Records a failed sign-in from `client`.
     pub(crate) fn failed(&self, client: Option<IpAddr>) {
         let now = Instant::now();
+        let key = client_key(client);
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget addresses whose failures all left the window, so the map stays small.
-        failures.retain(|_, times| {
-            times
-                .last()
-                .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
-        });
-        failures.entry(client).or_default().push(now);
+        if !failures.contains_key(&key) && failures.len() >= Self::CLIENTS {
+            // Forget clients whose failures all left the window; if none did, the stalest one.
+            failures.retain(|_, times| {
+                times
+                    .last()
+                    .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
+            });
+            if failures.len() >= Self::CLIENTS
+                && let Some(stalest) = failures
+                    .iter()
+                    .min_by_key(|(_, times)| times.last().copied())
+                    .map(|(k, _)| *k)
+            {
+                failures.remove(&stalest);
+            }
+        }
+        let times = failures.entry(key).or_default();
+        times.push(now);
+        // Only the last LIMIT failures decide anything.
+        if times.len() > Self::LIMIT {
+            let extra = times.len() - Self::LIMIT;
+            times.drain(..extra);
+        }
+    }
+
+    /// Clients remembered now.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -380,5 +411,73 @@ mod tests {
         let wait = attempts.blocked(a).expect("blocked");
         assert!((1..=300).contains(&wait), "{wait}");
         assert_eq!(attempts.blocked(b), None);
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64_and_memory_stays_bounded() {
+        let attempts = Attempts::default();
+        for n in 0..Attempts::LIMIT {
+            // Five addresses of one /64: one client.
+            attempts.failed(Some(format!("2001:db8:1:2::{n:x}").parse().unwrap()));
+        }
+        assert!(
+            attempts
+                .blocked(Some("2001:db8:1:2:ffff::1".parse().unwrap()))
+                .is_some()
+        );
+        assert_eq!(
+            attempts.blocked(Some("2001:db8:1:3::1".parse().unwrap())),
+            None
+        );
+        // A flood from many addresses: the map never holds more than its bound, and the newest
+        // clients are still counted.
+        for n in 0..(Attempts::CLIENTS as u32 + 500) {
+            attempts.failed(Some(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n))));
+        }
+        assert!(
+            attempts.remembered() <= Attempts::CLIENTS,
+            "{}",
+            attempts.remembered()
+        );
+        let last = Some(IpAddr::V4(std::net::Ipv4Addr::from(
+            0x0a00_0000 + Attempts::CLIENTS as u32 + 499,
+        )));
+        for _ in 1..Attempts::LIMIT {
+            attempts.failed(last);
+        }
+        assert!(attempts.blocked(last).is_some());
+    }
+
+    #[test]
+    fn the_client_is_the_first_address_from_the_right_that_is_not_a_trusted_proxy() {
+        let trusted = vec![
+            Network::parse("10.0.0.0/8").unwrap(),
+            Network::parse("192.0.2.7").unwrap(),
+        ];
+        let origin = |peer: &str, forwarded: &[&str]| {
+            let mut req = actix_web::test::TestRequest::default()
+                .peer_addr(format!("{peer}:40000").parse().unwrap());
+            for line in forwarded {
+                req = req.append_header(("X-Forwarded-For", *line));
+            }
+            Origin::of(&req.to_http_request(), &trusted).client
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Two proxies in a row: the client is what the outer one saw, not what the client wrote.
+        assert_eq!(
+            origin("10.0.0.2", &["6.6.6.6, 203.0.113.9, 10.1.1.1"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            origin("10.0.0.2", &["6.6.6.6", "203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // Only proxies, or nothing at all: the peer.
+        assert_eq!(origin("10.0.0.2", &["192.0.2.7, 10.1.1.1"]), ip("10.0.0.2"));
+        assert_eq!(origin("10.0.0.2", &[]), ip("10.0.0.2"));
+        // A garbled entry where the client should be is not skipped over to the forged ones.
+        assert_eq!(origin("10.0.0.2", &["6.6.6.6, garbage"]), ip("10.0.0.2"));
+        // From an untrusted peer the header is ignored.
+        assert_eq!(origin("198.51.100.1", &["203.0.113.9"]), ip("198.51.100.1"));
     }
 }
