@@ -492,3 +492,79 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     assert!(browser.url().await.contains("/console/sign-in"));
     browser.screenshot("10-signed-out").await;
 }
+
+/// A signed-in page's status at `query` with `cookie`: 200, or 303 to the sign-in page.
+async fn status_at(query: &str, cookie: &str) -> (u16, String) {
+    let response = client()
+        .get(format!("{query}/console/licenses"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (response.status().as_u16(), location)
+}
+
+/// Signs out at `query` with `cookie` (`everywhere`: every session of its token).
+async fn sign_out_at(query: &str, cookie: &str, everywhere: bool) {
+    let page = client()
+        .get(format!("{query}/console/licenses"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_in(&page.text().await.unwrap());
+    let mut fields = vec![("csrf", csrf.as_str())];
+    if everywhere {
+        fields.push(("everywhere", "1"));
+    }
+    let answer = client()
+        .post(format!("{query}/console/sign-out"))
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form_body(&fields))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303, "signed out");
+}
+
+#[tokio::test]
+async fn a_sign_out_holds_on_every_projector_and_sign_out_everywhere_ends_every_session() {
+    let sim = Simulator::start();
+    let mut stack = Stack::start(&[]).await;
+    stack.start_projector(&sim.url);
+    let other = Service::start("licensing-projector", &stack.projector_env(&sim.url, &[]));
+    let first = stack.query_url("");
+    let second = format!("http://{}", other.ready["query"].as_str().unwrap());
+
+    // One session works on both projectors (one secret); signed out on the first, a copy of its
+    // cookie is refused on the second too, while another session of the same token goes on.
+    let copied = console_session(&first, TOKEN).await;
+    let kept = console_session(&first, TOKEN).await;
+    assert_eq!(status_at(&second, &copied).await.0, 200);
+    sign_out_at(&first, &copied, false).await;
+    for query in [&first, &second] {
+        let (status, location) = status_at(query, &copied).await;
+        assert_eq!(status, 303, "{query}: the signed-out cookie is refused");
+        assert!(location.starts_with("/console/sign-in"), "{location}");
+    }
+    assert_eq!(status_at(&second, &kept).await.0, 200);
+
+    // Sign out everywhere, from the second: every session of the token issued until then ends on
+    // both; a session signed in afterwards works.
+    let another = console_session(&second, TOKEN).await;
+    sign_out_at(&second, &kept, true).await;
+    for cookie in [&kept, &another] {
+        for query in [&first, &second] {
+            assert_eq!(status_at(query, cookie).await.0, 303, "{query}");
+        }
+    }
+    let fresh = console_session(&first, TOKEN).await;
+    assert_eq!(status_at(&second, &fresh).await.0, 200);
+}

@@ -119,6 +119,16 @@ CREATE TABLE IF NOT EXISTS marketplace_probes (
     activity text        NOT NULL
 );
 
+-- Console sign-outs (ADR 0015): one session by its nonce, or (nonce NULL) every session of a
+-- token issued until signed_out_at; each kept until the sessions it ends would have expired.
+CREATE TABLE IF NOT EXISTS console_sign_outs (
+    nonce         text        UNIQUE,
+    actor         text        NOT NULL,
+    signed_out_at timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sign_outs_everywhere ON console_sign_outs (actor) WHERE nonce IS NULL;
+
 -- Views written before access modes existed: their licenses are judged once by the clock, which
 -- records their mode (a stream that stays pending keeps the default).
 WITH old AS (

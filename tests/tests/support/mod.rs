@@ -329,6 +329,16 @@ impl Stack {
 
     /// Starts the projector with extra settings.
     pub fn start_projector_with(&mut self, marketplace_url: &str, extra: &[(&str, &str)]) {
+        let env = self.projector_env(marketplace_url, extra);
+        self.projector = Some(Service::start("licensing-projector", &env));
+    }
+
+    /// A projector's settings: the stack's, the simulator at `marketplace_url`, and `extra`.
+    pub fn projector_env(
+        &self,
+        marketplace_url: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         env.extend(
             [
@@ -346,7 +356,7 @@ impl Stack {
             env.retain(|(name, _)| name != k);
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
-        self.projector = Some(Service::start("licensing-projector", &env));
+        env
     }
 
     pub fn query_url(&self, path: &str) -> String {

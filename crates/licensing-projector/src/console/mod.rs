@@ -207,13 +207,24 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(req: &HttpRequest, state: &QueryState, console: &Console) -> Self {
+    pub(crate) async fn new(req: &HttpRequest, state: &QueryState, console: &Console) -> Self {
         let (lang, remember_lang) = Lang::of(req);
-        let session = session::cookie(req, session::SESSION_COOKIE)
+        let mut session = session::cookie(req, session::SESSION_COOKIE)
             .zip(console.secret.as_ref())
             .and_then(|(value, secret)| {
                 session::verify(value, secret, &state.tokens, state.clock.now())
             });
+        if let Some(signed) = &session {
+            // Signed out (here or on another projector), or not known to be not: no session.
+            match session::revoked(&state.store, signed).await {
+                Ok(false) => {}
+                Ok(true) => session = None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the console session's sign-outs; treating it as signed out");
+                    session = None;
+                }
+            }
+        }
         let rest: Vec<(String, String)> =
             url::form_urlencoded::parse(req.query_string().as_bytes())
                 .filter(|(k, _)| k != "lang")
@@ -312,6 +323,9 @@ impl Ctx {
                                 (self.csrf_field())
                                 span.actor { (session.actor) }
                                 button type="submit" { (l.tr("Sign out", "退出")) }
+                                button type="submit" name="everywhere" value="1" {
+                                    (l.tr("Sign out everywhere", "全部退出"))
+                                }
                             }
                         }
                     }
@@ -402,7 +416,7 @@ async fn sign_in_form(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let query = form(req.query_string().as_bytes());
     let next = next_of(query.get("next"));
     if ctx.session.is_some() {
@@ -433,7 +447,7 @@ async fn sign_in(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let l = ctx.lang;
     let fields = form(&body);
     let next = next_of(fields.get("next"));
@@ -490,7 +504,7 @@ async fn sign_in(
     };
     let hours = i64::from(console.session_hours);
     let expires_at = state.clock.now() + time::Duration::hours(hours);
-    let value = session::issue(secret, token, expires_at);
+    let value = session::issue(secret, token, state.clock.now(), expires_at);
     tracing::info!(actor = %token.name, client = ?client, "console sign-in");
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))
@@ -516,12 +530,27 @@ async fn sign_out(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
-    let session = match ctx.posted(&form(&body)) {
+    let ctx = Ctx::new(&req, &state, &console).await;
+    let fields = form(&body);
+    let session = match ctx.posted(&fields) {
         Ok(session) => session,
         Err(response) => return response,
     };
-    tracing::info!(actor = %session.actor, "console sign-out");
+    let everywhere = fields.get("everywhere").is_some_and(|v| v == "1");
+    if let Err(e) = session::sign_out(&state.store, session, everywhere, state.clock.now()).await {
+        tracing::error!(actor = %session.actor, error = %e, "console sign-out not recorded");
+        let l = ctx.lang;
+        return ctx.page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            l.tr("Not signed out", "未能退出"),
+            html! {
+                h1 { (l.tr("The sign-out could not be recorded", "未能记录退出")) }
+                p { (l.tr("The event store is unavailable: this session still works elsewhere. Try again in a moment.",
+                           "事件存储不可用：此会话在其他地方仍然有效。请稍后重试。")) }
+            },
+        );
+    }
+    tracing::info!(actor = %session.actor, everywhere, "console sign-out");
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/console/sign-in"))
         .append_header((

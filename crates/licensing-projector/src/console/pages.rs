@@ -201,7 +201,7 @@ pub(crate) async fn overview(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -408,7 +408,7 @@ pub(crate) async fn licenses(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -632,7 +632,7 @@ pub(crate) async fn license(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -852,7 +852,7 @@ pub(crate) async fn request_activation(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let fields = form(&body);
     let session = match ctx.posted(&fields) {
         Ok(session) => session,
@@ -884,7 +884,7 @@ pub(crate) async fn resolve_drift(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let fields = form(&body);
     let session = match ctx.posted(&fields) {
         Ok(session) => session,
@@ -917,7 +917,7 @@ pub(crate) async fn evidence(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -936,7 +936,7 @@ pub(crate) async fn dead_letters(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -1021,7 +1021,7 @@ pub(crate) async fn dead_letter(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
@@ -1078,7 +1078,7 @@ pub(crate) async fn redrive(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let session = match ctx.posted(&form(&body)) {
         Ok(session) => session,
         Err(response) => return response,
@@ -1102,7 +1102,7 @@ pub(crate) async fn redrive_all(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     let session = match ctx.posted(&form(&body)) {
         Ok(session) => session,
         Err(response) => return response,
@@ -1123,7 +1123,7 @@ pub(crate) async fn probe(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console);
+    let ctx = Ctx::new(&req, &state, &console).await;
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }

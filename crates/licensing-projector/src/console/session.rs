@@ -1,8 +1,10 @@
-//! Console sessions (ADR 0015): a signed cookie, no server-side session table.
+//! Console sessions (ADR 0015): a signed cookie; PostgreSQL keeps only the sign-outs.
 //!
-//! The cookie's value is `name.expiry.nonce.signature`: the API token's name, the expiry (Unix
-//! seconds), a random nonce and an HMAC-SHA256 keyed by the console's own secret
-//! (`LICENSING_CONSOLE_SECRET`) over the three and the SHA-256 of the token's current value. The
+//! The cookie's value is `name.issued.expiry.nonce.signature`: the API token's name, when it was
+//! issued (Unix milliseconds), the expiry (Unix seconds), a random nonce and an HMAC-SHA256 keyed
+//! by the console's own secret (`LICENSING_CONSOLE_SECRET`) over them and the SHA-256 of the
+//! token's current value. A sign-out is kept in `console_sign_outs` (that session, or every
+//! session of the token issued until then), so it holds on every projector. The
 //! token is never a key: a cookie that leaks gives no way to search for the token offline. A
 //! session ends when it expires, when the token is removed from `LICENSING_API_TOKENS` (or loses
 //! its `console` scope), when the token's value changes, or when the console secret changes; an
@@ -37,8 +39,12 @@ pub(crate) const LANG_COOKIE: &str = "licensing_console_lang";
 pub(crate) struct Session {
     /// The API token's name: the actor of every action.
     pub(crate) actor: String,
+    /// When it began.
+    pub(crate) issued_at: OffsetDateTime,
     /// When the session ends.
     pub(crate) expires_at: OffsetDateTime,
+    /// Its random part: what a sign-out of this session records.
+    pub(crate) nonce: String,
     /// The CSRF token its forms carry.
     pub(crate) csrf: String,
 }
@@ -59,11 +65,17 @@ fn token_digest(token: &ApiToken) -> String {
     hex::encode(Sha256::digest(token.token.expose().as_bytes()))
 }
 
-fn session_mac(secret: &Secret, token: &ApiToken, expiry: &str, nonce: &str) -> HmacSha256 {
+fn session_mac(
+    secret: &Secret,
+    token: &ApiToken,
+    issued: &str,
+    expiry: &str,
+    nonce: &str,
+) -> HmacSha256 {
     mac(
         secret,
         "console-session",
-        &[&token.name, &token_digest(token), expiry, nonce],
+        &[&token.name, &token_digest(token), issued, expiry, nonce],
     )
 }
 
@@ -75,44 +87,116 @@ fn csrf_of(secret: &Secret, nonce: &str) -> String {
     )
 }
 
-/// A new session's cookie value for `token`, valid until `expires_at`, signed with `secret`.
-pub(crate) fn issue(secret: &Secret, token: &ApiToken, expires_at: OffsetDateTime) -> String {
+/// A new session's cookie value for `token`, issued at `now` and valid until `expires_at`,
+/// signed with `secret`.
+pub(crate) fn issue(
+    secret: &Secret,
+    token: &ApiToken,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> String {
     let name = &token.name;
+    let issued = (now.unix_timestamp_nanos() / 1_000_000).to_string();
     let expiry = expires_at.unix_timestamp().to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let signature = URL_SAFE_NO_PAD.encode(
-        session_mac(secret, token, &expiry, &nonce)
+        session_mac(secret, token, &issued, &expiry, &nonce)
             .finalize()
             .into_bytes(),
     );
-    format!("{name}.{expiry}.{nonce}.{signature}")
+    format!("{name}.{issued}.{expiry}.{nonce}.{signature}")
 }
 
 /// The session a cookie value proves at `now`, if it does: a known token's name, a valid
-/// signature under that token, and an expiry after `now`.
+/// signature, and an expiry after `now`. Whether it was signed out is the store's to say
+/// ([`revoked`]).
 pub(crate) fn verify(
     value: &str,
     secret: &Secret,
     tokens: &[ApiToken],
     now: OffsetDateTime,
 ) -> Option<Session> {
-    // The name may hold dots; the other three parts cannot.
-    let mut parts = value.rsplitn(4, '.');
-    let (signature, nonce, expiry, name) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    // The name may hold dots; the other four parts cannot.
+    let mut parts = value.rsplitn(5, '.');
+    let (signature, nonce, expiry, issued, name) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     let provided = URL_SAFE_NO_PAD.decode(signature).ok()?;
     let token = tokens
         .iter()
         .find(|t| t.name == name && t.allows(licensing_runtime::Scope::Console))?;
-    session_mac(secret, token, expiry, nonce)
+    session_mac(secret, token, issued, expiry, nonce)
         .verify_slice(&provided)
         .ok()?;
     let expires_at = OffsetDateTime::from_unix_timestamp(expiry.parse().ok()?).ok()?;
+    let issued_at = OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(issued.parse::<i64>().ok()?) * 1_000_000,
+    )
+    .ok()?;
     (expires_at > now).then(|| Session {
         actor: name.to_owned(),
+        issued_at,
         expires_at,
+        nonce: nonce.to_owned(),
         csrf: csrf_of(secret, nonce),
     })
+}
+
+/// Whether `session` was signed out: by itself on any projector, or by a "sign out everywhere" of
+/// its token after it was issued (both kept in PostgreSQL, `console_sign_outs`).
+pub(crate) async fn revoked(
+    store: &licensing_store::Store,
+    session: &Session,
+) -> Result<bool, licensing_store::StoreError> {
+    let client = store.client().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM console_sign_outs
+                             WHERE (nonce = $1) OR (nonce IS NULL AND actor = $2 AND signed_out_at >= $3))",
+            &[&session.nonce, &session.actor, &session.issued_at],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Records that `session` signed out (`everywhere`: every session of its token issued until
+/// `now`), and forgets sign-outs of sessions that expired meanwhile.
+pub(crate) async fn sign_out(
+    store: &licensing_store::Store,
+    session: &Session,
+    everywhere: bool,
+    now: OffsetDateTime,
+) -> Result<(), licensing_store::StoreError> {
+    let client = store.client().await?;
+    client
+        .execute(
+            "INSERT INTO console_sign_outs (nonce, actor, signed_out_at, expires_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&session.nonce, &session.actor, &now, &session.expires_at],
+        )
+        .await?;
+    if everywhere {
+        // Sessions last at most 720 hours: the mark is kept that long.
+        let until = now + time::Duration::hours(720);
+        client
+            .execute(
+                "INSERT INTO console_sign_outs (nonce, actor, signed_out_at, expires_at)
+                 VALUES (NULL, $1, $2, $3)",
+                &[&session.actor, &now, &until],
+            )
+            .await?;
+    }
+    client
+        .execute(
+            "DELETE FROM console_sign_outs WHERE expires_at < $1",
+            &[&now],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Whether `presented` is the session's CSRF token (in constant time).
@@ -332,7 +416,7 @@ mod tests {
     fn a_session_verifies_until_it_expires_and_not_after_one_byte_changes() {
         let tokens = tokens();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let value = issue(&key(), &tokens[0], now + time::Duration::hours(12));
+        let value = issue(&key(), &tokens[0], now, now + time::Duration::hours(12));
         let session = verify(&value, &key(), &tokens, now).expect("valid");
         assert_eq!(session.actor, "ops.team");
         assert!(verify(&value, &key(), &tokens, now + time::Duration::hours(12)).is_none());
@@ -368,8 +452,8 @@ mod tests {
         let tokens = tokens();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let later = now + time::Duration::hours(1);
-        let a = verify(&issue(&key(), &tokens[0], later), &key(), &tokens, now).unwrap();
-        let b = verify(&issue(&key(), &tokens[0], later), &key(), &tokens, now).unwrap();
+        let a = verify(&issue(&key(), &tokens[0], now, later), &key(), &tokens, now).unwrap();
+        let b = verify(&issue(&key(), &tokens[0], now, later), &key(), &tokens, now).unwrap();
         assert!(csrf_matches(&a, Some(&a.csrf)));
         assert!(!csrf_matches(&a, Some(&b.csrf)));
         assert!(!csrf_matches(&a, None));
