@@ -493,14 +493,19 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser.screenshot("10-signed-out").await;
 }
 
-/// A signed-in page's status at `query` with `cookie`: 200, or 303 to the sign-in page.
-async fn status_at(query: &str, cookie: &str) -> (u16, String) {
-    let response = client()
+/// The licenses page at `query` with `cookie`.
+async fn licenses_at(query: &str, cookie: &str) -> reqwest::Response {
+    client()
         .get(format!("{query}/console/licenses"))
         .header("Cookie", cookie)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A signed-in page's status at `query` with `cookie`: 200, or 303 to the sign-in page.
+async fn status_at(query: &str, cookie: &str) -> (u16, String) {
+    let response = licenses_at(query, cookie).await;
     let location = response
         .headers()
         .get("location")
@@ -512,12 +517,7 @@ async fn status_at(query: &str, cookie: &str) -> (u16, String) {
 
 /// Signs out at `query` with `cookie` (`everywhere`: every session of its token).
 async fn sign_out_at(query: &str, cookie: &str, everywhere: bool) {
-    let page = client()
-        .get(format!("{query}/console/licenses"))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = licenses_at(query, cookie).await;
     let csrf = csrf_in(&page.text().await.unwrap());
     let mut fields = vec![("csrf", csrf.as_str())];
     if everywhere {
