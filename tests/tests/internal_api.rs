@@ -441,3 +441,45 @@ async fn each_listener_refuses_tokens_without_its_scope_and_the_console_needs_it
         "the projector warns at start"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_the_token_that_sent_it() {
+    const OTHER: &str = "other-team-token-0123456789";
+    let tokens = format!("ops:{TOKEN},other:{OTHER}");
+    let stack = Stack::start(&[("LICENSING_API_TOKENS", &tokens)]).await;
+    let first = post(
+        &stack,
+        "/v1/licenses/PL310/activation",
+        Some(TOKEN),
+        Some("shared-key"),
+        json!({}),
+    )
+    .await;
+    assert!(first.0 < 300, "{first:?}");
+    assert_eq!(
+        code(&stack.callback(&status("PL310", "FREEZE")).await),
+        "000000"
+    );
+    // The same key from another token is another request: decided now (the license as it is,
+    // frozen), never the first token's stored answer.
+    let theirs = post(
+        &stack,
+        "/v1/licenses/PL310/activation",
+        Some(OTHER),
+        Some("shared-key"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(theirs.1["license"]["status"], "frozen", "{theirs:?}");
+    assert_ne!(theirs.1, first.1, "not the first token's answer");
+    // The first token's repeat still gets its own first answer.
+    let repeat = post(
+        &stack,
+        "/v1/licenses/PL310/activation",
+        Some(TOKEN),
+        Some("shared-key"),
+        json!({}),
+    )
+    .await;
+    assert_eq!((repeat.0, &repeat.1), (first.0, &first.1));
+}

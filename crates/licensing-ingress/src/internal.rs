@@ -65,9 +65,11 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The message id of a request: derived from its `Idempotency-Key` (so a repeat is recognised by
-/// the processor and gets the first answer), else random; `None` for an unusable key.
-fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uuid> {
+/// The message id of a request: derived from its `Idempotency-Key` under the token that sent it
+/// (so a repeat is recognised by the processor and gets the first answer, while the same key from
+/// another token is another request, never answered with the first token's reply), else random;
+/// `None` for an unusable key.
+fn message_id(req: &HttpRequest, actor: &str, route: &str, license: &str) -> Option<uuid::Uuid> {
     match req.headers().get("Idempotency-Key") {
         None => Some(uuid::Uuid::new_v4()),
         Some(key) => {
@@ -75,7 +77,9 @@ fn message_id(req: &HttpRequest, route: &str, license: &str) -> Option<uuid::Uui
                 .to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)?;
-            let digest = Sha256::digest(format!("{route}\u{1f}{license}\u{1f}{key}").as_bytes());
+            let digest = Sha256::digest(
+                format!("{actor}\u{1f}{route}\u{1f}{license}\u{1f}{key}").as_bytes(),
+            );
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
             Some(uuid::Uuid::new_v8(bytes))
@@ -171,22 +175,24 @@ async fn submit_inner(
 ) -> Result<HttpResponse, ApiError> {
     LicenseCode::parse(license)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_license", e.to_string()))?;
-    let message_id = message_id(req, route, license).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 visible characters",
-        )
-    })?;
+    let actor = actix_web::HttpMessage::extensions(req)
+        .get::<Actor>()
+        .map(|a| a.0.clone());
+    let message_id =
+        message_id(req, actor.as_deref().unwrap_or(""), route, license).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+        })?;
     let envelope = CommandEnvelope {
         v: ENVELOPE_VERSION,
         message_id,
         correlation_id: request_id(req),
         received_at_ms: now_millis(),
         source: "internal-api".to_owned(),
-        actor: actix_web::HttpMessage::extensions(req)
-            .get::<Actor>()
-            .map(|a| a.0.clone()),
+        actor,
         request_hash: Some(request_hash),
         command,
         trace_parent: trace,
