@@ -197,7 +197,8 @@ impl TlsPostgres {
         // TLS only: a plain-text connection finds no matching line and is refused.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            "hostssl all bound 127.0.0.1/32 scram-sha-256\nhostssl all bound ::1/128 scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
         )
         .unwrap();
         let pg_ctl = bin.join("pg_ctl");
@@ -313,6 +314,29 @@ async fn postgres_is_reached_over_verified_tls_and_rabbitmq_over_amqps() {
         .await
         .unwrap();
     assert!(row.get::<_, bool>(0), "the session uses TLS");
+
+    // A password login (SCRAM-SHA-256) bound to the TLS channel: with channel_binding=require
+    // the client refuses to authenticate unless the server's certificate is bound into SCRAM
+    // (SCRAM-SHA-256-PLUS), which a man in the middle with another certificate cannot forge.
+    client
+        .batch_execute("CREATE ROLE bound LOGIN PASSWORD 'bound-password-0123456789'")
+        .await
+        .unwrap();
+    let bound_url = pg
+        .url("localhost", "verify-full")
+        .replace("postgres@", "bound:bound-password-0123456789@")
+        + "&channel_binding=require";
+    let mut config = StoreConfig::new(bound_url);
+    config.ca_file = Some(ca.clone());
+    let bound = Store::connect(&config).unwrap();
+    let row = bound
+        .client()
+        .await
+        .expect("SCRAM with channel binding over verified TLS")
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "bound");
 
     // Without the CA the certificate is unknown; with a name it does not cover, verify-full
     // refuses while require (chain only) accepts; plain text is refused by the server.
