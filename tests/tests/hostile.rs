@@ -288,3 +288,63 @@ async fn a_command_failing_unavailable_while_others_commit_is_parked_not_retried
         .await;
     assert_eq!(code(&answer), "000000", "{answer}");
 }
+
+#[tokio::test]
+async fn the_daily_ceiling_holds_across_two_ingresses_and_two_processors() {
+    const CEILING: i64 = 20_000;
+    let ceiling = CEILING.to_string();
+    let stack = Stack::start(&[("LICENSING_EVIDENCE_REFUSED_MAX_BYTES_PER_DAY", &ceiling)]).await;
+    let _second_processor = Service::start("licensing-processor", &stack.env);
+    let second_ingress = Service::start("licensing-ingress", &stack.env);
+    let urls = [
+        stack.callback_url(),
+        format!(
+            "http://{}/koogallery/license",
+            second_ingress.ready["public"].as_str().unwrap()
+        ),
+    ];
+    // Forty refusals at once, half through each ingress; each record is clipped to about 4 KiB,
+    // so the ceiling admits four or so, whichever processor writes them.
+    let pad = format!(r#"{{"license":"PLD2","pad":"{}"}}"#, "z".repeat(8000));
+    let sent = futures_util::future::join_all((0..40).map(|n| {
+        let (http, url, body) = (stack.http.clone(), urls[n % 2].clone(), pad.clone());
+        async move {
+            let answer: serde_json::Value = http
+                .post(format!("{url}?{}", unsigned_query()))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            code(&answer).to_owned()
+        }
+    }))
+    .await;
+    assert!(sent.iter().all(|c| c == "000001"), "{sent:?}");
+    let today = time::OffsetDateTime::now_utc().date();
+    let (bytes, dropped) = eventually("every refusal stored or dropped", 30, || async {
+        let day = stack.store.refusal_day(today).await.unwrap();
+        let stored = refusals(&stack).await.len() as i64;
+        (stored + day.1 == 40).then_some(day)
+    })
+    .await;
+    let stored = refusals(&stack).await;
+    let real: i64 = stored
+        .iter()
+        .map(|(_, request, _, _)| request.len() as i64)
+        .sum();
+    assert!(
+        bytes <= CEILING,
+        "the day's count stays within the ceiling: {bytes}"
+    );
+    assert!(real <= CEILING, "so do the bytes stored: {real}");
+    assert!(
+        !stored.is_empty() && dropped >= 30,
+        "{} stored, {dropped} dropped",
+        stored.len()
+    );
+    assert_eq!(dead_letters(&stack).await, 0);
+}
