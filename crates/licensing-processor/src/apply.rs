@@ -401,6 +401,11 @@ fn decide<'a>(
         // Every HTTP request is evidence, a repeat or a replay too (a redelivered message is
         // stored already).
         match &envelope.command {
+            CommandBody::Callback(c) if replayed => {
+                batch
+                    .exchanges
+                    .push(evidence::replayed(envelope, c, &applied.reply, now));
+            }
             CommandBody::Callback(c) => {
                 batch
                     .exchanges

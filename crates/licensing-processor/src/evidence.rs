@@ -92,6 +92,26 @@ pub(crate) fn decided(
     }
 }
 
+/// The record of a replayed callback (its nonce or signature seen before): a refusal, kept apart
+/// from the license's genuine exchanges like the ingress's refusals (no message id, the reason in
+/// `refusal`), so that replays of a captured request never push real history out of a ledger.
+pub(crate) fn replayed(
+    envelope: &CommandEnvelope,
+    callback: &CallbackCommand,
+    reply: &Reply,
+    now: OffsetDateTime,
+) -> Exchange {
+    let mut record = decided(envelope, callback, reply, now);
+    record.message_id = None;
+    record.decision = None;
+    record.request_meta = request_meta(
+        &callback.raw_query,
+        callback.seen.as_ref(),
+        Some("replayed_nonce"),
+    );
+    record
+}
+
 /// The record of a request answered without a decision, as the ingress saw it; the license and
 /// sandbox flag are read from the body when it is JSON that names them, the license only when it
 /// is a valid license code (else none: the body is kept as it came). Every text is clipped.

@@ -164,6 +164,27 @@ async fn a_seen_signature_is_a_replay_whatever_nonce_comes_with_it() {
         after_the_freeze,
         "one freeze, nothing more"
     );
+    // Each replay is evidence, but a refusal: kept apart from the license's genuine exchanges.
+    let client = store.client().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT message_id IS NULL, request_meta->>'refusal' FROM evidence_exchanges
+              WHERE license = 'PL1' ORDER BY at, id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<(bool, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let refused = kinds.iter().filter(|(apart, _)| *apart).count();
+    assert_eq!(refused, 2, "the two replays, apart: {kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .filter(|(apart, _)| *apart)
+            .all(|(_, reason)| reason.as_deref() == Some("replayed_nonce")),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.len() - refused, 3, "the genuine ones: {kinds:?}");
 }
 
 #[tokio::test]
