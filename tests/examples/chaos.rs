@@ -46,23 +46,6 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How long after the load stops its last callbacks may take to be accepted.
 const LOAD_FINISH_LIMIT: Duration = Duration::from_secs(120);
 
-/// A small deterministic generator (splitmix64): the same seed gives the same fault schedule.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Fault {
     KillIngress,
