@@ -1081,3 +1081,56 @@ impl Random {
         low + self.next() % (high - low + 1)
     }
 }
+
+/// Builds the example `name` (a loop driver) and runs it with `args` and a seed (`seed_var` when
+/// set, else the clock); returns its standard output when its verdict line says `PASS`, and
+/// panics otherwise with the verdict and the loop's own standard error (services' JSON log lines
+/// left out; all of it kept in `$TMPDIR/NAME-SEED.stderr`).
+pub fn run_loop(name: &str, args: &[&str], seed_var: &str) -> String {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "system-tests", "--example", name])
+        .current_dir(workspace)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the {name} loop failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let seed = std::env::var(seed_var).unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string()
+    });
+    let output = Command::new(target.join("debug/examples").join(name))
+        .args(args)
+        .arg(&seed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let verdict: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}:")) || l.starts_with("  violation"))
+        .collect();
+    eprintln!("{}", verdict.join("\n"));
+    if !(output.status.success() && stdout.contains(&format!("{name}: PASS"))) {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let kept = std::env::temp_dir().join(format!("{name}-{seed}.stderr"));
+        let _ = std::fs::write(&kept, stderr.as_bytes());
+        let own: Vec<&str> = stderr.lines().filter(|l| !l.starts_with('{')).collect();
+        let tail = &own[own.len().saturating_sub(40)..];
+        panic!(
+            "the {name} loop failed (seed {seed}, {}):\n{}\n--- its own standard error (last {} lines; all of it in {}):\n{}",
+            output.status,
+            verdict.join("\n"),
+            tail.len(),
+            kept.display(),
+            tail.join("\n")
+        );
+    }
+    stdout
+}
