@@ -253,3 +253,237 @@ fn internal_crate_edges_are_on_the_allow_list() {
         }
     }
 }
+
+/// One crate's modules (by path, `""` for the root) and the modules each one names outside its
+/// tests and comments: `crate::a::b`, `super::x`, `self::x` and the `x::` of a child it declares.
+/// Names the root re-exports are not followed (a module naming `crate::Item` is not an edge).
+fn module_graph(src: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let path_of = |file: &Path| -> String {
+        let relative = file.strip_prefix(src).unwrap().with_extension("");
+        let mut parts: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+            parts.pop();
+        }
+        parts.join("::")
+    };
+    let sources: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| !f.ends_with("main.rs") && !f.starts_with(src.join("bin")))
+        .map(|f| {
+            let text = fs::read_to_string(f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let code: Vec<&str> = code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            (path_of(f), code.join("\n"))
+        })
+        .collect();
+    let modules: std::collections::BTreeSet<String> =
+        sources.iter().map(|(m, _)| m.clone()).collect();
+    let join = |parent: &str, child: &str| {
+        if parent.is_empty() {
+            child.to_owned()
+        } else {
+            format!("{parent}::{child}")
+        }
+    };
+    let word = |text: &str| -> String {
+        text.chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect()
+    };
+    let mut graph = std::collections::BTreeMap::new();
+    for (module, code) in &sources {
+        let parent = module.rsplit_once("::").map_or("", |(p, _)| p);
+        let mut named = std::collections::BTreeSet::new();
+        for (i, _) in code.match_indices("crate::") {
+            if code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let mut path = String::new();
+            let mut found = None;
+            for segment in code[i + 7..].split("::") {
+                let segment = word(segment);
+                if segment.is_empty() {
+                    break;
+                }
+                path = join(&path, &segment);
+                if modules.contains(&path) {
+                    found = Some(path.clone());
+                }
+            }
+            named.extend(found);
+        }
+        for (i, _) in code.match_indices("super::") {
+            let child = join(parent, &word(&code[i + 7..]));
+            named.insert(if modules.contains(&child) {
+                child
+            } else {
+                parent.to_owned()
+            });
+        }
+        for line in code.lines() {
+            let line = line.trim_start();
+            let declared = line
+                .strip_prefix("pub(crate) mod ")
+                .or_else(|| line.strip_prefix("pub mod "))
+                .or_else(|| line.strip_prefix("mod "))
+                .and_then(|rest| rest.strip_suffix(';'));
+            if let Some(child) = declared {
+                let uses = code.match_indices(&format!("{child}::")).any(|(i, _)| {
+                    let before = &code[..i];
+                    before.ends_with("self::")
+                        || !before.ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                });
+                if uses {
+                    named.insert(join(module, child));
+                }
+            }
+        }
+        named.remove(module);
+        named.retain(|m| modules.contains(m) && !m.is_empty());
+        graph.insert(module.clone(), named.into_iter().collect());
+    }
+    graph
+}
+
+/// A circle in `graph`, if there is one: the modules on it, in order.
+fn circle(graph: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        done: &mut std::collections::BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, done, path) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn the_module_graph_finds_a_circle_when_there_is_one() {
+    let dir = std::env::temp_dir().join(format!("module-graph-{}", std::process::id()));
+    fs::create_dir_all(dir.join("room")).unwrap();
+    fs::write(dir.join("lib.rs"), "//! Root.\nmod a;\nmod room;\n").unwrap();
+    fs::write(dir.join("a.rs"), "//! A.\nuse crate::room::b::Thing;\n").unwrap();
+    fs::write(dir.join("room/mod.rs"), "//! Room.\nmod b;\n").unwrap();
+    fs::write(
+        dir.join("room/b.rs"),
+        "//! B.\nfn f() { super::super::a::g(); crate::a::g() }\n",
+    )
+    .unwrap();
+    let graph = module_graph(&dir);
+    assert_eq!(graph["a"], ["room::b"]);
+    assert_eq!(
+        circle(&graph),
+        Some(vec!["a".into(), "room::b".into(), "a".into()])
+    );
+    fs::write(
+        dir.join("room/b.rs"),
+        "//! B.\n// crate::a is named in a comment only\n",
+    )
+    .unwrap();
+    assert_eq!(circle(&module_graph(&dir)), None);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_crate_has_a_circle_between_its_modules() {
+    for m in members() {
+        let src = m.dir.join("src");
+        if let Some(found) = circle(&module_graph(&src)) {
+            panic!("{}: modules in a circle: {}", m.name, found.join(" -> "));
+        }
+    }
+}
+
+/// The projector's rooms (ADR 0019) and the rooms each may name; `startup` and the root wire
+/// everything, and every other module must be in a room listed here.
+#[test]
+fn the_projector_s_rooms_import_one_way() {
+    let allowed: &[(&str, &[&str])] = &[
+        ("config", &[]),
+        ("commands", &[]),
+        ("read_model", &[]),
+        ("metrics", &["read_model"]),
+        ("evidence", &["read_model"]),
+        (
+            "workers",
+            &["evidence", "read_model", "config", "metrics", "commands"],
+        ),
+        (
+            "api",
+            &["evidence", "read_model", "config", "metrics", "commands"],
+        ),
+        (
+            "console",
+            &[
+                "api",
+                "evidence",
+                "read_model",
+                "config",
+                "metrics",
+                "commands",
+            ],
+        ),
+    ];
+    let src = member("licensing-projector").dir.join("src");
+    let graph = module_graph(&src);
+    let room = |module: &str| module.split("::").next().unwrap_or_default().to_owned();
+    for (module, named) in &graph {
+        let from = room(module);
+        if from == "startup" || from.is_empty() {
+            continue;
+        }
+        let Some((_, may)) = allowed.iter().find(|(r, _)| *r == from) else {
+            panic!("{module} is in no room on the list");
+        };
+        for target in named {
+            let to = room(target);
+            assert!(
+                to == from || may.contains(&to.as_str()),
+                "{module} names {target}: {from} may not import {to}"
+            );
+        }
+    }
+    // The read model and the evidence know no HTTP and no broker.
+    let mut files = Vec::new();
+    rust_files(&src.join("read_model"), &mut files);
+    rust_files(&src.join("evidence"), &mut files);
+    assert!(files.len() >= 5, "{files:?}");
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for forbidden in ["actix_web", "licensing_bus"] {
+            assert!(
+                !text.contains(forbidden),
+                "{} names {forbidden}",
+                file.display()
+            );
+        }
+    }
+}

@@ -38,7 +38,7 @@ pub enum Action {
     /// An operator settles the open drift, keeping one side's values.
     ResolveDrift {
         /// The side kept.
-        accept: crate::event::DriftSide,
+        accept: DriftSide,
         /// Why.
         note: String,
         /// The name of the API token that asked.
@@ -263,6 +263,25 @@ impl MarketStatus {
             "EXPIRED" => Self::Expired,
             "RELEASED" => Self::Released,
             other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Which side's values an operator kept when resolving a drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftSide {
+    /// The marketplace's values replace ours.
+    Marketplace,
+    /// Ours stand; the marketplace's answer is noted as wrong or transient.
+    Ours,
+}
+
+impl DriftSide {
+    /// `marketplace` or `ours`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Marketplace => "marketplace",
+            Self::Ours => "ours",
         }
     }
 }

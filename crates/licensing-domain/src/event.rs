@@ -2,7 +2,7 @@
 //! state is nothing but all of them folded with [`crate::evolve`].
 
 use crate::access::{AccessMode, AccessReason};
-use crate::command::{CallFailure, LicenseCodeInfo, MarketStatus, Scene, StatusChange};
+use crate::command::{CallFailure, DriftSide, LicenseCodeInfo, MarketStatus, Scene, StatusChange};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
 
 /// Something that happened to a license.
@@ -324,25 +324,6 @@ impl DriftDetected {
             || self.expire.is_some()
             || self.product_id.is_some()
             || self.order_id.is_some()
-    }
-}
-
-/// Which side's values an operator kept when resolving a drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriftSide {
-    /// The marketplace's values replace ours.
-    Marketplace,
-    /// Ours stand; the marketplace's answer is noted as wrong or transient.
-    Ours,
-}
-
-impl DriftSide {
-    /// `marketplace` or `ours`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Marketplace => "marketplace",
-            Self::Ours => "ours",
-        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! boundary. That is what makes a stream replayable forever.
 
 mod access;
+mod access_rules;
 mod command;
 mod decide;
 mod event;
@@ -16,16 +17,18 @@ mod probe;
 mod state;
 mod values;
 
-pub use access::{Access, AccessMode, AccessReason, DAY_MS, NoticePolicy, Policy};
+pub use access::{
+    Access, AccessMode, AccessReason, DAY_MS, DEFAULT_FREEZE_PERIOD_MS, NoticePolicy, Policy,
+};
 pub use command::{
     Action, ActivationOutcome, ActivationResult, CallFailure, Callback, CallbackKind, Command,
-    HeartbeatOutcome, HeartbeatResult, LicenseCodeInfo, MarketStatus, Refresh, Release, Scene,
-    StatusChange, UnknownLicensePolicy, Usage,
+    DriftSide, HeartbeatOutcome, HeartbeatResult, LicenseCodeInfo, MarketStatus, Refresh, Release,
+    Scene, StatusChange, UnknownLicensePolicy, Usage,
 };
 pub use decide::{Rejection, decide, decide_with};
 pub use event::{
     AccessChanged, Activated, ActivationAwaitingClaim, ActivationRequested, CallFailed,
-    CallbackIgnored, CallbackKey, DriftDetected, DriftResolved, DriftSide, Event, ExpiringSoon,
+    CallbackIgnored, CallbackKey, DriftDetected, DriftResolved, Event, ExpiringSoon,
     FreezeEndingSoon, HeartbeatAcknowledged, HeartbeatFailed, IgnoreReason, LocalStatus, Origin,
     Registered, Released, Renewed, StatusChanged, UsageRecorded,
 };
@@ -33,7 +36,7 @@ pub use probe::{
     ANSWER_MAX_CHARS, CaseRun, FREEZE_AFTER_FAILED_DAYS, MarketplaceProbeSeen, PROBE_STREAM,
     ProbeEvent, ProbeLog, days_until_freeze, failed_streak, half_day,
 };
-pub use state::{ActivationStatus, DEFAULT_FREEZE_PERIOD_MS, License, Status, evolve};
+pub use state::{ActivationStatus, License, Status, evolve};
 pub use values::{
     Day, InvalidLicenseCode, LICENSE_CODE_MAX_LEN, LicenseCode, MarketTime, Timestamp,
 };

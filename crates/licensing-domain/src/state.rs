@@ -6,12 +6,10 @@
 use std::collections::BTreeSet;
 
 use crate::access::AccessMode;
+use crate::command::DriftSide;
 use crate::command::{CallFailure, MarketStatus, Scene, StatusChange};
-use crate::event::{CallbackKey, DriftDetected, DriftSide, Event, LocalStatus};
+use crate::event::{CallbackKey, DriftDetected, Event, LocalStatus};
 use crate::values::{Day, LicenseCode, MarketTime, Timestamp};
-
-/// The freeze period KooGallery asks sellers to configure: 15 days, during which data is kept.
-pub const DEFAULT_FREEZE_PERIOD_MS: i64 = 15 * 86_400_000;
 
 /// Where the license stands with the marketplace's activation API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -187,7 +185,7 @@ impl License {
     }
 
     /// When the marketplace is expected to release a frozen license: the freeze instant plus the
-    /// product's freeze period (15 days by default, [`DEFAULT_FREEZE_PERIOD_MS`]). `None` unless frozen.
+    /// product's freeze period (15 days by default, [`crate::DEFAULT_FREEZE_PERIOD_MS`]). `None` unless frozen.
     pub fn expected_release(&self, freeze_period_ms: i64) -> Option<Timestamp> {
         self.frozen_since
             .filter(|_| self.released_at.is_none())

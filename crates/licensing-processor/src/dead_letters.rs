@@ -36,7 +36,7 @@ pub(crate) fn letter(incoming: &Incoming) -> DeadLetter {
             .as_ref()
             .map(|e| e.license().to_owned())
             .filter(|l| !l.is_empty()),
-        kind: envelope.as_ref().map(crate::run::kind),
+        kind: envelope.as_ref().map(crate::processor::kind),
         body: incoming.body.clone(),
     }
 }

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use licensing_bus::{Bus, Incoming};
-use licensing_messages::{CommandBody, CommandEnvelope};
+use licensing_bus::Bus;
+use licensing_messages::CommandEnvelope;
 use licensing_runtime::{Backoff, CancellationToken, Health, panic_message, supervise, until_done};
 use licensing_store::Store;
 use prometheus_client::registry::Registry;
@@ -16,57 +16,11 @@ use tracing::Instrument;
 use crate::apply::{Applied, ApplyError, apply_batch};
 use crate::config::ProcessorConfig;
 use crate::metrics::Metrics;
-
-/// A running processor's shared parts.
-#[derive(Debug, Clone)]
-pub struct Processor {
-    pub(crate) config: ProcessorConfig,
-    pub(crate) store: Store,
-    pub(crate) metrics: Metrics,
-    pub(crate) health: Health,
-    /// This process's name among the processors sharing the shards (ADR 0016).
-    pub(crate) member: Arc<str>,
-    /// Batches committed by this process: a batch that keeps failing "unavailable" while this
-    /// grows is not waiting for an outage (ADR 0009).
-    pub(crate) commits: Arc<std::sync::atomic::AtomicU64>,
-}
+use crate::processor::{Delivery, Processor, kind};
 
 /// Attempts at a batch failing "unavailable" while other batches commit, before it is halved
 /// (or, alone, parked).
 const UNAVAILABLE_WHILE_OTHERS_COMMIT: u32 = 8;
-
-/// The `kind` label of a command: a callback's activity, else the command's name.
-pub(crate) fn kind(envelope: &CommandEnvelope) -> String {
-    match &envelope.command {
-        CommandBody::Callback(c) => c.request.activity().to_owned(),
-        CommandBody::RequestActivation { .. } => "request_activation".to_owned(),
-        CommandBody::ReportUsage { .. } => "report_usage".to_owned(),
-        CommandBody::RecordActivation { .. } => "record_activation".to_owned(),
-        CommandBody::RecordHeartbeat { .. } => "record_heartbeat".to_owned(),
-        CommandBody::RecordInbound(_) => "record_inbound".to_owned(),
-        CommandBody::ResolveDrift { .. } => "resolve_drift".to_owned(),
-        CommandBody::PassTime { .. } => "pass_time".to_owned(),
-        CommandBody::RecordProbeRun { .. } => "record_probe_run".to_owned(),
-    }
-}
-
-/// The worker for a command: by its license, so that one license's commands stay in order.
-pub(crate) fn lane_of(envelope: &CommandEnvelope, lanes: usize) -> usize {
-    usize::from(licensing_bus::shard_of(
-        envelope.license(),
-        u16::try_from(lanes).unwrap_or(u16::MAX),
-    ))
-}
-
-/// A decoded command with the message it came in.
-pub(crate) struct Delivery {
-    pub(crate) incoming: Incoming,
-    pub(crate) envelope: CommandEnvelope,
-    /// Held until the command is settled: its shard drains by waiting for every permit.
-    pub(crate) _in_flight: tokio::sync::OwnedSemaphorePermit,
-    /// The command's span, from its receipt to its acknowledgement (ADR 0017).
-    pub(crate) _span: licensing_runtime::trace::Span,
-}
 
 /// How a batch ended.
 enum Settled {

@@ -15,7 +15,7 @@ use licensing_store::LeaseError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::run::{Delivery, Processor};
+use crate::processor::{Delivery, Processor};
 
 /// This process's name among the processors: host, process id and a random part, so that a
 /// restarted process is a new member.
@@ -225,7 +225,7 @@ impl Processor {
                     SpanKind::Consumer,
                     incoming.header(licensing_bus::TRACEPARENT),
                 );
-                span.set("command.kind", crate::run::kind(&envelope));
+                span.set("command.kind", crate::processor::kind(&envelope));
                 span.set("license", envelope.license());
                 span.set("shard", shard);
                 envelope.trace_parent = span.traceparent();
@@ -234,7 +234,7 @@ impl Processor {
                     .acquire_owned()
                     .await
                     .expect("never closed");
-                let lane = &lanes[crate::run::lane_of(&envelope, lanes.len())];
+                let lane = &lanes[crate::processor::lane_of(&envelope, lanes.len())];
                 let delivery = Delivery {
                     incoming,
                     envelope,

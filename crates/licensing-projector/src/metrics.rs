@@ -4,10 +4,13 @@ use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::AtomicU64;
 
+use licensing_runtime::Health;
+use licensing_store::Store;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -134,14 +137,14 @@ impl Metrics {
             .await?
             .get(0);
         self.oldest_due.set(oldest.max(0.0));
-        for (follower, seconds) in store.follower_lags(&crate::FOLLOWERS).await? {
+        for (follower, seconds) in store.follower_lags(&crate::read_model::FOLLOWERS).await? {
             self.lag
                 .get_or_create(&vec![("follower", follower)])
                 .set(seconds);
         }
         self.heartbeat_debt
             .set(heartbeat_debt(&**client, today).await?);
-        let probe = crate::probe_log::ProbeStatus::read(&**client).await?;
+        let probe = crate::read_model::probe_log::ProbeStatus::read(&**client).await?;
         let seconds = |t: Option<time::OffsetDateTime>| {
             t.map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9)
         };
@@ -170,11 +173,22 @@ pub(crate) async fn heartbeat_debt(
         .get(0))
 }
 
-/// The number of the market day (in `zone`) that the clock is in.
-pub(crate) fn today(clock: &licensing_runtime::Clock, zone: time::UtcOffset) -> i64 {
-    licensing_domain::Day::containing(
-        licensing_domain::Timestamp::from_millis(koogallery::market_time::unix_millis(clock.now())),
-        zone.whole_minutes().into(),
-    )
-    .number()
+/// Whether the projector works: every task up, the store reachable, and no follower further
+/// behind than `max_lag`. The reason names tasks and followers, never a database's error text.
+pub(crate) async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
+    health.check()?;
+    let lags = store
+        .follower_lags(&crate::read_model::FOLLOWERS)
+        .await
+        .map_err(|_| "event store (unavailable)".to_owned())?;
+    let behind: Vec<String> = lags
+        .iter()
+        .filter(|(_, seconds)| *seconds > max_lag.as_secs_f64())
+        .map(|(name, seconds)| format!("{name} (lagging {seconds:.0} s)"))
+        .collect();
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(behind.join(", "))
+    }
 }

@@ -125,7 +125,7 @@ pub(crate) fn market_time(t: OffsetDateTime, zone: UtcOffset) -> String {
         t.hour(),
         t.minute(),
         t.second(),
-        crate::query::zone_label(zone)
+        crate::read_model::time::zone_label(zone)
     )
 }
 

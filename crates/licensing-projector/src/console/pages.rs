@@ -15,10 +15,11 @@ use serde_json::Value;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
+use super::context::{Console, Ctx, form, see_other};
 use super::i18n::{Lang, market_time, market_time_of};
-use super::{Console, Ctx, form, see_other};
-use crate::evidence::{self, Window};
-use crate::query::{self, QueryState, Refusal};
+use crate::api::{QueryState, Refusal, licenses};
+use crate::evidence;
+use crate::evidence::{Window, ledger};
 
 /// Entries of a timeline or ledger shown at most; the evidence pack has them all.
 const SHOWN: usize = 200;
@@ -52,7 +53,7 @@ fn text(v: &Value) -> String {
 
 fn day_text(v: &Value) -> String {
     v.as_i64()
-        .and_then(crate::heartbeats::date_of)
+        .and_then(crate::read_model::time::date_of)
         .unwrap_or_else(|| "—".to_owned())
 }
 
@@ -107,7 +108,7 @@ fn command(actor: &str, command: CommandBody) -> CommandEnvelope {
 
 async fn send(console: &Console, envelope: &CommandEnvelope) -> Result<(), Refusal> {
     console
-        .with_bus(async |bus| crate::publisher::send_command(bus, envelope).await)
+        .with_bus(async |bus| crate::commands::send_command(bus, envelope).await)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "the console cannot send a command");
@@ -206,16 +207,20 @@ pub(crate) async fn overview(
         return redirect;
     }
     let l = ctx.lang;
-    let projector = crate::ready(&console.health, &state.store, console.ready_max_lag).await;
+    let projector =
+        crate::metrics::ready(&console.health, &state.store, console.ready_max_lag).await;
     let mut peers = Vec::new();
     for (name, url) in &console.peers {
-        let verdict = super::peer_ready(url).await;
+        let verdict = super::context::peer_ready(url).await;
         peers.push((name.clone(), verdict));
     }
     let queue = console
         .with_bus(async |bus| bus.command_queue_stats().await)
         .await;
-    let lags = state.store.follower_lags(&crate::FOLLOWERS).await;
+    let lags = state
+        .store
+        .follower_lags(&crate::read_model::FOLLOWERS)
+        .await;
     let waiting = state.store.dead_letters_waiting().await;
     let leases = state.store.shard_leases().await;
     let now = OffsetDateTime::now_utc();
@@ -230,11 +235,13 @@ pub(crate) async fn overview(
         Ok(client) => (
             crate::metrics::heartbeat_debt(
                 &***client,
-                crate::metrics::today(&state.clock, state.day_zone),
+                crate::read_model::time::today(&state.clock, state.day_zone),
             )
             .await
             .ok(),
-            crate::probe_log::ProbeStatus::read(&***client).await.ok(),
+            crate::read_model::probe_log::ProbeStatus::read(&***client)
+                .await
+                .ok(),
         ),
         Err(_) => (None, None),
     };
@@ -425,26 +432,26 @@ pub(crate) async fn licenses(
     };
     // The API's filters; the console adds the order by expiry, whose cursor it reads itself.
     let sort = if get("sort") == "expire_at" {
-        query::Sort::ExpireAt
+        licenses::Sort::ExpireAt
     } else {
-        query::Sort::License
+        licenses::Sort::License
     };
     let api: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, _)| k != "sort" && k != "cursor")
         .cloned()
         .collect();
-    let filter = query::list_filter(&encode(&api)).and_then(|mut filter| {
+    let filter = licenses::list_filter(&encode(&api)).and_then(|mut filter| {
         filter.sort = sort;
         filter.cursor = pairs
             .iter()
             .find(|(k, _)| k == "cursor")
-            .map(|(_, c)| query::Cursor::parse(sort, c))
+            .map(|(_, c)| licenses::Cursor::parse(sort, c))
             .transpose()?;
         Ok(filter)
     });
     let page = match filter {
-        Ok(filter) => query::list_page(&state.store, &filter).await,
+        Ok(filter) => licenses::list_page(&state.store, &filter).await,
         Err(message) => Err(Refusal::invalid_query(message)),
     };
     let sandbox = get("sandbox") == "true";
@@ -648,12 +655,12 @@ pub(crate) async fn license(
         Ok(at) => at,
         Err(message) => return ctx.refusal(&Refusal::invalid_query(message)),
     };
-    let view = match query::license_body(&state.store, &code, sandbox, None).await {
+    let view = match licenses::license_body(&state.store, &code, sandbox, None).await {
         Ok(view) => view,
         Err(refusal) => return ctx.refusal(&refusal),
     };
     let then = match at {
-        Some(at) => match query::license_body(&state.store, &code, sandbox, Some(at)).await {
+        Some(at) => match licenses::license_body(&state.store, &code, sandbox, Some(at)).await {
             Ok(then) => Some(Ok(then)),
             Err(refusal) if refusal.status == StatusCode::NOT_FOUND => Some(Err(refusal)),
             Err(refusal) => return ctx.refusal(&refusal),
@@ -667,9 +674,9 @@ pub(crate) async fn license(
     };
     let evidence = match evidence::gather_recent(&state.store, &code, &window, SHOWN as i64).await {
         Ok(evidence) => evidence,
-        Err(e) => return ctx.refusal(&e.refusal()),
+        Err(e) => return ctx.refusal(&Refusal::of_gathering(&e)),
     };
-    let ledger = evidence::ledger(&evidence);
+    let ledger = ledger::ledger(&evidence);
     let exchanges: HashMap<Uuid, &StoredExchange> = evidence
         .exchanges
         .iter()
@@ -790,7 +797,7 @@ pub(crate) async fn license(
                                 (event.metadata.source.as_deref().unwrap_or("—"))
                                 @if let Some(actor) = &event.metadata.actor { " (" (actor) ")" }
                             }
-                            td { (evidence::event_summary(event)) }
+                            td { (ledger::event_summary(event)) }
                         }
                     }
                 }
@@ -921,8 +928,8 @@ pub(crate) async fn evidence(
     if let Err(redirect) = ctx.signed_in() {
         return redirect;
     }
-    match Window::parse(req.query_string()) {
-        Ok(window) => evidence::pack_download(&state, &path, &window).await,
+    match crate::api::exchanges::window(req.query_string()) {
+        Ok(window) => crate::api::exchanges::pack_download(&state, &path, &window).await,
         Err(message) => ctx.refusal(&Refusal::invalid_query(message)),
     }
 }
@@ -948,7 +955,7 @@ pub(crate) async fn dead_letters(
         "all" => DeadLetterState::All,
         _ => DeadLetterState::Waiting,
     };
-    let list = match crate::dead_letters::list_body(&state, which, 200, None).await {
+    let list = match crate::api::dead_letters::list_body(&state, which, 200, None).await {
         Ok(list) => list,
         Err(refusal) => return ctx.refusal(&refusal),
     };
@@ -1035,7 +1042,7 @@ pub(crate) async fn dead_letter(
         Ok(None) => return ctx.refusal(&unknown()),
         Err(e) => return ctx.refusal(&Refusal::unavailable(&e)),
     };
-    let json = crate::dead_letters::letter_json(&letter);
+    let json = crate::api::dead_letters::letter_json(&letter);
     let params: HashMap<String, String> = params(&req).into_iter().collect();
     let body = html! {
         h1 { (l.tr("Dead letter", "死信")) " " code { (id) } }
@@ -1086,7 +1093,7 @@ pub(crate) async fn redrive(
     let Ok(id) = Uuid::parse_str(&path) else {
         return ctx.refusal(&Refusal::unknown_dead_letter(path.as_str()));
     };
-    match crate::dead_letters::redrive_as(&state, Some(id), &session.actor).await {
+    match crate::api::dead_letters::redrive_as(&state, Some(id), &session.actor).await {
         Ok(letters) if !letters.is_empty() => {
             see_other(&format!("/console/dead-letters/{id}?done=redriven"))
         }
@@ -1107,7 +1114,7 @@ pub(crate) async fn redrive_all(
         Ok(session) => session,
         Err(response) => return response,
     };
-    match crate::dead_letters::redrive_as(&state, None, &session.actor).await {
+    match crate::api::dead_letters::redrive_as(&state, None, &session.actor).await {
         Ok(letters) if letters.is_empty() => see_other("/console/dead-letters?done=none"),
         Ok(_) => see_other("/console/dead-letters?state=all&done=redriven"),
         Err(refusal) => ctx.refusal(&refusal),
@@ -1128,7 +1135,7 @@ pub(crate) async fn probe(
         return redirect;
     }
     let l = ctx.lang;
-    let probe = match crate::probe_log::probe_body(&state, 20).await {
+    let probe = match crate::api::probe::probe_body(&state, 20).await {
         Ok(probe) => probe,
         Err(refusal) => return ctx.refusal(&refusal),
     };

@@ -8,18 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
 
-use crate::query::{
-    QueryState, decode_query, error, rfc3339, unauthorized, unavailable, zone_label,
-};
-
-/// The Julian day number of 1970-01-01: day numbers count from there.
-const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
-
-/// `YYYY-MM-DD` of a day number.
-pub(crate) fn date_of(day: i64) -> Option<String> {
-    let julian = i32::try_from(UNIX_EPOCH_JULIAN_DAY + day).ok()?;
-    Date::from_julian_day(julian).ok().map(|d| d.to_string())
-}
+use crate::api::{QueryState, decode_query, error, unauthorized, unavailable};
+use crate::read_model::time::{UNIX_EPOCH_JULIAN_DAY, date_of, rfc3339, zone_label};
 
 /// The day number of `YYYY-MM-DD`; the error names the parameter.
 fn day_of(name: &str, text: &str) -> Result<i64, String> {

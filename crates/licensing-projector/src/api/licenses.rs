@@ -9,151 +9,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Shared by the query handlers.
-#[derive(Debug)]
-pub(crate) struct QueryState {
-    /// The store.
-    pub(crate) store: Store,
-    /// Accepted bearer tokens.
-    pub(crate) tokens: Vec<licensing_runtime::ApiToken>,
-    /// The callback keys, to verify callbacks again in evidence packs (none when not configured).
-    pub(crate) verifier: Option<koogallery::signature::Verifier>,
-    /// The entitlement signing keys (none when not configured).
-    pub(crate) entitlements: Option<licensing_entitlement::Keyring>,
-    /// An entitlement's lifetime in seconds.
-    pub(crate) entitlement_ttl: i64,
-    /// The clock.
-    pub(crate) clock: licensing_runtime::Clock,
-    /// Zone of the heartbeat's market day.
-    pub(crate) day_zone: time::UtcOffset,
-    /// The probe watchdog's settings, when configured.
-    pub(crate) probe: Option<crate::probe::ProbeSettings>,
-    /// When the watchdog runs, in the market zone.
-    pub(crate) probe_schedule: crate::probe::ProbeSchedule,
-    /// The broker, for re-drives.
-    pub(crate) bus: licensing_bus::BusConfig,
-}
-
-/// A UTC offset as `+08:00`.
-pub(crate) fn zone_label(zone: time::UtcOffset) -> String {
-    format!(
-        "{:+03}:{:02}",
-        zone.whole_hours(),
-        zone.minutes_past_hour().abs()
-    )
-}
-
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
-}
-
-/// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
-pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
-    Refusal::unavailable(cause).answer()
-}
-
-/// A query that cannot be answered: the API sends it as JSON, the console as a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// 400 for a wrong query parameter.
-    pub(crate) fn invalid_query(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-    }
-
-    /// 404 for a license that does not exist (or cannot be a license code).
-    pub(crate) fn unknown_license(code: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "unknown_license",
-            format!("no license {code}"),
-        )
-    }
-
-    /// 404 for a dead letter that does not exist (or cannot be an id).
-    pub(crate) fn unknown_dead_letter(id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "unknown_dead_letter",
-            format!("no dead letter {id}"),
-        )
-    }
-
-    /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
-    pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(error = %cause, "query failed in the store");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the store cannot answer right now; retry",
-        )
-    }
-
-    /// The API's JSON answer.
-    pub(crate) fn answer(&self) -> HttpResponse {
-        error(self.status, self.code, self.message.clone())
-    }
-}
-
-/// The API's answer to a computed body: 200 with it, or the refusal.
-pub(crate) fn respond(body: Result<Value, Refusal>) -> HttpResponse {
-    match body {
-        Ok(body) => HttpResponse::Ok().json(body),
-        Err(refusal) => refusal.answer(),
-    }
-}
-
-/// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
-pub(crate) fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
-    match raw {
-        Some(value) if value.chars().count() > 256 || value.chars().any(char::is_control) => Err(
-            format!("{name} must be at most 256 characters without control characters"),
-        ),
-        other => Ok(other),
-    }
-}
-
-/// Query parameters decoded by serde; an error names the parameter when serde does.
-pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
-    web::Query::<T>::from_query(query)
-        .map(web::Query::into_inner)
-        .map_err(|e| e.to_string())
-}
-
-/// 401 unless the request carries one of the API tokens, 403 when that token may not use the
-/// query API.
-pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
-    authorized(req, state)
-        .err()
-        .map(|refusal| token_refused(&refusal))
-}
-
-/// The API token of a request to the query API, or why it is refused.
-pub(crate) fn authorized<'a>(
-    req: &HttpRequest,
-    state: &'a QueryState,
-) -> Result<&'a licensing_runtime::ApiToken, licensing_runtime::TokenRefused> {
-    licensing_runtime::authorized(req, &state.tokens, licensing_runtime::Scope::Query)
-}
-
-/// The answer refusing a request's token on the query API.
-pub(crate) fn token_refused(refusal: &licensing_runtime::TokenRefused) -> HttpResponse {
-    let (status, code, message) = refusal.answer(licensing_runtime::Scope::Query);
-    error(status, code, message)
-}
+use crate::api::{QueryState, Refusal, decode_query, instant, respond, text_filter, unauthorized};
+use crate::read_model::event_json;
+use crate::read_model::time::rfc3339;
 
 /// The events of license `code` (of its sandbox twin with `sandbox`): 404 when there are none,
 /// or when `code` cannot be a license code at all.
@@ -170,11 +28,6 @@ pub(crate) async fn license_events(
         Ok(events) => Ok(events),
         Err(e) => Err(Refusal::unavailable(&e)),
     }
-}
-
-pub(crate) fn rfc3339(t: Option<OffsetDateTime>) -> Value {
-    t.and_then(|t| t.format(&Rfc3339).ok())
-        .map_or(Value::Null, Value::String)
 }
 
 const VIEW_COLUMNS: &str = "license, sandbox, status, product_id, order_id, expire_at, expire_raw, frozen_since, \
@@ -223,12 +76,6 @@ pub(crate) struct ListQuery {
     heartbeat_before_day: Option<i64>,
     limit: Option<i64>,
     cursor: Option<String>,
-}
-
-/// An optional RFC 3339 query parameter; the error names it.
-pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, String> {
-    raw.map(|r| OffsetDateTime::parse(r, &Rfc3339).map_err(|_| format!("{name} must be RFC 3339")))
-        .transpose()
 }
 
 /// The order of a license list: the API's is by code; the console also sorts by expiry.
@@ -536,7 +383,7 @@ async fn as_of(
     let mut state = licensing_domain::License::default();
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| Refusal::unavailable(&e))?;
-        state = crate::views::apply(state, &stream, &event)
+        state = crate::read_model::views::apply(state, &stream, &event)
             .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e))?;
     }
     if state.version == 0 {
@@ -555,20 +402,6 @@ async fn as_of(
         "access_mode": state.access().mode.as_str(),
         "version": state.version,
     }))
-}
-
-/// A stored event as the query API and the evidence pack show it.
-pub(crate) fn event_json(e: &RecordedEvent) -> Value {
-    json!({
-        "event_id": e.event_id,
-        "event_type": e.event_type,
-        "stream_version": e.stream_version,
-        "global_position": e.global_position,
-        "schema_version": e.schema_version,
-        "recorded_at": rfc3339(Some(e.recorded_at)),
-        "metadata": e.metadata,
-        "payload": e.payload,
-    })
 }
 
 /// `GET /v1/licenses/{code}/events`: the full history with metadata.

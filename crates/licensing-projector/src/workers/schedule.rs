@@ -78,7 +78,7 @@ impl Schedule {
             futures_util::future::try_join_all(
                 envelopes
                     .iter()
-                    .map(|e| crate::publisher::send_command(bus, e)),
+                    .map(|e| crate::commands::send_command(bus, e)),
             )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;

@@ -6,8 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use licensing_domain::{Policy, Timestamp};
 use licensing_runtime::{Verdict, entitlement_json};
 
-use crate::query::{QueryState, error, license_events, unauthorized};
-use crate::views::replay;
+use crate::api::licenses::license_events;
+use crate::api::{QueryState, error, unauthorized};
+use crate::read_model::views::replay;
 
 fn not_configured() -> HttpResponse {
     error(

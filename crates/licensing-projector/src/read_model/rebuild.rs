@@ -12,8 +12,9 @@ use futures_util::StreamExt;
 use licensing_domain::{self as domain, License};
 use licensing_messages::event_codec;
 
-use crate::schema::{self, view_table};
-use crate::views::{replay, write_view, write_views};
+use crate::read_model::schema;
+use crate::read_model::schema::view_table;
+use crate::read_model::views::{replay, write_view, write_views};
 
 /// Licenses written per statement while rebuilding.
 const BATCH: usize = 1000;

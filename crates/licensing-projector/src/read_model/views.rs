@@ -15,6 +15,8 @@ use licensing_store::{
 };
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::read_model::time::ts;
+
 /// Licenses whose state is kept between batches, at most.
 const KEPT_STATES: usize = 100_000;
 
@@ -95,10 +97,6 @@ async fn write_schedule(
         .map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-fn ts(t: Timestamp) -> OffsetDateTime {
-    koogallery::market_time::from_unix_millis(t.as_millis()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A license's state from its stored events.
@@ -548,7 +546,7 @@ impl Handler for Views {
             streams.entry(&event.stream_id).or_default().push(event);
         }
         if let Some(probe) = streams.remove(domain::PROBE_STREAM) {
-            crate::probe_log::write(tx, self.market_zone, &probe).await?;
+            crate::read_model::probe_log::write(tx, self.market_zone, &probe).await?;
         }
         let cold: Vec<&str> = streams
             .iter()

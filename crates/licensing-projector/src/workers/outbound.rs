@@ -322,7 +322,7 @@ impl Outbound {
         }
         span.set("koogallery.disposition", disposition.as_str());
         envelope.trace_parent = span.traceparent();
-        crate::publisher::send_command(bus, &envelope).await?;
+        crate::commands::send_command(bus, &envelope).await?;
         let delay = backoff(
             self.retry_base,
             self.retry_cap,

@@ -1,5 +1,8 @@
 //! The projector's settings.
 
+pub(crate) mod network;
+pub(crate) mod probe;
+
 use std::time::Duration;
 
 use koogallery::apig::Credentials;
@@ -78,7 +81,7 @@ pub struct ProjectorConfig {
     pub console_secret: Option<koogallery::Secret>,
     /// `LICENSING_TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`) of the reverse proxies
     /// whose `X-Forwarded-For` and `X-Forwarded-Proto` the console believes (default none).
-    pub trusted_proxies: Vec<crate::console::Network>,
+    pub trusted_proxies: Vec<crate::config::network::Network>,
     /// `LICENSING_CONSOLE_PEERS`: `name=url` of the other services' `/readyz`, which the console's
     /// overview shows (`ingress=http://127.0.0.1:8080/readyz,processor=http://127.0.0.1:8082/readyz`).
     pub console_peers: Vec<(String, url::Url)>,
@@ -159,7 +162,7 @@ impl ProjectorConfig {
         let trusted_proxies = settings
             .list("LICENSING_TRUSTED_PROXIES")?
             .iter()
-            .map(|item| crate::console::Network::parse(item.trim()))
+            .map(|item| crate::config::network::Network::parse(item.trim()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SettingsError::invalid("LICENSING_TRUSTED_PROXIES", e))?;
         let console_peers = settings

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::query::{
-    QueryState, Refusal, decode_query, error, instant, respond, rfc3339, unauthorized, unavailable,
+use crate::api::{
+    QueryState, Refusal, decode_query, error, instant, respond, unauthorized, unavailable,
 };
+use crate::read_model::time::rfc3339;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,9 +183,9 @@ pub(crate) async fn redrive(
     path: web::Path<String>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    let token = match crate::query::authorized(&req, &state) {
+    let token = match crate::api::authorized(&req, &state) {
         Ok(token) => token,
-        Err(refusal) => return crate::query::token_refused(&refusal),
+        Err(refusal) => return crate::api::token_refused(&refusal),
     };
     let Ok(id) = Uuid::parse_str(&path) else {
         return not_found(&path);
@@ -208,9 +209,9 @@ pub(crate) async fn redrive(
 
 /// `POST /v1/dead-letters/redrive`: every waiting dead letter, oldest first.
 pub(crate) async fn redrive_all(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    let token = match crate::query::authorized(&req, &state) {
+    let token = match crate::api::authorized(&req, &state) {
         Ok(token) => token,
-        Err(refusal) => return crate::query::token_refused(&refusal),
+        Err(refusal) => return crate::api::token_refused(&refusal),
     };
     match redrive_as(&state, None, &token.name).await {
         Ok(letters) => HttpResponse::Ok().json(json!({

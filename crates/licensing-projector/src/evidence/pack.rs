@@ -8,13 +8,17 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use koogallery::signature::{SignatureParams, Verifier};
-use licensing_store::{Direction, StoredExchange};
+use licensing_store::{Direction, Store, StoredExchange};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::evidence::{Evidence, MAX_REFUSALS, Window, exchange_json, ledger, refusal_summary};
-use crate::query::{event_json, rfc3339};
+use crate::evidence::ledger::ledger;
+use crate::evidence::{
+    Evidence, GatherError, MAX_REFUSALS, Window, exchange_json, gather, refusal_summary,
+};
+use crate::read_model::event_json;
+use crate::read_model::time::rfc3339;
 
 /// A callback's signature checked again against the configured keys at its recorded receive time.
 fn signature_check(stored: &StoredExchange, verifier: Option<&Verifier>) -> Value {
@@ -360,6 +364,24 @@ impl ZipWriter {
         self.out.extend_from_slice(&0u16.to_le_bytes());
         self.out
     }
+}
+
+/// The evidence pack of `code` over `window` as `.zip` bytes (the query API and
+/// `licensing-projector evidence`).
+pub async fn evidence_pack(
+    store: &Store,
+    code: &str,
+    window: &Window,
+    verifier: Option<&koogallery::signature::Verifier>,
+) -> Result<Vec<u8>, GatherError> {
+    let evidence = gather(store, code, window).await?;
+    Ok(build(
+        code,
+        window,
+        &evidence,
+        verifier,
+        OffsetDateTime::now_utc(),
+    ))
 }
 
 #[cfg(test)]
