@@ -216,7 +216,12 @@ async fn health_readiness_and_metrics_are_served() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(get(format!("http://{ops}/readyz")).await.0, 200);
+    // Ready once every task is up: a callback answered proves the consumer is, not that the
+    // dead-letter keeper and the refusal writer have their broker connections yet.
+    eventually("the processor to be ready", 30, || async {
+        (get(format!("http://{ops}/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
     let (_, metrics) = get(format!("http://{ops}/metrics")).await;
     assert!(metrics.contains(r#"licensing_processor_commands_total{kind="updateLicenseCodeStatus",outcome="applied"} 1"#), "{metrics}");
 }
