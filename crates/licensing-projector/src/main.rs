@@ -124,8 +124,7 @@ async fn rebuild() -> anyhow::Result<()> {
             last_shown = std::time::Instant::now();
         }
     })
-    .await
-    .map_err(|e| anyhow::anyhow!(e))?;
+    .await?;
     eprintln!();
     println!(
         "rebuilt {} licenses from {} events in {:.2} s ({:.0} events/s); the new view is live",

@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use licensing_bus::Bus;
+use licensing_bus::{Bus, BusConfig, BusError};
 use licensing_runtime::{
-    CancellationToken, Health, Readiness, get_only, ops_service, post_only, supervise, until_done,
+    CancellationToken, Health, Readiness, Task, get_only, ops_service, post_only, supervise,
+    until_done,
 };
 use licensing_store::{Store, Subscription};
 use prometheus_client::registry::Registry;
@@ -179,7 +179,8 @@ impl Projector {
         if migrated.is_none() {
             return Ok(());
         }
-        let views = supervise(&self.health, "license_views", cancel.clone(), {
+        let (health, bus) = (&self.health, &self.config.bus);
+        let views = supervise(health, "license_views", cancel.clone(), {
             let (store, day_zone, market_zone, account, notices, clock) = (
                 self.store.clone(),
                 self.config.day_zone,
@@ -201,97 +202,62 @@ impl Projector {
                     subscription
                         .run(&mut handler, task.cancel.clone(), || task.up())
                         .await
-                        .map_err(|e| e.to_string())
                 }
             }
         });
-        let publisher = supervise(&self.health, "event_publisher", cancel.clone(), {
-            let (store, bus_config) = (self.store.clone(), self.config.bus.clone());
-            move |task| {
+        let publisher = supervise_with_bus(health, "event_publisher", &cancel, bus, {
+            let store = self.store.clone();
+            move |bus, task| {
                 let subscription = Subscription::new(store.clone(), "event_publisher");
-                let bus_config = bus_config.clone();
                 async move {
-                    let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
                     let mut handler = workers::publisher::Publisher { bus: &bus };
-                    let result = tokio::select! {
-                        r = subscription.run(&mut handler, task.cancel.clone(), || task.up()) => r.map_err(|e| e.to_string()),
-                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
-                    };
-                    bus.close().await;
-                    result
+                    subscription
+                        .run(&mut handler, task.cancel.clone(), || task.up())
+                        .await
                 }
             }
         });
-        let outbound = supervise(&self.health, "outbound_worker", cancel.clone(), {
-            let (outbound, bus_config) = (self.outbound.clone(), self.config.bus.clone());
-            move |task| {
-                let (outbound, bus_config) = (outbound.clone(), bus_config.clone());
+        let outbound = supervise_with_bus(health, "outbound_worker", &cancel, bus, {
+            let outbound = self.outbound.clone();
+            move |bus, task| {
+                let outbound = outbound.clone();
                 async move {
-                    let bus = Bus::connect(bus_config).await?;
                     task.up();
-                    let result = tokio::select! {
-                        r = outbound.run(&bus, &task.cancel) => r,
-                        () = bus.closed() => Err(licensing_bus::BusError::Unavailable("the broker connection was lost".into())),
-                    };
-                    bus.close().await;
-                    result
+                    outbound.run(&bus, &task.cancel).await
                 }
             }
         });
-        let schedule = supervise(&self.health, "access_schedule", cancel.clone(), {
-            let (schedule, bus_config) = (
-                workers::schedule::Schedule {
-                    store: self.store.clone(),
-                    clock: self.config.clock.clone(),
-                    notices: self.config.notices.clone(),
-                    batch: self.config.schedule_batch,
-                },
-                self.config.bus.clone(),
-            );
-            move |task| {
-                let (schedule, bus_config) = (schedule.clone(), bus_config.clone());
+        let schedule = supervise_with_bus(health, "access_schedule", &cancel, bus, {
+            let schedule = workers::schedule::Schedule {
+                store: self.store.clone(),
+                clock: self.config.clock.clone(),
+                notices: self.config.notices.clone(),
+                batch: self.config.schedule_batch,
+            };
+            move |bus, task| {
+                let schedule = schedule.clone();
                 async move {
-                    let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
                     task.up();
-                    let result = tokio::select! {
-                        r = schedule.run(&bus, &task.cancel) => r.map_err(|e| e.to_string()),
-                        () = bus.closed() => Err("the broker connection was lost".to_owned()),
-                    };
-                    bus.close().await;
-                    result
+                    schedule.run(&bus, &task.cancel).await
                 }
             }
         });
         let watchdog = self.config.probe.clone().map(|settings| {
-            let (watchdog, bus_config) = (
-                workers::watchdog::Watchdog {
-                    settings,
-                    schedule: self.config.probe_schedule.clone(),
-                    clock: self.config.clock.clone(),
-                    store: self.store.clone(),
-                },
-                self.config.bus.clone(),
-            );
-            supervise(
-                &self.health,
-                "probe_watchdog",
-                cancel.clone(),
-                move |task| {
-                    let (watchdog, bus_config) = (watchdog.clone(), bus_config.clone());
-                    async move {
-                        let bus = Bus::connect(bus_config).await.map_err(|e| e.to_string())?;
-                        task.up();
-                        let result = tokio::select! {
-                            r = watchdog.run(&bus, &task.cancel) => r.map_err(|e| e.to_string()),
-                            () = bus.closed() => Err("the broker connection was lost".to_owned()),
-                        };
-                        bus.close().await;
-                        result
-                    }
-                },
-            )
+            let watchdog = workers::watchdog::Watchdog {
+                settings,
+                schedule: self.config.probe_schedule.clone(),
+                clock: self.config.clock.clone(),
+                store: self.store.clone(),
+            };
+            supervise_with_bus(health, "probe_watchdog", &cancel, bus, move |bus, task| {
+                let watchdog = watchdog.clone();
+                async move {
+                    task.up();
+                    watchdog.run(&bus, &task.cancel).await
+                }
+            })
         });
-        let gauges = supervise(&self.health, "gauges", cancel.clone(), {
+        let gauges = supervise(health, "gauges", cancel.clone(), {
             let (metrics, store, zone, clock) = (
                 self.outbound.metrics.clone(),
                 self.store.clone(),
@@ -302,21 +268,12 @@ impl Projector {
                 let (metrics, store, clock) = (metrics.clone(), store.clone(), clock.clone());
                 async move {
                     task.up();
-                    while !task.cancel.is_cancelled() {
-                        let today = crate::read_model::time::today(&clock, zone);
-                        if let Err(e) = metrics.refresh(&store, today).await {
-                            tracing::warn!(error = %e, "cannot refresh the gauges");
-                        }
-                        tokio::select! {
-                            () = task.cancel.cancelled() => {}
-                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                        }
-                    }
-                    Ok::<(), String>(())
+                    workers::upkeep::gauges(&metrics, &store, &clock, zone, &task.cancel).await;
+                    Ok::<(), std::convert::Infallible>(())
                 }
             }
         });
-        let evidence = supervise(&self.health, "evidence_upkeep", cancel.clone(), {
+        let evidence = supervise(health, "evidence_upkeep", cancel.clone(), {
             let (store, clock, retention, refused_retention) = (
                 self.store.clone(),
                 self.config.clock.clone(),
@@ -327,25 +284,14 @@ impl Projector {
                 let (store, clock) = (store.clone(), clock.clone());
                 async move {
                     task.up();
-                    let mut done: Option<time::Date> = None;
-                    while !task.cancel.is_cancelled() {
-                        // Once a day on the projector's clock: next month's partition, expiry
-                        // by whole months (D20), refusals by their own retention.
-                        let now = clock.now();
-                        let day = now.to_offset(time::UtcOffset::UTC).date();
-                        if done != Some(day) {
-                            store
-                                .maintain_evidence(now, retention, refused_retention)
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            done = Some(day);
-                        }
-                        tokio::select! {
-                            () = task.cancel.cancelled() => {}
-                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                        }
-                    }
-                    Ok::<(), String>(())
+                    workers::upkeep::evidence(
+                        &store,
+                        &clock,
+                        retention,
+                        refused_retention,
+                        &task.cancel,
+                    )
+                    .await
                 }
             }
         });
@@ -359,4 +305,49 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// Why a task with a broker connection of its own stopped.
+#[derive(Debug, thiserror::Error)]
+enum BusTaskError<E: std::error::Error + 'static> {
+    /// It could not connect.
+    #[error("cannot connect to the broker: {0}")]
+    Connect(BusError),
+    /// The connection went away under it.
+    #[error("the broker connection was lost")]
+    Lost,
+    /// Its work failed.
+    #[error(transparent)]
+    Work(E),
+}
+
+/// Supervises `name`, a task with a broker connection of its own: each start connects, then runs
+/// `work` until it ends or the connection is lost, whichever comes first (a loss is a failure,
+/// so the task starts over with a new connection); the connection is closed either way. `work`
+/// reports the task up.
+fn supervise_with_bus<W, Fut, E>(
+    health: &Health,
+    name: &'static str,
+    cancel: &CancellationToken,
+    bus: &BusConfig,
+    work: W,
+) -> tokio::task::JoinHandle<()>
+where
+    W: Fn(Arc<Bus>, Task) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let (config, work) = (bus.clone(), Arc::new(work));
+    supervise(health, name, cancel.clone(), move |task| {
+        let (config, work) = (config.clone(), work.clone());
+        async move {
+            let bus = Arc::new(Bus::connect(config).await.map_err(BusTaskError::Connect)?);
+            let result = tokio::select! {
+                r = work(bus.clone(), task) => r.map_err(BusTaskError::Work),
+                () = bus.closed() => Err(BusTaskError::Lost),
+            };
+            bus.close().await;
+            result
+        }
+    })
 }

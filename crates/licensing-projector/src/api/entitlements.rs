@@ -47,7 +47,13 @@ pub(crate) async fn entitlement(
     };
     let license = match replay(&events[0].stream_id, &events) {
         Ok(license) => license,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "undecodable",
+                e.to_string(),
+            );
+        }
     };
     let now = state.clock.now();
     // The mode the clock gives now: the schedule may not have recorded a change of this very

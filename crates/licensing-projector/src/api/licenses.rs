@@ -383,8 +383,13 @@ async fn as_of(
     let mut state = licensing_domain::License::default();
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| Refusal::unavailable(&e))?;
-        state = crate::read_model::views::apply(state, &stream, &event)
-            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "undecodable", e))?;
+        state = crate::read_model::views::apply(state, &stream, &event).map_err(|e| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "undecodable",
+                e.to_string(),
+            )
+        })?;
     }
     if state.version == 0 {
         return Err(Refusal::new(

@@ -8,10 +8,35 @@ pub(crate) mod schema;
 pub(crate) mod time;
 pub(crate) mod views;
 
-use licensing_store::{RecordedEvent, Store};
+use licensing_messages::event_codec::DecodeError;
+use licensing_store::{RecordedEvent, Store, StoreError};
 use serde_json::{Value, json};
 
 use self::time::rfc3339;
+
+/// Why the read model could not be read, written or rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    /// The store failed: unavailable (try again) or refusing the statement.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event this build cannot decode.
+    #[error("{stream}: {source}")]
+    Undecodable {
+        /// The event's stream.
+        stream: String,
+        /// What is wrong with it.
+        #[source]
+        source: DecodeError,
+    },
+}
+
+impl ReadModelError {
+    /// Whether trying again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_unavailable())
+    }
+}
 
 /// The projector's followers of the event store, by checkpoint name.
 pub(crate) const FOLLOWERS: [&str; 2] = ["event_publisher", "license_views"];

@@ -7,6 +7,7 @@ use licensing_messages::event_codec;
 use licensing_store::{GenericClient, RecordedEvent, Store, StoreError, Transaction};
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::read_model::ReadModelError;
 use crate::read_model::time::ts;
 
 /// Writes the rows of the probe stream's new events; `zone` is the market zone (market days).
@@ -14,14 +15,17 @@ pub(crate) async fn write(
     tx: &Transaction<'_>,
     zone: UtcOffset,
     new: &[&RecordedEvent],
-) -> Result<(), String> {
+) -> Result<(), ReadModelError> {
     for recorded in new {
         let event = event_codec::decode_probe(
             &recorded.event_type,
             recorded.schema_version,
             &recorded.payload,
         )
-        .map_err(|e| format!("{}: {e}", domain::PROBE_STREAM))?;
+        .map_err(|source| ReadModelError::Undecodable {
+            stream: domain::PROBE_STREAM.to_owned(),
+            source,
+        })?;
         let result = match &event {
             ProbeEvent::RunPassed(run) | ProbeEvent::RunFailed(run) => {
                 let day = Day::containing(run.run_at, zone.whole_minutes().into()).number();
@@ -51,7 +55,7 @@ pub(crate) async fn write(
                 .await
             }
         };
-        result.map_err(|e| e.to_string())?;
+        result.map_err(StoreError::from)?;
     }
     Ok(())
 }

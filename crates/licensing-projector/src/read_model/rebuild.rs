@@ -4,14 +4,15 @@
 use std::time::Instant;
 
 use licensing_store::{
-    Store, Upcasters, hold_checkpoint, last_position, load_stream, scan_by_stream, stream_count,
-    stream_ids_after,
+    Store, StoreError, Upcasters, hold_checkpoint, last_position, load_stream, scan_by_stream,
+    stream_count, stream_ids_after,
 };
 
 use futures_util::StreamExt;
 use licensing_domain::{self as domain, License};
 use licensing_messages::event_codec;
 
+use crate::read_model::ReadModelError;
 use crate::read_model::schema;
 use crate::read_model::schema::view_table;
 use crate::read_model::views::{replay, write_view, write_views};
@@ -38,37 +39,31 @@ const NEXT: &str = "license_views_next";
 pub async fn rebuild(
     store: &Store,
     mut progress: impl FnMut(u64, u64),
-) -> Result<RebuildReport, String> {
+) -> Result<RebuildReport, ReadModelError> {
     let started = Instant::now();
-    schema::ensure(store).await.map_err(|e| e.to_string())?;
-    let mut client = store.client().await.map_err(|e| e.to_string())?;
+    schema::ensure(store).await?;
+    let mut client = store.client().await?;
     client
         .batch_execute(&format!("DROP TABLE IF EXISTS {NEXT}"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
     client
         .batch_execute(&view_table(NEXT))
         .await
-        .map_err(|e| e.to_string())?;
-    let until = last_position(&**client).await.map_err(|e| e.to_string())?;
-    let total = stream_count(&**client, until)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
+    let until = last_position(&**client).await?;
+    let total = stream_count(&**client, until).await?;
     // One ordered scan of the events; each license is folded as its events go by, and the rows
     // are written in batches.
     let upcasters = Upcasters::new();
-    let writer = store.client().await.map_err(|e| e.to_string())?;
+    let writer = store.client().await?;
     let (mut events, mut done) = (0u64, 0u64);
     let mut current: Option<(String, License)> = None;
     let mut batch: Vec<License> = Vec::with_capacity(BATCH);
     {
-        let mut scan = std::pin::pin!(
-            scan_by_stream(&**client, until, &upcasters)
-                .await
-                .map_err(|e| e.to_string())?
-        );
+        let mut scan = std::pin::pin!(scan_by_stream(&**client, until, &upcasters).await?);
         while let Some(stored) = scan.next().await {
-            let stored = stored.map_err(|e| e.to_string())?;
+            let stored = stored?;
             if stored.stream_id == domain::PROBE_STREAM {
                 continue;
             }
@@ -90,7 +85,10 @@ pub async fn rebuild(
                 current.get_or_insert_with(|| (stored.stream_id.clone(), License::default()));
             let event =
                 event_codec::decode(&stored.event_type, stored.schema_version, &stored.payload)
-                    .map_err(|e| format!("{stream}: {e}"))?;
+                    .map_err(|source| ReadModelError::Undecodable {
+                        stream: stream.clone(),
+                        source,
+                    })?;
             *state = domain::evolve(std::mem::take(state), &event);
             events += 1;
         }
@@ -105,17 +103,11 @@ pub async fn rebuild(
 
     // Catch up with what was appended meanwhile, holding the live follower's checkpoint so that it
     // waits, then swap.
-    let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    hold_checkpoint(&tx, "license_views")
-        .await
-        .map_err(|e| e.to_string())?;
-    let recent = stream_ids_after(&*tx, until)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    hold_checkpoint(&tx, "license_views").await?;
+    let recent = stream_ids_after(&*tx, until).await?;
     for stream in recent.iter().filter(|s| *s != domain::PROBE_STREAM) {
-        let stored = load_stream(&*tx, stream, &Upcasters::new())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stored = load_stream(&*tx, stream, &Upcasters::new()).await?;
         write_view(&*tx, NEXT, &replay(stream, &stored)?).await?;
     }
     let indexes: String = schema::VIEW_INDEXES
@@ -129,8 +121,8 @@ pub async fn rebuild(
          {indexes}"
     ))
     .await
-    .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    .map_err(StoreError::from)?;
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(RebuildReport {
         streams: done + recent.len() as u64,
         events,

@@ -11,10 +11,11 @@ use licensing_messages::event_codec;
 use licensing_runtime::Clock;
 use licensing_runtime::trace::{Span, SpanKind};
 use licensing_store::{
-    GenericClient, Handler, RecordedEvent, Transaction, Upcasters, load_streams,
+    GenericClient, Handler, RecordedEvent, StoreError, Transaction, Upcasters, load_streams,
 };
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::read_model::ReadModelError;
 use crate::read_model::time::ts;
 
 /// Licenses whose state is kept between batches, at most.
@@ -74,7 +75,7 @@ pub(crate) fn access_due(
 async fn write_schedule(
     tx: &Transaction<'_>,
     due: &[(String, Option<OffsetDateTime>)],
-) -> Result<(), String> {
+) -> Result<(), ReadModelError> {
     let (set, clear): (Vec<_>, Vec<_>) = due.iter().partition(|(_, at)| at.is_some());
     if !set.is_empty() {
         let licenses: Vec<&str> = set.iter().map(|(l, _)| l.as_str()).collect();
@@ -85,7 +86,7 @@ async fn write_schedule(
             &[&licenses, &at],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
     }
     if !clear.is_empty() {
         let licenses: Vec<&str> = clear.iter().map(|(l, _)| l.as_str()).collect();
@@ -94,13 +95,13 @@ async fn write_schedule(
             &[&licenses],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
     }
     Ok(())
 }
 
 /// A license's state from its stored events.
-pub fn replay(stream: &str, events: &[RecordedEvent]) -> Result<License, String> {
+pub fn replay(stream: &str, events: &[RecordedEvent]) -> Result<License, ReadModelError> {
     fold(License::default(), stream, events.iter())
 }
 
@@ -109,7 +110,7 @@ fn fold<'a>(
     mut state: License,
     stream: &str,
     events: impl IntoIterator<Item = &'a RecordedEvent>,
-) -> Result<License, String> {
+) -> Result<License, ReadModelError> {
     for e in events {
         state = apply(state, stream, e)?;
     }
@@ -117,9 +118,18 @@ fn fold<'a>(
 }
 
 /// `state` after one stored event of `stream`.
-pub(crate) fn apply(state: License, stream: &str, e: &RecordedEvent) -> Result<License, String> {
-    let event = event_codec::decode(&e.event_type, e.schema_version, &e.payload)
-        .map_err(|err| format!("{stream}: {err}"))?;
+pub(crate) fn apply(
+    state: License,
+    stream: &str,
+    e: &RecordedEvent,
+) -> Result<License, ReadModelError> {
+    let event =
+        event_codec::decode(&e.event_type, e.schema_version, &e.payload).map_err(|source| {
+            ReadModelError::Undecodable {
+                stream: stream.to_owned(),
+                source,
+            }
+        })?;
     Ok(domain::evolve(state, &event))
 }
 
@@ -138,7 +148,7 @@ pub(crate) async fn write_view(
     client: &impl GenericClient,
     table: &str,
     state: &License,
-) -> Result<(), String> {
+) -> Result<(), ReadModelError> {
     write_views(client, table, std::slice::from_ref(state)).await
 }
 
@@ -147,7 +157,7 @@ pub(crate) async fn write_views(
     client: &impl GenericClient,
     table: &str,
     states: &[License],
-) -> Result<(), String> {
+) -> Result<(), ReadModelError> {
     let states: Vec<&License> = states.iter().collect();
     write_view_refs(client, table, &states).await
 }
@@ -157,7 +167,7 @@ async fn write_view_refs(
     client: &impl GenericClient,
     table: &str,
     states: &[&License],
-) -> Result<(), String> {
+) -> Result<(), ReadModelError> {
     let states: Vec<&License> = states
         .iter()
         .copied()
@@ -251,7 +261,7 @@ async fn write_view_refs(
             ],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
     Ok(())
 }
 
@@ -284,7 +294,7 @@ impl Jobs {
     /// Keeps the outbound jobs equal to what the states owe, one statement per kind of change
     /// whatever the batch's size. A job keeps the correlation id and the trace context of the
     /// request that made it owed (a heartbeat's are replaced for a new day).
-    async fn write(self, tx: &Transaction<'_>) -> Result<(), String> {
+    async fn write(self, tx: &Transaction<'_>) -> Result<(), ReadModelError> {
         if !self.activate.is_empty() {
             tx.execute(
                 "INSERT INTO outbound_jobs (license, kind, attempt, real_effect_time, claim_since, correlation_id, trace_parent)
@@ -305,7 +315,7 @@ impl Jobs {
                 ],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StoreError::from)?;
         }
         if !self.heartbeat.is_empty() {
             tx.execute(
@@ -334,7 +344,7 @@ impl Jobs {
                 ],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StoreError::from)?;
         }
         for (kind, licenses) in [
             ("activate", &self.no_activate),
@@ -346,7 +356,7 @@ impl Jobs {
                     &[licenses, &kind],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(StoreError::from)?;
             }
         }
         Ok(())
@@ -423,7 +433,7 @@ struct DayChange {
 
 impl HeartbeatDays {
     /// Adds a real license's new events.
-    fn add(&mut self, license: &str, new: &[&RecordedEvent]) -> Result<(), String> {
+    fn add(&mut self, license: &str, new: &[&RecordedEvent]) -> Result<(), ReadModelError> {
         for recorded in new {
             if !matches!(
                 recorded.event_type.as_str(),
@@ -436,7 +446,10 @@ impl HeartbeatDays {
                 recorded.schema_version,
                 &recorded.payload,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| ReadModelError::Undecodable {
+                stream: recorded.stream_id.clone(),
+                source,
+            })?;
             match &event {
                 domain::Event::UsageRecorded(e) => {
                     let change = self
@@ -470,7 +483,7 @@ impl HeartbeatDays {
         Ok(())
     }
 
-    async fn write(self, tx: &Transaction<'_>) -> Result<(), String> {
+    async fn write(self, tx: &Transaction<'_>) -> Result<(), ReadModelError> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -525,13 +538,13 @@ impl HeartbeatDays {
             ],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StoreError::from)?;
         Ok(())
     }
 }
 
 impl Handler for Views {
-    type Error = String;
+    type Error = ReadModelError;
 
     /// A batch in a fixed number of statements whatever its size: the licenses whose kept state
     /// is not exactly one event behind are loaded in one read, then one upsert of the views, the
@@ -540,7 +553,7 @@ impl Handler for Views {
         &mut self,
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadModelError> {
         let mut streams: BTreeMap<&str, Vec<&RecordedEvent>> = BTreeMap::new();
         for event in events {
             streams.entry(&event.stream_id).or_default().push(event);
@@ -560,9 +573,7 @@ impl Handler for Views {
         let mut loaded = if cold.is_empty() {
             HashMap::new()
         } else {
-            load_streams(tx, &cold, &Upcasters::new())
-                .await
-                .map_err(|e| e.to_string())?
+            load_streams(tx, &cold, &Upcasters::new()).await?
         };
         let now = Timestamp::from_millis(self.clock.now_millis());
         let today = Day::containing(now, self.day_zone.whole_minutes().into());

@@ -5,4 +5,5 @@
 pub(crate) mod outbound;
 pub(crate) mod publisher;
 pub(crate) mod schedule;
+pub(crate) mod upkeep;
 pub(crate) mod watchdog;

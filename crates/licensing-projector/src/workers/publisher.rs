@@ -69,13 +69,13 @@ pub(crate) struct Publisher<'a> {
 }
 
 impl Handler for Publisher<'_> {
-    type Error = String;
+    type Error = licensing_bus::BusError;
 
     async fn handle(
         &mut self,
         _tx: &Transaction<'_>,
         events: &[RecordedEvent],
-    ) -> Result<(), String> {
+    ) -> Result<(), Self::Error> {
         let mut spans = Vec::with_capacity(events.len());
         let mut encoded = Vec::with_capacity(events.len());
         for event in events {
@@ -106,11 +106,7 @@ impl Handler for Publisher<'_> {
             .collect();
         // The whole batch in flight at once, its confirms awaited together (in order on the one
         // channel, so per license too); the spans end once the broker has confirmed.
-        let published = self
-            .bus
-            .publish_events(&messages)
-            .await
-            .map_err(|e| e.to_string());
+        let published = self.bus.publish_events(&messages).await;
         drop(spans);
         published
     }
