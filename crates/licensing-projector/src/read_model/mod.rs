@@ -31,13 +31,6 @@ pub enum ReadModelError {
     },
 }
 
-impl ReadModelError {
-    /// Whether trying again later may succeed.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_unavailable())
-    }
-}
-
 /// The projector's followers of the event store, by checkpoint name.
 pub(crate) const FOLLOWERS: [&str; 2] = ["event_publisher", "license_views"];
 
