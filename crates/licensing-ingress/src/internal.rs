@@ -57,11 +57,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(entitlement) = &self.entitlement {
-            body["entitlement"] = entitlement.clone();
-        }
-        HttpResponse::build(self.status).json(body)
+        licensing_runtime::error_response(
+            self.status,
+            &self.code,
+            &self.message,
+            self.entitlement.as_ref().map(|e| ("entitlement", e)),
+        )
     }
 }
 

@@ -157,6 +157,27 @@ impl TokenRefused {
     }
 }
 
+/// The one JSON error body of the HTTP APIs (ingress's internal API, the query API, the ops
+/// routes): `{"code", "message"}`; a caller may add fields beside them.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "code": code, "message": message })
+}
+
+/// An error answer: `status` with [`error_body`], and `detail`'s value under its name beside the
+/// code and the message.
+pub fn error_response(
+    status: actix_web::http::StatusCode,
+    code: &str,
+    message: &str,
+    detail: Option<(&str, &serde_json::Value)>,
+) -> actix_web::HttpResponse {
+    let mut body = error_body(code, message);
+    if let Some((name, value)) = detail {
+        body[name] = value.clone();
+    }
+    actix_web::HttpResponse::build(status).json(body)
+}
+
 /// The token the request carries as `Authorization: Bearer <token>`, if it is one of `tokens`
 /// and may be used for `scope`.
 pub fn authorized<'a>(

@@ -48,10 +48,10 @@ async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
 fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("Allow", allow))
-        .json(serde_json::json!({
-            "code": "method_not_allowed",
-            "message": format!("this route answers {allow} only"),
-        }))
+        .json(crate::error_body(
+            "method_not_allowed",
+            &format!("this route answers {allow} only"),
+        ))
 }
 
 /// A route that answers the method `allow` only, and [`method_not_allowed`] to any other.

@@ -3,7 +3,7 @@
 //! (every waiting one), recorded with the API token's name as who re-drove it.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use base64::Engine as _;
 use licensing_bus::Bus;
 use licensing_store::{DeadLetterState, RedriveError, StoredDeadLetter};
@@ -11,9 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::api::{
-    QueryState, Refusal, decode_query, error, instant, respond, unauthorized, unavailable,
-};
+use crate::api::{Answer, Authorized, QueryState, Refusal, decode_query, instant, ok};
 use crate::read_model::time::rfc3339;
 
 #[derive(Debug, Deserialize)]
@@ -64,29 +62,25 @@ pub(crate) fn letter_json(l: &StoredDeadLetter) -> Value {
 
 /// `GET /v1/dead-letters[?state=waiting|redriven|all&limit=&before=]`: newest first (default
 /// waiting ones, 50; at most 500), `before` an RFC 3339 instant for the next page.
-pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let query = decode_query::<ListQuery>(req.query_string()).and_then(|q| {
-        let which = match q.state.as_deref() {
-            None | Some("waiting") => DeadLetterState::Waiting,
-            Some("redriven") => DeadLetterState::Redriven,
-            Some("all") => DeadLetterState::All,
-            Some(_) => return Err("state must be waiting, redriven or all".to_owned()),
-        };
-        let limit = match q.limit {
-            None => 50,
-            Some(n) if (1..=500).contains(&n) => n,
-            Some(_) => return Err("limit must be from 1 to 500".to_owned()),
-        };
-        Ok((which, limit, instant("before", q.before.as_ref())?))
-    });
-    let (which, limit, before) = match query {
-        Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
+pub(crate) async fn list(_: Authorized, req: HttpRequest, state: web::Data<QueryState>) -> Answer {
+    let q = decode_query::<ListQuery>(req.query_string())?;
+    let which = match q.state.as_deref() {
+        None | Some("waiting") => DeadLetterState::Waiting,
+        Some("redriven") => DeadLetterState::Redriven,
+        Some("all") => DeadLetterState::All,
+        Some(_) => {
+            return Err(Refusal::invalid_query(
+                "state must be waiting, redriven or all",
+            ));
+        }
     };
-    respond(list_body(&state, which, limit, before).await)
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if (1..=500).contains(&n) => n,
+        Some(_) => return Err(Refusal::invalid_query("limit must be from 1 to 500")),
+    };
+    let before = instant("before", q.before.as_ref())?;
+    ok(&list_body(&state, which, limit, before).await?)
 }
 
 /// `GET /v1/dead-letters`' body: newest first, and where the next page starts.
@@ -109,27 +103,29 @@ pub(crate) async fn list_body(
     }))
 }
 
-fn not_found(id: &str) -> HttpResponse {
-    Refusal::unknown_dead_letter(id).answer()
+/// The id in a dead letter's path, or 404.
+fn letter_id(path: &str) -> Result<Uuid, Refusal> {
+    Uuid::parse_str(path).map_err(|_| Refusal::unknown_dead_letter(path))
+}
+
+/// The dead letter `id`, or 404.
+async fn stored_letter(state: &QueryState, id: Uuid) -> Result<StoredDeadLetter, Refusal> {
+    state
+        .store
+        .dead_letter(id)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?
+        .ok_or_else(|| Refusal::unknown_dead_letter(&id.to_string()))
 }
 
 /// `GET /v1/dead-letters/{id}`.
 pub(crate) async fn one(
-    req: HttpRequest,
+    _: Authorized,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let Ok(id) = Uuid::parse_str(&path) else {
-        return not_found(&path);
-    };
-    match state.store.dead_letter(id).await {
-        Ok(Some(letter)) => HttpResponse::Ok().json(letter_json(&letter)),
-        Ok(None) => not_found(&id.to_string()),
-        Err(e) => unavailable(&e),
-    }
+) -> Answer {
+    let letter = stored_letter(&state, letter_id(&path)?).await?;
+    ok(&letter_json(&letter))
 }
 
 /// Re-drives `id` (every waiting one with `None`) as the request's token: what was re-driven.
@@ -179,44 +175,32 @@ pub(crate) async fn redrive_as(
 
 /// `POST /v1/dead-letters/{id}/redrive`: 200 with the letter; 404 unknown; 409 re-driven already.
 pub(crate) async fn redrive(
-    req: HttpRequest,
+    token: Authorized,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    let token = match crate::api::authorized(&req, &state) {
-        Ok(token) => token,
-        Err(refusal) => return crate::api::token_refused(&refusal),
-    };
-    let Ok(id) = Uuid::parse_str(&path) else {
-        return not_found(&path);
-    };
-    match redrive_as(&state, Some(id), &token.name).await {
-        Ok(letters) if !letters.is_empty() => HttpResponse::Ok().json(json!({
-            "redriven": letters.iter().map(summary_json).collect::<Vec<_>>(),
-        })),
-        Ok(_) => match state.store.dead_letter(id).await {
-            Ok(Some(letter)) => HttpResponse::build(StatusCode::CONFLICT).json(json!({
-                "code": "redriven_already",
-                "message": format!("dead letter {id} was re-driven already"),
-                "dead_letter": summary_json(&letter),
-            })),
-            Ok(None) => not_found(&id.to_string()),
-            Err(e) => unavailable(&e),
-        },
-        Err(refusal) => refusal.answer(),
+) -> Answer {
+    let id = letter_id(&path)?;
+    let letters = redrive_as(&state, Some(id), &token.actor).await?;
+    if !letters.is_empty() {
+        return ok(&redriven_json(&letters));
     }
+    let letter = stored_letter(&state, id).await?;
+    Err(Refusal::new(
+        StatusCode::CONFLICT,
+        "redriven_already",
+        format!("dead letter {id} was re-driven already"),
+    )
+    .with("dead_letter", summary_json(&letter)))
 }
 
 /// `POST /v1/dead-letters/redrive`: every waiting dead letter, oldest first.
-pub(crate) async fn redrive_all(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    let token = match crate::api::authorized(&req, &state) {
-        Ok(token) => token,
-        Err(refusal) => return crate::api::token_refused(&refusal),
-    };
-    match redrive_as(&state, None, &token.name).await {
-        Ok(letters) => HttpResponse::Ok().json(json!({
-            "redriven": letters.iter().map(summary_json).collect::<Vec<_>>(),
-        })),
-        Err(refusal) => refusal.answer(),
-    }
+pub(crate) async fn redrive_all(token: Authorized, state: web::Data<QueryState>) -> Answer {
+    ok(&redriven_json(
+        &redrive_as(&state, None, &token.actor).await?,
+    ))
+}
+
+/// A re-drive's answer: the letters it re-drove.
+fn redriven_json(letters: &[StoredDeadLetter]) -> Value {
+    json!({ "redriven": letters.iter().map(summary_json).collect::<Vec<_>>() })
 }

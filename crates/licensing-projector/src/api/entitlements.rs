@@ -2,16 +2,16 @@
 //! token) and the public keys at `GET /.well-known/jwks.json` (public, for the seller's software).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use licensing_domain::{Policy, Timestamp};
 use licensing_runtime::{Verdict, entitlement_json};
 
 use crate::api::licenses::license_events;
-use crate::api::{QueryState, error, unauthorized};
+use crate::api::{Answer, Authorized, QueryState, Refusal};
 use crate::read_model::views::replay;
 
-fn not_configured() -> HttpResponse {
-    error(
+fn not_configured() -> Refusal {
+    Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "entitlements_not_configured",
         "no entitlement signing key: set LICENSING_ENTITLEMENT_KEYS",
@@ -19,42 +19,23 @@ fn not_configured() -> HttpResponse {
 }
 
 /// `GET /.well-known/jwks.json`: every public key, current first.
-pub(crate) async fn jwks(state: web::Data<QueryState>) -> HttpResponse {
-    match &state.entitlements {
-        Some(keys) => HttpResponse::Ok()
-            .insert_header(("Cache-Control", "public, max-age=300"))
-            .json(keys.jwks()),
-        None => not_configured(),
-    }
+pub(crate) async fn jwks(state: web::Data<QueryState>) -> Answer {
+    let keys = state.entitlements.as_ref().ok_or_else(not_configured)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(keys.jwks()))
 }
 
 /// `GET /v1/licenses/{code}/entitlement`: the license's access now, signed.
 pub(crate) async fn entitlement(
-    req: HttpRequest,
+    _: Authorized,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let Some(keys) = &state.entitlements else {
-        return not_configured();
-    };
+) -> Answer {
+    let keys = state.entitlements.as_ref().ok_or_else(not_configured)?;
     let code = path.into_inner();
-    let events = match license_events(&state.store, &code, false).await {
-        Ok(events) => events,
-        Err(refusal) => return refusal.answer(),
-    };
-    let license = match replay(&events[0].stream_id, &events) {
-        Ok(license) => license,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "undecodable",
-                e.to_string(),
-            );
-        }
-    };
+    let events = license_events(&state.store, &code, false).await?;
+    let license = replay(&events[0].stream_id, &events).map_err(|e| Refusal::undecodable(&e))?;
     let now = state.clock.now();
     // The mode the clock gives now: the schedule may not have recorded a change of this very
     // moment yet. A recorded freeze keeps its recorded data_kept_until.
@@ -68,11 +49,11 @@ pub(crate) async fn entitlement(
         until: seconds(access.until),
         data_kept_until: seconds(access.data_kept_until),
     };
-    HttpResponse::Ok().json(entitlement_json(
+    Ok(HttpResponse::Ok().json(entitlement_json(
         keys,
         &code,
         &verdict,
         now,
         state.entitlement_ttl,
-    ))
+    )))
 }

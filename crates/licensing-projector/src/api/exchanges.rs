@@ -9,9 +9,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    QueryState, Refusal, decode_query, error, instant, text_filter, unauthorized, unavailable,
-};
+use super::{Answer, Authorized, QueryState, Refusal, decode_query, instant, text_filter};
 use crate::evidence::ledger::{Entry, ledger};
 use crate::evidence::pack::evidence_pack;
 use crate::evidence::{Window, exchange_json, gather, refusal_json, summary_json};
@@ -19,28 +17,25 @@ use crate::read_model::time::rfc3339;
 
 /// `GET /v1/exchanges/{id}`: one exchange, both payloads byte for byte.
 pub(crate) async fn exchange(
-    req: HttpRequest,
+    _: Authorized,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
+) -> Answer {
     let unknown = || {
-        error(
+        Refusal::new(
             StatusCode::NOT_FOUND,
             "unknown_exchange",
             "no such exchange",
         )
     };
-    let Ok(id) = Uuid::parse_str(&path.into_inner()) else {
-        return unknown();
-    };
-    match state.store.exchange(id).await {
-        Ok(Some(stored)) => HttpResponse::Ok().json(exchange_json(&stored)),
-        Ok(None) => unknown(),
-        Err(e) => unavailable(&e),
-    }
+    let id = Uuid::parse_str(&path).map_err(|_| unknown())?;
+    let stored = state
+        .store
+        .exchange(id)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?
+        .ok_or_else(unknown)?;
+    Ok(HttpResponse::Ok().json(exchange_json(&stored)))
 }
 
 /// Filters of `GET /v1/exchanges`.
@@ -71,14 +66,17 @@ fn parse_cursor(raw: &str) -> Option<(OffsetDateTime, Uuid)> {
 }
 
 /// Reads the query string of `GET /v1/exchanges`; the error names the parameter.
-fn exchanges_filter(query: &str) -> Result<ExchangeFilter, String> {
+fn exchanges_filter(query: &str) -> Result<ExchangeFilter, Refusal> {
     let raw: ExchangesQuery = decode_query(query)?;
     Ok(ExchangeFilter {
         license: text_filter("license", raw.license)?,
         sandbox: raw.sandbox,
         direction: raw
             .direction
-            .map(|d| Direction::parse(&d).ok_or("direction must be in or out"))
+            .map(|d| {
+                Direction::parse(&d)
+                    .ok_or_else(|| Refusal::invalid_query("direction must be in or out"))
+            })
             .transpose()?,
         outcome: text_filter("outcome", raw.outcome)?,
         refusals: raw.refused,
@@ -86,12 +84,15 @@ fn exchanges_filter(query: &str) -> Result<ExchangeFilter, String> {
         to: instant("to", raw.to.as_ref())?,
         after: raw
             .cursor
-            .map(|c| parse_cursor(&c).ok_or("cursor is not one this API returned"))
+            .map(|c| {
+                parse_cursor(&c)
+                    .ok_or_else(|| Refusal::invalid_query("cursor is not one this API returned"))
+            })
             .transpose()?,
         limit: match raw.limit {
             None => 100,
             Some(limit @ 1..=1000) => limit,
-            Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
+            Some(_) => return Err(Refusal::invalid_query("limit must be between 1 and 1000")),
         },
         with_payloads: false,
     })
@@ -99,28 +100,26 @@ fn exchanges_filter(query: &str) -> Result<ExchangeFilter, String> {
 
 /// `GET /v1/exchanges`: exchanges oldest first, refused ones included, by the license their body
 /// names when it can be read; paged with `next_cursor`.
-pub(crate) async fn exchanges(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let mut filter = match exchanges_filter(req.query_string()) {
-        Ok(filter) => filter,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
+pub(crate) async fn exchanges(
+    _: Authorized,
+    req: HttpRequest,
+    state: web::Data<QueryState>,
+) -> Answer {
+    let mut filter = exchanges_filter(req.query_string())?;
     let limit = filter.limit;
     filter.limit += 1;
-    match state.store.exchanges(&filter).await {
-        Ok(found) => {
-            let more = found.len() as i64 > limit;
-            let page = &found[..found.len().min(limit as usize)];
-            let next = more.then(|| page.last().map(cursor_of)).flatten();
-            HttpResponse::Ok().json(json!({
-                "items": page.iter().map(summary_json).collect::<Vec<_>>(),
-                "next_cursor": next,
-            }))
-        }
-        Err(e) => unavailable(&e),
-    }
+    let found = state
+        .store
+        .exchanges(&filter)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let more = found.len() as i64 > limit;
+    let page = &found[..found.len().min(limit as usize)];
+    let next = more.then(|| page.last().map(cursor_of)).flatten();
+    Ok(HttpResponse::Ok().json(json!({
+        "items": page.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
 }
 
 /// Query parameters of the ledger and the evidence pack.
@@ -135,7 +134,7 @@ struct WindowQuery {
 
 /// Reads the sandbox flag and the window of the ledger and the evidence pack; the error names
 /// the parameter.
-pub(crate) fn window(query: &str) -> Result<Window, String> {
+pub(crate) fn window(query: &str) -> Result<Window, Refusal> {
     let raw: WindowQuery = decode_query(query)?;
     Ok(Window {
         sandbox: raw.sandbox,
@@ -146,23 +145,17 @@ pub(crate) fn window(query: &str) -> Result<Window, String> {
 
 /// `GET /v1/licenses/{code}/ledger[?sandbox=true][&from=&to=]`.
 pub(crate) async fn license_ledger(
+    _: Authorized,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
+) -> Answer {
     let code = path.into_inner();
-    let window = match window(req.query_string()) {
-        Ok(window) => window,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
-    let evidence = match gather(&state.store, &code, &window).await {
-        Ok(evidence) => evidence,
-        Err(e) => return Refusal::of_gathering(&e).answer(),
-    };
-    HttpResponse::Ok().json(json!({
+    let window = window(req.query_string())?;
+    let evidence = gather(&state.store, &code, &window)
+        .await
+        .map_err(|e| Refusal::of_gathering(&e))?;
+    Ok(HttpResponse::Ok().json(json!({
         "license": code,
         "sandbox": window.sandbox,
         "from": rfc3339(window.from),
@@ -171,38 +164,32 @@ pub(crate) async fn license_ledger(
         "exchanges_truncated": evidence.exchanges_truncated(),
         "refusals": evidence.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
         "refusals_truncated": evidence.refusals_truncated(),
-    }))
+    })))
 }
 
 /// `GET /v1/licenses/{code}/evidence[?sandbox=true][&from=&to=]`: the dispute evidence pack.
 pub(crate) async fn license_evidence(
+    _: Authorized,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let code = path.into_inner();
-    let window = match window(req.query_string()) {
-        Ok(window) => window,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
-    pack_download(&state, &code, &window).await
+) -> Answer {
+    let window = window(req.query_string())?;
+    pack_download(&state, &path, &window).await
 }
 
 /// The evidence pack as a download (the query API and the console).
-pub(crate) async fn pack_download(state: &QueryState, code: &str, window: &Window) -> HttpResponse {
-    match evidence_pack(&state.store, code, window, state.verifier.as_ref()).await {
-        Ok(zip) => HttpResponse::Ok()
-            .content_type("application/zip")
-            .insert_header((
-                "Content-Disposition",
-                format!("attachment; filename=\"evidence-{code}.zip\""),
-            ))
-            .body(zip),
-        Err(e) => Refusal::of_gathering(&e).answer(),
-    }
+pub(crate) async fn pack_download(state: &QueryState, code: &str, window: &Window) -> Answer {
+    let zip = evidence_pack(&state.store, code, window, state.verifier.as_ref())
+        .await
+        .map_err(|e| Refusal::of_gathering(&e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"evidence-{code}.zip\""),
+        ))
+        .body(zip))
 }
 
 #[cfg(test)]
@@ -238,9 +225,9 @@ mod tests {
             Some((stored.exchange.at, stored.exchange.id))
         );
         let error = exchanges_filter("cursor=nope").unwrap_err();
-        assert!(error.contains("cursor"), "{error}");
+        assert!(error.message.contains("cursor"), "{error}");
         let error = exchanges_filter("direction=sideways").unwrap_err();
-        assert!(error.contains("direction"), "{error}");
+        assert!(error.message.contains("direction"), "{error}");
         assert!(exchanges_filter("bogus=1").is_err());
         let ok = exchanges_filter("license=PL1&direction=in&outcome=000001&limit=5").unwrap();
         assert_eq!(

@@ -1,23 +1,22 @@
 //! The heartbeat ledger on the query API (D15): `GET /v1/licenses/{code}/heartbeats`, per market
 //! day of use: owed, sent, acknowledged, failed or missed, with its attempts.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use licensing_domain::{Day, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
 
-use crate::api::{QueryState, decode_query, error, unauthorized, unavailable};
+use crate::api::{Answer, Authorized, QueryState, Refusal, decode_query, ok};
 use crate::read_model::time::{UNIX_EPOCH_JULIAN_DAY, date_of, rfc3339, zone_label};
 
 /// The day number of `YYYY-MM-DD`; the error names the parameter.
-fn day_of(name: &str, text: &str) -> Result<i64, String> {
-    let format =
-        time::format_description::parse("[year]-[month]-[day]").map_err(|e| e.to_string())?;
-    Date::parse(text, &format)
+fn day_of(name: &str, text: &str) -> Result<i64, Refusal> {
+    const DATE: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, DATE)
         .map(|d| i64::from(d.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
-        .map_err(|_| format!("{name} must be a date, YYYY-MM-DD"))
+        .map_err(|_| Refusal::invalid_query(format!("{name} must be a date, YYYY-MM-DD")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,74 +48,71 @@ fn day_state(
     }
 }
 
+/// The days asked for, as day numbers `(from, to)`: the last 30 days to `today` by default, at
+/// most 367 (an older `from` is moved up and the answer names the range it covers); `from` after
+/// `to` is an empty range.
+fn day_range(query: &str, today: i64) -> Result<(i64, i64), Refusal> {
+    let q: LedgerQuery = decode_query(query)?;
+    let to =
+        q.to.as_deref()
+            .map(|t| day_of("to", t))
+            .transpose()?
+            .unwrap_or(today);
+    let from = q
+        .from
+        .as_deref()
+        .map(|f| day_of("from", f))
+        .transpose()?
+        .unwrap_or(to - 29);
+    Ok((from.max(to - 366), to))
+}
+
 /// `GET /v1/licenses/{code}/heartbeats[?from=YYYY-MM-DD&to=YYYY-MM-DD]`: the last 30 days by
 /// default, at most 367.
 pub(crate) async fn heartbeats(
+    _: Authorized,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let code = path.into_inner();
+) -> Answer {
     let today = Day::containing(
         Timestamp::from_millis(state.clock.now_millis()),
         state.day_zone.whole_minutes().into(),
     )
     .number();
-    let range = decode_query::<LedgerQuery>(req.query_string()).and_then(|q| {
-        let to =
-            q.to.as_deref()
-                .map(|t| day_of("to", t))
-                .transpose()?
-                .unwrap_or(today);
-        let from = q
-            .from
-            .as_deref()
-            .map(|f| day_of("from", f))
-            .transpose()?
-            .unwrap_or(to - 29);
-        // At most 367 days: an older `from` is moved up (the answer names the range it covers);
-        // `from` after `to` is an empty range.
-        Ok((from.max(to - 366), to))
-    });
-    let (from, to) = match range {
-        Ok(range) => range,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_query", message),
-    };
-    let client = match state.store.client().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(&e),
-    };
-    let known = client
+    let (from, to) = day_range(req.query_string(), today)?;
+    let body = ledger_body(&state, &path, today, (from, to)).await?;
+    ok(&body)
+}
+
+/// The heartbeat ledger of `code` over the days `from..=to`.
+async fn ledger_body(
+    state: &QueryState,
+    code: &str,
+    today: i64,
+    (from, to): (i64, i64),
+) -> Result<Value, Refusal> {
+    let client = state
+        .store
+        .client()
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    client
         .query_opt(
             "SELECT 1 FROM license_views WHERE license = $1 AND NOT sandbox",
             &[&code],
         )
-        .await;
-    match known {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_license",
-                format!("no license {code}"),
-            );
-        }
-        Err(e) => return unavailable(&e),
-    }
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?
+        .ok_or_else(|| Refusal::unknown_license(code))?;
     let rows = client
         .query(
             "SELECT day, used_at, account, attempts, acknowledged_at, market_status, last_error, given_up
                FROM heartbeat_days WHERE license = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
             &[&code, &from, &to],
         )
-        .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => return unavailable(&e),
-    };
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
     let days: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -143,7 +139,7 @@ pub(crate) async fn heartbeats(
             day > today - 7 && day <= today && r.get::<_, Option<time::OffsetDateTime>>(4).is_none()
         })
         .count();
-    HttpResponse::Ok().json(json!({
+    Ok(json!({
         "license": code,
         "time_zone": zone_label(state.day_zone),
         "today": date_of(today),
@@ -163,7 +159,12 @@ mod tests {
         assert_eq!(date_of(0).as_deref(), Some("1970-01-01"));
         assert_eq!(day_of("to", "2026-11-29"), Ok(20_786));
         assert_eq!(date_of(20_786).as_deref(), Some("2026-11-29"));
-        assert!(day_of("from", "2026-13-01").unwrap_err().contains("from"));
+        assert!(
+            day_of("from", "2026-13-01")
+                .unwrap_err()
+                .message
+                .contains("from")
+        );
     }
 
     #[test]

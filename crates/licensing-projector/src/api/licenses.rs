@@ -1,6 +1,5 @@
 //! The query API (bearer tokens): one license's view, its full history, its state at a past instant.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use licensing_store::{RecordedEvent, Store};
@@ -9,7 +8,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::api::{QueryState, Refusal, decode_query, instant, respond, text_filter, unauthorized};
+use crate::api::{Answer, Authorized, QueryState, Refusal, decode_query, instant, ok, text_filter};
 use crate::read_model::event_json;
 use crate::read_model::time::rfc3339;
 
@@ -98,12 +97,12 @@ pub(crate) enum Cursor {
 
 impl Cursor {
     /// Reads a `next_cursor` of a list in `sort` order; the error says it is not one.
-    pub(crate) fn parse(sort: Sort, raw: &str) -> Result<Self, String> {
+    pub(crate) fn parse(sort: Sort, raw: &str) -> Result<Self, Refusal> {
         text_filter("cursor", Some(raw.to_owned()))?;
         match sort {
             Sort::License => Ok(Self::License(raw.to_owned())),
             Sort::ExpireAt => {
-                let bad = || "cursor is not one this list returned".to_owned();
+                let bad = || Refusal::invalid_query("cursor is not one this list returned");
                 let (at, license) = raw.split_once('_').ok_or_else(bad)?;
                 let at = match at {
                     "none" => None,
@@ -151,7 +150,7 @@ pub(crate) struct ListFilter {
 }
 
 /// Reads the query string of `GET /v1/licenses`; the error says which parameter is wrong.
-pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
+pub(crate) fn list_filter(query: &str) -> Result<ListFilter, Refusal> {
     let raw: ListQuery = decode_query(query)?;
     Ok(ListFilter {
         q: text_filter("q", raw.q)?
@@ -161,9 +160,9 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
         status: text_filter("status", raw.status)?,
         access_mode: match raw.access_mode {
             Some(mode) if licensing_domain::AccessMode::parse(&mode).is_none() => {
-                return Err(
-                    "access_mode must be pending, active, expired, frozen or released".to_owned(),
-                );
+                return Err(Refusal::invalid_query(
+                    "access_mode must be pending, active, expired, frozen or released",
+                ));
             }
             mode => mode,
         },
@@ -173,9 +172,9 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
         expire_before: instant("expire_before", raw.expire_before.as_ref())?,
         heartbeat_before_day: match raw.heartbeat_before_day {
             Some(day) if !(0..=1_000_000).contains(&day) => {
-                return Err(
-                    "heartbeat_before_day must be a day number from 0 to 1000000".to_owned(),
-                );
+                return Err(Refusal::invalid_query(
+                    "heartbeat_before_day must be a day number from 0 to 1000000",
+                ));
             }
             day => day,
         },
@@ -183,7 +182,9 @@ pub(crate) fn list_filter(query: &str) -> Result<ListFilter, String> {
         limit: match raw.limit {
             None => 100,
             Some(limit @ 1..=1000) => limit,
-            Some(_) => return Err("limit must be between 1 and 1000".to_owned()),
+            Some(_) => {
+                return Err(Refusal::invalid_query("limit must be between 1 and 1000"));
+            }
         },
         cursor: text_filter("cursor", raw.cursor)?.map(Cursor::License),
     })
@@ -292,14 +293,9 @@ pub(crate) async fn list_page(store: &Store, filter: &ListFilter) -> Result<Valu
 }
 
 /// `GET /v1/licenses`: filtered, ordered by license code, paged with an opaque cursor.
-pub(crate) async fn list(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    match list_filter(req.query_string()) {
-        Ok(filter) => respond(list_page(&state.store, &filter).await),
-        Err(message) => Refusal::invalid_query(message).answer(),
-    }
+pub(crate) async fn list(_: Authorized, req: HttpRequest, state: web::Data<QueryState>) -> Answer {
+    let filter = list_filter(req.query_string())?;
+    ok(&list_page(&state.store, &filter).await?)
 }
 
 /// Query parameters of `GET /v1/licenses/{code}`.
@@ -315,7 +311,7 @@ pub(crate) struct LicenseQuery {
 
 /// Reads the query string of `GET /v1/licenses/{code}` and `…/events`: the sandbox flag and the
 /// optional instant.
-pub(crate) fn license_query(query: &str) -> Result<(bool, Option<OffsetDateTime>), String> {
+pub(crate) fn license_query(query: &str) -> Result<(bool, Option<OffsetDateTime>), Refusal> {
     let raw: LicenseQuery = decode_query(query)?;
     let at = instant("as_of", raw.as_of.as_ref())?;
     Ok((raw.sandbox, at))
@@ -350,17 +346,13 @@ pub(crate) async fn license_body(
 
 /// `GET /v1/licenses/{code}`.
 pub(crate) async fn license(
+    _: Authorized,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    match license_query(req.query_string()) {
-        Ok((sandbox, at)) => respond(license_body(&state.store, &path, sandbox, at).await),
-        Err(message) => Refusal::invalid_query(message).answer(),
-    }
+) -> Answer {
+    let (sandbox, at) = license_query(req.query_string())?;
+    ok(&license_body(&state.store, &path, sandbox, at).await?)
 }
 
 async fn as_of(
@@ -383,17 +375,12 @@ async fn as_of(
     let mut state = licensing_domain::License::default();
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| Refusal::unavailable(&e))?;
-        state = crate::read_model::views::apply(state, &stream, &event).map_err(|e| {
-            Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "undecodable",
-                e.to_string(),
-            )
-        })?;
+        state = crate::read_model::views::apply(state, &stream, &event)
+            .map_err(|e| Refusal::undecodable(&e))?;
     }
     if state.version == 0 {
         return Err(Refusal::new(
-            StatusCode::NOT_FOUND,
+            actix_web::http::StatusCode::NOT_FOUND,
             "unknown_license",
             format!("no license {code} at that time"),
         ));
@@ -411,22 +398,14 @@ async fn as_of(
 
 /// `GET /v1/licenses/{code}/events`: the full history with metadata.
 pub(crate) async fn events(
+    _: Authorized,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let code = path.into_inner();
-    let sandbox = match license_query(req.query_string()) {
-        Ok((sandbox, _)) => sandbox,
-        Err(message) => return Refusal::invalid_query(message).answer(),
-    };
-    match license_events(&state.store, &code, sandbox).await {
-        Err(refusal) => refusal.answer(),
-        Ok(events) => HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()),
-    }
+) -> Answer {
+    let (sandbox, _) = license_query(req.query_string())?;
+    let events = license_events(&state.store, &path, sandbox).await?;
+    Ok(HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
@@ -505,6 +484,7 @@ mod fuzz {
     #[test]
     fn a_nul_byte_in_a_filter_is_a_clear_error() {
         let error = list_filter("product=a%00b").unwrap_err();
-        assert!(error.contains("product"), "{error}");
+        assert_eq!(error.code, "invalid_query");
+        assert!(error.message.contains("product"), "{error}");
     }
 }

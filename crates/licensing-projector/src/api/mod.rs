@@ -9,9 +9,9 @@ pub(crate) mod licenses;
 pub(crate) mod probe;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use licensing_store::Store;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -42,21 +42,15 @@ pub(crate) struct QueryState {
     pub(crate) bus: licensing_bus::BusConfig,
 }
 
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"code": code, "message": message.into()}))
-}
-
-/// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
-pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> HttpResponse {
-    Refusal::unavailable(cause).answer()
-}
-
-/// A query that cannot be answered: the API sends it as JSON, the console as a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A query that cannot be answered: the API sends it as JSON (`{"code", "message"}`, the shape
+/// every HTTP API of the backend uses), the console as a page. The handlers' one error type.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,
+    /// A field the JSON answer carries beside the code and the message.
+    pub(crate) detail: Option<(&'static str, Value)>,
 }
 
 impl Refusal {
@@ -65,7 +59,14 @@ impl Refusal {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// The same refusal with `value` under `name` in its JSON answer.
+    pub(crate) fn with(mut self, name: &'static str, value: Value) -> Self {
+        self.detail = Some((name, value));
+        self
     }
 
     /// 400 for a wrong query parameter.
@@ -91,6 +92,16 @@ impl Refusal {
         )
     }
 
+    /// 500 for a stored event this build cannot read.
+    pub(crate) fn undecodable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "a stored event cannot be read");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "undecodable",
+            cause.to_string(),
+        )
+    }
+
     /// 503 for a store that cannot answer: the cause goes to the log, never to the caller.
     pub(crate) fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "query failed in the store");
@@ -100,64 +111,103 @@ impl Refusal {
             "the store cannot answer right now; retry",
         )
     }
+}
 
-    /// The API's JSON answer.
-    pub(crate) fn answer(&self) -> HttpResponse {
-        error(self.status, self.code, self.message.clone())
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
-/// The API's answer to a computed body: 200 with it, or the refusal.
-pub(crate) fn respond(body: Result<Value, Refusal>) -> HttpResponse {
-    match body {
-        Ok(body) => HttpResponse::Ok().json(body),
-        Err(refusal) => refusal.answer(),
+impl ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        licensing_runtime::error_response(
+            self.status,
+            self.code,
+            &self.message,
+            self.detail.as_ref().map(|(name, value)| (*name, value)),
+        )
+    }
+}
+
+impl From<licensing_runtime::TokenRefused> for Refusal {
+    fn from(refused: licensing_runtime::TokenRefused) -> Self {
+        let (status, code, message) = refused.answer(licensing_runtime::Scope::Query);
+        Self::new(status, code, message)
+    }
+}
+
+/// What a query handler answers: 200 with its body, or the refusal.
+pub(crate) type Answer = Result<HttpResponse, Refusal>;
+
+/// 200 with `body` as JSON.
+pub(crate) fn ok(body: &Value) -> Answer {
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// A request to the query API carrying one of the API tokens that may use it: the name of that
+/// token (the actor of a re-drive). Refused with 401 without a known token, 403 for a token
+/// without the query scope, before the handler runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Authorized {
+    /// The token's name.
+    pub(crate) actor: String,
+}
+
+impl FromRequest for Authorized {
+    type Error = Refusal;
+    type Future = std::future::Ready<Result<Self, Refusal>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let tokens = req
+            .app_data::<web::Data<QueryState>>()
+            .map_or(&[][..], |state| &state.tokens[..]);
+        std::future::ready(
+            licensing_runtime::authorized(req, tokens, licensing_runtime::Scope::Query)
+                .map(|token| Self {
+                    actor: token.name.clone(),
+                })
+                .map_err(Refusal::from),
+        )
     }
 }
 
 /// A text filter: at most 256 characters, no control characters (a NUL would reach PostgreSQL).
-pub(crate) fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
+pub(crate) fn text_filter(name: &str, raw: Option<String>) -> Result<Option<String>, Refusal> {
     match raw {
-        Some(value) if value.chars().count() > 256 || value.chars().any(char::is_control) => Err(
-            format!("{name} must be at most 256 characters without control characters"),
-        ),
+        Some(value) if value.chars().count() > 256 || value.chars().any(char::is_control) => {
+            Err(Refusal::invalid_query(format!(
+                "{name} must be at most 256 characters without control characters"
+            )))
+        }
         other => Ok(other),
     }
 }
 
 /// Query parameters decoded by serde; an error names the parameter when serde does.
-pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+pub(crate) fn decode_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Refusal> {
     web::Query::<T>::from_query(query)
         .map(web::Query::into_inner)
-        .map_err(|e| e.to_string())
-}
-
-/// 401 unless the request carries one of the API tokens, 403 when that token may not use the
-/// query API.
-pub(crate) fn unauthorized(req: &HttpRequest, state: &QueryState) -> Option<HttpResponse> {
-    authorized(req, state)
-        .err()
-        .map(|refusal| token_refused(&refusal))
-}
-
-/// The API token of a request to the query API, or why it is refused.
-pub(crate) fn authorized<'a>(
-    req: &HttpRequest,
-    state: &'a QueryState,
-) -> Result<&'a licensing_runtime::ApiToken, licensing_runtime::TokenRefused> {
-    licensing_runtime::authorized(req, &state.tokens, licensing_runtime::Scope::Query)
-}
-
-/// The answer refusing a request's token on the query API.
-pub(crate) fn token_refused(refusal: &licensing_runtime::TokenRefused) -> HttpResponse {
-    let (status, code, message) = refusal.answer(licensing_runtime::Scope::Query);
-    error(status, code, message)
+        .map_err(|e| Refusal::invalid_query(e.to_string()))
 }
 
 /// An optional RFC 3339 query parameter; the error names it.
-pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, String> {
-    raw.map(|r| OffsetDateTime::parse(r, &Rfc3339).map_err(|_| format!("{name} must be RFC 3339")))
-        .transpose()
+pub(crate) fn instant(name: &str, raw: Option<&String>) -> Result<Option<OffsetDateTime>, Refusal> {
+    raw.map(|r| {
+        OffsetDateTime::parse(r, &Rfc3339)
+            .map_err(|_| Refusal::invalid_query(format!("{name} must be RFC 3339")))
+    })
+    .transpose()
 }
 
 impl Refusal {

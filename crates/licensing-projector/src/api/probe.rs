@@ -1,12 +1,12 @@
 //! `GET /v1/probe`: the probe watchdog's status and its recent runs.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use licensing_domain as domain;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::api::{QueryState, Refusal, decode_query, respond, unauthorized};
+use crate::api::{Answer, Authorized, QueryState, Refusal, decode_query, ok};
 use crate::read_model::probe_log::ProbeStatus;
 use crate::read_model::time::{date_of, rfc3339, zone_label};
 
@@ -18,19 +18,13 @@ struct ProbeQuery {
 
 /// `GET /v1/probe[?limit=N]`: the watchdog's settings, the freeze countdown, the last `N` runs
 /// (default 10, at most 100) with each case, and the last marketplace probes seen.
-pub(crate) async fn probe(req: HttpRequest, state: web::Data<QueryState>) -> HttpResponse {
-    if let Some(refused) = unauthorized(&req, &state) {
-        return refused;
-    }
-    let limit = match decode_query::<ProbeQuery>(req.query_string()).and_then(|q| match q.limit {
-        None => Ok(10),
-        Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(_) => Err("limit must be from 1 to 100".to_owned()),
-    }) {
-        Ok(limit) => limit,
-        Err(message) => return Refusal::invalid_query(message).answer(),
+pub(crate) async fn probe(_: Authorized, req: HttpRequest, state: web::Data<QueryState>) -> Answer {
+    let limit = match decode_query::<ProbeQuery>(req.query_string())?.limit {
+        None => 10,
+        Some(n) if (1..=100).contains(&n) => n,
+        Some(_) => return Err(Refusal::invalid_query("limit must be from 1 to 100")),
     };
-    respond(probe_body(&state, limit).await)
+    ok(&probe_body(&state, limit).await?)
 }
 
 /// `GET /v1/probe`'s body: the watchdog's settings, the last `limit` runs with each case, the

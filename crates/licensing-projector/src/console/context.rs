@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
 use licensing_bus::{Bus, BusConfig, BusError};
 use licensing_runtime::Health;
 use maud::{DOCTYPE, Markup, html};
@@ -194,7 +196,7 @@ impl Ctx {
 
     /// The signed-in session, or a redirect to the sign-in page that comes back here.
     #[allow(clippy::result_large_err)] // the error is the answer, built once per request
-    pub(crate) fn signed_in(&self) -> Result<&Session, HttpResponse> {
+    fn signed_in(&self) -> Result<&Session, HttpResponse> {
         self.session.as_ref().ok_or_else(|| {
             let next: String = url::form_urlencoded::byte_serialize(self.here.as_bytes()).collect();
             see_other(&format!("/console/sign-in?next={next}"))
@@ -204,7 +206,7 @@ impl Ctx {
     /// The session of a form post whose CSRF token is its session's: else a redirect to sign in
     /// (no session) or 403 (no or another token).
     #[allow(clippy::result_large_err)] // the error is the answer, built once per request
-    pub(crate) fn posted(&self, form: &HashMap<String, String>) -> Result<&Session, HttpResponse> {
+    fn posted(&self, form: &HashMap<String, String>) -> Result<&Session, HttpResponse> {
         let session = self.signed_in()?;
         if session::csrf_matches(session, form.get("csrf").map(String::as_str)) {
             Ok(session)
@@ -312,6 +314,95 @@ impl Ctx {
                 p.error { code { (refusal.code) } ": " (refusal.message) }
             },
         )
+    }
+}
+
+/// The query API's and the console's state of a request.
+fn shared(
+    req: &HttpRequest,
+) -> Result<(web::Data<QueryState>, web::Data<Console>), actix_web::Error> {
+    req.app_data::<web::Data<QueryState>>()
+        .cloned()
+        .zip(req.app_data::<web::Data<Console>>().cloned())
+        .ok_or_else(|| {
+            actix_web::error::ErrorInternalServerError("the console is not set up on this listener")
+        })
+}
+
+/// An answer given instead of the handler's (a redirect to sign in, a refused form).
+fn answered(response: HttpResponse) -> actix_web::Error {
+    actix_web::error::InternalError::from_response("answered before the handler", response).into()
+}
+
+impl FromRequest for Ctx {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (state, console) = shared(&req)?;
+            Ok(Ctx::new(&req, &state, &console).await)
+        })
+    }
+}
+
+/// A page request of a signed-in operator: its context, whose session is there. Without a
+/// session the handler does not run: the answer is a redirect to the sign-in page that comes back
+/// here.
+#[derive(Debug)]
+pub(crate) struct SignedIn {
+    pub(crate) ctx: Ctx,
+}
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let ctx = Ctx::from_request(req, payload);
+        Box::pin(async move {
+            let ctx = ctx.await?;
+            ctx.signed_in().map_err(answered)?;
+            Ok(Self { ctx })
+        })
+    }
+}
+
+/// A form post of a signed-in operator carrying its session's CSRF token: its context, session
+/// and fields. Else the handler does not run: the answer is a redirect to sign in (no session) or
+/// 403 (no or another token).
+#[derive(Debug)]
+pub(crate) struct Posted {
+    pub(crate) ctx: Ctx,
+    pub(crate) session: Session,
+    pub(crate) fields: HashMap<String, String>,
+}
+
+impl Posted {
+    /// A field's value, empty when absent.
+    pub(crate) fn field(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+}
+
+impl FromRequest for Posted {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let ctx = Ctx::from_request(req, payload);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let (ctx, body) = (ctx.await?, body.await?);
+            let fields = form(&body);
+            let session = ctx.posted(&fields).map_err(answered)?.clone();
+            Ok(Self {
+                ctx,
+                session,
+                fields,
+            })
+        })
     }
 }
 

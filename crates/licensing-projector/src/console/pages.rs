@@ -15,7 +15,7 @@ use serde_json::Value;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
-use super::context::{Console, Ctx, form, see_other};
+use super::context::{Console, Ctx, Posted, SignedIn, see_other};
 use super::i18n::{Lang, market_time, market_time_of};
 use crate::api::{QueryState, Refusal, licenses};
 use crate::evidence;
@@ -198,14 +198,10 @@ fn unavailable(l: Lang) -> Markup {
 /// `GET /console/`: readiness, lags, queue and dead letters, callbacks and calls of the last 24
 /// hours, heartbeat debt and the probe countdown.
 pub(crate) async fn overview(
-    req: HttpRequest,
+    SignedIn { ctx }: SignedIn,
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let projector =
         crate::metrics::ready(&console.health, &state.store, console.ready_max_lag).await;
@@ -411,14 +407,10 @@ const STATUSES: [&str; 8] = [
 
 /// `GET /console/licenses`: the query API's list with its filters, 50 a page.
 pub(crate) async fn licenses(
+    SignedIn { ctx }: SignedIn,
     req: HttpRequest,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let mut pairs = params(&req);
     if !pairs.iter().any(|(k, _)| k == "limit") {
@@ -452,7 +444,7 @@ pub(crate) async fn licenses(
     });
     let page = match filter {
         Ok(filter) => licenses::list_page(&state.store, &filter).await,
-        Err(message) => Err(Refusal::invalid_query(message)),
+        Err(refusal) => Err(refusal),
     };
     let sandbox = get("sandbox") == "true";
     let form = html! {
@@ -634,15 +626,11 @@ fn side_label(l: Lang, side: &str) -> &'static str {
 /// `GET /console/licenses/{code}[?sandbox=true][&as_of=]`: the state card, actions, timeline and
 /// three-way ledger with raw exchanges.
 pub(crate) async fn license(
+    SignedIn { ctx }: SignedIn,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let code = path.into_inner();
     let params: HashMap<String, String> = params(&req).into_iter().collect();
@@ -853,18 +841,11 @@ pub(crate) async fn license(
 
 /// `POST /console/licenses/{code}/activation`: the internal API's activation request.
 pub(crate) async fn request_activation(
-    req: HttpRequest,
+    posted: Posted,
     path: web::Path<String>,
-    body: web::Bytes,
-    state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    let fields = form(&body);
-    let session = match ctx.posted(&fields) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+    let Posted { ctx, session, .. } = &posted;
     let code = path.into_inner();
     if licensing_domain::LicenseCode::parse(&code).is_err() {
         return ctx.refusal(&Refusal::unknown_license(&code));
@@ -885,20 +866,13 @@ pub(crate) async fn request_activation(
 
 /// `POST /console/licenses/{code}/drift`: the internal API's drift resolution.
 pub(crate) async fn resolve_drift(
-    req: HttpRequest,
+    posted: Posted,
     path: web::Path<String>,
-    body: web::Bytes,
-    state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    let fields = form(&body);
-    let session = match ctx.posted(&fields) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+    let Posted { ctx, session, .. } = &posted;
     let code = path.into_inner();
-    let field = |name: &str| fields.get(name).map_or("", String::as_str);
+    let field = |name: &str| posted.field(name);
     let resolution = match CommandBody::resolve_drift(&code, field("accept"), field("note")) {
         Ok(resolution) => resolution,
         Err(message) => {
@@ -919,19 +893,16 @@ pub(crate) async fn resolve_drift(
 
 /// `GET /console/licenses/{code}/evidence[?sandbox=true]`: the evidence pack download.
 pub(crate) async fn evidence(
+    SignedIn { ctx }: SignedIn,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
-    match crate::api::exchanges::window(req.query_string()) {
+    let download = match crate::api::exchanges::window(req.query_string()) {
         Ok(window) => crate::api::exchanges::pack_download(&state, &path, &window).await,
-        Err(message) => ctx.refusal(&Refusal::invalid_query(message)),
-    }
+        Err(refusal) => Err(refusal),
+    };
+    download.unwrap_or_else(|refusal| ctx.refusal(&refusal))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -939,14 +910,10 @@ pub(crate) async fn evidence(
 
 /// `GET /console/dead-letters[?state=waiting|redriven|all]`.
 pub(crate) async fn dead_letters(
+    SignedIn { ctx }: SignedIn,
     req: HttpRequest,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let params: HashMap<String, String> = params(&req).into_iter().collect();
     let shown = params.get("state").map_or("waiting", String::as_str);
@@ -1023,15 +990,11 @@ pub(crate) async fn dead_letters(
 
 /// `GET /console/dead-letters/{id}`: one dead letter with its body.
 pub(crate) async fn dead_letter(
+    SignedIn { ctx }: SignedIn,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let unknown = || Refusal::unknown_dead_letter(path.as_str());
     let Ok(id) = Uuid::parse_str(&path) else {
@@ -1079,17 +1042,11 @@ pub(crate) async fn dead_letter(
 
 /// `POST /console/dead-letters/{id}/redrive`.
 pub(crate) async fn redrive(
-    req: HttpRequest,
+    posted: Posted,
     path: web::Path<String>,
-    body: web::Bytes,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    let session = match ctx.posted(&form(&body)) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+    let Posted { ctx, session, .. } = &posted;
     let Ok(id) = Uuid::parse_str(&path) else {
         return ctx.refusal(&Refusal::unknown_dead_letter(path.as_str()));
     };
@@ -1103,17 +1060,8 @@ pub(crate) async fn redrive(
 }
 
 /// `POST /console/dead-letters/redrive`: every waiting one.
-pub(crate) async fn redrive_all(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<QueryState>,
-    console: web::Data<Console>,
-) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    let session = match ctx.posted(&form(&body)) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+pub(crate) async fn redrive_all(posted: Posted, state: web::Data<QueryState>) -> HttpResponse {
+    let Posted { ctx, session, .. } = &posted;
     match crate::api::dead_letters::redrive_as(&state, None, &session.actor).await {
         Ok(letters) if letters.is_empty() => see_other("/console/dead-letters?done=none"),
         Ok(_) => see_other("/console/dead-letters?state=all&done=redriven"),
@@ -1126,14 +1074,9 @@ pub(crate) async fn redrive_all(
 
 /// `GET /console/probe`: the watchdog's runs per case, failed days, the marketplace's probes.
 pub(crate) async fn probe(
-    req: HttpRequest,
+    SignedIn { ctx }: SignedIn,
     state: web::Data<QueryState>,
-    console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    if let Err(redirect) = ctx.signed_in() {
-        return redirect;
-    }
     let l = ctx.lang;
     let probe = match crate::api::probe::probe_body(&state, 20).await {
         Ok(probe) => probe,

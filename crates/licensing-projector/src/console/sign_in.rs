@@ -8,7 +8,7 @@ use maud::html;
 use super::session::{self};
 use crate::api::QueryState;
 
-use super::context::{Console, Ctx, form, see_other};
+use super::context::{Console, Ctx, Posted, form, see_other};
 
 /// Where to go after signing in: a console path, never another site.
 fn next_of(raw: Option<&String>) -> String {
@@ -45,11 +45,10 @@ fn sign_in_page(ctx: &Ctx, status: StatusCode, next: &str, problem: Option<&str>
 }
 
 pub(crate) async fn sign_in_form(
+    ctx: Ctx,
     req: HttpRequest,
-    state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
     let query = form(req.query_string().as_bytes());
     let next = next_of(query.get("next"));
     if ctx.session.is_some() {
@@ -75,12 +74,12 @@ fn console_off(ctx: &Ctx, next: &str) -> HttpResponse {
 }
 
 pub(crate) async fn sign_in(
+    ctx: Ctx,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
     let l = ctx.lang;
     let fields = form(&body);
     let next = next_of(fields.get("next"));
@@ -157,18 +156,12 @@ pub(crate) async fn sign_in(
         .finish()
 }
 
-pub(crate) async fn sign_out(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<QueryState>,
-    console: web::Data<Console>,
-) -> HttpResponse {
-    let ctx = Ctx::new(&req, &state, &console).await;
-    let fields = form(&body);
-    let session = match ctx.posted(&fields) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+pub(crate) async fn sign_out(posted: Posted, state: web::Data<QueryState>) -> HttpResponse {
+    let Posted {
+        ctx,
+        session,
+        fields,
+    } = &posted;
     let everywhere = fields.get("everywhere").is_some_and(|v| v == "1");
     if let Err(e) = session::sign_out(&state.store, session, everywhere, state.clock.now()).await {
         tracing::error!(actor = %session.actor, error = %e, "console sign-out not recorded");
