@@ -3,6 +3,7 @@
 
 pub(crate) mod ledger;
 pub(crate) mod pack;
+mod report;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
