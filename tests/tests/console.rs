@@ -320,6 +320,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         })
         .await;
     browser.screenshot("02-overview").await;
+    labels_read_as_words(&browser, "overview").await;
 
     // Search by a code prefix, open the license.
     browser.type_into("input[name=q]", "PLCON").await;
@@ -331,6 +332,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "{row}"
     );
     browser.screenshot("03-search").await;
+    labels_read_as_words(&browser, "licenses").await;
     browser.follow("a[href='/console/licenses/PLCON1']").await;
     assert!(browser.text("h1").await.contains("PLCON1"));
 
@@ -343,12 +345,23 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     // Request activation: the timeline gains the events, and the marketplace's other expiry is
     // drift.
     browser.click("form[action$='/activation'] button").await;
-    browser
+    let timeline = browser
         .wait_text("#timeline", "the activation and the drift", |t| {
-            t.contains("activation_requested") && t.contains("drift_detected")
+            t.contains("Activation requested")
+                && t.contains("Drift on expiry: ours 2029-12-31 23:59:59")
         })
         .await;
+    // Each row says what happened; the event's code name is behind its <details>.
+    assert!(!timeline.contains("drift_detected"), "{timeline}");
+    let drift = browser.text("#timeline table.drift").await;
+    assert!(
+        drift.contains("Ours")
+            && drift.contains("Marketplace's")
+            && drift.contains("2029-12-31 23:59:59"),
+        "{drift}"
+    );
     browser.screenshot("05-activated-with-drift").await;
+    labels_read_as_words(&browser, "license with drift").await;
 
     // Resolve the drift: keep the marketplace's values, with a note.
     browser
@@ -360,7 +373,9 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser.click("form[action$='/drift'] button").await;
     browser
         .wait_text("#timeline", "the drift resolved", |t| {
-            t.contains("drift_resolved")
+            t.contains(&format!(
+                "Drift resolved by {OPERATOR}, keeping the marketplace's values"
+            ))
         })
         .await;
     let resolved = stack
@@ -402,14 +417,20 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser.wait_url("lang=zh-CN").await;
     assert!(browser.text("#now").await.contains("当前状态"));
     assert!(browser.text("header").await.contains("退出"));
+    assert!(browser.text("#timeline").await.contains("已请求激活"));
     browser.screenshot("06-license-zh-CN").await;
+    labels_read_as_words(&browser, "license, zh-CN").await;
+    browser.open(&console).await;
+    labels_read_as_words(&browser, "overview, zh-CN").await;
     browser.open(&stack.query_url("/console/probe")).await;
     assert!(
         browser.text("h1").await.contains("拨测"),
         "the choice is remembered"
     );
+    labels_read_as_words(&browser, "probe, zh-CN").await;
     browser.follow("header a.lang").await;
     assert!(browser.text("h1").await.contains("Probe"));
+    labels_read_as_words(&browser, "probe").await;
 
     // A hostile code is shown as text; no script runs.
     browser
@@ -440,6 +461,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         .await;
     assert!(browser.text("#dead-letters").await.contains("PLCONDL"));
     browser.screenshot("07-dead-letters").await;
+    labels_read_as_words(&browser, "dead letters").await;
     browser
         .follow(&format!(
             "a[href='/console/dead-letters/{}']",
@@ -447,6 +469,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         ))
         .await;
     assert!(browser.text("pre.exact").await.contains("PLCONDL"));
+    labels_read_as_words(&browser, "dead letter").await;
     let client = stack.store.client().await.unwrap();
     client
         .batch_execute(
@@ -494,6 +517,43 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
 }
 
 /// The licenses page at `query` with `cookie`.
+/// Whether `word` is a code name rather than a word: snake_case (`access_until`) or camelCase
+/// (`expireTime`).
+fn is_code_name(word: &str) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+    let snake = w.contains('_')
+        && !w.starts_with('_')
+        && w.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let camel = w.starts_with(|c: char| c.is_ascii_lowercase())
+        && w.chars().any(|c| c.is_ascii_uppercase())
+        && w.chars().all(|c| c.is_ascii_alphanumeric());
+    snake || camel
+}
+
+/// Every label of the open page (headings, terms, column heads, form labels and legends,
+/// disclosure summaries, buttons, navigation) reads as words in the page's language: none shows a
+/// code name.
+async fn labels_read_as_words(browser: &Browser, page: &str) {
+    assert!(is_code_name("access_until") && is_code_name("(expireTime)"));
+    assert!(!is_code_name("Access") && !is_code_name("PLCON1") && !is_code_name("SHA-256"));
+    let labels = browser
+        .all("h1, h2, h3, h4, dt, th, label, legend, summary, button, nav a")
+        .await;
+    assert!(!labels.is_empty(), "{page}: no labels found");
+    for element in labels {
+        let text = browser.text_of(&element).await;
+        let names: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| is_code_name(w))
+            .collect();
+        assert!(
+            names.is_empty(),
+            "{page}: the label {text:?} shows code names {names:?}"
+        );
+    }
+}
+
 async fn licenses_at(query: &str, cookie: &str) -> reqwest::Response {
     client()
         .get(format!("{query}/console/licenses"))

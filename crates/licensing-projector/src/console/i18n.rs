@@ -114,18 +114,36 @@ impl Lang {
     }
 }
 
+/// A follower's name as an operator reads it.
+pub(crate) fn follower(l: Lang, name: &str) -> String {
+    match name {
+        "license_views" => l.tr("License views", "授权码视图").to_owned(),
+        "event_publisher" => l.tr("Subscriber events", "订阅事件发布").to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
 /// An instant in the market's zone with the zone named: `2026-11-29 21:45:03 UTC+08:00`.
 pub(crate) fn market_time(t: OffsetDateTime, zone: UtcOffset) -> String {
+    format!(
+        "{} UTC{}",
+        clock_time(t, zone),
+        crate::read_model::time::zone_label(zone)
+    )
+}
+
+/// An instant in the market's zone without the zone (the page's footer names it):
+/// `2026-11-29 21:45:03`.
+pub(crate) fn clock_time(t: OffsetDateTime, zone: UtcOffset) -> String {
     let t = t.to_offset(zone);
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC{}",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second(),
-        crate::read_model::time::zone_label(zone)
+        t.second()
     )
 }
 

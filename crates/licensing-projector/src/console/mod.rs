@@ -8,6 +8,7 @@ mod i18n;
 mod pages;
 mod session;
 mod sign_in;
+mod timeline;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::context::{Console, Ctx, Posted, SignedIn, see_other};
 use super::i18n::{Lang, market_time, market_time_of};
+use super::timeline::Speaker;
 use crate::api::{QueryState, Refusal, licenses};
 use crate::evidence;
 use crate::evidence::{Window, ledger};
@@ -352,7 +353,7 @@ pub(crate) async fn overview(
                     @match &lags {
                         Ok(lags) => {
                             @for (name, seconds) in lags {
-                                dt { (name) } dd { (format!("{seconds:.1} s")) }
+                                dt { (super::i18n::follower(l, name)) } dd { (format!("{seconds:.1} s")) }
                             }
                         },
                         Err(_) => { dt { "—" } dd { (unavailable(l)) } },
@@ -690,6 +691,10 @@ pub(crate) async fn license(
             t.second()
         )
     });
+    let speaker = Speaker {
+        lang: l,
+        zone: ctx.zone,
+    };
     let body = html! {
         h1 { (l.tr("License (授权码)", "授权码")) " " code { (code) } @if sandbox { " " span.warn { (l.tr("sandbox", "沙箱")) } } }
         (notice(l, params.get("done")))
@@ -699,8 +704,8 @@ pub(crate) async fn license(
                 dl.facts {
                     dt { (l.tr("Status", "状态")) } dd #status { (l.status(view["status"].as_str().unwrap_or(""))) }
                     dt { (l.tr("Access mode", "访问模式")) } dd #access-mode { (l.status(view["access_mode"].as_str().unwrap_or(""))) }
-                    dt { "access_until" } dd { (market_time_of(&view["access_until"], ctx.zone)) }
-                    dt { "data_kept_until" } dd { (market_time_of(&view["data_kept_until"], ctx.zone)) }
+                    dt { (l.tr("Access until", "可用至")) } dd { (market_time_of(&view["access_until"], ctx.zone)) }
+                    dt { (l.tr("Data kept until", "数据保留至")) } dd { (market_time_of(&view["data_kept_until"], ctx.zone)) }
                     dt { (l.tr("Expires", "到期时间")) } dd { (market_time_of(&view["expire_at"], ctx.zone)) }
                     dt { (l.tr("Activation", "激活")) }
                     dd #activation {
@@ -726,7 +731,7 @@ pub(crate) async fn license(
                         Ok(then) => dl.facts {
                             dt { (l.tr("Status", "状态")) } dd { (l.status(then["status"].as_str().unwrap_or(""))) }
                             dt { (l.tr("Access mode", "访问模式")) } dd { (l.status(then["access_mode"].as_str().unwrap_or(""))) }
-                            dt { "expireTime" } dd { (text(&then["expire_time"])) }
+                            dt { (l.tr("Expires (as the marketplace wrote it)", "到期时间（云商店原文）")) } dd { (text(&then["expire_time"])) }
                             dt { (l.tr("Version", "版本")) } dd { (text(&then["version"])) }
                         },
                         Err(_) => p { (l.tr("The license did not exist yet.", "当时该授权码尚不存在。")) },
@@ -772,20 +777,19 @@ pub(crate) async fn license(
         div.scroll {
             table #timeline {
                 thead { tr {
-                    th { "#" } th { (l.tr("Recorded", "记录时间")) } th { (l.tr("Event", "事件")) }
-                    th { (l.tr("Source", "来源")) } th { (l.tr("Details", "详情")) }
+                    th { "#" } th { (l.tr("Recorded", "记录时间")) } th { (l.tr("What happened", "发生了什么")) }
+                    th { (l.tr("Source", "来源")) }
                 } }
                 tbody {
                     @for event in &events {
                         tr {
                             td { (event.stream_version) }
                             td { (market_time(event.recorded_at, ctx.zone)) }
-                            td { code.event-type { (event.event_type) } }
+                            td { (speaker.cell(event)) }
                             td {
                                 (event.metadata.source.as_deref().unwrap_or("—"))
                                 @if let Some(actor) = &event.metadata.actor { " (" (actor) ")" }
                             }
-                            td { (ledger::event_summary(event)) }
                         }
                     }
                 }
@@ -1019,7 +1023,7 @@ pub(crate) async fn dead_letter(
                 None => "—",
             } }
             dt { (l.tr("Kind", "类型")) } dd { (text(&json["kind"])) }
-            dt { "message_id" } dd { code { (text(&json["message_id"])) } }
+            dt { (l.tr("Message id", "消息 ID")) } dd { code { (text(&json["message_id"])) } }
             dt { (l.tr("State", "状态")) }
             dd #state {
                 @if json["redriven_at"].is_null() { span.bad { (l.tr("waiting", "等待中")) } }
