@@ -173,22 +173,40 @@ pub(crate) async fn heartbeat_debt(
         .get(0))
 }
 
+/// Why the projector is not ready. Its text (the `/readyz` answer) names tasks and followers,
+/// never a database's error text; the store's error stays its source, for the log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotReady {
+    /// Tasks that are not up, as the task board names them.
+    #[error("{0}")]
+    Tasks(String),
+    /// The store cannot say how far the followers are.
+    #[error("event store (unavailable)")]
+    Store(#[source] licensing_store::StoreError),
+    /// Followers further behind than allowed: each with its lag in seconds.
+    #[error("{}", .0.iter().map(|(name, s)| format!("{name} (lagging {s:.0} s)")).collect::<Vec<_>>().join(", "))]
+    Lagging(Vec<(String, f64)>),
+}
+
 /// Whether the projector works: every task up, the store reachable, and no follower further
-/// behind than `max_lag`. The reason names tasks and followers, never a database's error text.
-pub(crate) async fn ready(health: &Health, store: &Store, max_lag: Duration) -> Result<(), String> {
-    health.check()?;
+/// behind than `max_lag`.
+pub(crate) async fn ready(
+    health: &Health,
+    store: &Store,
+    max_lag: Duration,
+) -> Result<(), NotReady> {
+    health.check().map_err(NotReady::Tasks)?;
     let lags = store
         .follower_lags(&crate::read_model::FOLLOWERS)
         .await
-        .map_err(|_| "event store (unavailable)".to_owned())?;
-    let behind: Vec<String> = lags
-        .iter()
+        .map_err(NotReady::Store)?;
+    let behind: Vec<(String, f64)> = lags
+        .into_iter()
         .filter(|(_, seconds)| *seconds > max_lag.as_secs_f64())
-        .map(|(name, seconds)| format!("{name} (lagging {seconds:.0} s)"))
         .collect();
     if behind.is_empty() {
         Ok(())
     } else {
-        Err(behind.join(", "))
+        Err(NotReady::Lagging(behind))
     }
 }

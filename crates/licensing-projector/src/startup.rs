@@ -66,7 +66,12 @@ impl Projector {
             let (health, store, max_lag) = (health.clone(), store.clone(), config.ready_max_lag);
             move || {
                 let (health, store) = (health.clone(), store.clone());
-                Box::pin(async move { crate::metrics::ready(&health, &store, max_lag).await })
+                Box::pin(async move {
+                    // The ops routes answer the reason as text.
+                    crate::metrics::ready(&health, &store, max_lag)
+                        .await
+                        .map_err(|reason| reason.to_string())
+                })
             }
         });
         let ops = ops_service(registry, readiness);

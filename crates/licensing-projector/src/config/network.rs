@@ -7,22 +7,45 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network(ipnet::IpNet);
 
+/// Why an item is not an address or a network.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidNetwork {
+    /// Written as a network (with a slash), but not one.
+    #[error("{item} is not an IP network (an address, a slash, and a prefix length that fits it)")]
+    Network {
+        /// The item as written.
+        item: String,
+        /// What the parser said.
+        source: ipnet::AddrParseError,
+    },
+    /// Neither an address nor a network.
+    #[error("{item} is not an IP address or network")]
+    Address {
+        /// The item as written.
+        item: String,
+        /// What the parser said.
+        source: std::net::AddrParseError,
+    },
+}
+
 impl Network {
     /// Parses one item; the error says what is wrong.
-    pub fn parse(item: &str) -> Result<Self, String> {
+    pub fn parse(item: &str) -> Result<Self, InvalidNetwork> {
         let item = item.trim();
         if item.contains('/') {
             item.parse::<ipnet::IpNet>()
                 .map(|net| Self(net.trunc()))
-                .map_err(|_| {
-                    format!(
-                        "{item} is not an IP network (an address, a slash, and a prefix length that fits it)"
-                    )
+                .map_err(|source| InvalidNetwork::Network {
+                    item: item.to_owned(),
+                    source,
                 })
         } else {
             item.parse::<IpAddr>()
                 .map(|ip| Self(ipnet::IpNet::from(ip)))
-                .map_err(|_| format!("{item} is not an IP address or network"))
+                .map_err(|source| InvalidNetwork::Address {
+                    item: item.to_owned(),
+                    source,
+                })
         }
     }
 

@@ -93,12 +93,37 @@ impl Console {
     }
 }
 
+/// Why a peer is not ready, as the overview shows it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerNotReady {
+    /// Its URL names no host or port.
+    #[error("the URL names no host and port")]
+    NoAddress,
+    /// It could not be reached.
+    #[error("unreachable: {0}")]
+    Unreachable(#[source] std::io::Error),
+    /// It did not answer in time.
+    #[error("unreachable: no answer within 2 s")]
+    Timeout,
+    /// Its answer is not HTTP.
+    #[error("not an HTTP answer")]
+    NotHttp,
+    /// It answered that it is not ready: the status and the start of the body.
+    #[error("HTTP {status}: {body}")]
+    Answered {
+        /// The HTTP status.
+        status: u16,
+        /// At most 300 characters of the body.
+        body: String,
+    },
+}
+
 /// Asks a peer's `/readyz` (plain HTTP on an operations address) within 2 s: `Ok` when it
 /// answers 2xx, else what it said or why it could not be asked.
-pub(crate) async fn peer_ready(url: &url::Url) -> Result<(), String> {
+pub(crate) async fn peer_ready(url: &url::Url) -> Result<(), PeerNotReady> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let host = url.host_str().ok_or("no host")?.to_owned();
-    let port = url.port_or_known_default().ok_or("no port")?;
+    let host = url.host_str().ok_or(PeerNotReady::NoAddress)?.to_owned();
+    let port = url.port_or_known_default().ok_or(PeerNotReady::NoAddress)?;
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         let request = format!(
@@ -112,23 +137,23 @@ pub(crate) async fn peer_ready(url: &url::Url) -> Result<(), String> {
     };
     let answer = match tokio::time::timeout(Duration::from_secs(2), ask).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return Err(format!("unreachable: {e}")),
-        Err(_) => return Err("unreachable: no answer within 2 s".to_owned()),
+        Ok(Err(e)) => return Err(PeerNotReady::Unreachable(e)),
+        Err(_) => return Err(PeerNotReady::Timeout),
     };
     let text = String::from_utf8_lossy(&answer);
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("not an HTTP answer")?;
+        .ok_or(PeerNotReady::NotHttp)?;
     if (200..300).contains(&status) {
         return Ok(());
     }
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Err(format!(
-        "HTTP {status}: {}",
-        body.chars().take(300).collect::<String>()
-    ))
+    Err(PeerNotReady::Answered {
+        status,
+        body: body.chars().take(300).collect(),
+    })
 }
 
 /// A 303 redirect to `location`.

@@ -204,12 +204,14 @@ pub(crate) async fn overview(
     console: web::Data<Console>,
 ) -> HttpResponse {
     let l = ctx.lang;
-    let projector =
-        crate::metrics::ready(&console.health, &state.store, console.ready_max_lag).await;
+    // Each verdict as the page shows it: ready, or the reason in words.
+    let projector = crate::metrics::ready(&console.health, &state.store, console.ready_max_lag)
+        .await
+        .map_err(|reason| reason.to_string());
     let mut peers = Vec::new();
     for (name, url) in &console.peers {
         let verdict = super::context::peer_ready(url).await;
-        peers.push((name.clone(), verdict));
+        peers.push((name.clone(), verdict.map_err(|reason| reason.to_string())));
     }
     let queue = console
         .with_bus(async |bus| bus.command_queue_stats().await)
@@ -557,7 +559,7 @@ pub(crate) async fn licenses(
 // One license
 
 /// `as_of` from the page's form: RFC 3339, or a `datetime-local` value read in the market zone.
-fn as_of_param(raw: &str, zone: time::UtcOffset) -> Result<OffsetDateTime, String> {
+fn as_of_param(raw: &str, zone: time::UtcOffset) -> Result<OffsetDateTime, Refusal> {
     if let Ok(t) = OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339) {
         return Ok(t);
     }
@@ -566,7 +568,7 @@ fn as_of_param(raw: &str, zone: time::UtcOffset) -> Result<OffsetDateTime, Strin
     PrimitiveDateTime::parse(raw, long)
         .or_else(|_| PrimitiveDateTime::parse(raw, short))
         .map(|t| t.assume_offset(zone))
-        .map_err(|_| "as_of must be a date and time".to_owned())
+        .map_err(|_| Refusal::invalid_query("as_of must be a date and time"))
 }
 
 fn pretty(bytes: &[u8]) -> Option<String> {
@@ -642,7 +644,7 @@ pub(crate) async fn license(
         .transpose()
     {
         Ok(at) => at,
-        Err(message) => return ctx.refusal(&Refusal::invalid_query(message)),
+        Err(refusal) => return ctx.refusal(&refusal),
     };
     let view = match licenses::license_body(&state.store, &code, sandbox, None).await {
         Ok(view) => view,
