@@ -292,9 +292,22 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "000000"
     );
     let browser = Browser::start(1280).await;
-    let console = stack.query_url("/console/");
+    signs_in_after_a_wrong_token(&browser, &stack).await;
+    sees_every_service_ready(&browser, &stack).await;
+    finds_and_opens_the_license(&browser).await;
+    reads_the_raw_callback(&browser, &renewal).await;
+    activates_and_resolves_the_drift(&browser, &stack).await;
+    finds_it_by_order_and_product(&browser, &stack).await;
+    downloads_the_evidence_pack(&browser).await;
+    reads_it_in_chinese_and_back(&browser, &stack).await;
+    shows_a_hostile_code_as_text(&browser, &stack).await;
+    redrives_a_dead_letter(&browser, &stack).await;
+    works_at_375_px(&browser, &stack).await;
+    signs_out(&browser, &stack).await;
+}
 
-    // A direct URL goes to sign-in; a wrong token is refused; the right one comes back.
+/// A direct URL goes to sign-in; a wrong token is refused; the right one comes back.
+async fn signs_in_after_a_wrong_token(browser: &Browser, stack: &Stack) {
     browser.open(&stack.query_url("/console/licenses")).await;
     assert!(browser.url().await.contains("/console/sign-in"));
     browser.type_into("#token", "wrong-token-0123456789").await;
@@ -311,18 +324,22 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
             .then_some(())
     })
     .await;
+}
 
-    // The overview: every service ready.
-    browser.open(&console).await;
+/// The overview: every service ready.
+async fn sees_every_service_ready(browser: &Browser, stack: &Stack) {
+    browser.open(&stack.query_url("/console/")).await;
     browser
         .wait_text("main .cards", "the services ready", |t| {
             t.matches("ready").count() >= 3 && !t.contains("not ready")
         })
         .await;
     browser.screenshot("02-overview").await;
-    labels_read_as_words(&browser, "overview").await;
+    labels_read_as_words(browser, "overview").await;
+}
 
-    // Search by a code prefix, open the license.
+/// Search by a code prefix, open the license.
+async fn finds_and_opens_the_license(browser: &Browser) {
     browser.type_into("input[name=q]", "PLCON").await;
     browser.follow("form[role=search] button").await;
     browser.wait_url("q=PLCON").await;
@@ -332,18 +349,22 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "{row}"
     );
     browser.screenshot("03-search").await;
-    labels_read_as_words(&browser, "licenses").await;
+    labels_read_as_words(browser, "licenses").await;
     browser.follow("a[href='/console/licenses/PLCON1']").await;
     assert!(browser.text("h1").await.contains("PLCON1"));
+}
 
-    // The raw callback, expanded, is exactly the body that was sent.
+/// The raw callback, expanded, is exactly the body that was sent.
+async fn reads_the_raw_callback(browser: &Browser, renewal: &str) {
     browser.click("#ledger details.raw summary").await;
     let exact = browser.text("#ledger details.raw pre.exact").await;
     assert_eq!(exact, renewal);
     browser.screenshot("04-raw-callback").await;
+}
 
-    // Request activation: the timeline gains the events, and the marketplace's other expiry is
-    // drift.
+/// Request activation: the timeline gains the events, and the marketplace's other expiry is
+/// drift, shown as a table; resolved for the marketplace's values, with a note.
+async fn activates_and_resolves_the_drift(browser: &Browser, stack: &Stack) {
     browser.click("form[action$='/activation'] button").await;
     let timeline = browser
         .wait_text("#timeline", "the activation and the drift", |t| {
@@ -361,7 +382,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         "{drift}"
     );
     browser.screenshot("05-activated-with-drift").await;
-    labels_read_as_words(&browser, "license with drift").await;
+    labels_read_as_words(browser, "license with drift").await;
 
     // Resolve the drift: keep the marketplace's values, with a note.
     browser
@@ -388,8 +409,10 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser
         .wait_text("#drift", "the view without drift", |t| t.contains("none"))
         .await;
+}
 
-    // The marketplace's answer named its order and product: the search finds the license by each.
+/// The marketplace's answer named its order and product: the search finds the license by each.
+async fn finds_it_by_order_and_product(browser: &Browser, stack: &Stack) {
     let order = browser.text("#order").await;
     let product = browser.text("#product").await;
     for q in [order, product] {
@@ -401,8 +424,10 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser
         .open(&stack.query_url("/console/licenses/PLCON1"))
         .await;
+}
 
-    // Download the evidence pack.
+/// Download the evidence pack.
+async fn downloads_the_evidence_pack(browser: &Browser) {
     browser.click("a[href$='/evidence']").await;
     let pack = browser.downloads.join("evidence-PLCON1.zip");
     eventually("the evidence pack downloaded", 30, || async {
@@ -411,28 +436,32 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
             .filter(|zip| zip.starts_with(b"PK"))
     })
     .await;
+}
 
-    // The same page in 简体中文, then back.
+/// The same page in 简体中文, then back; the choice is remembered.
+async fn reads_it_in_chinese_and_back(browser: &Browser, stack: &Stack) {
     browser.follow("header a.lang").await;
     browser.wait_url("lang=zh-CN").await;
     assert!(browser.text("#now").await.contains("当前状态"));
     assert!(browser.text("header").await.contains("退出"));
     assert!(browser.text("#timeline").await.contains("已请求激活"));
     browser.screenshot("06-license-zh-CN").await;
-    labels_read_as_words(&browser, "license, zh-CN").await;
-    browser.open(&console).await;
-    labels_read_as_words(&browser, "overview, zh-CN").await;
+    labels_read_as_words(browser, "license, zh-CN").await;
+    browser.open(&stack.query_url("/console/")).await;
+    labels_read_as_words(browser, "overview, zh-CN").await;
     browser.open(&stack.query_url("/console/probe")).await;
     assert!(
         browser.text("h1").await.contains("拨测"),
         "the choice is remembered"
     );
-    labels_read_as_words(&browser, "probe, zh-CN").await;
+    labels_read_as_words(browser, "probe, zh-CN").await;
     browser.follow("header a.lang").await;
     assert!(browser.text("h1").await.contains("Probe"));
-    labels_read_as_words(&browser, "probe").await;
+    labels_read_as_words(browser, "probe").await;
+}
 
-    // A hostile code is shown as text; no script runs.
+/// A hostile code is shown as text; no script runs.
+async fn shows_a_hostile_code_as_text(browser: &Browser, stack: &Stack) {
     browser
         .open(&stack.query_url("/console/licenses?q=PL%3Cscript"))
         .await;
@@ -445,9 +474,11 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
     browser.follow("table tbody a").await;
     assert_ne!(browser.title().await, "pwned");
     assert!(browser.text("h1").await.contains("<script>"));
+}
 
-    // A command the processor cannot apply (a stream this build cannot read) is parked as a dead
-    // letter; inspected, repaired, re-driven from the console, applied once.
+/// A command the processor cannot apply (a stream this build cannot read) is parked as a dead
+/// letter; inspected, repaired, re-driven from the console, applied once.
+async fn redrives_a_dead_letter(browser: &Browser, stack: &Stack) {
     stack.make_unreadable("license-PLCONDL").await;
     assert_eq!(
         code(&stack.callback(&status("PLCONDL", "FREEZE")).await),
@@ -461,7 +492,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         .await;
     assert!(browser.text("#dead-letters").await.contains("PLCONDL"));
     browser.screenshot("07-dead-letters").await;
-    labels_read_as_words(&browser, "dead letters").await;
+    labels_read_as_words(browser, "dead letters").await;
     browser
         .follow(&format!(
             "a[href='/console/dead-letters/{}']",
@@ -469,7 +500,7 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         ))
         .await;
     assert!(browser.text("pre.exact").await.contains("PLCONDL"));
-    labels_read_as_words(&browser, "dead letter").await;
+    labels_read_as_words(browser, "dead letter").await;
     let client = stack.store.client().await.unwrap();
     client
         .batch_execute(
@@ -493,8 +524,10 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
         .filter(|t| *t == "frozen")
         .count();
     assert_eq!(frozen, 1);
+}
 
-    // Usable at 375 px: the license page still shows its state and actions.
+/// Usable at 375 px: the license page still shows its state and actions.
+async fn works_at_375_px(browser: &Browser, stack: &Stack) {
     browser.resize(375, 900).await;
     browser
         .open(&stack.query_url("/console/licenses/PLCON1"))
@@ -506,12 +539,14 @@ async fn an_operator_works_a_license_and_a_dead_letter_in_the_browser() {
             .is_some()
     );
     browser.screenshot("09-license-375px").await;
+}
 
-    // Sign out; a direct URL then goes to sign-in.
+/// Sign out; a direct URL then goes to sign-in.
+async fn signs_out(browser: &Browser, stack: &Stack) {
     assert_eq!(browser.text("form.sign-out button").await, "Sign out");
     browser.follow("form.sign-out button").await;
     browser.wait_url("/console/sign-in").await;
-    browser.open(&console).await;
+    browser.open(&stack.query_url("/console/")).await;
     assert!(browser.url().await.contains("/console/sign-in"));
     browser.screenshot("10-signed-out").await;
 }

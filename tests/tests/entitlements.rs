@@ -81,18 +81,6 @@ fn cli_verify(source: &str, token: &str, at: Option<i64>) -> (i32, String) {
     )
 }
 
-async fn get(stack: &Stack, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = stack.http.get(stack.query_url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
 async fn usage(stack: &Stack, license: &str) -> (u16, Value) {
     let response = stack
         .http
@@ -121,12 +109,14 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
 
     // Without keys, the entitlement endpoints say so.
     stack.start_projector_with(&sim.url, &[("LICENSING_ENTITLEMENT_KEYS", "")]);
-    let (status, body) = get(&stack, "/.well-known/jwks.json", None).await;
+    let (status, body) = stack.query("/.well-known/jwks.json", None).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("entitlements_not_configured"))
     );
-    let (status, body) = get(&stack, "/v1/licenses/PL950/entitlement", Some(TOKEN)).await;
+    let (status, body) = stack
+        .query("/v1/licenses/PL950/entitlement", Some(TOKEN))
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("entitlements_not_configured"))
@@ -140,7 +130,9 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
     );
     assert_eq!(stack.request_activation("PL950").await, 202);
     let first = eventually("an active entitlement", 30, || async {
-        let (status, body) = get(&stack, "/v1/licenses/PL950/entitlement", Some(TOKEN)).await;
+        let (status, body) = stack
+            .query("/v1/licenses/PL950/entitlement", Some(TOKEN))
+            .await;
         (status == 200 && body["access_mode"] == "active").then_some(body)
     })
     .await;
@@ -149,7 +141,7 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
     // Rotated: the new key signs, both are published; the old token still verifies.
     stack.projector.take();
     stack.start_projector_with(&sim.url, &[]);
-    let (status, jwks) = get(&stack, "/.well-known/jwks.json", None).await;
+    let (status, jwks) = stack.query("/.well-known/jwks.json", None).await;
     assert_eq!(status, 200, "the key set is public");
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     let claims = pyjwt(&jwks, &old_token).expect("PyJWT accepts the old key's token");
@@ -215,7 +207,9 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
         "000000"
     );
     let frozen = eventually("a frozen entitlement", 30, || async {
-        let (_, body) = get(&stack, "/v1/licenses/PL950/entitlement", Some(TOKEN)).await;
+        let (_, body) = stack
+            .query("/v1/licenses/PL950/entitlement", Some(TOKEN))
+            .await;
         (body["access_mode"] == "frozen").then_some(body)
     })
     .await;
@@ -230,13 +224,14 @@ async fn entitlements_verify_independently_say_frozen_refuse_tampering_and_survi
 
     // Unknown licenses and missing tokens are answered as everywhere else.
     assert_eq!(
-        get(&stack, "/v1/licenses/PL999/entitlement", Some(TOKEN))
+        stack
+            .query("/v1/licenses/PL999/entitlement", Some(TOKEN))
             .await
             .0,
         404
     );
     assert_eq!(
-        get(&stack, "/v1/licenses/PL950/entitlement", None).await.0,
+        stack.query("/v1/licenses/PL950/entitlement", None).await.0,
         401
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,22 +11,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::*;
 
-async fn get(stack: &Stack, path: &str) -> Value {
-    let response = stack
-        .http
-        .get(stack.query_url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "GET {path}");
-    response.json().await.unwrap()
-}
-
 /// The exchanges whose body names `license`, once there are at least `count`.
 async fn exchanges_of(stack: &Stack, license: &str, count: usize) -> Vec<Value> {
     eventually(&format!("{count} exchanges of {license}"), 30, || async {
-        let listed = get(stack, &format!("/v1/exchanges?license={license}")).await;
+        let listed = stack
+            .query_ok(&format!("/v1/exchanges?license={license}"))
+            .await;
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         (items.len() >= count).then_some(items)
     })
@@ -68,7 +58,9 @@ fn forged_flood<'a>(
 }
 
 async fn exchange(stack: &Stack, id: &Value) -> Value {
-    get(stack, &format!("/v1/exchanges/{}", id.as_str().unwrap())).await
+    stack
+        .query_ok(&format!("/v1/exchanges/{}", id.as_str().unwrap()))
+        .await
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -193,7 +185,9 @@ async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
     assert_eq!(code(&answer), "000002");
     // A truncated body is not JSON: it names no license, and is found by its outcome.
     let refused = eventually("the oversized request's record", 30, || async {
-        let listed = get(&stack, "/v1/exchanges?outcome=000002&direction=in").await;
+        let listed = stack
+            .query_ok("/v1/exchanges?outcome=000002&direction=in")
+            .await;
         listed["items"].get(0).cloned()
     })
     .await;
@@ -213,7 +207,7 @@ async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
     stack.start_processor();
     stack.wait_event("license-PL814", "renewed").await;
     let stored = eventually("the 000004 record with its decision", 30, || async {
-        let listed = get(&stack, "/v1/exchanges?license=PL814").await;
+        let listed = stack.query_ok("/v1/exchanges?license=PL814").await;
         let id = listed["items"].get(0)?["exchange_id"].clone();
         let stored = exchange(&stack, &id).await;
         (stored["decision"]["resultCode"] == "000000").then_some(stored)
@@ -233,7 +227,7 @@ async fn every_callback_request_is_kept_byte_for_byte_with_our_answer() {
         "the answer and its later outcome are linked"
     );
     assert_eq!(
-        get(&stack, "/v1/exchanges?license=PL814").await["items"]
+        stack.query_ok("/v1/exchanges?license=PL814").await["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -312,7 +306,9 @@ async fn a_flood_of_forged_callbacks_is_answered_in_time_stored_up_to_the_limit_
                 "hand_over_failed",
             );
             assert_eq!(failed, 0.0, "hand-overs failed with the broker up");
-            let listed = get(&stack, "/v1/exchanges?license=PL820&limit=1000").await;
+            let listed = stack
+                .query_ok("/v1/exchanges?license=PL820&limit=1000")
+                .await;
             let stored = listed["items"].as_array().unwrap().len() as f64;
             (handed + dropped == 2000.0 && stored == handed).then_some(stored)
         },
@@ -381,7 +377,9 @@ async fn every_open_api_attempt_is_kept_with_its_answer_or_its_error() {
         .await;
 
     let out = eventually("the outbound exchanges", 30, || async {
-        let listed = get(&stack, "/v1/exchanges?license=PL830&direction=out").await;
+        let listed = stack
+            .query_ok("/v1/exchanges?license=PL830&direction=out")
+            .await;
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         items
             .iter()
@@ -496,7 +494,7 @@ async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_w
     stack.wait_event("license-PL840", "released").await;
 
     let ledger = eventually("the whole ledger", 30, || async {
-        let ledger = get(&stack, "/v1/licenses/PL840/ledger").await;
+        let ledger = stack.query_ok("/v1/licenses/PL840/ledger").await;
         let entries = ledger["entries"].as_array().cloned().unwrap_or_default();
         (entries
             .iter()
@@ -549,11 +547,12 @@ async fn the_ledger_shows_what_the_marketplace_said_what_we_concluded_and_what_w
     // A window narrows it.
     let first_callback = ledger.iter().find(|e| e["kind"] == "callback").unwrap();
     let from = first_callback["at"].as_str().unwrap();
-    let narrowed = get(
-        &stack,
-        &format!("/v1/licenses/PL840/ledger?from={}", urlencode(from)),
-    )
-    .await;
+    let narrowed = stack
+        .query_ok(&format!(
+            "/v1/licenses/PL840/ledger?from={}",
+            urlencode(from)
+        ))
+        .await;
     assert_eq!(narrowed["entries"][0]["kind"], "callback", "{narrowed:#}");
 }
 
@@ -593,7 +592,7 @@ async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resol
     assert_eq!(drift.payload["expire"]["theirs"]["raw"], "20301231235959");
     assert!(drift.metadata.exchange_id.is_some(), "names the answer");
     eventually("the view to show the drift", 30, || async {
-        (get(&stack, "/v1/licenses/PL850").await["drift"] == true).then_some(())
+        (stack.query_ok("/v1/licenses/PL850").await["drift"] == true).then_some(())
     })
     .await;
 
@@ -643,7 +642,7 @@ async fn an_activation_answer_that_disagrees_is_drift_and_a_named_operator_resol
     assert_eq!(resolved.payload["accepted"], "marketplace");
     assert_eq!(resolved.metadata.actor.as_deref(), Some("ops"));
     let view = eventually("the view to clear the drift", 30, || async {
-        let view = get(&stack, "/v1/licenses/PL850").await;
+        let view = stack.query_ok("/v1/licenses/PL850").await;
         (view["drift"] == false).then_some(view)
     })
     .await;
@@ -1045,16 +1044,14 @@ async fn refusals_naming_a_license_are_listed_apart_and_never_fill_its_window() 
         .await;
     assert!(answers.iter().all(|c| c == "000001"));
     eventually("the refusals stored", 60, || async {
-        let listed = get(
-            &stack,
-            "/v1/exchanges?license=PL880&refused=true&limit=1000",
-        )
-        .await;
+        let listed = stack
+            .query_ok("/v1/exchanges?license=PL880&refused=true&limit=1000")
+            .await;
         (listed["items"].as_array().map_or(0, Vec::len) == 1000).then_some(())
     })
     .await;
 
-    let ledger = get(&stack, "/v1/licenses/PL880/ledger").await;
+    let ledger = stack.query_ok("/v1/licenses/PL880/ledger").await;
     let kinds: Vec<&str> = ledger["entries"]
         .as_array()
         .unwrap()
@@ -1083,7 +1080,9 @@ async fn refusals_naming_a_license_are_listed_apart_and_never_fill_its_window() 
         refusals[0]
     );
     // The exchanges list tells them apart both ways.
-    let genuine = get(&stack, "/v1/exchanges?license=PL880&refused=false").await;
+    let genuine = stack
+        .query_ok("/v1/exchanges?license=PL880&refused=false")
+        .await;
     let genuine = genuine["items"].as_array().unwrap();
     assert_eq!(genuine.len(), 2);
     assert!(genuine.iter().all(|e| e["refused"] == false));

@@ -18,22 +18,9 @@ fn expire_in(seconds: i64) -> String {
     )
 }
 
-async fn view(stack: &Stack, license: &str) -> Value {
-    stack
-        .http
-        .get(stack.query_url(&format!("/v1/licenses/{license}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Value::Null)
-}
-
 async fn wait_mode(stack: &Stack, license: &str, mode: &str) -> Value {
     eventually(&format!("{license} to be {mode}"), 30, || async {
-        let v = view(stack, license).await;
+        let v = stack.view(license).await;
         (v["access_mode"] == mode).then_some(v)
     })
     .await
@@ -124,7 +111,7 @@ async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_
         "000000"
     );
     let v = eventually("the renewal in the view", 30, || async {
-        let v = view(&stack, "PL900").await;
+        let v = stack.view("PL900").await;
         (v["expire_time"] == expire.as_str()).then_some(v)
     })
     .await;
@@ -212,7 +199,7 @@ async fn the_clock_expires_a_license_without_a_callback_then_freeze_and_release_
         drain(&mut changes, 1).await.is_empty(),
         "nothing more, and nothing twice"
     );
-    let v = view(&stack, "PL900").await;
+    let v = stack.view("PL900").await;
     assert_eq!(v["status"], "released");
     // A list filtered by access mode finds it.
     let listed: Value = stack
@@ -253,7 +240,7 @@ async fn notices_fire_once_per_threshold_re_arm_after_a_renewal_survive_a_restar
         assert_eq!(code(&stack.callback(&body).await), "000000");
     }
     eventually("the renewal in the view", 30, || async {
-        (view(&stack, "PL910").await["expire_time"] == expire.as_str()).then_some(())
+        (stack.view("PL910").await["expire_time"] == expire.as_str()).then_some(())
     })
     .await;
 
@@ -288,7 +275,7 @@ async fn notices_fire_once_per_threshold_re_arm_after_a_renewal_survive_a_restar
         "000000"
     );
     eventually("the renewal in the view", 30, || async {
-        (view(&stack, "PL910").await["expire_time"] == renewed.as_str()).then_some(())
+        (stack.view("PL910").await["expire_time"] == renewed.as_str()).then_some(())
     })
     .await;
     clock.set(14 * DAY);

@@ -6,32 +6,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-async fn internal(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let response = stack
-        .http
-        .post(stack.internal_url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn view(stack: &Stack, license: &str) -> Value {
-    let response = stack
-        .http
-        .get(stack.query_url(&format!("/v1/licenses/{license}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    response.json().await.unwrap_or(Value::Null)
-}
-
 fn calls(requests: &[Value], path_end: &str) -> Vec<Value> {
     requests
         .iter()
@@ -47,7 +21,9 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
 
-    let (status, _) = internal(&stack, "/v1/licenses/PL700/activation", json!({})).await;
+    let (status, _) = stack
+        .internal("/v1/licenses/PL700/activation", json!({}))
+        .await;
     assert_eq!(status, 202);
     stack
         .wait_event("license-PL700", "activation_awaiting_claim")
@@ -56,7 +32,7 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
     sim.put("PL700", "claimed").await;
     stack.wait_event("license-PL700", "activated").await;
     let license = eventually("the view to show the license active", 30, || async {
-        let v = view(&stack, "PL700").await;
+        let v = stack.view("PL700").await;
         (v["status"] == "active").then_some(v)
     })
     .await;
@@ -76,12 +52,9 @@ async fn a_code_is_activated_after_the_buyer_claims_it_and_heartbeats_follow_dai
 
     // Daily use: two reports on one day make one heartbeat, with the account.
     for account in ["alice", "bob"] {
-        let (status, body) = internal(
-            &stack,
-            "/v1/licenses/PL700/usage",
-            json!({"account": account}),
-        )
-        .await;
+        let (status, body) = stack
+            .internal("/v1/licenses/PL700/usage", json!({"account": account}))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     stack
@@ -113,18 +86,17 @@ async fn a_released_code_at_the_marketplace_is_recorded_as_drift() {
     sim.put("PL701", "claimed").await;
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
-    internal(&stack, "/v1/licenses/PL701/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL701/activation", json!({}))
+        .await;
     stack.wait_event("license-PL701", "activated").await;
     sim.put("PL701", "released").await;
-    internal(
-        &stack,
-        "/v1/licenses/PL701/usage",
-        json!({"account": "alice"}),
-    )
-    .await;
+    stack
+        .internal("/v1/licenses/PL701/usage", json!({"account": "alice"}))
+        .await;
     stack.wait_event("license-PL701", "drift_detected").await;
     let v = eventually("the view to show the drift", 30, || async {
-        let v = view(&stack, "PL701").await;
+        let v = stack.view("PL701").await;
         (v["drift"] == true).then_some(v)
     })
     .await;
@@ -220,7 +192,9 @@ async fn server_errors_are_retried_and_the_fallback_host_is_used() {
     };
     let mut stack = Stack::start(&[]).await;
     stack.start_projector_with(&down, &[("LICENSING_KOOGALLERY_FALLBACK_URL", &sim.url)]);
-    internal(&stack, "/v1/licenses/PL703/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL703/activation", json!({}))
+        .await;
     stack.wait_event("license-PL703", "activated").await;
     let types = stack.event_types("license-PL703").await;
     assert_eq!(
@@ -247,7 +221,9 @@ async fn refused_credentials_are_counted_for_alerting_and_retried_slowly() {
         &sim.url,
         &[("LICENSING_KOOGALLERY_SK", "not-the-right-sk-000000000")],
     );
-    internal(&stack, "/v1/licenses/PL704/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL704/activation", json!({}))
+        .await;
     stack.wait_event("license-PL704", "activation_failed").await;
     let metrics = stack
         .http
@@ -571,7 +547,9 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
     sim.put("PL720", "active").await; // activated before, elsewhere
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
-    internal(&stack, "/v1/licenses/PL720/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL720/activation", json!({}))
+        .await;
     stack
         .wait_event("license-PL720", "heartbeat_acknowledged")
         .await;
@@ -590,7 +568,9 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
 
     // Each day of use gets one heartbeat: use 30 hours ago (always another day), then now.
     sim.put("PL721", "claimed").await;
-    internal(&stack, "/v1/licenses/PL721/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL721/activation", json!({}))
+        .await;
     stack.wait_event("license-PL721", "activated").await;
     let at = |hours: i64| {
         (time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
@@ -598,12 +578,12 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
             .unwrap()
     };
     for (account, hours, heartbeats) in [("bob", 30, 2), ("carol", 0, 3)] {
-        let (status, body) = internal(
-            &stack,
-            "/v1/licenses/PL721/usage",
-            json!({"account": account, "at": at(hours)}),
-        )
-        .await;
+        let (status, body) = stack
+            .internal(
+                "/v1/licenses/PL721/usage",
+                json!({"account": account, "at": at(hours)}),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
         eventually("that day's heartbeat", 30, || async {
             let sent = calls(&sim.requests().await, "/license/heartbeat");
@@ -627,14 +607,13 @@ async fn already_activated_is_confirmed_by_a_heartbeat_and_each_day_of_use_gets_
     // The restarted projector works (another license's heartbeat goes out and is acknowledged)
     // and owes PL721 nothing.
     sim.put("PL722", "claimed").await;
-    internal(&stack, "/v1/licenses/PL722/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL722/activation", json!({}))
+        .await;
     stack.wait_event("license-PL722", "activated").await;
-    internal(
-        &stack,
-        "/v1/licenses/PL722/usage",
-        json!({"account": "dave"}),
-    )
-    .await;
+    stack
+        .internal("/v1/licenses/PL722/usage", json!({"account": "dave"}))
+        .await;
     stack
         .wait_event("license-PL722", "heartbeat_acknowledged")
         .await;
@@ -661,7 +640,9 @@ async fn a_call_that_times_out_is_retried() {
     sim.fault(json!({"hang": true, "count": 1})).await;
     let mut stack = Stack::start(&[]).await;
     stack.start_projector_with(&sim.url, &[("LICENSING_KOOGALLERY_TIMEOUT_MS", "500")]);
-    internal(&stack, "/v1/licenses/PL705/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL705/activation", json!({}))
+        .await;
     stack.wait_event("license-PL705", "activated").await;
     let failed = stack
         .events("license-PL705")
@@ -684,16 +665,18 @@ async fn a_heartbeat_refused_for_good_ends_that_day_with_one_event_and_no_more_c
     sim.put("PL740", "claimed").await;
     let mut stack = Stack::start(&[]).await;
     stack.start_projector(&sim.url);
-    internal(&stack, "/v1/licenses/PL740/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL740/activation", json!({}))
+        .await;
     stack.wait_event("license-PL740", "activated").await;
     // The marketplace now says the code is not activated (92020011) to every heartbeat.
     sim.put("PL740", "claimed").await;
-    let (status, body) = internal(
-        &stack,
-        "/v1/licenses/PL740/usage",
-        json!({"account": "dave", "ip": "203.0.113.7"}),
-    )
-    .await;
+    let (status, body) = stack
+        .internal(
+            "/v1/licenses/PL740/usage",
+            json!({"account": "dave", "ip": "203.0.113.7"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     stack.wait_event("license-PL740", "heartbeat_failed").await;
     // Activated, nothing else owed: the day's heartbeat job is the only one there was.
@@ -774,7 +757,7 @@ async fn a_lock_held_on_the_view_table_makes_the_projector_not_ready_and_never_h
     })
     .await;
     let license = eventually("the view to catch up", 30, || async {
-        let v = view(&stack, "PL750").await;
+        let v = stack.view("PL750").await;
         (v["status"] == "frozen").then_some(v)
     })
     .await;
@@ -815,7 +798,9 @@ async fn an_activation_never_claimed_is_parked_after_the_claim_days() {
     let mut stack = Stack::start(&[]).await;
     // Zero days: parked at the first retry after the first 92020004.
     stack.start_projector_with(&sim.url, &[("LICENSING_ACTIVATION_CLAIM_DAYS", "0")]);
-    internal(&stack, "/v1/licenses/PL795/activation", json!({})).await;
+    stack
+        .internal("/v1/licenses/PL795/activation", json!({}))
+        .await;
     stack.wait_event("license-PL795", "activation_failed").await;
     let failed = stack
         .events("license-PL795")
@@ -826,7 +811,7 @@ async fn an_activation_never_claimed_is_parked_after_the_claim_days() {
     assert_eq!(failed.payload["failure"]["code"], "92020004");
     assert_eq!(failed.payload["failure"]["retryable"], false);
     let license = eventually("the view to show the activation parked", 30, || async {
-        let v = view(&stack, "PL795").await;
+        let v = stack.view("PL795").await;
         (v["status"] == "activation_failed").then_some(v)
     })
     .await;
