@@ -143,13 +143,70 @@ fn rejection_code(rejection: &Rejection) -> &'static str {
     }
 }
 
+/// Licenses' states as of their last committed batch in this process, so that a command on a
+/// license with a long history loads only the events after the kept version (normally none)
+/// instead of folding the whole stream: a command's work does not grow with the license's
+/// history. A kept state is only a starting point: the events after its version are always
+/// loaded and folded, so another processor's appends (a shard taken over and given back) are
+/// seen; a state is kept only once its batch has committed. At most `capacity` are kept (all are
+/// dropped when that is passed, and the next batches fold their streams in full).
+#[derive(Debug)]
+pub struct KeptStates {
+    states: std::sync::Mutex<HashMap<String, License>>,
+    capacity: usize,
+}
+
+impl KeptStates {
+    /// Keeps at most `capacity` states (0: none, every batch folds its streams in full).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            states: std::sync::Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The kept state of each of `streams` that has one.
+    fn get(&self, streams: &[String]) -> HashMap<String, License> {
+        let kept = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        streams
+            .iter()
+            .filter_map(|s| kept.get(s).map(|state| (s.clone(), state.clone())))
+            .collect()
+    }
+
+    /// Keeps the states a batch committed.
+    fn keep(&self, states: HashMap<String, License>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut kept = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() + states.len() > self.capacity {
+            kept.clear();
+        }
+        kept.extend(states);
+    }
+
+    /// The kept state of `stream`, if any (tests compare it with a full fold).
+    pub fn state(&self, stream: &str) -> Option<License> {
+        self.get(&[stream.to_owned()]).remove(stream)
+    }
+}
+
 /// Applies a batch of commands, in their order, in one transaction of three round trips: the inbox
-/// lookup and the load of their streams (`lookup`); the decisions in memory, each command seeing
-/// the ones before it (`decide`); the append and the inbox write, then the commit (`write`).
-/// `now` is the processing time (nonce expiry). Any error rolls the whole batch back; the caller
-/// retries it, or applies it in halves to isolate a poison command.
+/// lookup and the load of their streams after the states `kept` of them (`lookup`); the decisions
+/// in memory, each command seeing the ones before it (`decide`); the append and the inbox write,
+/// then the commit (`write`), after which the batch's states are kept. `now` is the processing
+/// time (nonce expiry). Any error rolls the whole batch back; the caller retries it, or applies it
+/// in halves to isolate a poison command.
 pub async fn apply_batch(
     store: &Store,
+    kept: &KeptStates,
     how: &Interpretation,
     nonce_ttl: time::Duration,
     envelopes: &[&CommandEnvelope],
@@ -157,14 +214,16 @@ pub async fn apply_batch(
 ) -> Result<Vec<Applied>, ApplyError> {
     let unit = store.begin(Upcasters::new()).await?;
     let (read, commands) = Read::of(envelopes, how);
-    let (known, states, probe) = lookup(&unit, envelopes, &read, now).await?;
+    let (known, states, probe) = lookup(&unit, kept, envelopes, &read, now).await?;
     let loaded = Loaded {
         known,
         states,
         probe,
     };
     let batch = decide(envelopes, &read, commands, loaded, nonce_ttl, now)?;
-    write(unit, envelopes, batch, now).await
+    let (applied, states) = write(unit, envelopes, batch, now).await?;
+    kept.keep(states);
+    Ok(applied)
 }
 
 /// What a batch's envelopes say, read once: their callbacks, content keys and the streams their
@@ -247,6 +306,7 @@ fn is_marketplace_probe(callback: &CallbackCommand) -> bool {
 /// state of every stream they touch.
 async fn lookup(
     unit: &UnitOfWork,
+    kept: &KeptStates,
     envelopes: &[&CommandEnvelope],
     read: &Read<'_>,
     now: OffsetDateTime,
@@ -263,10 +323,37 @@ async fn lookup(
             content_key: key.as_deref(),
         })
         .collect();
-    let refs: Vec<&str> = read.stream_ids.iter().map(String::as_str).collect();
-    let (known, loaded) = join(unit.inbox_lookup(&keys, now), unit.load_many(&refs)).await;
-    let (known, loaded) = (known?, loaded?);
-    let mut states = HashMap::with_capacity(read.stream_ids.len());
+    let mut states = kept.get(&read.stream_ids);
+    let after: Vec<(&str, i64)> = read
+        .stream_ids
+        .iter()
+        .map(|s| {
+            let version = states.get(s).map_or(0, |state| state.version);
+            (s.as_str(), i64::try_from(version).unwrap_or(0))
+        })
+        .collect();
+    let (known, loaded) = join(unit.inbox_lookup(&keys, now), unit.load_many_after(&after)).await;
+    let (known, mut loaded) = (known?, loaded?);
+    // A kept state that is not exactly the stream's prefix would be a bug: fold that stream in
+    // full instead (one more round trip, never expected).
+    let broken: Vec<String> = loaded
+        .iter()
+        .filter(|(stream, events)| {
+            let version = states.get(*stream).map_or(0, |state| state.version);
+            events
+                .first()
+                .is_some_and(|e| u64::try_from(e.stream_version).ok() != Some(version + 1))
+        })
+        .map(|(stream, _)| stream.clone())
+        .collect();
+    if !broken.is_empty() {
+        tracing::error!(streams = ?broken, "a kept state is not its stream's prefix; folding in full");
+        let whole: Vec<(&str, i64)> = broken.iter().map(|s| (s.as_str(), 0)).collect();
+        loaded.extend(unit.load_many_after(&whole).await?);
+        for stream in &broken {
+            states.remove(stream);
+        }
+    }
     let mut probe = domain::ProbeLog::default();
     for (stream, events) in loaded {
         if stream == domain::PROBE_STREAM {
@@ -283,7 +370,7 @@ async fn lookup(
             }
             continue;
         }
-        let mut state = License::default();
+        let mut state = states.remove(&stream).unwrap_or_default();
         for event in &events {
             let decoded =
                 event_codec::decode(&event.event_type, event.schema_version, &event.payload)
@@ -430,7 +517,7 @@ async fn write(
     envelopes: &[&CommandEnvelope],
     batch: Batch<'_>,
     now: OffsetDateTime,
-) -> Result<Vec<Applied>, ApplyError> {
+) -> Result<(Vec<Applied>, HashMap<String, License>), ApplyError> {
     // One round trip for the append and everything the inbox must remember.
     let replies: Vec<serde_json::Value> = batch
         .record
@@ -497,7 +584,7 @@ async fn write(
         )));
     }
     unit.commit().await?;
-    Ok(batch.results)
+    Ok((batch.results, batch.states))
 }
 
 /// Where a stored reply keeps the hash of the request that produced it.

@@ -20,7 +20,7 @@ mod replay;
 mod run;
 mod shards;
 
-pub use apply::{Applied, ApplyError, Outcome, apply_batch};
+pub use apply::{Applied, ApplyError, KeptStates, Outcome, apply_batch};
 pub use config::{ProcessorConfig, bus_config, interpretation};
 pub use dead_letters::redrive;
 pub use metrics::Metrics;

@@ -23,7 +23,13 @@ pub struct Processor {
     /// Batches committed by this process: a batch that keeps failing "unavailable" while this
     /// grows is not waiting for an outage (ADR 0009).
     pub(crate) commits: Arc<std::sync::atomic::AtomicU64>,
+    /// Licenses' states as of their last committed batch here: a command folds only what came
+    /// after ([`KeptStates`](crate::apply::KeptStates)).
+    pub(crate) kept: Arc<crate::apply::KeptStates>,
 }
+
+/// Licenses whose state a processor keeps between batches, at most.
+pub(crate) const KEPT_STATES: usize = 20_000;
 
 /// The `kind` label of a command: a callback's activity, else the command's name.
 pub(crate) fn kind(envelope: &CommandEnvelope) -> String {

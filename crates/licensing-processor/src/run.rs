@@ -42,6 +42,7 @@ impl Processor {
             health: Health::register(registry),
             member: crate::shards::member_name().into(),
             commits: Arc::default(),
+            kept: Arc::new(crate::apply::KeptStates::new(crate::processor::KEPT_STATES)),
         })
     }
 
@@ -257,6 +258,7 @@ impl Processor {
             let envelopes: Vec<&CommandEnvelope> = batch.iter().map(|d| &d.envelope).collect();
             let applying = apply_batch(
                 &self.store,
+                &self.kept,
                 &self.config.interpretation,
                 ttl,
                 &envelopes,

@@ -5,7 +5,7 @@ use koogallery::callback::{CallbackRequest, ResultCode};
 use licensing_messages::{
     CallbackCommand, CommandBody, CommandEnvelope, ENVELOPE_VERSION, Interpretation, Reply,
 };
-use licensing_processor::{Applied, ApplyError, Outcome, apply_batch};
+use licensing_processor::{Applied, ApplyError, KeptStates, Outcome, apply_batch};
 use licensing_store::Store;
 use licensing_store::testing::TestDatabase;
 use time::{Duration, OffsetDateTime};
@@ -42,9 +42,19 @@ async fn run(store: &Store, envelope: &CommandEnvelope) -> Applied {
     applied.remove(0)
 }
 
+/// A batch applied with nothing kept: every stream folded in full.
 async fn batch(store: &Store, envelopes: &[&CommandEnvelope]) -> Result<Vec<Applied>, ApplyError> {
+    batch_kept(store, &KeptStates::new(0), envelopes).await
+}
+
+async fn batch_kept(
+    store: &Store,
+    kept: &KeptStates,
+    envelopes: &[&CommandEnvelope],
+) -> Result<Vec<Applied>, ApplyError> {
     apply_batch(
         store,
+        kept,
         &Interpretation::default(),
         Duration::minutes(10),
         envelopes,
@@ -427,4 +437,78 @@ async fn concurrent_writers_on_one_license_see_conflicts_never_failures() {
         .map(|e| e.stream_version)
         .collect();
     assert_eq!(versions, (1..=(writers + 1) as i64).collect::<Vec<_>>());
+}
+
+/// A license's state folded from every stored event of its stream.
+async fn folded(store: &Store, stream: &str) -> licensing_domain::License {
+    store
+        .load(stream)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            licensing_messages::event_codec::decode(&e.event_type, e.schema_version, &e.payload)
+                .unwrap()
+        })
+        .fold(licensing_domain::License::default(), |state, event| {
+            licensing_domain::evolve(state, &event)
+        })
+}
+
+/// The commands of a busy license: renewals, a freeze and an unfreeze, repeats among them.
+fn busy_license(round: usize) -> Vec<CommandEnvelope> {
+    let renew = |i: usize| {
+        format!(
+            r#"{{"activity":"refreshLicenseCode","expireTime":"{}1231235959","license":"PL1","orderId":"CS{i}","orderLineId":"CS{i}-1","scene":"RENEWAL"}}"#,
+            2027 + i
+        )
+    };
+    let status = |s: &str| {
+        format!(r#"{{"activity":"updateLicenseCodeStatus","license":"PL1","status":"{s}"}}"#)
+    };
+    let nonce = |k: usize| format!("r{round}k{k}");
+    vec![
+        callback(&renew(round), &nonce(0)),
+        callback(&status("FREEZE"), &nonce(1)),
+        callback(&renew(round), &nonce(2)),
+        callback(&status("UNFREEZE"), &nonce(3)),
+    ]
+}
+
+#[tokio::test]
+async fn a_kept_state_decides_like_the_full_fold_also_when_another_processor_wrote_meanwhile() {
+    // The same commands on two stores: one folded in full for every batch, the other by two
+    // processors, each with its kept states, taking turns (a shard moving between them).
+    let (full_db, kept_db) = (TestDatabase::create().await, TestDatabase::create().await);
+    let (full, kept) = (full_db.store(), kept_db.store());
+    let processors = [KeptStates::new(100), KeptStates::new(100)];
+    for round in 0..12 {
+        let commands = busy_license(round);
+        for (i, command) in commands.iter().enumerate() {
+            let by = &processors[(round + i / 2) % 2];
+            let (a, b) = (
+                batch(&full, &[command]).await.unwrap(),
+                batch_kept(&kept, by, &[command]).await.unwrap(),
+            );
+            assert_eq!(
+                (a[0].outcome, a[0].events, &a[0].reply),
+                (b[0].outcome, b[0].events, &b[0].reply),
+                "round {round}, command {i}"
+            );
+        }
+    }
+    assert_eq!(history(&full).await, history(&kept).await);
+    // Each processor's kept state is the full fold of what it last saw; brought up to date by
+    // one more command, both equal the stream's full fold.
+    let last = callback(FREEZE, "last");
+    for (n, by) in processors.iter().enumerate() {
+        let again = signed(last.clone(), &format!("{n:0>64}"));
+        batch_kept(&kept, by, &[&again]).await.unwrap();
+        assert_eq!(
+            by.state("license-PL1"),
+            Some(folded(&kept, "license-PL1").await),
+            "processor {n}"
+        );
+    }
+    assert!(folded(&kept, "license-PL1").await.version > 40);
 }

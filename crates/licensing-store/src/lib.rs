@@ -8,7 +8,7 @@
 //!   follower's own work, woken by `LISTEN/NOTIFY`, polling as a fallback.
 //! - [`UnitOfWork::inbox_lookup`] and [`UnitOfWork::record_outcomes`] read and write, in one round
 //!   trip each for a whole batch of commands, the processed messages, the callback answers and the
-//!   nonces; [`UnitOfWork::load_many`] loads a batch's streams in one query.
+//!   nonces; [`UnitOfWork::load_many_after`] loads a batch's streams (after the versions of the states kept of them) in one query.
 //! - [`Exchange`]s are the evidence log (D20): every exchange with the marketplace byte for byte,
 //!   in monthly partitions ([`Store::maintain_evidence`] creates and expires them).
 //! - [`DeadLetter`]s are the commands parked in the dead-letter queue, kept to be read and

@@ -85,6 +85,44 @@ pub(crate) const LOAD_MANY: &str = "SELECT global_position, stream_id, stream_ve
      event_type, schema_version, payload, metadata, recorded_at \
      FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
 
+/// The events of some streams after a version each (the version of a state kept of it; 0 for
+/// all), each stream's in order.
+pub(crate) const LOAD_AFTER: &str = "SELECT e.global_position, e.stream_id, e.stream_version, \
+     e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
+     FROM unnest($1::text[], $2::bigint[]) AS kept(stream_id, after) \
+     JOIN events e ON e.stream_id = kept.stream_id AND e.stream_version > kept.after \
+     ORDER BY e.stream_id, e.stream_version";
+
+/// The events of each stream after its version (one query for a batch); `statement` is
+/// [`LOAD_AFTER`], prepared or not. A stream without such events maps to an empty list.
+pub(crate) async fn load_after_in<S>(
+    client: &impl GenericClient,
+    statement: &S,
+    streams: &[(&str, i64)],
+    upcasters: &Upcasters,
+) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
+    let mut found: HashMap<String, Vec<RecordedEvent>> = streams
+        .iter()
+        .map(|(id, _)| ((*id).to_owned(), Vec::new()))
+        .collect();
+    if streams.is_empty() {
+        return Ok(found);
+    }
+    let (ids, after): (Vec<&str>, Vec<i64>) = streams.iter().copied().unzip();
+    let rows = client.query(statement, &[&ids, &after]).await?;
+    for row in &rows {
+        let event = decode(row, upcasters)?;
+        found
+            .entry(event.stream_id.clone())
+            .or_default()
+            .push(event);
+    }
+    Ok(found)
+}
+
 /// Every committed event of some streams, each stream's in order (one query for a batch);
 /// `statement` is [`LOAD_MANY`], prepared or not.
 pub(crate) async fn load_many_in<S>(

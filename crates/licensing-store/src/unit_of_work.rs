@@ -11,7 +11,7 @@ use tokio_postgres::Statement;
 use crate::append::{APPEND, AppendOutcome, append_in};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, StreamAppend, Upcasters};
-use crate::read::{LOAD_MANY, load_in, load_many_in};
+use crate::read::{LOAD_AFTER, load_after_in, load_in};
 use crate::store::Store;
 
 /// One transaction. Dropped without [`UnitOfWork::commit`], it is rolled back (its connection is
@@ -71,15 +71,17 @@ impl UnitOfWork {
             .await
     }
 
-    /// Every committed event of each of `stream_ids` (and this transaction's own), each stream's in
-    /// order, in one query; a stream without events maps to an empty list.
-    pub async fn load_many(
+    /// The events of each stream after the version given with it (committed, and this
+    /// transaction's own), each stream's in order, in one query: a state kept at that version
+    /// needs only these to be current; 0 loads the whole stream. A stream without such events maps
+    /// to an empty list.
+    pub async fn load_many_after(
         &self,
-        stream_ids: &[&str],
+        streams: &[(&str, i64)],
     ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
         self.in_transaction(async {
-            let statement = self.prepared(LOAD_MANY).await?;
-            load_many_in(&***self.client()?, &statement, stream_ids, &self.upcasters).await
+            let statement = self.prepared(LOAD_AFTER).await?;
+            load_after_in(&***self.client()?, &statement, streams, &self.upcasters).await
         })
         .await
     }

@@ -333,13 +333,26 @@ async fn a_batch_loads_its_streams_in_one_query_and_appends_in_command_order() {
         .await
         .unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    let loaded = unit.load_many(&["b", "a", "none"]).await.unwrap();
+    let loaded = unit
+        .load_many_after(&[("b", 0), ("a", 0), ("none", 0)])
+        .await
+        .unwrap();
     let versions = |id: &str| -> Vec<i64> { loaded[id].iter().map(|e| e.stream_version).collect() };
     assert_eq!(
         (versions("a"), versions("b"), versions("none")),
         (vec![1], vec![1, 2], vec![])
     );
     assert_eq!(loaded["b"][1].event_type, "b2");
+    // A state kept at a version needs only what came after it.
+    let after = unit
+        .load_many_after(&[("b", 1), ("a", 1), ("none", 3)])
+        .await
+        .unwrap();
+    let versions = |id: &str| -> Vec<i64> { after[id].iter().map(|e| e.stream_version).collect() };
+    assert_eq!(
+        (versions("a"), versions("b"), versions("none")),
+        (vec![], vec![2], vec![])
+    );
 
     // Commands of a batch, in order: a, b, a again; one stream's appends chain their versions.
     let append = |stream: &str, expected, name| StreamAppend {
