@@ -60,7 +60,8 @@ pub async fn load_streams(
     stream_ids: &[&str],
     upcasters: &Upcasters,
 ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
-    read::load_many_in(client, read::LOAD_MANY, stream_ids, upcasters).await
+    let whole: Vec<(&str, i64)> = stream_ids.iter().map(|id| (*id, 0)).collect();
+    read::load_after_in(client, read::LOAD_AFTER, &whole, upcasters).await
 }
 
 /// Every event at or below `until`, ordered by stream then version: one scan for rebuilding

@@ -80,11 +80,6 @@ pub(crate) async fn load_tail_in(
     rows.iter().map(|r| decode(r, upcasters)).collect()
 }
 
-/// Every event of some streams, each stream's in order: the statement for [`load_many_in`].
-pub(crate) const LOAD_MANY: &str = "SELECT global_position, stream_id, stream_version, event_id, \
-     event_type, schema_version, payload, metadata, recorded_at \
-     FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
-
 /// The events of some streams after a version each (the version of a state kept of it; 0 for
 /// all), each stream's in order.
 pub(crate) const LOAD_AFTER: &str = "SELECT e.global_position, e.stream_id, e.stream_version, \
@@ -123,34 +118,6 @@ where
     Ok(found)
 }
 
-/// Every committed event of some streams, each stream's in order (one query for a batch);
-/// `statement` is [`LOAD_MANY`], prepared or not.
-pub(crate) async fn load_many_in<S>(
-    client: &impl GenericClient,
-    statement: &S,
-    stream_ids: &[&str],
-    upcasters: &Upcasters,
-) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
-    let mut streams: HashMap<String, Vec<RecordedEvent>> = stream_ids
-        .iter()
-        .map(|id| ((*id).to_owned(), Vec::new()))
-        .collect();
-    if stream_ids.is_empty() {
-        return Ok(streams);
-    }
-    let rows = client.query(statement, &[&stream_ids]).await?;
-    for row in &rows {
-        let event = decode(row, upcasters)?;
-        streams
-            .entry(event.stream_id.clone())
-            .or_default()
-            .push(event);
-    }
-    Ok(streams)
-}
 
 /// Up to `limit` events after `after_position`, in global order, that are safe to follow.
 pub(crate) async fn read_all_in(
