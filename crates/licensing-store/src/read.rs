@@ -118,7 +118,6 @@ where
     Ok(found)
 }
 
-
 /// Up to `limit` events after `after_position`, in global order, that are safe to follow.
 pub(crate) async fn read_all_in(
     client: &impl GenericClient,

@@ -4,11 +4,16 @@
 //! as actor. No JavaScript: every page reads and works without it.
 
 mod context;
+mod dead_letters;
 mod i18n;
-mod pages;
+mod license;
+mod licenses;
+mod overview;
+mod probe;
 mod session;
 mod sign_in;
 mod timeline;
+mod widgets;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -20,7 +25,7 @@ use context::see_other;
 /// The console's routes.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_only("/console", to_overview))
-        .service(get_only("/console/", pages::overview))
+        .service(get_only("/console/", overview::overview))
         .service(get_only("/console/style.css", style))
         .service(
             web::resource("/console/sign-in")
@@ -28,31 +33,37 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(sign_in::sign_in)),
         )
         .service(post_only("/console/sign-out", sign_in::sign_out))
-        .service(get_only("/console/licenses", pages::licenses))
-        .service(get_only("/console/licenses/{code}", pages::license))
+        .service(get_only("/console/licenses", licenses::licenses))
+        .service(get_only("/console/licenses/{code}", license::license))
         .service(post_only(
             "/console/licenses/{code}/activation",
-            pages::request_activation,
+            license::request_activation,
         ))
         .service(post_only(
             "/console/licenses/{code}/drift",
-            pages::resolve_drift,
+            license::resolve_drift,
         ))
         .service(get_only(
             "/console/licenses/{code}/evidence",
-            pages::evidence,
+            license::evidence,
         ))
-        .service(get_only("/console/dead-letters", pages::dead_letters))
+        .service(get_only(
+            "/console/dead-letters",
+            dead_letters::dead_letters,
+        ))
         .service(post_only(
             "/console/dead-letters/redrive",
-            pages::redrive_all,
+            dead_letters::redrive_all,
         ))
-        .service(get_only("/console/dead-letters/{id}", pages::dead_letter))
+        .service(get_only(
+            "/console/dead-letters/{id}",
+            dead_letters::dead_letter,
+        ))
         .service(post_only(
             "/console/dead-letters/{id}/redrive",
-            pages::redrive,
+            dead_letters::redrive,
         ))
-        .service(get_only("/console/probe", pages::probe));
+        .service(get_only("/console/probe", probe::probe));
 }
 
 const CSS: &str = include_str!("console.css");
