@@ -112,18 +112,8 @@ pub(crate) async fn license(
         if sandbox { "?sandbox=true" } else { "" }
     );
     let activation = &view["activation"];
-    let as_of_value = at.map(|t| {
-        let t = t.to_offset(ctx.zone);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    });
+    // The datetime-local input's value: the market time with a `T`.
+    let as_of_value = at.map(|t| super::i18n::clock_time(t, ctx.zone).replacen(' ', "T", 1));
     let speaker = Speaker {
         lang: l,
         zone: ctx.zone,
