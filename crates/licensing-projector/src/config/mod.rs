@@ -169,17 +169,20 @@ impl ProjectorConfig {
             .list("LICENSING_CONSOLE_PEERS")?
             .iter()
             .map(|item| {
+                let invalid = |why: String| SettingsError::invalid("LICENSING_CONSOLE_PEERS", why);
                 let (name, url) = item
                     .split_once('=')
-                    .ok_or_else(|| format!("{item:?} is not name=url"))?;
-                let url = url::Url::parse(url.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+                    .ok_or_else(|| invalid(format!("{item:?} is not name=url")))?;
+                let url =
+                    url::Url::parse(url.trim()).map_err(|e| invalid(format!("{item:?}: {e}")))?;
                 if url.scheme() != "http" || url.host_str().is_none() {
-                    return Err(format!("{item:?}: an http:// URL of an operations address"));
+                    return Err(invalid(format!(
+                        "{item:?}: an http:// URL of an operations address"
+                    )));
                 }
                 Ok((name.trim().to_owned(), url))
             })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| SettingsError::invalid("LICENSING_CONSOLE_PEERS", e))?;
+            .collect::<Result<Vec<_>, SettingsError>>()?;
         let console_session_hours =
             match settings.parse_or("LICENSING_CONSOLE_SESSION_HOURS", 12)? {
                 hours @ 1..=720 => hours,

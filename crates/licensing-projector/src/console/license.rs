@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
-use super::context::{Console, Posted, SignedIn, see_other};
+use super::context::{Console, Ctx, Posted, SignedIn, see_other};
 use super::i18n::{Lang, market_time, market_time_of};
 use super::timeline::Speaker;
 use super::widgets::*;
@@ -65,27 +65,48 @@ pub(crate) async fn license(
     path: web::Path<String>,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    let l = ctx.lang;
-    let code = path.into_inner();
-    let params: HashMap<String, String> = params(&req).into_iter().collect();
+    match read_license(&ctx, &req, path.into_inner(), &state).await {
+        Ok(page) => {
+            let code = page.code.clone();
+            ctx.page(StatusCode::OK, &code, render_license(&ctx, page))
+        }
+        Err(refusal) => ctx.refusal(&refusal),
+    }
+}
+
+/// What one license's page shows, read before anything is rendered.
+struct LicensePage {
+    code: String,
+    sandbox: bool,
+    /// The instant asked for (`as_of`), if any.
+    at: Option<OffsetDateTime>,
+    params: HashMap<String, String>,
+    /// Its view now.
+    view: serde_json::Value,
+    /// Its state at `at`: none asked, the state, or that it did not exist yet.
+    then: Option<Result<serde_json::Value, Refusal>>,
+    /// Its newest events, exchanges and refusals (up to `at`).
+    evidence: evidence::Evidence,
+}
+
+async fn read_license(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    code: String,
+    state: &QueryState,
+) -> Result<LicensePage, Refusal> {
+    let params: HashMap<String, String> = params(req).into_iter().collect();
     let sandbox = params.get("sandbox").is_some_and(|s| s == "true");
-    let at = match params
+    let at = params
         .get("as_of")
         .map(|raw| as_of_param(raw, ctx.zone))
-        .transpose()
-    {
-        Ok(at) => at,
-        Err(refusal) => return ctx.refusal(&refusal),
-    };
-    let view = match licenses::license_body(&state.store, &code, sandbox, None).await {
-        Ok(view) => view,
-        Err(refusal) => return ctx.refusal(&refusal),
-    };
+        .transpose()?;
+    let view = licenses::license_body(&state.store, &code, sandbox, None).await?;
     let then = match at {
         Some(at) => match licenses::license_body(&state.store, &code, sandbox, Some(at)).await {
             Ok(then) => Some(Ok(then)),
             Err(refusal) if refusal.status == StatusCode::NOT_FOUND => Some(Err(refusal)),
-            Err(refusal) => return ctx.refusal(&refusal),
+            Err(refusal) => return Err(refusal),
         },
         None => None,
     };
@@ -94,10 +115,31 @@ pub(crate) async fn license(
         from: None,
         to: at.map(|t| t + time::Duration::microseconds(1)),
     };
-    let evidence = match evidence::gather_recent(&state.store, &code, &window, SHOWN as i64).await {
-        Ok(evidence) => evidence,
-        Err(e) => return ctx.refusal(&Refusal::of_gathering(&e)),
-    };
+    let evidence = evidence::gather_recent(&state.store, &code, &window, SHOWN as i64)
+        .await
+        .map_err(|e| Refusal::of_gathering(&e))?;
+    Ok(LicensePage {
+        code,
+        sandbox,
+        at,
+        params,
+        view,
+        then,
+        evidence,
+    })
+}
+
+fn render_license(ctx: &Ctx, page: LicensePage) -> Markup {
+    let LicensePage {
+        code,
+        sandbox,
+        at,
+        params,
+        view,
+        then,
+        evidence,
+    } = page;
+    let l = ctx.lang;
     let ledger = ledger::ledger(&evidence);
     let exchanges: HashMap<Uuid, &StoredExchange> = evidence
         .exchanges
@@ -263,7 +305,7 @@ pub(crate) async fn license(
             }
         }
     };
-    ctx.page(StatusCode::OK, &code, body)
+    body
 }
 
 /// `POST /console/licenses/{code}/activation`: the internal API's activation request.

@@ -75,15 +75,40 @@ pub(crate) async fn overview(
     state: web::Data<QueryState>,
     console: web::Data<Console>,
 ) -> HttpResponse {
-    let l = ctx.lang;
-    // Each verdict as the page shows it: ready, or the reason in words.
-    let projector = crate::metrics::ready(&console.health, &state.store, console.ready_max_lag)
-        .await
-        .map_err(|reason| reason.to_string());
+    let data = read_overview(&state, &console).await;
+    let title = ctx.lang.tr("Overview", "概览");
+    ctx.page(StatusCode::OK, title, render_overview(&ctx, data))
+}
+
+/// What the overview shows, read before anything is rendered; each part that could not be read
+/// is shown as unavailable.
+struct Overview {
+    projector: Result<(), crate::metrics::NotReady>,
+    peers: Vec<(String, Result<(), super::context::PeerNotReady>)>,
+    queue: Result<(u32, u32), licensing_bus::BusError>,
+    lags: Result<Vec<(String, f64)>, licensing_store::StoreError>,
+    waiting: Result<i64, licensing_store::StoreError>,
+    leases: Result<Vec<(i32, String, bool)>, licensing_store::StoreError>,
+    counts: Result<Vec<licensing_store::ExchangeCount>, licensing_store::StoreError>,
+    /// The last 24 hours' callbacks per hour.
+    hours: Vec<(OffsetDateTime, Bar)>,
+    /// Callbacks and calls of the last 24 hours by outcome.
+    callbacks: Vec<(String, i64)>,
+    calls: Vec<(String, i64)>,
+    debt: Option<i64>,
+    probe: Option<crate::read_model::probe_log::ProbeStatus>,
+    days_left: Option<u32>,
+    /// How many command queues there are.
+    shards: i32,
+}
+
+async fn read_overview(state: &QueryState, console: &Console) -> Overview {
+    let projector =
+        crate::metrics::ready(&console.health, &state.store, console.ready_max_lag).await;
     let mut peers = Vec::new();
     for (name, url) in &console.peers {
         let verdict = super::context::peer_ready(url).await;
-        peers.push((name.clone(), verdict.map_err(|reason| reason.to_string())));
+        peers.push((name.clone(), verdict));
     }
     let queue = console
         .with_bus(async |bus| bus.command_queue_stats().await)
@@ -147,14 +172,42 @@ pub(crate) async fn overview(
     let days_left = probe
         .as_ref()
         .map(|p| licensing_domain::days_until_freeze(p.failed_days));
-    let ready_cell = |verdict: &Result<(), String>| {
-        html! {
-            @match verdict {
-                Ok(()) => span.ok { (l.tr("ready", "就绪")) },
-                Err(reason) => span.bad { (l.tr("not ready", "未就绪")) ": " (reason) },
-            }
-        }
-    };
+    Overview {
+        projector,
+        peers,
+        queue,
+        lags,
+        waiting,
+        leases,
+        counts,
+        hours,
+        callbacks,
+        calls,
+        debt,
+        probe,
+        days_left,
+        shards: i32::from(console.bus_config.shards),
+    }
+}
+
+fn render_overview(ctx: &Ctx, data: Overview) -> Markup {
+    let Overview {
+        projector,
+        peers,
+        queue,
+        lags,
+        waiting,
+        leases,
+        counts,
+        hours,
+        callbacks,
+        calls,
+        debt,
+        probe,
+        days_left,
+        shards,
+    } = data;
+    let l = ctx.lang;
     let body = html! {
         h1 { (l.tr("Overview", "概览")) }
         (search_form(l, ""))
@@ -171,9 +224,9 @@ pub(crate) async fn overview(
             section.card {
                 h2 { (l.tr("Readiness", "就绪状态")) }
                 dl.facts {
-                    dt { "projector" } dd { (ready_cell(&projector)) }
+                    dt { "projector" } dd { (ready_cell(l, &projector)) }
                     @for (name, verdict) in &peers {
-                        dt { (name) } dd { (ready_cell(verdict)) }
+                        dt { (name) } dd { (ready_cell(l, verdict)) }
                     }
                     @if peers.is_empty() {
                         dt { "ingress, processor" }
@@ -207,7 +260,7 @@ pub(crate) async fn overview(
                 dl.facts {
                     @match &leases {
                         Ok(leases) => {
-                            @for shard in 0..i32::from(console.bus_config.shards) {
+                            @for shard in 0..shards {
                                 dt { (l.tr("Shard", "分片")) " " (shard) }
                                 dd {
                                     @match leases.iter().find(|(s, _, live)| *s == shard && *live) {
@@ -258,10 +311,20 @@ pub(crate) async fn overview(
         }
         h2 { (l.tr("Callbacks in the last 24 hours, by result code", "最近 24 小时的回调（按结果码）")) }
         @if counts.is_err() { p { (unavailable(l)) } }
-        (bars(&ctx, &hours))
+        (bars(ctx, &hours))
         div.scroll { (totals_table(l, l.tr("Result code", "结果码"), &callbacks)) }
         h2 { (l.tr("Calls to the marketplace in the last 24 hours, by disposition", "最近 24 小时对云商店的调用（按处置）")) }
         div.scroll { (totals_table(l, l.tr("Disposition", "处置"), &calls)) }
     };
-    ctx.page(StatusCode::OK, l.tr("Overview", "概览"), body)
+    body
+}
+
+/// A readiness verdict: ready, or not with the reason in words.
+fn ready_cell<E: std::fmt::Display>(l: Lang, verdict: &Result<(), E>) -> Markup {
+    html! {
+        @match verdict {
+            Ok(()) => span.ok { (l.tr("ready", "就绪")) },
+            Err(reason) => span.bad { (l.tr("not ready", "未就绪")) ": " (reason) },
+        }
+    }
 }
