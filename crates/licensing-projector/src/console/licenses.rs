@@ -4,10 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::html;
 
-use super::context::SignedIn;
+use super::context::{Ctx, SignedIn};
 use super::i18n::market_time_of;
 use super::widgets::*;
-use crate::api::{QueryState, licenses};
+use crate::api::{QueryState, Refusal, licenses};
 
 const STATUSES: [&str; 8] = [
     "unregistered",
@@ -26,8 +26,16 @@ pub(crate) async fn licenses(
     req: HttpRequest,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    let l = ctx.lang;
-    let mut pairs = params(&req);
+    let (pairs, page) = read_licenses(&req, &state).await;
+    render_licenses(&ctx, &pairs, page)
+}
+
+/// The request's parameters (with the page size) and the page of the list they ask for.
+async fn read_licenses(
+    req: &HttpRequest,
+    state: &QueryState,
+) -> (Vec<(String, String)>, Result<serde_json::Value, Refusal>) {
+    let mut pairs = params(req);
     if !pairs.iter().any(|(k, _)| k == "limit") {
         pairs.push(("limit".to_owned(), "50".to_owned()));
     }
@@ -60,6 +68,21 @@ pub(crate) async fn licenses(
     let page = match filter {
         Ok(filter) => licenses::list_page(&state.store, &filter).await,
         Err(refusal) => Err(refusal),
+    };
+    (pairs, page)
+}
+
+fn render_licenses(
+    ctx: &Ctx,
+    pairs: &[(String, String)],
+    page: Result<serde_json::Value, Refusal>,
+) -> HttpResponse {
+    let l = ctx.lang;
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
     };
     let sandbox = get("sandbox") == "true";
     let form = html! {

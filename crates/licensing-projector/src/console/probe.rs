@@ -2,9 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use maud::html;
+use maud::{Markup, html};
 
-use super::context::SignedIn;
+use super::context::{Ctx, SignedIn};
 use super::i18n::market_time_of;
 use super::widgets::*;
 use crate::api::QueryState;
@@ -14,11 +14,18 @@ pub(crate) async fn probe(
     SignedIn { ctx }: SignedIn,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
+    match crate::api::probe::probe_body(&state, 20).await {
+        Ok(probe) => {
+            let body = render_probe(&ctx, &probe);
+            ctx.page(StatusCode::OK, ctx.lang.tr("Probe", "拨测"), body)
+        }
+        Err(refusal) => ctx.refusal(&refusal),
+    }
+}
+
+/// The page of `GET /v1/probe`'s body.
+fn render_probe(ctx: &Ctx, probe: &serde_json::Value) -> Markup {
     let l = ctx.lang;
-    let probe = match crate::api::probe::probe_body(&state, 20).await {
-        Ok(probe) => probe,
-        Err(refusal) => return ctx.refusal(&refusal),
-    };
     let watchdog = &probe["watchdog"];
     let days_left = probe["days_until_freeze"].as_u64().unwrap_or(0);
     let runs = probe["runs"].as_array().cloned().unwrap_or_default();
@@ -100,5 +107,5 @@ pub(crate) async fn probe(
             }
         }
     };
-    ctx.page(StatusCode::OK, l.tr("Probe", "拨测"), body)
+    body
 }
