@@ -101,7 +101,20 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
         "000000"
     );
 
-    // Every page without a session redirects to the sign-in page, which comes back to it.
+    pages_without_a_session_go_to_sign_in(&stack).await;
+    wrong_tokens_are_refused_then_held_back(&stack).await;
+    let cookie = a_right_token_gets_a_cookie_scripts_cannot_read(&stack).await;
+    let overview = the_overview_counts_callbacks_and_names_the_shard_holder(&stack, &cookie).await;
+    a_form_needs_the_session_s_csrf_token(&stack, &cookie, &overview).await;
+    a_cookie_altered_by_one_byte_is_refused(&stack, &cookie).await;
+    hostile_strings_are_shown_as_text(&stack, &cookie).await;
+    sorted_by_expiry_and_paged_with_its_own_cursor(&stack, &cookie).await;
+    a_stopped_processor_gives_its_shard_back(&mut stack, &cookie).await;
+    the_session_expires_after_twelve_hours(&stack, &clock, &cookie).await;
+}
+
+/// Every page without a session redirects to the sign-in page, which comes back to it.
+async fn pages_without_a_session_go_to_sign_in(stack: &Stack) {
     for path in [
         "/console/",
         "/console/licenses?q=PL",
@@ -111,27 +124,31 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
         "/console/dead-letters/7d1f1f9e-6f3c-4c55-9d6a-0b0e2f0f0f0f",
         "/console/probe",
     ] {
-        let (status, location, _) = page(&stack, path, "").await;
+        let (status, location, _) = page(stack, path, "").await;
         assert_eq!(status, 303, "{path}");
         assert!(
             location.starts_with("/console/sign-in?next=%2Fconsole%2F"),
             "{path}: {location}"
         );
     }
+}
 
-    // Wrong tokens are refused, then the address is held back; another address is not.
+/// Wrong tokens are refused, then the address is held back; another address is not.
+async fn wrong_tokens_are_refused_then_held_back(stack: &Stack) {
     for _ in 0..5 {
-        let refused = sign_in(&stack, "not-the-token-0123456789", "192.0.2.7", false).await;
+        let refused = sign_in(stack, "not-the-token-0123456789", "192.0.2.7", false).await;
         assert_eq!(refused.status().as_u16(), 401);
         assert!(set_cookie(&refused, "licensing_console").is_none());
     }
-    let held = sign_in(&stack, TOKEN, "192.0.2.7", false).await;
+    let held = sign_in(stack, TOKEN, "192.0.2.7", false).await;
     assert_eq!(held.status().as_u16(), 429);
     assert!(held.headers().get("retry-after").is_some());
+}
 
-    // A right token: a session cookie that scripts cannot read, sent to this site only, Secure
-    // when the proxy says the client came over TLS.
-    let plain = sign_in(&stack, TOKEN, "192.0.2.8", false).await;
+/// A right token: a session cookie that scripts cannot read, sent to this site only, Secure
+/// when the proxy says the client came over TLS. Returns the session cookie.
+async fn a_right_token_gets_a_cookie_scripts_cannot_read(stack: &Stack) -> String {
+    let plain = sign_in(stack, TOKEN, "192.0.2.8", false).await;
     assert_eq!(plain.status().as_u16(), 303);
     let (cookie, header) = set_cookie(&plain, "licensing_console").expect("a session");
     assert!(
@@ -139,10 +156,19 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
         "{header}"
     );
     assert!(!header.contains("Secure"), "{header}");
-    let tls = sign_in(&stack, TOKEN, "192.0.2.9", true).await;
+    let tls = sign_in(stack, TOKEN, "192.0.2.9", true).await;
     let (_, tls_header) = set_cookie(&tls, "licensing_console").expect("a session");
     assert!(tls_header.contains("; Secure"), "{tls_header}");
-    let (status, _, overview) = page(&stack, "/console/", &cookie).await;
+    cookie
+}
+
+/// The one callback so far is counted under its result code, and drawn as this hour's bar; the
+/// shard card names the processor holding the one shard. Returns the overview page.
+async fn the_overview_counts_callbacks_and_names_the_shard_holder(
+    stack: &Stack,
+    cookie: &str,
+) -> String {
+    let (status, _, overview) = page(stack, "/console/", cookie).await;
     assert_eq!(status, 200);
     assert!(overview.contains("Overview") && overview.contains(OPERATOR));
     // The one callback so far is counted under its result code, and drawn as this hour's bar.
@@ -161,13 +187,16 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
         shards.contains(&format!(r#"<span class="ok">{}</span>"#, leases[0].1)),
         "{leases:?} {shards}"
     );
+    overview
+}
 
-    // A form post without this session's CSRF token is refused.
-    let csrf = csrf_in(&overview);
+/// A form post without this session's CSRF token is refused.
+async fn a_form_needs_the_session_s_csrf_token(stack: &Stack, cookie: &str, overview: &str) {
+    let csrf = csrf_in(overview);
     for form in [vec![], vec![("csrf", "forged")]] {
         let refused = client()
             .post(stack.query_url("/console/licenses/PL1/activation"))
-            .header("Cookie", &cookie)
+            .header("Cookie", cookie)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form_body(&form))
             .send()
@@ -177,7 +206,7 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     }
     let accepted = client()
         .post(stack.query_url("/console/licenses/PL1/activation"))
-        .header("Cookie", &cookie)
+        .header("Cookie", cookie)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form_body(&[("csrf", csrf.as_str())]))
         .send()
@@ -194,44 +223,49 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     .await;
     assert_eq!(requested.metadata.actor.as_deref(), Some(OPERATOR));
     assert_eq!(requested.metadata.source.as_deref(), Some("console"));
+}
 
-    // A session cookie altered by one byte is refused.
+/// A session cookie altered by one byte is refused.
+async fn a_cookie_altered_by_one_byte_is_refused(stack: &Stack, cookie: &str) {
     let value = cookie.split_once('=').unwrap().1;
     for i in [0, value.len() / 2, value.len() - 1] {
         let mut bytes = value.as_bytes().to_vec();
         bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
         let altered = format!("licensing_console={}", String::from_utf8(bytes).unwrap());
-        let (status, location, _) = page(&stack, "/console/", &altered).await;
+        let (status, location, _) = page(stack, "/console/", &altered).await;
         assert_eq!(
             (status, location.starts_with("/console/sign-in")),
             (303, true),
             "byte {i}"
         );
     }
+}
 
-    // Hostile strings stored in events are shown as text, never as markup.
-    let (status, _, list) = page(&stack, "/console/licenses?q=PL%3C", &cookie).await;
+/// Hostile strings stored in events are shown as text, never as markup.
+async fn hostile_strings_are_shown_as_text(stack: &Stack, cookie: &str) {
+    let (status, _, list) = page(stack, "/console/licenses?q=PL%3C", cookie).await;
     assert_eq!(status, 200);
     assert!(list.contains("PL&lt;script&gt;document.title="), "{list}");
     assert!(!list.contains("<script"), "no markup from stored data");
     let href = "/console/licenses/PL%3Cscript%3Edocument.title%3D%27pwned%27%3C%2Fscript%3E";
     assert!(list.contains(href), "{list}");
-    let (status, _, one) = page(&stack, href, &cookie).await;
+    let (status, _, one) = page(stack, href, cookie).await;
     assert_eq!(status, 200, "{one}");
     assert!(
         !one.contains("<script") && !one.contains("<b>1</b>"),
         "{one}"
     );
     assert!(one.contains("CS&lt;b&gt;1&lt;/b&gt;"));
+}
 
-    // Sorted by expiry, paged with the list's own cursor; a made-up cursor is a clear error.
-    let (status, _, first) =
-        page(&stack, "/console/licenses?sort=expire_at&limit=1", &cookie).await;
+/// Sorted by expiry, paged with the list's own cursor; a made-up cursor is a clear error.
+async fn sorted_by_expiry_and_paged_with_its_own_cursor(stack: &Stack, cookie: &str) {
+    let (status, _, first) = page(stack, "/console/licenses?sort=expire_at&limit=1", cookie).await;
     assert_eq!(status, 200);
     let at =
         first.find(r#"rel="next" href=""#).expect("a next page") + r#"rel="next" href=""#.len();
     let next = first[at..].split('"').next().unwrap().replace("&amp;", "&");
-    let (status, _, second) = page(&stack, &next, &cookie).await;
+    let (status, _, second) = page(stack, &next, cookie).await;
     assert_eq!(status, 200, "{next}");
     let row = |html: &str| {
         let at = html
@@ -241,28 +275,32 @@ async fn the_console_lets_in_only_a_signed_unexpired_session_and_only_its_own_fo
     };
     assert_ne!(row(&first), row(&second), "the second page goes on");
     let (status, _, refused) = page(
-        &stack,
+        stack,
         "/console/licenses?sort=expire_at&cursor=nonsense",
-        &cookie,
+        cookie,
     )
     .await;
     assert_eq!(status, 400);
     assert!(refused.contains("cursor"));
+}
 
-    // A processor stopping cleanly gives its shard back: the overview shows nobody holds it.
+/// A processor stopping cleanly gives its shard back: the overview shows nobody holds it.
+async fn a_stopped_processor_gives_its_shard_back(stack: &mut Stack, cookie: &str) {
     let processor = stack.processor.as_mut().unwrap();
     processor.signal("TERM");
     processor.wait_exit(30);
-    let (_, _, overview) = page(&stack, "/console/", &cookie).await;
+    let (_, _, overview) = page(stack, "/console/", cookie).await;
     let shards = &overview[overview.find(r#"id="shards""#).expect("the shard card")..];
     assert!(
         shards.contains(r#"<span class="bad">no processor holds it</span>"#),
         "{shards}"
     );
+}
 
-    // Twelve hours later (the default lifetime) the session has expired.
+/// Twelve hours later (the default lifetime) the session has expired.
+async fn the_session_expires_after_twelve_hours(stack: &Stack, clock: &TestClock, cookie: &str) {
     clock.set(12 * 3600 + 60);
-    let (status, location, _) = page(&stack, "/console/", &cookie).await;
+    let (status, location, _) = page(stack, "/console/", cookie).await;
     assert_eq!(
         (status, location.starts_with("/console/sign-in")),
         (303, true)
