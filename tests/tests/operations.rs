@@ -366,32 +366,28 @@ async fn a_dead_letter_is_kept_listed_and_redriven_then_applied_exactly_once() {
         code(&stack.callback(&status("PLDL", "FREEZE")).await),
         "000004"
     );
-    let get = |path: String| {
-        let (http, url) = (stack.http.clone(), stack.query_url(&path));
-        async move {
-            let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-    let post = |path: String, token: &'static str| {
-        let (http, url) = (stack.http.clone(), stack.query_url(&path));
-        async move {
-            let response = http.post(url).bearer_auth(token).send().await.unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
+    let id = listed_readable_and_counted(&stack).await;
+    repaired_then_redriven_once(&stack, &id).await;
+    a_redrive_published_twice_is_applied_once(&stack, &id).await;
+}
 
-    // Listed with its reason, license and kind; readable whole; counted.
+/// `POST` on the query API with `token`: the status and the JSON body.
+async fn post(stack: &Stack, path: &str, token: &str) -> (u16, Value) {
+    let response = stack
+        .http
+        .post(stack.query_url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Listed with its reason, license and kind; readable whole; counted. Returns its id.
+async fn listed_readable_and_counted(stack: &Stack) -> String {
     let listed = eventually("the dead letter listed", 30, || async {
-        let (_, body) = get("/v1/dead-letters".to_owned()).await;
+        let (_, body) = stack.query("/v1/dead-letters", Some(TOKEN)).await;
         body["dead_letters"]
             .as_array()
             .and_then(|l| l.first().cloned())
@@ -405,7 +401,9 @@ async fn a_dead_letter_is_kept_listed_and_redriven_then_applied_exactly_once() {
     );
     assert_eq!(listed["redriven_at"], Value::Null);
     let id = listed["id"].as_str().unwrap().to_owned();
-    let (code_one, one) = get(format!("/v1/dead-letters/{id}")).await;
+    let (code_one, one) = stack
+        .query(&format!("/v1/dead-letters/{id}"), Some(TOKEN))
+        .await;
     assert_eq!(code_one, 200);
     assert_eq!(one["body_json"]["command"]["kind"], "callback", "{one}");
     assert!(one["body_text"].as_str().unwrap().contains("PLDL"));
@@ -418,18 +416,28 @@ async fn a_dead_letter_is_kept_listed_and_redriven_then_applied_exactly_once() {
         .then_some(())
     })
     .await;
-    assert_eq!(get("/v1/dead-letters/nonsense".to_owned()).await.0, 404);
+    assert_eq!(
+        stack
+            .query("/v1/dead-letters/nonsense", Some(TOKEN))
+            .await
+            .0,
+        404
+    );
     assert_eq!(
         post(
-            format!("/v1/dead-letters/{id}/redrive"),
+            stack,
+            &format!("/v1/dead-letters/{id}/redrive"),
             "wrong-token-0123456789"
         )
         .await
         .0,
         401
     );
+    id
+}
 
-    // The cause is repaired (here: the unreadable event removed), then the letter re-driven.
+/// The cause is repaired (here: the unreadable event removed), then the letter re-driven, once.
+async fn repaired_then_redriven_once(stack: &Stack, id: &str) {
     let client = stack.store.client().await.unwrap();
     client
         .batch_execute(
@@ -439,20 +447,26 @@ async fn a_dead_letter_is_kept_listed_and_redriven_then_applied_exactly_once() {
         )
         .await
         .unwrap();
-    let (redrive_code, redriven) = post(format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
+    let (redrive_code, redriven) =
+        post(stack, &format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
     assert_eq!(redrive_code, 200, "{redriven}");
-    assert_eq!(redriven["redriven"][0]["id"], id.as_str());
+    assert_eq!(redriven["redriven"][0]["id"], id);
     assert_eq!(redriven["redriven"][0]["redriven_by"], "oncall");
     stack.wait_event("license-PLDL", "frozen").await;
-    let (again, refused) = post(format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
+    let (again, refused) = post(stack, &format!("/v1/dead-letters/{id}/redrive"), TOKEN).await;
     assert_eq!(again, 409);
     assert_eq!(refused["code"], "redriven_already");
-    let (_, redriven_list) = get("/v1/dead-letters?state=redriven".to_owned()).await;
+    let (_, redriven_list) = stack
+        .query("/v1/dead-letters?state=redriven", Some(TOKEN))
+        .await;
     assert_eq!(redriven_list["dead_letters"][0]["redriven_by"], "oncall");
-    let (_, waiting) = get("/v1/dead-letters".to_owned()).await;
+    let (_, waiting) = stack.query("/v1/dead-letters", Some(TOKEN)).await;
     assert_eq!(waiting["dead_letters"], json!([]));
+}
 
-    // A re-drive published twice (its mark lost) is still applied once: the inbox knows it.
+/// A re-drive published twice (its mark lost) is still applied once: the inbox knows it.
+async fn a_redrive_published_twice_is_applied_once(stack: &Stack, id: &str) {
+    let client = stack.store.client().await.unwrap();
     client
         .execute(
             "UPDATE dead_letters SET redriven_at = NULL, redriven_by = NULL WHERE id = $1::text::uuid",
