@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use licensing_store::DeadLetterState;
-use maud::html;
+use maud::{Markup, html};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::context::{Posted, SignedIn, see_other};
+use super::context::{Ctx, Posted, SignedIn, see_other};
 use super::i18n::market_time_of;
 use super::widgets::*;
 use crate::api::{QueryState, Refusal};
@@ -20,7 +20,6 @@ pub(crate) async fn dead_letters(
     req: HttpRequest,
     state: web::Data<QueryState>,
 ) -> HttpResponse {
-    let l = ctx.lang;
     let params: HashMap<String, String> = params(&req).into_iter().collect();
     let shown = params.get("state").map_or("waiting", String::as_str);
     let which = match shown {
@@ -28,10 +27,18 @@ pub(crate) async fn dead_letters(
         "all" => DeadLetterState::All,
         _ => DeadLetterState::Waiting,
     };
-    let list = match crate::api::dead_letters::list_body(&state, which, 200, None).await {
-        Ok(list) => list,
-        Err(refusal) => return ctx.refusal(&refusal),
-    };
+    match crate::api::dead_letters::list_body(&state, which, 200, None).await {
+        Ok(list) => {
+            let body = render_list(&ctx, &params, shown, &list);
+            ctx.page(StatusCode::OK, ctx.lang.tr("Dead letters", "死信"), body)
+        }
+        Err(refusal) => ctx.refusal(&refusal),
+    }
+}
+
+/// The list page of `GET /v1/dead-letters`' body; `shown` is the state filter chosen.
+fn render_list(ctx: &Ctx, params: &HashMap<String, String>, shown: &str, list: &Value) -> Markup {
+    let l = ctx.lang;
     let letters = list["dead_letters"].as_array().cloned().unwrap_or_default();
     let body = html! {
         h1 { (l.tr("Dead letters", "死信")) }
@@ -91,7 +98,7 @@ pub(crate) async fn dead_letters(
             }
         }
     };
-    ctx.page(StatusCode::OK, l.tr("Dead letters", "死信"), body)
+    body
 }
 
 /// `GET /console/dead-letters/{id}`: one dead letter with its body.
