@@ -165,12 +165,16 @@ impl KeptStates {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, License>> {
+        // A panic elsewhere while holding it leaves whole states behind: they stay usable.
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The kept state of each of `streams` that has one.
     fn get(&self, streams: &[String]) -> HashMap<String, License> {
-        let kept = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = self.lock();
         streams
             .iter()
             .filter_map(|s| kept.get(s).map(|state| (s.clone(), state.clone())))
@@ -182,14 +186,19 @@ impl KeptStates {
         if self.capacity == 0 {
             return;
         }
-        let mut kept = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self.lock();
         if kept.len() + states.len() > self.capacity {
             kept.clear();
         }
         kept.extend(states);
+    }
+
+    /// Drops the kept states of `streams`.
+    fn forget(&self, streams: &[String]) {
+        let mut kept = self.lock();
+        for stream in streams {
+            kept.remove(stream);
+        }
     }
 
     /// The kept state of `stream`, if any (tests compare it with a full fold).
@@ -214,16 +223,28 @@ pub async fn apply_batch(
 ) -> Result<Vec<Applied>, ApplyError> {
     let unit = store.begin(Upcasters::new()).await?;
     let (read, commands) = Read::of(envelopes, how);
-    let (known, states, probe) = lookup(&unit, kept, envelopes, &read, now).await?;
-    let loaded = Loaded {
-        known,
-        states,
-        probe,
+    let applying = async {
+        let (known, states, probe) = lookup(&unit, kept, envelopes, &read, now).await?;
+        let loaded = Loaded {
+            known,
+            states,
+            probe,
+        };
+        let batch = decide(envelopes, &read, commands, loaded, nonce_ttl, now)?;
+        write(unit, envelopes, batch, now).await
     };
-    let batch = decide(envelopes, &read, commands, loaded, nonce_ttl, now)?;
-    let (applied, states) = write(unit, envelopes, batch, now).await?;
-    kept.keep(states);
-    Ok(applied)
+    match applying.await {
+        Ok((applied, states)) => {
+            kept.keep(states);
+            Ok(applied)
+        }
+        // Whatever failed, the next attempt folds these streams in full: a kept state can never
+        // be the reason a batch keeps failing (say, a stream an operator repaired under it).
+        Err(e) => {
+            kept.forget(&read.stream_ids);
+            Err(e)
+        }
+    }
 }
 
 /// What a batch's envelopes say, read once: their callbacks, content keys and the streams their

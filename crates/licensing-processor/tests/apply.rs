@@ -512,3 +512,44 @@ async fn a_kept_state_decides_like_the_full_fold_also_when_another_processor_wro
     }
     assert!(folded(&kept, "license-PL1").await.version > 40);
 }
+
+#[tokio::test]
+async fn a_kept_state_ahead_of_a_repaired_stream_fails_one_attempt_and_is_then_forgotten() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let kept = KeptStates::new(100);
+    batch_kept(&store, &kept, &[&callback(RENEW, "n1")])
+        .await
+        .unwrap();
+    assert_eq!(kept.state("license-PL1").map(|s| s.version), Some(2));
+    // An operator removes the stream's events (as a repair before a re-drive does).
+    store
+        .client()
+        .await
+        .unwrap()
+        .batch_execute(
+            "ALTER TABLE events DISABLE TRIGGER events_append_only;
+             DELETE FROM events WHERE stream_id = 'license-PL1';
+             ALTER TABLE events ENABLE TRIGGER events_append_only;",
+        )
+        .await
+        .unwrap();
+    let freeze = callback(FREEZE, "n2");
+    // The kept state says version 2; the stream is empty: the append conflicts once…
+    assert!(matches!(
+        batch_kept(&store, &kept, &[&freeze]).await,
+        Err(ApplyError::Conflict(_))
+    ));
+    assert_eq!(
+        kept.state("license-PL1"),
+        None,
+        "forgotten after the failure"
+    );
+    // …and the retry, folding the stream in full, decides against what is stored.
+    let again = batch_kept(&store, &kept, &[&freeze]).await.unwrap();
+    assert_eq!(again[0].outcome, Outcome::Applied);
+    assert_eq!(
+        kept.state("license-PL1"),
+        Some(folded(&store, "license-PL1").await)
+    );
+}
