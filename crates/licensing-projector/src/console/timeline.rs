@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn every_sentence_reads_as_words_in_both_languages() {
+    fn a_freeze_reads_as_words_in_both_languages() {
         let frozen = Event::Frozen(StatusChanged {
             at: Timestamp::from_millis(0),
         });
