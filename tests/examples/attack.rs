@@ -20,6 +20,8 @@
 //! - the genuine licenses' ledgers hold genuine exchanges only (everything the attacker caused is
 //!   a refusal, kept apart);
 //! - the refusals stored stay within the day's ceiling;
+//! - no processor lane held a command longer than [`LANE_AGE_LIMIT`] at any sample (every half
+//!   second, `licensing_processor_lane_age_seconds`);
 //! - every service's resident memory stayed under [`RSS_LIMIT_MIB`].
 //!
 //! ```text
@@ -44,6 +46,8 @@ use tokio::io::AsyncWriteExt;
 const ANSWER_LIMIT: Duration = Duration::from_secs(5);
 /// The refusals' daily ceiling of the run.
 const CEILING: i64 = 1024 * 1024;
+/// Longest a processor lane may hold a command: a lane older than this is stalled.
+const LANE_AGE_LIMIT: Duration = Duration::from_secs(10);
 /// Resident memory a service may reach.
 const RSS_LIMIT_MIB: u64 = 512;
 /// Genuine licenses under load.
@@ -422,6 +426,10 @@ async fn main() {
         ("processor", stack.processor.as_ref().unwrap().child.id()),
     ];
     let mut max_rss: BTreeMap<&str, u64> = BTreeMap::new();
+    // And the oldest command any processor lane holds: a lane stalled by an attacker's input
+    // would grow it past any batch's duration.
+    let mut oldest_lane = 0.0_f64;
+    let mut lane_samples = 0u64;
     let until = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < until {
         for (name, pid) in pids {
@@ -429,6 +437,12 @@ async fn main() {
             let top = max_rss.entry(name).or_default();
             *top = (*top).max(rss);
         }
+        let ages = samples(
+            &stack.processor_metrics().await,
+            "licensing_processor_lane_age_seconds",
+        );
+        lane_samples += u64::from(!ages.is_empty());
+        oldest_lane = ages.into_iter().fold(oldest_lane, f64::max);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -580,6 +594,14 @@ async fn main() {
     if dead > 0 {
         violations.push(format!("{dead} dead letters"));
     }
+    if lane_samples == 0 {
+        violations.push("the processor's lane ages could not be read".to_owned());
+    }
+    if oldest_lane > LANE_AGE_LIMIT.as_secs_f64() {
+        violations.push(format!(
+            "a processor lane held a command for {oldest_lane:.1} s"
+        ));
+    }
     for (name, rss) in &max_rss {
         if *rss > RSS_LIMIT_MIB {
             violations.push(format!("{name} reached {rss} MiB"));
@@ -590,7 +612,7 @@ async fn main() {
     }
     let stored_refusals = last.0;
     println!(
-        "attack: {} seed={seed} seconds={seconds} signed_sent={} accepted={} retried={:?} slowest_answer_ms={} attacks={:?} refusals_stored={stored_refusals} refusal_bytes={refusal_bytes} refusals_dropped={dropped} max_rss_mib={:?} dead_letters={dead} violations={}",
+        "attack: {} seed={seed} seconds={seconds} signed_sent={} accepted={} retried={:?} slowest_answer_ms={} attacks={:?} refusals_stored={stored_refusals} refusal_bytes={refusal_bytes} refusals_dropped={dropped} max_rss_mib={:?} max_lane_age_s={oldest_lane:.2} dead_letters={dead} violations={}",
         if violations.is_empty() {
             "PASS"
         } else {

@@ -314,19 +314,7 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
     );
 
     // They were applied together: fewer transactions than commands.
-    let ops = stack.processor.as_ref().unwrap().ready["ops"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let metrics = stack
-        .http
-        .get(format!("http://{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.processor_metrics().await;
     let transactions: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("licensing_processor_batch_size_count "))
@@ -338,23 +326,6 @@ async fn a_license_the_processor_cannot_read_is_dead_lettered_alone_out_of_its_b
     );
     // The marketplace's retries get the stored answers.
     assert_eq!(code(&stack.callback(&bodies[0]).await), "000000");
-}
-
-/// The processor's metrics page.
-async fn processor_metrics(stack: &Stack) -> String {
-    let ops = stack.processor.as_ref().unwrap().ready["ops"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    stack
-        .http
-        .get(format!("http://{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Makes the stack's database refuse writes (`25006`, as a primary turned replica after a
@@ -390,6 +361,7 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
     let started = Instant::now();
     let mut sent = Vec::new();
     let mut round = 0;
+    let mut oldest_lane = 0.0_f64;
     while started.elapsed() < Duration::from_secs(20) {
         let bodies: Vec<String> = (0..5)
             .map(|i| {
@@ -412,11 +384,22 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
             sent.push(body);
         }
         round += 1;
+        let ages = samples(
+            &stack.processor_metrics().await,
+            "licensing_processor_lane_age_seconds",
+        );
+        oldest_lane = ages.into_iter().fold(oldest_lane, f64::max);
     }
-    let metrics = processor_metrics(&stack).await;
+    let metrics = stack.processor_metrics().await;
     assert!(
         !metrics.contains("licensing_processor_store_unavailable_total 0"),
         "the processor met the read-only database: {metrics}"
+    );
+    // The lanes holding queued renewals did not move, and said so: an age past any batch's
+    // duration (until the leases lapsed, ADR 0016, and the consumer gave the commands back).
+    assert!(
+        oldest_lane >= 2.0,
+        "a lane held through the outage showed its age: {oldest_lane} s"
     );
     set_read_only(&stack, false).await;
     eventually("every queued renewal to be applied", 60, || async {
@@ -430,11 +413,19 @@ async fn with_postgresql_read_only_for_20_s_under_load_nothing_is_dead_lettered_
             "the retry gets the stored answer"
         );
     }
-    let metrics = processor_metrics(&stack).await;
+    let metrics = stack.processor_metrics().await;
     assert!(
         !metrics.contains("licensing_processor_dead_letters_total{"),
         "nothing dead-lettered: {metrics}"
     );
+    eventually("every lane to be idle again", 30, || async {
+        let ages = samples(
+            &stack.processor_metrics().await,
+            "licensing_processor_lane_age_seconds",
+        );
+        (!ages.is_empty() && ages.iter().all(|age| *age == 0.0)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,11 +1,15 @@
 //! The processor's Prometheus metrics.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -32,6 +36,8 @@ pub struct Metrics {
     /// Records of refused requests not stored, by reason (`ceiling`, `unwritable`,
     /// `unavailable`, `unreadable`).
     pub evidence_dropped: Family<Labels, Counter>,
+    /// Per lane (worker), how long the oldest command it holds has waited to be settled.
+    pub lane_ages: LaneAges,
 }
 
 impl Metrics {
@@ -49,6 +55,7 @@ impl Metrics {
             shards_held: Gauge::default(),
             evidence_refusals: Counter::default(),
             evidence_dropped: Family::default(),
+            lane_ages: LaneAges::default(),
         };
         let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
         r.register(
@@ -96,6 +103,69 @@ impl Metrics {
             "Records of refused callback requests not stored, by reason",
             metrics.evidence_dropped.clone(),
         );
+        r.register(
+            "licensing_processor_lane_age_seconds",
+            "Per lane, seconds the oldest command it holds has waited since the processor took it (0 when idle)",
+            metrics.lane_ages.clone(),
+        );
         metrics
+    }
+}
+
+/// Per lane, since when it holds its oldest unsettled command: a lane that stops moving (a command
+/// retried for ever, a store that never answers) shows as an age that keeps growing, while a busy
+/// lane that moves stays at a batch's duration. Read at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct LaneAges(Arc<Mutex<Vec<Option<Instant>>>>);
+
+impl LaneAges {
+    /// Starts over with `lanes` idle lanes (the workers of a new consumer).
+    pub fn reset(&self, lanes: usize) {
+        *self.lock() = vec![None; lanes];
+    }
+
+    /// Lane `lane` holds commands, the oldest taken at `since`.
+    pub fn hold(&self, lane: usize, since: Instant) {
+        if let Some(slot) = self.lock().get_mut(lane) {
+            *slot = Some(since);
+        }
+    }
+
+    /// Lane `lane` has settled everything it held.
+    pub fn idle(&self, lane: usize) {
+        if let Some(slot) = self.lock().get_mut(lane) {
+            *slot = None;
+        }
+    }
+
+    /// Each lane's age now, in seconds.
+    pub fn ages(&self) -> Vec<f64> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .map(|held| held.map_or(0.0, |since| now.duration_since(since).as_secs_f64()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Instant>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TypedMetric for LaneAges {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for LaneAges {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (lane, age) in self.ages().into_iter().enumerate() {
+            let labels = [("lane", lane.to_string())];
+            encoder.encode_family(&labels)?.encode_gauge(&age)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }

@@ -58,6 +58,8 @@ pub(crate) fn lane_of(envelope: &CommandEnvelope, lanes: usize) -> usize {
 pub(crate) struct Delivery {
     pub(crate) incoming: Incoming,
     pub(crate) envelope: CommandEnvelope,
+    /// When this processor took it from the broker: a lane's age counts from its oldest.
+    pub(crate) taken: std::time::Instant,
     /// Held until the command is settled: its shard drains by waiting for every permit.
     pub(crate) _in_flight: tokio::sync::OwnedSemaphorePermit,
     /// The command's span, from its receipt to its acknowledgement (ADR 0017).

@@ -170,10 +170,13 @@ impl Processor {
         let mut workers = tokio::task::JoinSet::new();
         let mut lanes = Vec::new();
         let batch_size = self.config.batch_size.max(1);
-        for _ in 0..self.config.workers.max(1) {
+        let ages = self.metrics.lane_ages.clone();
+        ages.reset(self.config.workers.max(1));
+        for index in 0..self.config.workers.max(1) {
             let (lane, mut inbox) =
                 tokio::sync::mpsc::channel::<Delivery>(usize::from(self.config.prefetch).max(1));
             let (processor, bus, cancel) = (self.clone(), bus.clone(), cancel.clone());
+            let ages = ages.clone();
             workers.spawn(async move {
                 while let Some(first) = inbox.recv().await {
                     // Whatever else waits for this worker joins the batch, up to the limit.
@@ -183,6 +186,9 @@ impl Processor {
                             Ok(next) => batch.push(next),
                             Err(_) => break,
                         }
+                    }
+                    if let Some(oldest) = batch.iter().map(|d| d.taken).min() {
+                        ages.hold(index, oldest);
                     }
                     // A batch that fails as a whole is halved until the bad command is alone.
                     let mut pending = VecDeque::from([batch]);
@@ -195,6 +201,7 @@ impl Processor {
                             pending.push_front(first);
                         }
                     }
+                    ages.idle(index);
                 }
                 Ok::<(), licensing_bus::BusError>(())
             });

@@ -238,6 +238,7 @@ impl Processor {
                 let delivery = Delivery {
                     incoming,
                     envelope,
+                    taken: std::time::Instant::now(),
                     _in_flight: permit,
                     _span: span,
                 };

@@ -254,18 +254,23 @@ impl Stack {
 
     /// A gauge's value on the projector's `/metrics` (unlabelled metrics only).
     pub async fn projector_gauge(&self, name: &str) -> Option<f64> {
-        let metrics = self
-            .http
-            .get(self.query_url("/metrics"))
-            .send()
+        let metrics = self.metrics_at(&self.query_url("/metrics")).await?;
+        samples(&metrics, name).first().copied()
+    }
+
+    /// The processor's `/metrics` page (empty when it does not answer).
+    pub async fn processor_metrics(&self) -> String {
+        let ops = self.processor.as_ref().expect("a processor runs").ready["ops"]
+            .as_str()
+            .expect("the processor's ops address")
+            .to_owned();
+        self.metrics_at(&format!("http://{ops}/metrics"))
             .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_default()
+    }
+
+    async fn metrics_at(&self, url: &str) -> Option<String> {
+        self.http.get(url).send().await.ok()?.text().await.ok()
     }
 
     /// Appends to `stream` an event this build cannot read (as if written by a later release):
@@ -443,4 +448,19 @@ impl Drop for Stack {
             assert!(panics.is_empty(), "a service panicked: {panics:?}");
         }
     }
+}
+
+/// Every sample of metric `name` in a Prometheus text page, whatever its labels.
+pub fn samples(metrics: &str, name: &str) -> Vec<f64> {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
+        })
+        .collect()
 }
