@@ -3,6 +3,7 @@
 //! ```text
 //! callback_load URL KEY closed CONCURRENCY SECONDS   # as fast as possible: committed callbacks/s
 //! callback_load URL KEY open RATE SECONDS            # a fixed rate: latency percentiles
+//! callback_load URL KEY count CONCURRENCY N          # exactly N callbacks, as fast as possible
 //! ```
 //! Prints one JSON line: sent, committed (`000000`), other codes, rate, p50/p99/max latency in ms.
 
@@ -31,7 +32,7 @@ async fn send(
         .unwrap()
         .as_millis()
         .to_string();
-    let query = signed_query(key, &format!("{run}{i}"), &now, body.as_bytes());
+    let query = signed_query(key, &format!("{run}{i:08}"), &now, body.as_bytes());
     let started = Instant::now();
     let answer: Option<serde_json::Value> = async {
         http.post(format!("{url}?{query}"))
@@ -53,12 +54,19 @@ async fn send(
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, url, key, mode, amount, seconds] = args.as_slice() else {
-        eprintln!("usage: callback_load URL KEY closed|open CONCURRENCY|RATE SECONDS");
+        eprintln!("usage: callback_load URL KEY closed|open|count CONCURRENCY|RATE SECONDS|N");
         std::process::exit(2);
     };
     let key = AccessKey::new(key.as_str());
     let amount: u64 = amount.parse().expect("a number");
-    let duration = Duration::from_secs(seconds.parse().expect("seconds"));
+    // `count` sends a fixed number of callbacks however long they take (the instruction count's
+    // load, slowed down by the instrumentation).
+    let (duration, budget) = if mode == "count" {
+        (Duration::from_secs(86_400), seconds.parse().expect("N"))
+    } else {
+        (Duration::from_secs(seconds.parse().expect("seconds")), u64::MAX)
+    };
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -68,21 +76,24 @@ async fn main() {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    if mode == "closed" {
-        for worker in 0..amount {
-            let (http, url, key, run, results) = (
+    if mode == "closed" || mode == "count" {
+        for _ in 0..amount {
+            let (http, url, key, run, results, next) = (
                 http.clone(),
                 url.clone(),
                 key.clone(),
                 run.clone(),
                 results.clone(),
+                next.clone(),
             );
             tasks.spawn(async move {
-                let mut i = worker;
                 while Instant::now() < deadline {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= budget {
+                        break;
+                    }
                     let result = send(&http, &url, &key, i, &run).await;
                     results.lock().unwrap().push(result);
-                    i += amount;
                 }
             });
         }

@@ -418,9 +418,14 @@ impl Reply {
         Self::Callback(CallbackResponse::with_message(code, message))
     }
 
-    /// Encodes for the bus and the inbox.
+    /// Encodes for the inbox (which adds to it).
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_else(|e| unreachable!("replies serialise: {e}"))
+    }
+
+    /// Encodes for the bus, straight to JSON text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|e| unreachable!("replies serialise: {e}"))
     }
 }
 

@@ -263,14 +263,16 @@ impl Processor {
         let commits_before = self.commits.load(std::sync::atomic::Ordering::SeqCst);
         loop {
             let envelopes: Vec<&CommandEnvelope> = batch.iter().map(|d| &d.envelope).collect();
-            let applying = apply_batch(
+            // Boxed: the batch's future is kilobytes of state, and each wrapper below would
+            // otherwise copy it (a profile's largest memcpy, docs/benchmarks.md).
+            let applying = Box::pin(apply_batch(
                 &self.store,
                 &self.kept,
                 &self.config.interpretation,
                 ttl,
                 &envelopes,
                 OffsetDateTime::now_utc(),
-            )
+            ))
             .instrument(span.clone());
             // A panic while deciding is a bug in this build: the command is poison, not a reason
             // to crash and have the broker deliver it again and again.
@@ -399,7 +401,7 @@ impl Processor {
                     "command applied"
                 );
             });
-            bodies.push(applied.reply.to_value().to_string());
+            bodies.push(applied.reply.to_bytes());
         }
         for (delivery, body) in batch.iter().zip(&bodies) {
             let incoming = &delivery.incoming;
@@ -408,10 +410,7 @@ impl Processor {
             else {
                 continue;
             };
-            if let Err(e) = bus
-                .publish_reply(reply_to, correlation_id, body.as_bytes())
-                .await
-            {
+            if let Err(e) = bus.publish_reply(reply_to, correlation_id, body).await {
                 tracing::debug!(error = %e, "reply not delivered");
                 // A reply channel that is gone would make every later callback wait for nothing,
                 // and each later reply of the batch wait out the broker timeout: reconnect now.

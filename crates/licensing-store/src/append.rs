@@ -58,10 +58,8 @@ where
             types.push(event.event_type.as_str());
             schema_versions.push(event.schema_version);
             payloads.push(&event.payload);
-            metadata.push(
-                serde_json::to_value(&event.metadata)
-                    .unwrap_or_else(|e| unreachable!("metadata serialises: {e}")),
-            );
+            // Serialised once, straight into the statement's buffer (no `Value` in between).
+            metadata.push(tokio_postgres::types::Json(&event.metadata));
         }
     }
     let result = client
