@@ -64,7 +64,10 @@ async fn main() {
     let (duration, budget) = if mode == "count" {
         (Duration::from_secs(86_400), seconds.parse().expect("N"))
     } else {
-        (Duration::from_secs(seconds.parse().expect("seconds")), u64::MAX)
+        (
+            Duration::from_secs(seconds.parse().expect("seconds")),
+            u64::MAX,
+        )
     };
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let http = reqwest::Client::builder()
