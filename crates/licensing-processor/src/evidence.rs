@@ -24,6 +24,10 @@ pub(crate) const TEXT_MAX_BYTES: usize = 512;
 /// Text from outside as a record may keep it: without NUL (PostgreSQL's text and jsonb refuse
 /// it), and at most `max` bytes, cut at a character boundary.
 pub(crate) fn clipped(text: &str, max: usize) -> String {
+    // Almost always: nothing to take out, nothing to cut.
+    if text.len() <= max && !text.contains('\0') {
+        return text.to_owned();
+    }
     let mut out: String = text.chars().filter(|c| *c != '\0').collect();
     if out.len() > max {
         let mut end = max;
@@ -191,5 +195,21 @@ pub(crate) fn outbound(envelope: &CommandEnvelope, attempt: &OutboundAttemptV1) 
         }),
         answered_at: Some(answered_at),
         decision: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clipped;
+
+    #[test]
+    fn clipped_text_has_no_nul_and_fits_at_a_character_boundary() {
+        assert_eq!(clipped("plain", 8), "plain");
+        assert_eq!(clipped("exactly8", 8), "exactly8");
+        assert_eq!(clipped("a\0b\0c", 8), "abc");
+        assert_eq!(clipped("too long here", 8), "too long");
+        // 许 is three bytes: a cut inside it moves back to the boundary before it.
+        assert_eq!(clipped("ab许可", 4), "ab");
+        assert_eq!(clipped("\0\0\0\0\0\0\0\0\0x", 8), "x");
     }
 }
