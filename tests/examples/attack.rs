@@ -629,5 +629,7 @@ async fn main() {
     for violation in &violations {
         println!("  violation: {violation}");
     }
+    // `exit` runs no destructors: stop the services first, or they outlive the loop.
+    drop(stack);
     std::process::exit(if violations.is_empty() { 0 } else { 1 });
 }

@@ -128,3 +128,57 @@ fn replies_are_tagged_json() {
     let reply = Reply::callback(ResultCode::Success, "success.");
     insta::assert_snapshot!(reply.to_value().to_string(), @r#"{"kind":"callback","resultCode":"000000","resultMsg":"success."}"#);
 }
+
+/// The general decoder, as the envelope's derived reader alone decodes.
+fn general(bytes: &[u8]) -> Option<CommandEnvelope> {
+    serde_json::from_slice(bytes).ok()
+}
+
+#[test]
+fn the_callback_reader_and_the_general_decoder_agree() {
+    let bare = envelope(RENEW);
+    let mut full = envelope(RENEW);
+    full.actor = Some("seller-ops".into());
+    full.request_hash = Some("ff".repeat(32));
+    if let CommandBody::Callback(callback) = &mut full.command {
+        callback.signature = None;
+        callback.seen = Some(RequestSeen {
+            method: "POST".into(),
+            content_type: Some("application/json".into()),
+            user_agent: Some("KooGallery".into()),
+            forwarded_for: Some("203.0.113.7".into()),
+            request_id: Some("r-1".into()),
+            peer: Some("10.0.0.1:5000".into()),
+            verification: "valid".into(),
+            key_index: Some(1),
+        });
+    }
+    for e in [bare, full] {
+        let bytes = e.to_bytes();
+        assert_eq!(CommandEnvelope::from_bytes(&bytes).unwrap(), e);
+        assert_eq!(general(&bytes), Some(e.clone()));
+        // A field the callback reader does not know takes the general path, with its result.
+        for (at, extra) in [("", "later_field"), ("command", "later_field")] {
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let object = if at.is_empty() {
+                &mut value
+            } else {
+                &mut value[at]
+            };
+            object[extra] = serde_json::json!("from a later release");
+            let bytes = serde_json::to_vec(&value).unwrap();
+            assert_eq!(CommandEnvelope::from_bytes(&bytes).ok(), general(&bytes));
+            assert_eq!(CommandEnvelope::from_bytes(&bytes).unwrap(), e);
+        }
+    }
+    // Another command is not a callback: the general path reads it.
+    let mut other = envelope(RENEW);
+    other.command = CommandBody::RequestActivation {
+        license: "PL1".into(),
+        real_effect_time: None,
+    };
+    assert_eq!(
+        CommandEnvelope::from_bytes(&other.to_bytes()).unwrap(),
+        other
+    );
+}

@@ -97,6 +97,42 @@ proptest! {
     }
 
     #[test]
+    fn callback_shaped_json_decodes_as_the_general_decoder_does(
+        nonce in prop_oneof![Just(json!("n0123456")), json_value()],
+        timestamp in prop_oneof![Just(json!(1_795_000_000_000i64)), json_value()],
+        signature in prop_oneof![Just(json!(null)), Just(json!("ab")), json_value()],
+        seen in prop_oneof![Just(json!(null)), Just(json!({"method": "POST", "verification": "valid"})), json_value()],
+        extra in prop_oneof![Just(None), Just(Some("later_field"))],
+        activity in prop_oneof![Just("refreshLicenseCode"), Just("updateLicenseCodeStatus"), Just("nonsense")],
+    ) {
+        let mut envelope = json!({
+            "v": 1,
+            "message_id": "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+            "correlation_id": "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+            "received_at_ms": 1_795_000_000_000i64,
+            "source": "koogallery",
+            "command": {
+                "kind": "callback",
+                "request": {"activity": activity, "license": "PL1", "expireTime": "20301231235959",
+                            "orderId": "CS1", "orderLineId": "CS1-1", "scene": "RENEWAL",
+                            "testFlag": "0", "status": "FREEZE"},
+                "nonce": nonce,
+                "timestamp_ms": timestamp,
+                "signature": signature,
+                "raw_query": "q",
+                "raw_body": "{}",
+                "seen": seen,
+            },
+        });
+        if let Some(extra) = extra {
+            envelope["command"][extra] = json!(1);
+        }
+        let bytes = serde_json::to_vec(&envelope).unwrap();
+        let general: Option<CommandEnvelope> = serde_json::from_slice(&bytes).ok();
+        prop_assert_eq!(CommandEnvelope::from_bytes(&bytes).ok(), general);
+    }
+
+    #[test]
     fn stored_events_decode_or_say_why(
         event_type in prop::sample::select(EVENT_TYPES.to_vec()),
         schema_version in prop_oneof![Just(1), any::<i32>()],
