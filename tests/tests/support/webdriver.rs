@@ -1,6 +1,7 @@
 //! A small W3C WebDriver client over HTTP for the console's browser tests: Debian's `chromedriver`
 //! driving headless `chromium` (both installed by `scripts/services --browser`).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,11 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Killed alone, chromedriver leaves its Chromium running for the rest of the test run:
+        // end the whole process group it leads (Chromium and its helpers are in it).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -39,6 +45,8 @@ impl Browser {
         let port = super::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, which its Chromium joins: see `drop`.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
