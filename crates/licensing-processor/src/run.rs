@@ -231,7 +231,7 @@ impl Processor {
         // finish) ends here: every reader and worker is aborted, the caller closes the broker
         // connection, and what was in hand returns to the queues for the shards' next holders.
         let lease = self.lease();
-        tokio::select! {
+        let result = tokio::select! {
             result = work => result,
             () = crate::shards::leases_lapse(renewals, lease) => {
                 self.health.down("shards", "the shard leases lapsed");
@@ -240,7 +240,11 @@ impl Processor {
                     "the shard leases were not renewed for {lease:?}"
                 )))
             }
-        }
+        };
+        // The workers are gone, aborted or finished, and what they held is back in the queues:
+        // no lane holds anything until the next consumer starts.
+        ages.reset(self.config.workers.max(1));
+        result
     }
 
     /// Decides ack, reply, requeue or dead letter for a batch of commands: the one place that
