@@ -45,6 +45,8 @@ pub fn binaries() -> PathBuf {
 
 /// A running service; killed when dropped.
 pub struct Service {
+    /// The binary's name, to tell whose log lines are shown when a test fails.
+    pub binary: String,
     pub child: Child,
     pub ready: Value,
     /// What it wrote to standard error (panics land there).
@@ -57,8 +59,14 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.show_trouble();
+        }
     }
 }
+
+/// How many of a service's warnings and errors a failing test shows, the latest kept.
+const TROUBLE_SHOWN: usize = 200;
 
 impl Service {
     /// Starts `binary` with `env`, and waits for its "ready" log line.
@@ -116,6 +124,7 @@ impl Service {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{binary} did not log ready within 60 s"));
         Self {
+            binary: binary.to_owned(),
             child,
             ready,
             stderr: stderr_lines,
@@ -132,6 +141,31 @@ impl Service {
             .filter(|l| l.contains(needle))
             .cloned()
             .collect()
+    }
+
+    /// Prints (to the test's captured output, shown when it fails) the service's log lines at
+    /// WARN or ERROR, the latest [`TROUBLE_SHOWN`] of them: what it said it could not do.
+    fn show_trouble(&self) {
+        let out = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let trouble: Vec<&String> = out
+            .iter()
+            .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#))
+            .collect();
+        let skipped = trouble.len().saturating_sub(TROUBLE_SHOWN);
+        eprintln!(
+            "--- {} (pid {}): {} warnings and errors{} ---",
+            self.binary,
+            self.child.id(),
+            trouble.len(),
+            if skipped > 0 {
+                format!(", the last {TROUBLE_SHOWN}")
+            } else {
+                String::new()
+            }
+        );
+        for line in &trouble[skipped..] {
+            eprintln!("{line}");
+        }
     }
 
     /// Lines of standard error that report a panic.
