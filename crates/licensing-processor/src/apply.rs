@@ -597,12 +597,10 @@ async fn write(
     let refused = refused?;
     recorded?;
     if !refused.is_empty() {
-        // Another processor took a nonce meanwhile: start over, it will be seen.
+        // Another processor took a nonce (or answered a content) meanwhile: start over, it will
+        // be seen.
         unit.rollback().await?;
-        return Err(ApplyError::Conflict(format!(
-            "nonce {}",
-            refused.join(", ")
-        )));
+        return Err(ApplyError::Conflict(refused.join(", ")));
     }
     unit.commit().await?;
     Ok((batch.results, batch.states))

@@ -42,41 +42,38 @@ impl Store {
     }
 }
 
-/// What the inbox knows about each of a batch's commands, in their order.
+/// What the inbox knows about each of a batch's commands, in their order. One row per processed
+/// message (its reply, and a decided callback's content key) and one per accepted callback (its
+/// nonce and signature key) (ADR 0021).
 const LOOKUP: &str =
     "SELECT (SELECT reply FROM inbox_messages m WHERE m.message_id = q.message_id),
-          EXISTS (SELECT 1 FROM inbox_nonces n
-                   WHERE n.nonce IN (q.nonce, q.signature_key) AND n.expires_at > $5),
-          (SELECT reply FROM inbox_callbacks c WHERE c.content_key = q.content_key)
+          EXISTS (SELECT 1 FROM inbox_nonces n WHERE n.nonce = q.nonce AND n.expires_at > $5)
+          OR EXISTS (SELECT 1 FROM inbox_nonces n
+                      WHERE n.signature_key = q.signature_key AND n.expires_at > $5),
+          (SELECT reply FROM inbox_messages c WHERE c.content_key = q.content_key)
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
           WITH ORDINALITY AS q(message_id, nonce, signature_key, content_key, ord)
     ORDER BY q.ord";
 
-/// Everything the inbox remembers of a batch, in one statement; returns the replay keys (nonces
-/// and signature keys) refused.
+/// Everything the inbox remembers of a batch, in one statement; returns the nonces refused (taken
+/// meanwhile and not expired). A signature key names one signed request, hence one nonce (the
+/// signature covers it): the nonce's uniqueness guards both.
 const RECORD: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::text[],
                              $6::text[])
             AS i(message_id, reply, nonce, expires_at, content_key, signature_key)
-    ), replay_key AS (
-        SELECT nonce AS key, expires_at FROM input WHERE nonce IS NOT NULL
-        UNION ALL
-        SELECT signature_key, expires_at FROM input WHERE signature_key IS NOT NULL
     ), nonce AS (
-        INSERT INTO inbox_nonces AS n (nonce, expires_at)
-        SELECT key, expires_at FROM replay_key
-        ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+        INSERT INTO inbox_nonces AS n (nonce, signature_key, expires_at)
+        SELECT nonce, signature_key, expires_at FROM input WHERE nonce IS NOT NULL
+        ON CONFLICT (nonce) DO UPDATE
+            SET expires_at = EXCLUDED.expires_at, signature_key = EXCLUDED.signature_key
             WHERE n.expires_at <= $7
         RETURNING n.nonce
-    ), callback AS (
-        INSERT INTO inbox_callbacks (content_key, message_id, reply)
-        SELECT content_key, message_id, reply FROM input WHERE content_key IS NOT NULL
-        ON CONFLICT (content_key) DO NOTHING
     ), processed AS (
-        INSERT INTO inbox_messages (message_id, reply)
-        SELECT message_id, reply FROM input
+        INSERT INTO inbox_messages (message_id, reply, content_key)
+        SELECT message_id, reply, content_key FROM input
     )
-    SELECT key FROM replay_key
+    SELECT nonce FROM input WHERE nonce IS NOT NULL
     EXCEPT SELECT nonce FROM nonce";
 
 /// The inbox keys of one command, for [`UnitOfWork::inbox_lookup`].
@@ -114,9 +111,13 @@ pub struct InboxOutcome<'a> {
     pub nonce: Option<(&'a str, OffsetDateTime)>,
     /// A callback's signature key, remembered until the nonce expires.
     pub signature_key: Option<&'a str>,
-    /// A callback's content key, remembered with this reply unless one is remembered already.
+    /// A decided callback's content key, remembered with this reply: the first answer to its
+    /// content (a repeat's outcome carries none).
     pub content_key: Option<&'a str>,
 }
+
+/// The index that keeps one first answer per callback content (D9).
+const CONTENT_KEY_INDEX: &str = "inbox_messages_content_key";
 
 impl UnitOfWork {
     /// Everything the inbox knows about some commands, in one query, in their order: the stored
@@ -154,12 +155,13 @@ impl UnitOfWork {
             .collect())
     }
 
-    /// Remembers some commands' outcomes in one statement: each message id with its reply; each
-    /// nonce, and its signature key, until the nonce's expiry (an entry expired at `now` is taken
-    /// over); each content key with its answer, keeping the first answer if there is one. Returns
-    /// the replay keys that are remembered already and not expired: replays racing these commands
-    /// (roll back). Message ids and replay keys must be distinct within one call; a message id
-    /// recorded before is an error.
+    /// Remembers some commands' outcomes in one statement, one row per command and one per
+    /// accepted callback: each message id with its reply and, for a decided callback, its content
+    /// key; each nonce with its signature key until the nonce's expiry (an entry expired at `now`
+    /// is taken over). Returns what is remembered already and so races these commands (roll back
+    /// and decide again, where the lookup sees it): the nonces taken and not expired (`nonce …`),
+    /// or the content key answered meanwhile (`content key …`). Message ids, nonces and content keys must
+    /// be distinct within one call; a message id recorded before is an error.
     pub async fn record_outcomes(
         &self,
         outcomes: &[InboxOutcome<'_>],
@@ -178,18 +180,28 @@ impl UnitOfWork {
             .iter()
             .map(|o| o.signature_key.filter(|_| o.nonce.is_some()))
             .collect();
-        let rows = self
-            .in_transaction(async {
-                let statement = self.prepared(RECORD).await?;
-                Ok(self
-                    .client()?
-                    .query(
-                        &statement,
-                        &[&ids, &replies, &nonces, &expiries, &keys, &signatures, &now],
-                    )
-                    .await?)
-            })
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        self.in_transaction(async {
+            let statement = self.prepared(RECORD).await?;
+            let recorded = self
+                .client()?
+                .query(
+                    &statement,
+                    &[&ids, &replies, &nonces, &expiries, &keys, &signatures, &now],
+                )
+                .await;
+            match recorded {
+                Ok(rows) => Ok(rows
+                    .iter()
+                    .map(|r| format!("nonce {}", r.get::<_, &str>(0)))
+                    .collect()),
+                Err(error) => match error.as_db_error() {
+                    Some(db) if db.constraint() == Some(CONTENT_KEY_INDEX) => {
+                        Ok(vec![format!("content key {}", db.detail().unwrap_or_default())])
+                    }
+                    _ => Err(error.into()),
+                },
+            }
+        })
+        .await
     }
 }

@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "refusal_budget",
         include_str!("../migrations/0006_refusal_budget.sql"),
     ),
+    (
+        7,
+        "inbox_rows",
+        include_str!("../migrations/0007_inbox_rows.sql"),
+    ),
 ];
 
 /// Shortest time between two notifications to followers.
@@ -266,6 +271,12 @@ impl Store {
 
     /// Applies the migrations not applied yet. Safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        self.migrate_up_to(i32::MAX).await
+    }
+
+    /// Applies the migrations not applied yet up to `last` included (tests of a migration start
+    /// from the schema before it).
+    pub(crate) async fn migrate_up_to(&self, last: i32) -> Result<Vec<i32>, StoreError> {
         let mut client = self.client().await?;
         // One transaction under the lock, from the first statement: services started together on
         // a fresh database wait for each other instead of racing to create the same objects.
@@ -280,7 +291,7 @@ impl Store {
         )
         .await?;
         let mut applied = Vec::new();
-        for (version, name, sql) in MIGRATIONS {
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v <= last) {
             let done = tx
                 .query_opt(
                     "SELECT 1 FROM licensing_migrations WHERE version = $1",

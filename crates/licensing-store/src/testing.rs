@@ -166,6 +166,28 @@ impl TestDatabase {
         Self { name, url }
     }
 
+    /// A new database migrated only up to migration `version`: a migration's test writes rows
+    /// in the schema before it, then runs [`Store::migrate`].
+    pub async fn create_at(version: i32) -> Self {
+        let name = format!(
+            "licensing_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        let url = url_for(&name);
+        let store = Store::connect(&StoreConfig::new(url.clone())).expect("test store");
+        store
+            .migrate_up_to(version)
+            .await
+            .unwrap_or_else(|e| panic!("migrate {name} up to {version}: {e}"));
+        Self { name, url }
+    }
+
     /// A store on this database with a small pool (tests run many databases at once).
     pub fn store(&self) -> Store {
         self.store_with_connections(4)

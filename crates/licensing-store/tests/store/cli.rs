@@ -23,7 +23,7 @@ fn run(url: &str, args: &[&str]) -> (i32, String, String) {
 async fn migrate_is_idempotent_and_status_reports_the_store() {
     let db = TestDatabase::create().await;
     let version = licensing_store::Store::schema_version();
-    assert_eq!(version, 6, "the migrations this build carries");
+    assert_eq!(version, 7, "the migrations this build carries");
     let (code, out, _) = run(&db.url, &["migrate"]);
     assert_eq!(
         (code, out),

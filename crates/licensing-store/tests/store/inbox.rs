@@ -110,27 +110,35 @@ async fn a_callback_keeps_its_first_reply() {
     let now = OffsetDateTime::now_utc();
     let key = "refreshLicenseCode|PL1|CS1|CS1-1|RENEWAL|20250101000000|";
     let unit = store.begin(Upcasters::new()).await.unwrap();
-    record(
-        &unit,
-        Uuid::new_v4(),
-        &json!({"first": true}),
-        None,
-        Some(key),
-        now,
-    )
-    .await
-    .unwrap();
-    record(
-        &unit,
-        Uuid::new_v4(),
-        &json!({"first": false}),
-        None,
-        Some(key),
-        now,
-    )
-    .await
-    .unwrap();
+    assert!(
+        record(
+            &unit,
+            Uuid::new_v4(),
+            &json!({"first": true}),
+            None,
+            Some(key),
+            now,
+        )
+        .await
+        .unwrap()
+    );
     unit.commit().await.unwrap();
+    // Answering the same content again is a race the caller lost: refused, it rolls back.
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let again = InboxOutcome {
+        message_id: Uuid::new_v4(),
+        reply: &json!({"first": false}),
+        nonce: None,
+        signature_key: None,
+        content_key: Some(key),
+    };
+    let refused = unit.record_outcomes(&[again], now).await.unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("content key") && refused[0].contains("PL1|CS1"),
+        "{refused:?}"
+    );
+    unit.rollback().await.unwrap();
     let unit = store.begin(Upcasters::new()).await.unwrap();
     let id = Uuid::new_v4();
     assert_eq!(
@@ -143,6 +151,117 @@ async fn a_callback_keeps_its_first_reply() {
             .callback_reply,
         None
     );
+}
+
+#[tokio::test]
+async fn a_signature_seen_with_an_unexpired_nonce_is_a_replay_whatever_the_nonce() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let now = OffsetDateTime::now_utc();
+    let reply = json!({});
+    let signature = "sig:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let first = InboxOutcome {
+        message_id: Uuid::new_v4(),
+        reply: &reply,
+        nonce: remember("n1", now, 10),
+        signature_key: Some(signature),
+        content_key: None,
+    };
+    assert!(unit.record_outcomes(&[first], now).await.unwrap().is_empty());
+    unit.commit().await.unwrap();
+    let seen = |nonce: &'static str, signature: &'static str, at: OffsetDateTime| {
+        let store = store.clone();
+        async move {
+            let unit = store.begin(Upcasters::new()).await.unwrap();
+            let keys = InboxKeys {
+                message_id: Uuid::new_v4(),
+                nonce: Some(nonce),
+                signature_key: Some(signature),
+                content_key: None,
+            };
+            unit.inbox_lookup(&[keys], at).await.unwrap()[0].nonce_seen
+        }
+    };
+    assert!(seen("n2", signature, now).await, "the signature again");
+    assert!(seen("n1", "sig:00", now).await, "the nonce again");
+    assert!(!seen("n2", "sig:00", now).await);
+    let later = now + Duration::minutes(11);
+    assert!(!seen("n2", signature, later).await, "expired with its nonce");
+    assert_eq!(store.purge_expired_nonces(later).await.unwrap(), 1, "one row");
+}
+
+#[tokio::test]
+async fn migration_7_moves_content_keys_and_keeps_signature_keys_recorded_before_it() {
+    let db = TestDatabase::create_at(6).await;
+    let store = db.store();
+    let now = OffsetDateTime::now_utc();
+    let (decided, repeat, plain) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let signature = "sig:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    {
+        let client = store.client().await.unwrap();
+        // Rows as the earlier schema held them: the content key in a table of its own, the
+        // signature key in a nonce row.
+        client
+            .execute(
+                "INSERT INTO inbox_messages (message_id, reply) \
+                 VALUES ($1, '{\"r\": 1}'), ($2, '{\"r\": 1}'), ($3, '{\"r\": 3}')",
+                &[&decided, &repeat, &plain],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO inbox_callbacks (content_key, message_id, reply) \
+                 VALUES ('k1', $1, '{\"r\": 1}')",
+                &[&decided],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO inbox_nonces (nonce, expires_at) VALUES ('n1', $1), ($2, $1)",
+                &[&(now + Duration::minutes(10)), &signature],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.migrate().await.unwrap(), [7]);
+
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let asked = [
+        InboxKeys {
+            message_id: Uuid::new_v4(),
+            nonce: Some("n9"),
+            signature_key: Some(signature),
+            content_key: Some("k1"),
+        },
+        keys(plain, Some("n1"), None),
+        keys(decided, None, Some("k2")),
+    ];
+    let found = unit.inbox_lookup(&asked, now).await.unwrap();
+    assert!(found[0].nonce_seen, "a signature key recorded before is still seen");
+    assert_eq!(found[0].callback_reply, Some(json!({"r": 1})), "the first answer moved");
+    assert_eq!(found[1].processed_reply, Some(json!({"r": 3})));
+    assert!(found[1].nonce_seen);
+    assert_eq!(found[2].processed_reply, Some(json!({"r": 1})));
+    assert_eq!(found[2].callback_reply, None);
+    let client = store.client().await.unwrap();
+    let keyed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM inbox_messages WHERE content_key IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keyed, 1, "only the decided callback's row carries its key");
+    let table: Option<String> = client
+        .query_one("SELECT to_regclass('inbox_callbacks')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(table, None, "the separate table is gone");
 }
 
 #[tokio::test]
@@ -364,16 +483,16 @@ async fn a_batch_is_looked_up_and_recorded_in_one_statement_each() {
         )
         .await
         .unwrap();
-    assert_eq!(refused, ["held"]);
+    assert_eq!(refused, ["nonce held"]);
     unit.rollback().await.unwrap();
 
-    // Without the replay: everything is remembered; a content key given twice keeps the first.
+    // Without the replay: everything is remembered.
     let unit = store.begin(Upcasters::new()).await.unwrap();
     let refused = unit
         .record_outcomes(
             &[
                 outcome(ids[1], &r1, Some("fresh"), Some("k1")),
-                outcome(ids[2], &r2, Some("other"), Some("k1")),
+                outcome(ids[2], &r2, Some("other"), None),
                 outcome(ids[3], &r3, None, None),
             ],
             now,
@@ -395,11 +514,7 @@ async fn a_batch_is_looked_up_and_recorded_in_one_statement_each() {
         .unwrap();
     assert_eq!(found[0].processed_reply, Some(r3));
     assert!(found[0].nonce_seen && found[1].nonce_seen);
-    assert_eq!(
-        found[0].callback_reply,
-        Some(r1),
-        "the first answer is kept"
-    );
+    assert_eq!(found[0].callback_reply, Some(r1));
     assert_eq!(found[1].processed_reply, Some(r2));
     assert!(unit.inbox_lookup(&[], now).await.unwrap().is_empty());
     assert!(unit.record_outcomes(&[], now).await.unwrap().is_empty());
