@@ -92,6 +92,32 @@ async fn wait_caught_up(stack: &Stack, limit: Duration) -> [Option<f64>; 2] {
     done
 }
 
+/// With `LICENSING_BENCH_PERF=FILE`, a system-wide `perf record` (call graphs, CPU clock) of the
+/// catch-up, written to FILE when the value is dropped: the projector's costliest functions, and
+/// PostgreSQL's beside them (`perf report -i FILE --sort comm,dso`).
+fn catch_up_profile() -> Option<PerfRecord> {
+    let file = std::env::var_os("LICENSING_BENCH_PERF")?;
+    let child = std::process::Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-a", "-g", "-o"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("perf (Debian package linux-perf) starts");
+    Some(PerfRecord(child))
+}
+
+/// A running `perf record`, stopped (SIGINT, so that it writes its file) when dropped.
+struct PerfRecord(std::process::Child);
+
+impl Drop for PerfRecord {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let sim = Simulator::start();
@@ -127,8 +153,10 @@ async fn main() {
     let started = Instant::now();
     tokio::task::block_in_place(|| stack.start_projector(&sim.url));
     let projector_pid = stack.projector.as_ref().unwrap().child.id();
+    let profile = catch_up_profile();
     let [views_caught_up, publisher_caught_up] =
         wait_caught_up(&stack, Duration::from_secs(600)).await;
+    drop(profile);
     let catch_up = views_caught_up
         .zip(publisher_caught_up)
         .map(|_| started.elapsed().as_secs_f64());

@@ -26,7 +26,7 @@ pub struct ProcessorConfig {
     /// `LICENSING_PREFETCH`: unacknowledged commands held at once (default 64).
     pub prefetch: u16,
     /// `LICENSING_PROCESSOR_WORKERS`: batches applied in parallel, each license always by the same
-    /// worker (default 4).
+    /// worker (default 2: fewer workers make larger batches, ADR 0008).
     pub workers: usize,
     /// `LICENSING_PROCESSOR_BATCH`: at most this many waiting commands are applied together in one
     /// transaction by a worker (default 32; 1 applies each command alone).
@@ -114,7 +114,7 @@ impl ProcessorConfig {
             interpretation,
             nonce_ttl,
             prefetch: settings.parse_or("LICENSING_PREFETCH", 64)?,
-            workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 4)?,
+            workers: settings.parse_or("LICENSING_PROCESSOR_WORKERS", 2)?,
             batch_size: match settings.parse_or("LICENSING_PROCESSOR_BATCH", 32)? {
                 0 => {
                     return Err(SettingsError::invalid(

@@ -195,9 +195,10 @@ impl UnitOfWork {
                     .map(|r| format!("nonce {}", r.get::<_, &str>(0)))
                     .collect()),
                 Err(error) => match error.as_db_error() {
-                    Some(db) if db.constraint() == Some(CONTENT_KEY_INDEX) => {
-                        Ok(vec![format!("content key {}", db.detail().unwrap_or_default())])
-                    }
+                    Some(db) if db.constraint() == Some(CONTENT_KEY_INDEX) => Ok(vec![format!(
+                        "content key {}",
+                        db.detail().unwrap_or_default()
+                    )]),
                     _ => Err(error.into()),
                 },
             }

@@ -168,7 +168,12 @@ async fn a_signature_seen_with_an_unexpired_nonce_is_a_replay_whatever_the_nonce
         signature_key: Some(signature),
         content_key: None,
     };
-    assert!(unit.record_outcomes(&[first], now).await.unwrap().is_empty());
+    assert!(
+        unit.record_outcomes(&[first], now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     unit.commit().await.unwrap();
     let seen = |nonce: &'static str, signature: &'static str, at: OffsetDateTime| {
         let store = store.clone();
@@ -187,8 +192,15 @@ async fn a_signature_seen_with_an_unexpired_nonce_is_a_replay_whatever_the_nonce
     assert!(seen("n1", "sig:00", now).await, "the nonce again");
     assert!(!seen("n2", "sig:00", now).await);
     let later = now + Duration::minutes(11);
-    assert!(!seen("n2", signature, later).await, "expired with its nonce");
-    assert_eq!(store.purge_expired_nonces(later).await.unwrap(), 1, "one row");
+    assert!(
+        !seen("n2", signature, later).await,
+        "expired with its nonce"
+    );
+    assert_eq!(
+        store.purge_expired_nonces(later).await.unwrap(),
+        1,
+        "one row"
+    );
 }
 
 #[tokio::test]
@@ -240,8 +252,15 @@ async fn migration_7_moves_content_keys_and_keeps_signature_keys_recorded_before
         keys(decided, None, Some("k2")),
     ];
     let found = unit.inbox_lookup(&asked, now).await.unwrap();
-    assert!(found[0].nonce_seen, "a signature key recorded before is still seen");
-    assert_eq!(found[0].callback_reply, Some(json!({"r": 1})), "the first answer moved");
+    assert!(
+        found[0].nonce_seen,
+        "a signature key recorded before is still seen"
+    );
+    assert_eq!(
+        found[0].callback_reply,
+        Some(json!({"r": 1})),
+        "the first answer moved"
+    );
     assert_eq!(found[1].processed_reply, Some(json!({"r": 3})));
     assert!(found[1].nonce_seen);
     assert_eq!(found[2].processed_reply, Some(json!({"r": 1})));
