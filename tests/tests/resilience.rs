@@ -730,6 +730,90 @@ async fn the_processor_and_the_projector_are_not_ready_while_their_broker_link_i
     );
 }
 
+#[tokio::test]
+async fn a_lane_held_when_the_broker_link_drops_reads_idle_while_the_link_stays_down() {
+    let mut relay = Relay::start().await;
+    let port = relay.port;
+    let mut stack = Stack::start(&[("LICENSING_REPLY_DEADLINE_MS", "500")]).await;
+    // The processor alone reaches RabbitMQ through the relay, and gives up on a lock after 300 ms.
+    stack.processor = None;
+    let database = format!("{}?options=-c%20lock_timeout%3D300", stack.db.url);
+    stack
+        .env
+        .retain(|(k, _)| k != "LICENSING_AMQP_URL" && k != "LICENSING_DATABASE_URL");
+    stack.env.push((
+        "LICENSING_AMQP_URL".into(),
+        format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+    ));
+    stack.env.push(("LICENSING_DATABASE_URL".into(), database));
+    stack.start_processor();
+    let readyz = format!(
+        "http://{}/readyz",
+        stack.processor.as_ref().unwrap().ready["ops"]
+            .as_str()
+            .unwrap()
+    );
+    let ready = || {
+        let (http, url) = (stack.http.clone(), readyz.clone());
+        async move { http.get(url).send().await.unwrap().status().as_u16() == 200 }
+    };
+    eventually("the processor to be ready", 30, || async {
+        ready().await.then_some(())
+    })
+    .await;
+    // Another session holds version 1 of PLHELD's stream, uncommitted: the append of its renewal
+    // waits for that lock, times out, and is tried again: its lane is held.
+    let mut holder = stack.store.client().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
+                             schema_version, payload, metadata)
+         VALUES (licensing_position_base(pg_current_xact_id()), 'license-PLHELD', 1,
+                 gen_random_uuid(), 'registered', 1, '{}', '{}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let held = renew("PLHELD", "CSHELD", "20301231235959", false);
+    assert_eq!(code(&stack.callback(&held).await), "000004");
+    let ages = || async {
+        samples(
+            &stack.processor_metrics().await,
+            "licensing_processor_lane_age_seconds",
+        )
+    };
+    eventually("the held lane to show its age", 30, || async {
+        ages().await.iter().any(|age| *age >= 2.0).then_some(())
+    })
+    .await;
+
+    // The broker link drops and stays down: the consumer is gone, and what its lanes held is back
+    // in the queue, so no lane is held any more, long before any new consumer could start.
+    relay.cut();
+    eventually("the processor to notice the link is down", 30, || async {
+        (!ready().await).then_some(())
+    })
+    .await;
+    eventually("every lane idle while the link is down", 20, || async {
+        let ages = ages().await;
+        (!ages.is_empty() && ages.iter().all(|age| *age == 0.0)).then_some(())
+    })
+    .await;
+
+    // The link and the lock come back: the renewal is applied once.
+    let _relay = Relay::on(port);
+    tx.rollback().await.unwrap();
+    eventually("the held renewal to be applied", 60, || async {
+        (stack
+            .event_types("license-PLHELD")
+            .await
+            .contains(&"renewed".to_owned()))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(code(&stack.callback(&held).await), "000000");
+}
+
 /// Reads until the peer closes the connection; returns what arrived.
 async fn until_closed(stream: &mut TcpStream) -> String {
     use tokio::io::AsyncReadExt;
