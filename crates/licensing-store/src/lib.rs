@@ -54,14 +54,17 @@ pub async fn load_stream(
     read::load_in(client, stream_id, upcasters).await
 }
 
-/// Every committed event of some streams, each stream's in order, in one query.
+/// The events of some streams at or below global position `until`, each stream's in order, in
+/// one query: a follower folding a stream it has no state of reads it up to the end of the batch
+/// it handles, never past it (later events are committed already while it catches up, and belong
+/// to later batches).
 pub async fn load_streams(
     client: &impl GenericClient,
     stream_ids: &[&str],
+    until: i64,
     upcasters: &Upcasters,
 ) -> Result<std::collections::HashMap<String, Vec<RecordedEvent>>, StoreError> {
-    let whole: Vec<(&str, i64)> = stream_ids.iter().map(|id| (*id, 0)).collect();
-    read::load_after_in(client, read::LOAD_AFTER, &whole, upcasters).await
+    read::load_until_in(client, stream_ids, until, upcasters).await
 }
 
 /// Every event at or below `until`, ordered by stream then version: one scan for rebuilding

@@ -118,6 +118,40 @@ where
     Ok(found)
 }
 
+/// The events of some streams at or below a global position (a follower's batch end), each
+/// stream's in order.
+const LOAD_UNTIL: &str = "SELECT e.global_position, e.stream_id, e.stream_version, \
+     e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
+     FROM unnest($1::text[]) AS s(stream_id) \
+     JOIN events e ON e.stream_id = s.stream_id AND e.global_position <= $2 \
+     ORDER BY e.stream_id, e.stream_version";
+
+/// [`LOAD_UNTIL`]: each stream's events up to `until`, in one query. A stream without such events
+/// maps to an empty list.
+pub(crate) async fn load_until_in(
+    client: &impl GenericClient,
+    streams: &[&str],
+    until: i64,
+    upcasters: &Upcasters,
+) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError> {
+    let mut found: HashMap<String, Vec<RecordedEvent>> = streams
+        .iter()
+        .map(|id| ((*id).to_owned(), Vec::new()))
+        .collect();
+    if streams.is_empty() {
+        return Ok(found);
+    }
+    let rows = client.query(LOAD_UNTIL, &[&streams, &until]).await?;
+    for row in &rows {
+        let event = decode(row, upcasters)?;
+        found
+            .entry(event.stream_id.clone())
+            .or_default()
+            .push(event);
+    }
+    Ok(found)
+}
+
 /// Up to `limit` events after `after_position`, in global order, that are safe to follow.
 pub(crate) async fn read_all_in(
     client: &impl GenericClient,

@@ -573,7 +573,10 @@ impl Handler for Views {
         let mut loaded = if cold.is_empty() {
             HashMap::new()
         } else {
-            load_streams(tx, &cold, &Upcasters::new()).await?
+            // Up to this batch's end: a state folded past it would be ahead of the next batch's
+            // events, and every later batch would load its streams in full again.
+            let until = events.last().map_or(0, |e| e.global_position);
+            load_streams(tx, &cold, until, &Upcasters::new()).await?
         };
         let now = Timestamp::from_millis(self.clock.now_millis());
         let today = Day::containing(now, self.day_zone.whole_minutes().into());

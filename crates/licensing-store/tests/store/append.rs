@@ -469,3 +469,46 @@ async fn a_stream_until_an_instant_yields_that_streams_events_recorded_by_then_i
         Vec::<i64>::new()
     );
 }
+
+#[tokio::test]
+async fn streams_load_up_to_a_position_and_no_further() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let positions = |outcome| match outcome {
+        AppendOutcome::Appended { positions } => positions,
+        other => panic!("not appended: {other:?}"),
+    };
+    let a = positions(
+        store
+            .append("s-a", 0, vec![event("registered", 1), event("frozen", 2)])
+            .await
+            .unwrap(),
+    );
+    let b = positions(
+        store
+            .append("s-b", 0, vec![event("registered", 1)])
+            .await
+            .unwrap(),
+    );
+    // Committed later: past the batch a follower handles up to `b[0]`.
+    store
+        .append("s-a", 2, vec![event("unfrozen", 3)])
+        .await
+        .unwrap();
+    let client = store.client().await.unwrap();
+    let loaded = licensing_store::load_streams(
+        &**client,
+        &["s-a", "s-b", "s-none"],
+        b[0],
+        &Upcasters::new(),
+    )
+    .await
+    .unwrap();
+    let versions = |stream: &str| -> Vec<i64> {
+        loaded[stream].iter().map(|e| e.stream_version).collect()
+    };
+    assert_eq!(versions("s-a"), [1, 2], "nothing past the position");
+    assert_eq!(loaded["s-a"][1].global_position, a[1]);
+    assert_eq!(versions("s-b"), [1]);
+    assert!(loaded["s-none"].is_empty());
+}
