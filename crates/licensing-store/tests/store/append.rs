@@ -504,9 +504,8 @@ async fn streams_load_up_to_a_position_and_no_further() {
     )
     .await
     .unwrap();
-    let versions = |stream: &str| -> Vec<i64> {
-        loaded[stream].iter().map(|e| e.stream_version).collect()
-    };
+    let versions =
+        |stream: &str| -> Vec<i64> { loaded[stream].iter().map(|e| e.stream_version).collect() };
     assert_eq!(versions("s-a"), [1, 2], "nothing past the position");
     assert_eq!(loaded["s-a"][1].global_position, a[1]);
     assert_eq!(versions("s-b"), [1]);
