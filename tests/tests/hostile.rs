@@ -232,15 +232,9 @@ async fn a_command_failing_unavailable_while_others_commit_is_parked_not_retried
     // waits for that lock, and times out.
     let mut holder = stack.store.client().await.unwrap();
     let tx = holder.transaction().await.unwrap();
-    tx.execute(
-        "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
-                             schema_version, payload, metadata)
-         VALUES (licensing_position_base(pg_current_xact_id()), 'license-PLSTUCK', 1,
-                 gen_random_uuid(), 'registered', 1, '{}', '{}')",
-        &[],
-    )
-    .await
-    .unwrap();
+    tx.execute(HOLD_FIRST_VERSION, &[&"license-PLSTUCK"])
+        .await
+        .unwrap();
     let stuck = renew("PLSTUCK", "CSSTUCK", "20301231235959", false);
     // Meanwhile other licenses' callbacks commit, from six senders (one held behind PLSTUCK's
     // lane waits for its answer; the others go on).

@@ -765,15 +765,9 @@ async fn a_lane_held_when_the_broker_link_drops_reads_idle_while_the_link_stays_
     // waits for that lock, times out, and is tried again: its lane is held.
     let mut holder = stack.store.client().await.unwrap();
     let tx = holder.transaction().await.unwrap();
-    tx.execute(
-        "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
-                             schema_version, payload, metadata)
-         VALUES (licensing_position_base(pg_current_xact_id()), 'license-PLHELD', 1,
-                 gen_random_uuid(), 'registered', 1, '{}', '{}')",
-        &[],
-    )
-    .await
-    .unwrap();
+    tx.execute(HOLD_FIRST_VERSION, &[&"license-PLHELD"])
+        .await
+        .unwrap();
     let held = renew("PLHELD", "CSHELD", "20301231235959", false);
     assert_eq!(code(&stack.callback(&held).await), "000004");
     let ages = || async {

@@ -99,16 +99,26 @@ pub(crate) async fn load_after_in<S>(
 where
     S: ?Sized + ToStatement + Sync + Send,
 {
+    let (ids, after): (Vec<&str>, Vec<i64>) = streams.iter().copied().unzip();
+    if streams.is_empty() {
+        return by_stream(&ids, &[], upcasters);
+    }
+    let rows = client.query(statement, &[&ids, &after]).await?;
+    by_stream(&ids, &rows, upcasters)
+}
+
+/// Rows of events ordered by stream, grouped by stream; each of `streams` maps to its events, an
+/// empty list when it has none.
+fn by_stream(
+    streams: &[&str],
+    rows: &[Row],
+    upcasters: &Upcasters,
+) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError> {
     let mut found: HashMap<String, Vec<RecordedEvent>> = streams
         .iter()
-        .map(|(id, _)| ((*id).to_owned(), Vec::new()))
+        .map(|id| ((*id).to_owned(), Vec::new()))
         .collect();
-    if streams.is_empty() {
-        return Ok(found);
-    }
-    let (ids, after): (Vec<&str>, Vec<i64>) = streams.iter().copied().unzip();
-    let rows = client.query(statement, &[&ids, &after]).await?;
-    for row in &rows {
+    for row in rows {
         let event = decode(row, upcasters)?;
         found
             .entry(event.stream_id.clone())
@@ -134,22 +144,11 @@ pub(crate) async fn load_until_in(
     until: i64,
     upcasters: &Upcasters,
 ) -> Result<HashMap<String, Vec<RecordedEvent>>, StoreError> {
-    let mut found: HashMap<String, Vec<RecordedEvent>> = streams
-        .iter()
-        .map(|id| ((*id).to_owned(), Vec::new()))
-        .collect();
     if streams.is_empty() {
-        return Ok(found);
+        return by_stream(streams, &[], upcasters);
     }
     let rows = client.query(LOAD_UNTIL, &[&streams, &until]).await?;
-    for row in &rows {
-        let event = decode(row, upcasters)?;
-        found
-            .entry(event.stream_id.clone())
-            .or_default()
-            .push(event);
-    }
-    Ok(found)
+    by_stream(streams, &rows, upcasters)
 }
 
 /// Up to `limit` events after `after_position`, in global order, that are safe to follow.

@@ -152,6 +152,11 @@ impl TestDatabase {
     /// Clones the template into a new database.
     pub async fn create() -> Self {
         ensure_template().await;
+        Self::new_database(&format!("TEMPLATE {TEMPLATE}")).await
+    }
+
+    /// A new database of this process's, created with `options` (`TEMPLATE …` or nothing).
+    async fn new_database(options: &str) -> Self {
         let name = format!(
             "licensing_test_{}_{}",
             std::process::id(),
@@ -159,7 +164,7 @@ impl TestDatabase {
         );
         admin()
             .await
-            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE {TEMPLATE}"))
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" {options}"))
             .await
             .unwrap_or_else(|e| panic!("create {name}: {e}"));
         let url = url_for(&name);
@@ -169,17 +174,7 @@ impl TestDatabase {
     /// A new database migrated only up to migration `version`: a migration's test writes rows
     /// in the schema before it, then runs [`Store::migrate`].
     pub async fn create_at(version: i32) -> Self {
-        let name = format!(
-            "licensing_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap_or_else(|e| panic!("create {name}: {e}"));
-        let url = url_for(&name);
+        let Self { name, url } = Self::new_database("").await;
         let store = Store::connect(&StoreConfig::new(url.clone())).expect("test store");
         store
             .migrate_up_to(version)

@@ -118,6 +118,14 @@ pub fn status(license: &str, status: &str) -> String {
     )
 }
 
+/// Inserts version 1 of stream `$1` in an open transaction: until it ends, every append to that
+/// stream waits for its lock (a lock held elsewhere, as an operator's session might).
+pub const HOLD_FIRST_VERSION: &str =
+    "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
+                         schema_version, payload, metadata)
+     VALUES (licensing_position_base(pg_current_xact_id()), $1, 1,
+             gen_random_uuid(), 'registered', 1, '{}', '{}')";
+
 pub fn release(license: &str) -> String {
     format!(
         r#"{{"activity":"releaseLicenseCode","license":"{license}","orderId":"CSUNSUB","orderLineId":"CSUNSUB-1","testFlag":"0"}}"#
