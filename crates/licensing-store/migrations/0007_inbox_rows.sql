@@ -21,4 +21,6 @@ DROP TABLE inbox_callbacks;
 -- its new column too, and is found by it until it expires.
 ALTER TABLE inbox_nonces ADD COLUMN signature_key text;
 UPDATE inbox_nonces SET signature_key = nonce WHERE nonce LIKE 'sig:%';
-CREATE UNIQUE INDEX inbox_nonces_signature_key ON inbox_nonces (signature_key);
+-- Not unique: a signature covers its nonce, so the nonce's key settles races (ADR 0021), and a key
+-- expired but not purged yet must not stop a new row from taking it.
+CREATE INDEX inbox_nonces_signature_key ON inbox_nonces (signature_key);

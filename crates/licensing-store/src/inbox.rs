@@ -159,9 +159,10 @@ impl UnitOfWork {
     /// accepted callback: each message id with its reply and, for a decided callback, its content
     /// key; each nonce with its signature key until the nonce's expiry (an entry expired at `now`
     /// is taken over). Returns what is remembered already and so races these commands (roll back
-    /// and decide again, where the lookup sees it): the nonces taken and not expired (`nonce …`),
-    /// or the content key answered meanwhile (`content key …`). Message ids, nonces and content keys must
-    /// be distinct within one call; a message id recorded before is an error.
+    /// and decide again, where the lookup sees it): the nonces taken and not expired
+    /// (`nonce …`), or the content key answered meanwhile (`content key …`). Message ids, nonces
+    /// and content keys must be distinct within one call; a message id recorded before is an
+    /// error.
     pub async fn record_outcomes(
         &self,
         outcomes: &[InboxOutcome<'_>],

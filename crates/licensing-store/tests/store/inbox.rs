@@ -196,6 +196,22 @@ async fn a_signature_seen_with_an_unexpired_nonce_is_a_replay_whatever_the_nonce
         !seen("n2", signature, later).await,
         "expired with its nonce"
     );
+    // Expired and not purged yet, the key is free: a row with another nonce may take it.
+    let unit = store.begin(Upcasters::new()).await.unwrap();
+    let again = InboxOutcome {
+        message_id: Uuid::new_v4(),
+        reply: &reply,
+        nonce: remember("n2", later, 10),
+        signature_key: Some(signature),
+        content_key: None,
+    };
+    assert!(
+        unit.record_outcomes(&[again], later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    unit.rollback().await.unwrap();
     assert_eq!(
         store.purge_expired_nonces(later).await.unwrap(),
         1,
