@@ -776,6 +776,7 @@ async fn a_lane_held_when_the_broker_link_drops_reads_idle_while_the_link_stays_
             "licensing_processor_lane_age_seconds",
         )
     };
+    assert_eq!(ages().await.len(), 2, "two lanes by default (ADR 0008)");
     eventually("the held lane to show its age", 30, || async {
         ages().await.iter().any(|age| *age >= 2.0).then_some(())
     })
