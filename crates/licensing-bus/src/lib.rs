@@ -17,5 +17,5 @@ mod topology;
 pub use bus::{Bus, BusError, FAILURE_HEADER, Names, PARKED_ID_HEADER, shard_of};
 pub use config::{BusConfig, QueueType};
 pub use consume::{Incoming, IncomingStream};
-pub use publish::{EventMessage, Outgoing, TRACEPARENT};
+pub use publish::{EventMessage, Outgoing, PendingConfirms, TRACEPARENT};
 pub use replies::{Replies, Waiting};

@@ -111,6 +111,44 @@ async fn an_unroutable_message_is_refused_not_lost_silently() {
 }
 
 #[tokio::test]
+async fn batches_of_events_handed_over_before_their_confirms_arrive_whole_and_in_order() {
+    let config = config(QueueType::Classic);
+    let queue = format!("{}licensing.subscriber.order", config.prefix);
+    let bus = Bus::connect(config).await.unwrap();
+    let mut subscriber = bus
+        .subscribe_events_durable("order", "license.#", 1000)
+        .await
+        .unwrap();
+    let bodies: Vec<String> = (0..600).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let messages: Vec<licensing_bus::EventMessage<'_>> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| licensing_bus::EventMessage {
+            routing_key: if i % 2 == 0 { "license.a" } else { "license.b" },
+            body: body.as_bytes(),
+            message_id: format!("e{i}"),
+            trace: None,
+        })
+        .collect();
+    // Three batches in flight before any confirm is awaited.
+    let mut pending = Vec::new();
+    for batch in messages.chunks(200) {
+        pending.push(bus.send_events(batch).await.unwrap());
+    }
+    for confirms in pending {
+        confirms.settled().await.unwrap();
+    }
+    for (i, body) in bodies.iter().enumerate() {
+        let event = next(&mut subscriber).await;
+        assert_eq!(event.message_id.as_deref(), Some(format!("e{i}").as_str()));
+        assert_eq!(event.body, body.as_bytes());
+        event.ack().await.unwrap();
+    }
+    bus.delete_queue(&queue).await.unwrap();
+    bus.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
 async fn requests_get_their_replies_by_correlation_id() {
     let bus = Bus::connect(config(QueueType::Classic)).await.unwrap();
     let (replies, _task) = Replies::start(&bus).await.unwrap();

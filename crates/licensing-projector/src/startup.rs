@@ -217,7 +217,12 @@ impl Projector {
                 async move {
                     let mut handler = workers::publisher::Publisher { bus: &bus };
                     subscription
-                        .run(&mut handler, task.cancel.clone(), || task.up())
+                        .run_pipelined(
+                            &mut handler,
+                            workers::publisher::IN_FLIGHT,
+                            task.cancel.clone(),
+                            || task.up(),
+                        )
                         .await
                 }
             }

@@ -41,7 +41,7 @@ pub use evidence::{
 pub use inbox::{InboxKeys, InboxLookup, InboxOutcome};
 pub use leases::{LeaseError, LeaseTick, share_of};
 pub use store::{Store, StoreConfig};
-pub use subscription::{FollowError, Handler, Subscription};
+pub use subscription::{FollowError, Handler, Pipelined, Subscription};
 pub use tokio_postgres::{GenericClient, IsolationLevel, Row, Transaction};
 pub use unit_of_work::UnitOfWork;
 

@@ -1,11 +1,14 @@
-//! Followers: catch up from a checkpoint, then follow live. The checkpoint moves in the same
-//! transaction as the follower's own work, so a crash never skips nor half-applies a batch.
+//! Followers: catch up from a checkpoint, then follow live. A [`Handler`]'s checkpoint moves in
+//! the same transaction as its own work, so a crash never skips nor half-applies a batch. A
+//! [`Pipelined`] handler's work ends outside the database (a broker's confirms): several of its
+//! batches are in flight at once, and the checkpoint moves past a batch once its work has ended.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_postgres::{AsyncMessage, Transaction};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +41,28 @@ pub trait Handler {
         &mut self,
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// What a follower does with a batch when its work ends outside the database (a broker's confirms):
+/// [`Pipelined::start`] hands the batch over, [`Pipelined::finish`] waits for it to be taken.
+/// Batches are started in global order and finished in the order they were started.
+pub trait Pipelined {
+    /// The handler's own failure.
+    type Error: std::fmt::Display;
+    /// A started batch, still to be finished.
+    type Started: Send;
+
+    /// Starts the work of a batch, in global order, without waiting for it to end.
+    fn start(
+        &mut self,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<Self::Started, Self::Error>> + Send;
+
+    /// Waits for a started batch's work to end; the checkpoint moves past it only if this succeeds.
+    fn finish(
+        &mut self,
+        started: Self::Started,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
@@ -123,18 +148,11 @@ impl Subscription {
         let position = crate::hold_checkpoint(&tx, &self.name)
             .await
             .map_err(FollowError::Store)?;
-        let events = read_all_in(&*tx, position, self.batch_size, &self.upcasters)
+        let (events, pending) = self
+            .read_after(&*tx, position)
             .await
             .map_err(FollowError::Store)?;
         let Some(last) = events.last().map(|e| e.global_position) else {
-            let pending = tx
-                .query_opt(
-                    "SELECT 1 FROM events WHERE global_position > $1 LIMIT 1",
-                    &[&position],
-                )
-                .await
-                .map_err(|e| FollowError::Store(e.into()))?
-                .is_some();
             tx.rollback()
                 .await
                 .map_err(|e| FollowError::Store(e.into()))?;
@@ -162,6 +180,27 @@ impl Subscription {
         })
     }
 
+    /// The next batch after `position`; when it is empty, whether committed events wait beyond
+    /// `position` behind a transaction still running.
+    async fn read_after(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        position: i64,
+    ) -> Result<(Vec<RecordedEvent>, bool), StoreError> {
+        let events = read_all_in(client, position, self.batch_size, &self.upcasters).await?;
+        if !events.is_empty() {
+            return Ok((events, false));
+        }
+        let pending = client
+            .query_opt(
+                "SELECT 1 FROM events WHERE global_position > $1 LIMIT 1",
+                &[&position],
+            )
+            .await?
+            .is_some();
+        Ok((events, pending))
+    }
+
     /// Catches up, then follows until `cancel` fires. Wakes on the append notification, and polls
     /// in any case; calls `progress` after every read that succeeded (the caller's sign of life).
     /// Any failure ends the run, the loss of the notification connection included: the caller
@@ -179,7 +218,7 @@ impl Subscription {
             .connect(self.store.tls.clone())
             .await
             .map_err(|e| FollowError::Store(e.into()))?;
-        let mut listener = std::pin::pin!(listen(client, connection, wake.clone()));
+        let mut listener = std::pin::pin!(listen(client, connection, wake.clone(), None));
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -210,12 +249,116 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// Like [`Subscription::run`] for a [`Pipelined`] handler: up to `depth` batches are started
+    /// before the oldest is finished, and the checkpoint moves past each batch once it is
+    /// finished (at least once: a batch started but not finished when the run ends is handed over
+    /// again by the next run). Instances of one follower take turns: a run holds the follower's
+    /// session lock on its notification connection, and another waits for it.
+    pub async fn run_pipelined<P: Pipelined>(
+        &self,
+        handler: &mut P,
+        depth: usize,
+        cancel: CancellationToken,
+        progress: impl Fn(),
+    ) -> Result<(), FollowError<P::Error>> {
+        let lost = |reason: String| {
+            FollowError::Store(StoreError::Unavailable(format!(
+                "the notification connection was lost: {reason}"
+            )))
+        };
+        let wake = Arc::new(Notify::new());
+        let (client, connection) = self
+            .store
+            .pg_config
+            .connect(self.store.tls.clone())
+            .await
+            .map_err(|e| FollowError::Store(e.into()))?;
+        let (held, is_held) = oneshot::channel();
+        let hold = Some((self.name.clone(), held));
+        let mut listener = std::pin::pin!(listen(client, connection, wake.clone(), hold));
+        tokio::select! {
+            held = is_held => match held {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(lost(e)),
+                Err(_) => return Err(lost("the lock was not taken".to_owned())),
+            },
+            () = cancel.cancelled() => return Ok(()),
+            reason = &mut listener => return Err(lost(reason)),
+        }
+        let mut sent = self.position().await.map_err(FollowError::Store)?;
+        let mut in_flight: VecDeque<(i64, P::Started)> = VecDeque::with_capacity(depth.max(1));
+        loop {
+            if cancel.is_cancelled() {
+                // What was handed over is finished, so that a clean stop repeats nothing.
+                while let Some((last, started)) = in_flight.pop_front() {
+                    handler
+                        .finish(started)
+                        .await
+                        .map_err(FollowError::Handler)?;
+                    self.move_to(last).await.map_err(FollowError::Store)?;
+                }
+                return Ok(());
+            }
+            let mut pause = self.poll_interval;
+            if in_flight.len() < depth.max(1) {
+                let client = self.store.client().await.map_err(FollowError::Store)?;
+                let (events, pending) = self
+                    .read_after(&**client, sent)
+                    .await
+                    .map_err(FollowError::Store)?;
+                drop(client);
+                progress();
+                if let Some(last) = events.last().map(|e| e.global_position) {
+                    let started = handler.start(&events).await.map_err(FollowError::Handler)?;
+                    in_flight.push_back((last, started));
+                    sent = last;
+                    continue;
+                }
+                if pending {
+                    pause = PENDING_RETRY;
+                }
+            }
+            if let Some((last, started)) = in_flight.pop_front() {
+                handler
+                    .finish(started)
+                    .await
+                    .map_err(FollowError::Handler)?;
+                self.move_to(last).await.map_err(FollowError::Store)?;
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                reason = &mut listener => return Err(lost(reason)),
+            }
+        }
+    }
+
+    /// Moves the checkpoint forward to `position` (never back).
+    async fn move_to(&self, position: i64) -> Result<(), StoreError> {
+        let client = self.store.client().await?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE
+                 SET position = greatest(checkpoints.position, EXCLUDED.position), updated_at = now()",
+                &[&self.name, &position],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 /// LISTENs on the append channel and wakes the follower on each notification; returns why the
-/// connection ended.
+/// connection ended. With `hold`, it first takes the follower's session lock (waiting while
+/// another instance holds it) and says so: the lock lasts as long as the connection.
 async fn listen<S, T>(
     client: tokio_postgres::Client,
     mut connection: tokio_postgres::Connection<S, T>,
     wake: Arc<Notify>,
+    hold: Option<(String, oneshot::Sender<Result<(), String>>)>,
 ) -> String
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -232,6 +375,17 @@ where
         "connection closed".to_owned()
     };
     let subscribe = async {
+        if let Some((name, held)) = hold {
+            let taken = client
+                .execute(
+                    "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+                    &[&format!("licensing follower {name}")],
+                )
+                .await
+                .map(drop)
+                .map_err(|e| chain(&e));
+            let _ = held.send(taken);
+        }
         if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
             tracing::warn!(error = %chain(&e), "cannot LISTEN; polling only");
         }

@@ -1,14 +1,19 @@
 //! The event publisher: every committed event goes to `licensing.events` with routing key
 //! `license.<event_type>` (`test.license.<event_type>` for sandbox streams, `probe.<event_type>`
-//! for the probe log), as a versioned JSON envelope. A batch is sent whole and its confirms are
-//! awaited together; the follower's checkpoint moves only after the broker confirmed all of it: at
-//! least once, in order per license (the event store is the outbox).
+//! for the probe log), as a versioned JSON envelope. A batch is sent whole, and several batches are
+//! in flight before the oldest's confirms are awaited ([`IN_FLIGHT`]); the follower's checkpoint
+//! moves past a batch only after the broker confirmed all of it: at least once, in order per
+//! license (one channel; the event store is the outbox).
 
-use licensing_bus::{Bus, EventMessage};
+use licensing_bus::{Bus, EventMessage, PendingConfirms};
 use licensing_runtime::trace::{Span, SpanKind};
-use licensing_store::{Handler, RecordedEvent, Transaction};
+use licensing_store::{Pipelined, RecordedEvent};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
+
+/// Batches handed to the broker before the oldest one's confirms are awaited: while the broker
+/// confirms one, the next are read, encoded and sent.
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// The subscriber envelope's version.
 pub const EVENT_ENVELOPE_VERSION: u32 = 1;
@@ -61,21 +66,25 @@ pub fn envelope(event: &RecordedEvent) -> (String, Value) {
     (routing_key, body)
 }
 
-/// Publishes each batch before its checkpoint commits.
+/// Publishes each batch; the checkpoint moves past it once the broker confirmed it.
 #[derive(Debug)]
 pub(crate) struct Publisher<'a> {
     /// The connected bus.
     pub(crate) bus: &'a Bus,
 }
 
-impl Handler for Publisher<'_> {
-    type Error = licensing_bus::BusError;
+/// A batch handed to the broker: its confirms, and the spans that end with them.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    confirms: PendingConfirms,
+    spans: Vec<Option<Span>>,
+}
 
-    async fn handle(
-        &mut self,
-        _tx: &Transaction<'_>,
-        events: &[RecordedEvent],
-    ) -> Result<(), Self::Error> {
+impl Pipelined for Publisher<'_> {
+    type Error = licensing_bus::BusError;
+    type Started = Sent;
+
+    async fn start(&mut self, events: &[RecordedEvent]) -> Result<Sent, Self::Error> {
         let mut spans = Vec::with_capacity(events.len());
         let mut encoded = Vec::with_capacity(events.len());
         for event in events {
@@ -104,10 +113,14 @@ impl Handler for Publisher<'_> {
                 trace: trace.as_deref(),
             })
             .collect();
-        // The whole batch in flight at once, its confirms awaited together (in order on the one
-        // channel, so per license too); the spans end once the broker has confirmed.
-        let published = self.bus.publish_events(&messages).await;
-        drop(spans);
-        published
+        let confirms = self.bus.send_events(&messages).await?;
+        Ok(Sent { confirms, spans })
+    }
+
+    async fn finish(&mut self, sent: Sent) -> Result<(), Self::Error> {
+        // The spans end once the broker has confirmed.
+        let settled = sent.confirms.settled().await;
+        drop(sent.spans);
+        settled
     }
 }

@@ -329,3 +329,215 @@ async fn a_held_checkpoint_makes_the_follower_wait_and_lags_are_reported() {
         "a follower without a checkpoint is behind: {lags:?}"
     );
 }
+
+/// Every event's global position, in order.
+async fn positions(store: &Store) -> Vec<i64> {
+    let client = store.client().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT global_position FROM events ORDER BY global_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// A pipelined handler whose batches finish when the test says: `release` is how many may finish,
+/// `fail_at` the first (counting from 1) that fails instead.
+struct Confirming {
+    started: std::sync::Arc<std::sync::Mutex<Vec<(i64, i64)>>>,
+    release: tokio::sync::watch::Receiver<usize>,
+    finished: usize,
+    fail_at: Option<usize>,
+}
+
+impl Confirming {
+    fn new(release: tokio::sync::watch::Receiver<usize>) -> Self {
+        Self {
+            started: Default::default(),
+            release,
+            finished: 0,
+            fail_at: None,
+        }
+    }
+}
+
+impl licensing_store::Pipelined for Confirming {
+    type Error = String;
+    type Started = (i64, i64);
+
+    async fn start(&mut self, events: &[RecordedEvent]) -> Result<(i64, i64), String> {
+        let batch = (
+            events[0].global_position,
+            events.last().unwrap().global_position,
+        );
+        self.started.lock().unwrap().push(batch);
+        Ok(batch)
+    }
+
+    async fn finish(&mut self, _batch: (i64, i64)) -> Result<(), String> {
+        let n = self.finished + 1;
+        self.release
+            .wait_for(|released| *released >= n)
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.fail_at == Some(n) {
+            return Err(format!("batch {n} was not confirmed"));
+        }
+        self.finished = n;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pipelined_follower_keeps_batches_in_flight_and_moves_its_checkpoint_past_finished_ones()
+{
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    append_many(&store, 3, 10).await;
+    let at = positions(&store).await;
+    let batch = |n: usize| (at[n * 5], at[n * 5 + 4]);
+    let subscription = Subscription::new(store.clone(), "publisher").with_batch_size(5);
+    let (release, released) = tokio::sync::watch::channel(0);
+    let mut handler = Confirming::new(released);
+    handler.fail_at = Some(3);
+    let started = handler.started.clone();
+    let run = tokio::spawn({
+        let subscription = subscription.clone();
+        async move {
+            subscription
+                .run_pipelined(&mut handler, 3, CancellationToken::new(), || {})
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    eventually("three batches started", 10, || async {
+        (started.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        subscription.position().await.unwrap(),
+        0,
+        "nothing finished, so the checkpoint has not moved"
+    );
+
+    // One batch finishes: the checkpoint moves past it, and one more batch is started.
+    release.send(1).unwrap();
+    eventually("the checkpoint past the first batch", 10, || async {
+        (subscription.position().await.unwrap() == at[4]).then_some(())
+    })
+    .await;
+    eventually("a fourth batch started", 10, || async {
+        (started.lock().unwrap().len() == 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *started.lock().unwrap(),
+        [batch(0), batch(1), batch(2), batch(3)],
+        "in global order, never more than three in flight"
+    );
+
+    // The third batch fails: the run ends, the checkpoint stays past the second.
+    release.send(3).unwrap();
+    let error = run.await.unwrap().unwrap_err();
+    assert!(error.contains("batch 3 was not confirmed"), "{error}");
+    assert_eq!(subscription.position().await.unwrap(), at[9]);
+
+    // The next run hands over again everything after the checkpoint: at least once.
+    let (_release, released) = tokio::sync::watch::channel(usize::MAX);
+    let mut handler = Confirming::new(released);
+    let started = handler.started.clone();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let subscription = subscription.clone();
+        let cancel = cancel.clone();
+        async move {
+            subscription
+                .run_pipelined(&mut handler, 3, cancel, || {})
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    eventually("the second run caught up", 10, || async {
+        (subscription.position().await.unwrap() == at[29]).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *started.lock().unwrap(),
+        [batch(2), batch(3), batch(4), batch(5)]
+    );
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_second_instance_of_a_pipelined_follower_waits_then_takes_over_from_the_checkpoint() {
+    let db = TestDatabase::create().await;
+    let store = db.store_with_connections(6);
+    append_many(&store, 1, 4).await;
+    let at = positions(&store).await;
+    let subscription = Subscription::new(store.clone(), "publisher").with_batch_size(2);
+    let run = |handler: Confirming, cancel: CancellationToken| {
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            let mut handler = handler;
+            subscription
+                .run_pipelined(&mut handler, 2, cancel, || {})
+                .await
+                .map_err(|e| e.to_string())
+        })
+    };
+    let (first_release, released) = tokio::sync::watch::channel(usize::MAX);
+    let first = Confirming::new(released);
+    let first_started = first.started.clone();
+    let first_cancel = CancellationToken::new();
+    let first_run = run(first, first_cancel.clone());
+    eventually("the first instance caught up", 10, || async {
+        (subscription.position().await.unwrap() == at[3]).then_some(())
+    })
+    .await;
+
+    let (_second_release, released) = tokio::sync::watch::channel(usize::MAX);
+    let second = Confirming::new(released);
+    let second_started = second.started.clone();
+    let second_cancel = CancellationToken::new();
+    let second_run = run(second, second_cancel.clone());
+    eventually("the second instance waiting for the lock", 10, || async {
+        (backends(&store, &db.name, "wait_event_type = 'Lock'").await > 0).then_some(())
+    })
+    .await;
+    store.append("s0", 4, vec![event("x", 4)]).await.unwrap();
+    let at = positions(&store).await;
+    eventually(
+        "the first instance handed over the new event",
+        10,
+        || async { (subscription.position().await.unwrap() == at[4]).then_some(()) },
+    )
+    .await;
+    assert!(
+        second_started.lock().unwrap().is_empty(),
+        "the second instance handed over nothing while the first ran"
+    );
+
+    first_cancel.cancel();
+    drop(first_release);
+    first_run.await.unwrap().unwrap();
+    assert_eq!(
+        *first_started.lock().unwrap(),
+        [(at[0], at[1]), (at[2], at[3]), (at[4], at[4])]
+    );
+    store.append("s0", 5, vec![event("x", 5)]).await.unwrap();
+    let at = positions(&store).await;
+    eventually("the second instance took over", 10, || async {
+        (subscription.position().await.unwrap() == at[5]).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *second_started.lock().unwrap(),
+        [(at[5], at[5])],
+        "from the checkpoint: nothing handed over twice"
+    );
+    second_cancel.cancel();
+    second_run.await.unwrap().unwrap();
+}
