@@ -126,12 +126,28 @@ async fn main() {
     drop(client);
 
     let pid = stack.projector.as_ref().unwrap().child.id();
-    // An instant after the whole history: the as-of state replays all of it.
-    let as_of = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    let query_instant = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .replace(':', "%3A")
+            .replace('+', "%2B")
+    };
+    // An instant after the whole history (the newest snapshot serves it), and the instant of the
+    // append that wrote event 5,500 (the snapshot at 5,000, then 500 events folded: ADR 0022).
+    let as_of = query_instant(time::OffsetDateTime::now_utc());
+    let middle: time::OffsetDateTime = stack
+        .store
+        .client()
+        .await
         .unwrap()
-        .replace(':', "%3A")
-        .replace('+', "%2B");
+        .query_one(
+            "SELECT recorded_at FROM events WHERE stream_id = $1 AND stream_version = 5500",
+            &[&format!("license-{BIG}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let as_of_middle = query_instant(middle);
     let cookie = console_session(&stack.query_url(""), TOKEN).await;
     let (base, base_p95, base_cpu) = measure(&stack, pid, &cookie, "/healthz").await;
     let pages = [
@@ -151,6 +167,10 @@ async fn main() {
         (
             "license_as_of",
             format!("/console/licenses/{BIG}?as_of={as_of}"),
+        ),
+        (
+            "license_as_of_middle",
+            format!("/console/licenses/{BIG}?as_of={as_of_middle}"),
         ),
         ("dead_letters", "/console/dead-letters".to_owned()),
         ("probe", "/console/probe".to_owned()),

@@ -161,6 +161,17 @@ impl License {
         self.seen_callbacks.contains(key)
     }
 
+    /// The callbacks decided so far (D9), for a snapshot of the state.
+    pub fn seen_callbacks(&self) -> &BTreeSet<CallbackKey> {
+        &self.seen_callbacks
+    }
+
+    /// The state with `keys` as the callbacks decided so far: a snapshot restored.
+    pub fn with_seen_callbacks(mut self, keys: BTreeSet<CallbackKey>) -> Self {
+        self.seen_callbacks = keys;
+        self
+    }
+
     /// Whether an activate call is owed (pending or awaiting the buyer's claim).
     pub fn activation_due(&self) -> bool {
         self.released_at.is_none()

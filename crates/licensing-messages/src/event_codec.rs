@@ -24,7 +24,7 @@ pub struct DecodeError {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct MarketTimeV1 {
+pub(crate) struct MarketTimeV1 {
     instant_ms: i64,
     raw: String,
 }
@@ -48,7 +48,7 @@ impl From<MarketTimeV1> for domain::MarketTime {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct FailureV1 {
+pub(crate) struct FailureV1 {
     code: String,
     message: String,
     retryable: bool,
@@ -116,7 +116,7 @@ impl From<LicenseCodeInfoV1> for domain::LicenseCodeInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "activity", rename_all = "snake_case")]
-enum CallbackKeyV1 {
+pub(crate) enum CallbackKeyV1 {
     Refresh {
         order_id: String,
         order_line_id: String,
@@ -321,14 +321,14 @@ enum EventV1 {
     },
 }
 
-fn access_mode(name: &str) -> Result<domain::AccessMode, String> {
+pub(crate) fn access_mode(name: &str) -> Result<domain::AccessMode, String> {
     domain::AccessMode::parse(name).ok_or_else(|| format!("unknown access mode {name:?}"))
 }
 
 /// A drift: the status as `ours`/`theirs` (the only fields of the first version), then the other
 /// fields that disagree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct DriftV1 {
+pub(crate) struct DriftV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ours: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

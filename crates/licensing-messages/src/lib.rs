@@ -2,11 +2,13 @@
 //!
 //! - [`CommandEnvelope`] and [`Reply`]: commands and answers on the bus;
 //! - [`CommandEnvelope::to_domain`]: a command as the domain reads it (zones, policy);
-//! - [`event_codec`]: the stored JSON of every domain event.
+//! - [`event_codec`]: the stored JSON of every domain event;
+//! - [`state_codec`]: the JSON of a license's folded state, for snapshots (ADR 0022).
 
 mod convert;
 mod envelope;
 pub mod event_codec;
+pub mod state_codec;
 
 mod admit;
 pub use admit::{Admitted, Refused, admit_callback};

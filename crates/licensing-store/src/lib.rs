@@ -77,15 +77,17 @@ pub async fn scan_by_stream<'a>(
     read::scan_by_stream_in(client, until, upcasters).await
 }
 
-/// One stream's events recorded at or before `until`, in stream order, as they arrive: a state as
-/// of an instant is folded while the rest is still on the wire.
+/// One stream's events after version `after` (0: from the start) recorded at or before `until`,
+/// in stream order, as they arrive: a state as of an instant is folded, from a snapshot or from
+/// nothing, while the rest is still on the wire.
 pub async fn stream_until<'a>(
     client: &'a impl GenericClient,
     stream_id: &str,
+    after: i64,
     until: time::OffsetDateTime,
     upcasters: &'a Upcasters,
 ) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
-    read::stream_until_in(client, stream_id, until, upcasters).await
+    read::stream_until_in(client, stream_id, after, until, upcasters).await
 }
 
 /// The ids of the streams with events after `position`.

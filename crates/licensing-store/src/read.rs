@@ -181,19 +181,21 @@ pub(crate) async fn scan_by_stream_in<'a>(
     Ok(rows.map(move |row| decode(&row?, upcasters)))
 }
 
-/// One stream's events recorded at or before `until`, in order, read as a stream (a state as of
-/// an instant: folding overlaps the transfer).
+/// One stream's events after version `after` recorded at or before `until`, in order, read as a
+/// stream (a state as of an instant: folding overlaps the transfer).
 pub(crate) async fn stream_until_in<'a>(
     client: &'a impl GenericClient,
     stream_id: &str,
+    after: i64,
     until: time::OffsetDateTime,
     upcasters: &'a Upcasters,
 ) -> Result<impl futures_util::Stream<Item = Result<RecordedEvent, StoreError>> + 'a, StoreError> {
     use futures_util::StreamExt;
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version"
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 AND recorded_at <= $3 \
+         ORDER BY stream_version"
     );
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&stream_id, &until];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&stream_id, &after, &until];
     let rows = client.query_raw(&sql, params).await?;
     Ok(rows.map(move |row| decode(&row?, upcasters)))
 }

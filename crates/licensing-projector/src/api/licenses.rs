@@ -1,7 +1,6 @@
 //! The query API (bearer tokens): one license's view, its full history, its state at a past instant.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use licensing_store::{RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -9,8 +8,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::{Answer, Authorized, QueryState, Refusal, decode_query, instant, ok, text_filter};
-use crate::read_model::event_json;
 use crate::read_model::time::rfc3339;
+use crate::read_model::{ReadModelError, event_json};
 
 /// The events of license `code` (of its sandbox twin with `sandbox`): 404 when there are none,
 /// or when `code` cannot be a license code at all.
@@ -365,19 +364,15 @@ async fn as_of(
         return Err(Refusal::unknown_license(code));
     };
     let stream = license.stream_name(sandbox);
-    // Only the events up to the instant leave the database, folded as they arrive.
+    // The newest snapshot usable then, and only the events after it up to the instant, folded as
+    // they arrive (ADR 0022).
     let client = store.client().await.map_err(|e| Refusal::unavailable(&e))?;
-    let upcasters = licensing_store::Upcasters::new();
-    let events = licensing_store::stream_until(&**client, &stream, at, &upcasters)
+    let state = crate::read_model::snapshots::state_as_of(&**client, &stream, at)
         .await
-        .map_err(|e| Refusal::unavailable(&e))?;
-    let mut events = std::pin::pin!(events);
-    let mut state = licensing_domain::License::default();
-    while let Some(event) = events.next().await {
-        let event = event.map_err(|e| Refusal::unavailable(&e))?;
-        state = crate::read_model::views::apply(state, &stream, &event)
-            .map_err(|e| Refusal::undecodable(&e))?;
-    }
+        .map_err(|e| match e {
+            ReadModelError::Store(e) => Refusal::unavailable(&e),
+            e @ ReadModelError::Undecodable { .. } => Refusal::undecodable(&e),
+        })?;
     if state.version == 0 {
         return Err(Refusal::new(
             actix_web::http::StatusCode::NOT_FOUND,

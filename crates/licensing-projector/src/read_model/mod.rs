@@ -5,6 +5,7 @@
 pub(crate) mod probe_log;
 pub(crate) mod rebuild;
 pub(crate) mod schema;
+pub(crate) mod snapshots;
 pub(crate) mod time;
 pub(crate) mod views;
 

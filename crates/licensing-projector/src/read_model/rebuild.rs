@@ -15,6 +15,7 @@ use licensing_messages::event_codec;
 use crate::read_model::ReadModelError;
 use crate::read_model::schema;
 use crate::read_model::schema::view_table;
+use crate::read_model::snapshots;
 use crate::read_model::views::{replay, write_view, write_views};
 
 /// Licenses written per statement while rebuilding.
@@ -32,6 +33,19 @@ pub struct RebuildReport {
 }
 
 const NEXT: &str = "license_views_next";
+
+/// A snapshot of a rebuilt stream's final state when it is long enough to have one (ADR 0022): a
+/// store whose licenses grew before snapshots existed gets them at once.
+async fn snapshot_if_long(
+    client: &impl licensing_store::GenericClient,
+    stream: &str,
+    state: &License,
+) -> Result<(), StoreError> {
+    if state.version >= snapshots::SNAPSHOT_EVERY {
+        snapshots::write(client, &[(stream, state)]).await?;
+    }
+    Ok(())
+}
 
 /// Rebuilds into `license_views_next`, catches up with what was appended meanwhile while holding
 /// the live follower's checkpoint (so it waits, and nothing is missed), then swaps the tables.
@@ -71,7 +85,8 @@ pub async fn rebuild(
                 .as_ref()
                 .is_some_and(|(s, _)| *s != stored.stream_id)
             {
-                if let Some((_, state)) = current.take() {
+                if let Some((stream, state)) = current.take() {
+                    snapshot_if_long(&**writer, &stream, &state).await?;
                     batch.push(state);
                     done += 1;
                 }
@@ -93,7 +108,8 @@ pub async fn rebuild(
             events += 1;
         }
     }
-    if let Some((_, state)) = current.take() {
+    if let Some((stream, state)) = current.take() {
+        snapshot_if_long(&**writer, &stream, &state).await?;
         batch.push(state);
         done += 1;
     }

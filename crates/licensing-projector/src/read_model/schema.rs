@@ -1,5 +1,5 @@
 //! The projector's tables, created at start (idempotent): the license view, the outbound jobs, the
-//! access schedule, the heartbeat ledger and the probe log.
+//! access schedule, the heartbeat ledger, the probe log and the snapshots of long streams.
 
 use licensing_store::{Store, StoreError};
 
@@ -142,6 +142,10 @@ ON CONFLICT (license) DO NOTHING;
 /// Creates the projector's tables if they do not exist.
 pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
     store
-        .ensure_schema(&format!("{}\n{JOBS}", view_table("license_views")))
+        .ensure_schema(&format!(
+            "{}\n{JOBS}\n{}",
+            view_table("license_views"),
+            super::snapshots::SCHEMA
+        ))
         .await
 }

@@ -16,6 +16,7 @@ use licensing_store::{
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::read_model::ReadModelError;
+use crate::read_model::snapshots;
 use crate::read_model::time::ts;
 
 /// Licenses whose state is kept between batches, at most.
@@ -587,7 +588,9 @@ impl Handler for Views {
             HeartbeatDays::default(),
             Vec::new(),
         );
+        let mut snapshot = Vec::new();
         for (stream, new) in &streams {
+            let before = new.first().map_or(0, |e| e.stream_version - 1) as u64;
             // A stream not loaded has a kept state exactly one event behind.
             let state = match loaded.remove(*stream) {
                 Some(events) => replay(stream, &events)?,
@@ -628,10 +631,18 @@ impl Handler for Views {
                 ));
                 spans.push(span);
             }
+            if snapshots::due(before, state.version) {
+                snapshot.push(states.len());
+            }
             states.push(((*stream).to_owned(), state));
         }
         let views: Vec<&License> = states.iter().map(|(_, state)| state).collect();
         write_view_refs(tx, "license_views", &views).await?;
+        let passed: Vec<(&str, &License)> = snapshot
+            .iter()
+            .map(|&i| (states[i].0.as_str(), &states[i].1))
+            .collect();
+        snapshots::write(tx, &passed).await?;
         days.write(tx).await?;
         jobs.write(tx).await?;
         write_schedule(tx, &due).await?;

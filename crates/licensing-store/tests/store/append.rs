@@ -427,7 +427,8 @@ async fn a_stream_tail_is_its_newest_events_in_order_up_to_an_instant() {
 }
 
 #[tokio::test]
-async fn a_stream_until_an_instant_yields_that_streams_events_recorded_by_then_in_order() {
+async fn a_stream_until_an_instant_yields_that_streams_events_after_a_version_recorded_by_then_in_order()
+ {
     use futures_util::StreamExt;
     let db = TestDatabase::create().await;
     let store = db.store();
@@ -450,15 +451,21 @@ async fn a_stream_until_an_instant_yields_that_streams_events_recorded_by_then_i
         .collect();
     let client = store.client().await.unwrap();
     let upcasters = Upcasters::new();
-    let read = async |until| -> Vec<i64> {
-        licensing_store::stream_until(&**client, "s", until, &upcasters)
+    let read_after = async |after, until| -> Vec<i64> {
+        licensing_store::stream_until(&**client, "s", after, until, &upcasters)
             .await
             .unwrap()
             .map(|e| e.unwrap().stream_version)
             .collect()
             .await
     };
+    let read = async |until| read_after(0, until).await;
     assert_eq!(read(recorded[2]).await, vec![1, 2, 3]);
+    assert_eq!(
+        read_after(1, recorded[2]).await,
+        vec![2, 3],
+        "after a snapshot's version"
+    );
     assert_eq!(
         read(recorded[1]).await,
         vec![1, 2],

@@ -1,0 +1,271 @@
+//! Snapshots of licenses' folded states, for as-of reads (ADR 0022): the view follower writes one
+//! each time a stream passes a multiple of [`SNAPSHOT_EVERY`] events, and a state as of an instant
+//! is the newest snapshot usable then, plus the events after it recorded by then.
+
+use futures_util::StreamExt;
+use licensing_domain::License;
+use licensing_messages::state_codec::{self, SNAPSHOT_FORMAT};
+use licensing_store::{GenericClient, StoreError, Upcasters};
+use time::OffsetDateTime;
+
+use crate::read_model::ReadModelError;
+use crate::read_model::views::apply;
+
+/// A snapshot every this many events of a stream.
+pub(crate) const SNAPSHOT_EVERY: u64 = 1_000;
+
+/// The snapshots' table, created with the projector's others. `valid_from` is the latest
+/// `recorded_at` of the events folded into the state: it serves an instant only from then on.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS license_snapshots (
+    stream_id  text        NOT NULL,
+    version    bigint      NOT NULL,
+    format     integer     NOT NULL,
+    valid_from timestamptz NOT NULL,
+    state      text        NOT NULL,
+    PRIMARY KEY (stream_id, version)
+);
+";
+
+/// Whether a stream that went from `before` to `after` events passed a multiple of
+/// [`SNAPSHOT_EVERY`].
+pub(crate) fn due(before: u64, after: u64) -> bool {
+    after / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY
+}
+
+/// Writes a snapshot of each `(stream, state)`, in one statement.
+pub(crate) async fn write(
+    client: &impl GenericClient,
+    states: &[(&str, &License)],
+) -> Result<(), StoreError> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let streams: Vec<&str> = states.iter().map(|(stream, _)| *stream).collect();
+    let versions: Vec<i64> = states.iter().map(|(_, s)| s.version as i64).collect();
+    let json: Vec<String> = states.iter().map(|(_, s)| state_codec::encode(s)).collect();
+    client
+        .execute(
+            "INSERT INTO license_snapshots (stream_id, version, format, valid_from, state)
+             SELECT stream_id, version, $4, valid_from, state FROM (
+                 SELECT u.*, (SELECT max(e.recorded_at) FROM events e
+                               WHERE e.stream_id = u.stream_id AND e.stream_version <= u.version)
+                             AS valid_from
+                 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(stream_id, version, state)
+             ) s WHERE valid_from IS NOT NULL
+             ON CONFLICT (stream_id, version) DO UPDATE
+             SET format = EXCLUDED.format, valid_from = EXCLUDED.valid_from, state = EXCLUDED.state",
+            &[&streams, &versions, &json, &SNAPSHOT_FORMAT],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The newest snapshot of `stream` usable at `at`, and its version; `None` when there is none (or
+/// only undecodable ones, which are logged).
+async fn newest_before(
+    client: &impl GenericClient,
+    stream: &str,
+    at: OffsetDateTime,
+) -> Result<Option<License>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT version, state FROM license_snapshots
+             WHERE stream_id = $1 AND format = $2 AND valid_from <= $3
+             ORDER BY version DESC LIMIT 1",
+            &[&stream, &SNAPSHOT_FORMAT, &at],
+        )
+        .await?;
+    Ok(row.and_then(|row| {
+        let version: i64 = row.get(0);
+        state_codec::decode(row.get(1))
+            .inspect_err(|e| {
+                tracing::error!(stream, version, error = %e, "a snapshot cannot be read; folding from the start");
+            })
+            .ok()
+            .filter(|state| state.version as i64 == version)
+    }))
+}
+
+/// The state of `stream` as of `at`: the newest snapshot usable then, folded on with the events
+/// after it recorded by then (from nothing without a snapshot).
+pub(crate) async fn state_as_of(
+    client: &impl GenericClient,
+    stream: &str,
+    at: OffsetDateTime,
+) -> Result<License, ReadModelError> {
+    let mut state = newest_before(client, stream, at).await?.unwrap_or_default();
+    let upcasters = Upcasters::new();
+    let after = state.version as i64;
+    let events = licensing_store::stream_until(client, stream, after, at, &upcasters).await?;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        state = apply(state, stream, &event?)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use licensing_domain::{self as domain, Event, LicenseCode, MarketTime, Timestamp};
+    use licensing_messages::event_codec;
+    use licensing_runtime::Clock;
+    use licensing_store::testing::TestDatabase;
+    use licensing_store::{NewEvent, RecordedEvent, Store, Subscription};
+
+    use super::*;
+    use crate::read_model::views::{Views, replay};
+
+    const STREAM: &str = "license-SNAP1";
+
+    fn stored(event: &Event) -> NewEvent {
+        let (event_type, payload) = event_codec::encode(event);
+        NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type,
+            schema_version: event_codec::SCHEMA_VERSION,
+            payload,
+            metadata: Default::default(),
+        }
+    }
+
+    /// A license registered, then renewed 2,499 times, appended 100 events per transaction (so
+    /// 25 recorded instants); the view follower handles it 300 events at a time.
+    async fn long_license(store: &Store) -> Vec<RecordedEvent> {
+        let mut events = vec![stored(&Event::Registered(domain::Registered {
+            license: LicenseCode::parse("SNAP1").unwrap(),
+            sandbox: false,
+            origin: domain::Origin::Callback,
+            at: Timestamp::from_millis(1),
+        }))];
+        for i in 1..2_500i64 {
+            events.push(stored(&Event::Renewed(domain::Renewed {
+                order_id: "CS1".into(),
+                order_line_id: format!("CS1-{i:06}"),
+                scene: domain::Scene::Other("RENEWAL".into()),
+                product_id: Some(format!("P{}", i % 7)),
+                expire: MarketTime {
+                    instant: Timestamp::from_millis(1_800_000_000_000 + i * 86_400_000),
+                    raw: format!("{i:014}"),
+                },
+                at: Timestamp::from_millis(1 + i),
+            })));
+        }
+        for (n, chunk) in events.chunks(100).enumerate() {
+            store
+                .append(STREAM, (n * 100) as i64, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+        let views = Subscription::new(store.clone(), "license_views").with_batch_size(300);
+        let mut handler = Views::new(
+            time::UtcOffset::UTC,
+            time::UtcOffset::UTC,
+            "seller".into(),
+            domain::NoticePolicy::default(),
+            Clock::system(),
+        );
+        while views.step(&mut handler).await.unwrap() > 0 {}
+        store.load(STREAM).await.unwrap()
+    }
+
+    /// The full fold of the events recorded by `at`: what an as-of read must give.
+    fn folded(events: &[RecordedEvent], at: OffsetDateTime) -> License {
+        let then: Vec<RecordedEvent> = events
+            .iter()
+            .filter(|e| e.recorded_at <= at)
+            .cloned()
+            .collect();
+        replay(STREAM, &then).unwrap()
+    }
+
+    async fn snapshot_versions(client: &impl GenericClient) -> Vec<i64> {
+        client
+            .query(
+                "SELECT version FROM license_snapshots WHERE stream_id = $1 ORDER BY version",
+                &[&STREAM],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_state_as_of_any_instant_from_snapshots_equals_the_full_fold() {
+        let db = TestDatabase::create().await;
+        let store = db.store();
+        crate::read_model::schema::ensure(&store).await.unwrap();
+        let events = long_license(&store).await;
+        let client = store.client().await.unwrap();
+        // Batches end at 300, 600, …: the batches that passed 1,000 and 2,000 end at 1,200 and 2,100.
+        assert_eq!(snapshot_versions(&**client).await, [1_200, 2_100]);
+
+        let mut instants: Vec<OffsetDateTime> = events.iter().map(|e| e.recorded_at).collect();
+        instants.dedup();
+        assert_eq!(instants.len(), 25, "one instant per append");
+        let probes: Vec<OffsetDateTime> = instants
+            .iter()
+            .flat_map(|t| [*t - time::Duration::microseconds(1), *t])
+            .collect();
+        for at in &probes {
+            let state = state_as_of(&**client, STREAM, *at).await.unwrap();
+            assert_eq!(state, folded(&events, *at), "as of {at}");
+        }
+
+        // A snapshot of another format, or one that does not decode, is passed over.
+        client
+            .execute(
+                "UPDATE license_snapshots SET format = 0 WHERE version = 2100",
+                &[],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE license_snapshots SET state = '{}' WHERE version = 1200",
+                &[],
+            )
+            .await
+            .unwrap();
+        let last = *instants.last().unwrap();
+        let state = state_as_of(&**client, STREAM, last).await.unwrap();
+        assert_eq!(state, folded(&events, last));
+
+        // The read starts from the snapshot: one whose state says otherwise shows through.
+        let mut marked = folded(&events, instants[20]);
+        assert_eq!(marked.version, 2_100);
+        marked.product_id = Some("FROM-SNAPSHOT".into());
+        client
+            .execute(
+                "UPDATE license_snapshots SET format = $1, state = $2 WHERE version = 2100",
+                &[&SNAPSHOT_FORMAT, &state_codec::encode(&marked)],
+            )
+            .await
+            .unwrap();
+        let state = state_as_of(&**client, STREAM, instants[20]).await.unwrap();
+        assert_eq!(state.product_id.as_deref(), Some("FROM-SNAPSHOT"));
+        assert_eq!(state.version, 2_100);
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_writes_the_snapshot_of_a_long_streams_final_state() {
+        let db = TestDatabase::create().await;
+        let store = db.store();
+        crate::read_model::schema::ensure(&store).await.unwrap();
+        let events = long_license(&store).await;
+        let client = store.client().await.unwrap();
+        client
+            .execute("DELETE FROM license_snapshots", &[])
+            .await
+            .unwrap();
+        crate::read_model::rebuild::rebuild(&store, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(snapshot_versions(&**client).await, [2_500]);
+        let last = events.last().unwrap().recorded_at;
+        let state = state_as_of(&**client, STREAM, last).await.unwrap();
+        assert_eq!(state, folded(&events, last));
+    }
+}
