@@ -161,14 +161,12 @@ impl License {
         self.seen_callbacks.contains(key)
     }
 
-    /// The callbacks decided so far (D9), for a snapshot of the state.
-    pub fn seen_callbacks(&self) -> &BTreeSet<CallbackKey> {
-        &self.seen_callbacks
-    }
-
-    /// The state with `keys` as the callbacks decided so far: a snapshot restored.
-    pub fn with_seen_callbacks(mut self, keys: BTreeSet<CallbackKey>) -> Self {
-        self.seen_callbacks = keys;
+    /// The state without the callbacks it decided (D9): only `decide` consults them, and `evolve`
+    /// only records them, so every read of a state (a view, a state as of an instant) is the same
+    /// without them. A snapshot for reads keeps no more (ADR 0022): a license renewed ten
+    /// thousand times has ten thousand of them.
+    pub fn without_decided_callbacks(mut self) -> Self {
+        self.seen_callbacks.clear();
         self
     }
 

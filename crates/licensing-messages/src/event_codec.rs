@@ -116,7 +116,7 @@ impl From<LicenseCodeInfoV1> for domain::LicenseCodeInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "activity", rename_all = "snake_case")]
-pub(crate) enum CallbackKeyV1 {
+enum CallbackKeyV1 {
     Refresh {
         order_id: String,
         order_line_id: String,

@@ -1,13 +1,13 @@
-//! The JSON of a license's folded state, for the projector's snapshots (ADR 0022). An internal
-//! format, never part of an event: [`SNAPSHOT_FORMAT`] is stored with each snapshot and bumped
-//! whenever `License` or `evolve` changes meaning, and a snapshot of another format is not used.
-
-use std::collections::BTreeSet;
+//! The JSON of a license's folded state as reads see it, for the projector's snapshots (ADR
+//! 0022): every field but the callbacks it decided, which only `decide` consults
+//! (`License::without_decided_callbacks`). An internal format, never part of an event:
+//! [`SNAPSHOT_FORMAT`] is stored with each snapshot and bumped whenever `License` or `evolve`
+//! changes meaning, and a snapshot of another format is not used.
 
 use licensing_domain as domain;
 use serde::{Deserialize, Serialize};
 
-use crate::event_codec::{CallbackKeyV1, DriftV1, FailureV1, MarketTimeV1, access_mode};
+use crate::event_codec::{DriftV1, FailureV1, MarketTimeV1, access_mode};
 
 /// The format of the state's JSON. Bump it with any change to `License`'s fields or to what
 /// `evolve` makes of an event: snapshots of an older format are then ignored.
@@ -56,7 +56,6 @@ struct LicenseStateV1 {
     data_kept_until_ms: Option<i64>,
     expiry_notices: Vec<(i64, u32)>,
     freeze_notices: Vec<(i64, u32)>,
-    seen_callbacks: Vec<CallbackKeyV1>,
 }
 
 fn ms(t: Option<domain::Timestamp>) -> Option<i64> {
@@ -67,7 +66,7 @@ fn at(ms: Option<i64>) -> Option<domain::Timestamp> {
     ms.map(domain::Timestamp::from_millis)
 }
 
-/// A state as JSON text.
+/// A state as JSON text, without its decided callbacks.
 pub fn encode(state: &domain::License) -> String {
     use domain::ActivationStatus as A;
     let activation = match &state.activation {
@@ -114,12 +113,11 @@ pub fn encode(state: &domain::License) -> String {
         data_kept_until_ms: ms(state.data_kept_until),
         expiry_notices: state.expiry_notices.iter().copied().collect(),
         freeze_notices: state.freeze_notices.iter().copied().collect(),
-        seen_callbacks: state.seen_callbacks().iter().map(Into::into).collect(),
     };
     serde_json::to_string(&dto).expect("a state serialises")
 }
 
-/// A state from its JSON text.
+/// A state from its JSON text (it has no decided callbacks).
 pub fn decode(json: &str) -> Result<domain::License, StateError> {
     use domain::ActivationStatus as A;
     let fail = |e: String| StateError(e);
@@ -133,12 +131,6 @@ pub fn decode(json: &str) -> Result<domain::License, StateError> {
         (other, _) => return Err(fail(format!("unknown activation status {other:?}"))),
     };
     let day = domain::Day::from_number;
-    let seen = dto
-        .seen_callbacks
-        .into_iter()
-        .map(domain::CallbackKey::try_from)
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(fail)?;
     let mut state = domain::License::default();
     state.code = dto
         .code
@@ -175,5 +167,5 @@ pub fn decode(json: &str) -> Result<domain::License, StateError> {
     state.data_kept_until = at(dto.data_kept_until_ms);
     state.expiry_notices = dto.expiry_notices.into_iter().collect();
     state.freeze_notices = dto.freeze_notices.into_iter().collect();
-    Ok(state.with_seen_callbacks(seen))
+    Ok(state)
 }

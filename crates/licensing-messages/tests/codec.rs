@@ -357,7 +357,7 @@ fn every_probe_event_round_trips() {
 }
 
 #[test]
-fn every_state_along_every_event_round_trips_through_the_snapshot_json() {
+fn every_state_along_every_event_round_trips_through_the_snapshot_json_but_its_decided_callbacks() {
     use licensing_messages::state_codec;
     let mut state = License::default();
     let mut states = vec![state.clone()];
@@ -371,9 +371,13 @@ fn every_state_along_every_event_round_trips_through_the_snapshot_json() {
     }
     for state in &states {
         let json = state_codec::encode(state);
-        assert_eq!(&state_codec::decode(&json).unwrap(), state, "{json}");
+        assert_eq!(
+            state_codec::decode(&json).unwrap(),
+            state.clone().without_decided_callbacks(),
+            "{json}"
+        );
     }
-    assert!(state.drift.is_some() && !state.seen_callbacks().is_empty());
+    assert!(state.drift.is_some() && state.released_at.is_some());
     insta::assert_snapshot!("license_state_v1", state_codec::encode(&state));
     assert!(
         state_codec::decode(r#"{"version":1}"#)
@@ -383,8 +387,8 @@ fn every_state_along_every_event_round_trips_through_the_snapshot_json() {
     );
 }
 
-/// A field added to the state changes this line: the snapshot JSON must carry it, and
-/// `state_codec::SNAPSHOT_FORMAT` must be bumped (ADR 0022).
+/// A field added to the state changes this line: the snapshot JSON must carry it (every field but
+/// `seen_callbacks`), and `state_codec::SNAPSHOT_FORMAT` must be bumped (ADR 0022).
 #[test]
 fn the_states_fields_are_the_ones_the_snapshot_json_knows() {
     insta::assert_snapshot!(format!("{:?}", License::default()), @"License { code: None, sandbox: false, version: 0, activation: NotRequested, activation_attempt: 0, real_effect_time: None, needs_confirmation: false, expire: None, expire_estimated: false, product_id: None, order_id: None, frozen_since: None, released_at: None, last_usage: None, last_heartbeat_day: None, heartbeat_attempt: None, last_heartbeat_failure: None, heartbeat_given_up: None, last_usage_ip: None, last_activation_failure: None, awaiting_claim_since: None, market_status: None, drift: None, updated_at: None, latest_at: None, access_mode: Pending, data_kept_until: None, expiry_notices: {}, freeze_notices: {}, seen_callbacks: {} }");
