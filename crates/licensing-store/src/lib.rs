@@ -77,6 +77,18 @@ pub async fn scan_by_stream<'a>(
     read::scan_by_stream_in(client, until, upcasters).await
 }
 
+/// For each `streams[i]` and `versions[i]`, the latest `recorded_at` of that stream's events up
+/// to that version (`None` for a stream without any), in one query: the instant from which a
+/// state folded up to that version describes the stream (recorded times are the appends'
+/// transaction starts, not strictly ordered along a stream).
+pub async fn recorded_by(
+    client: &impl GenericClient,
+    streams: &[&str],
+    versions: &[i64],
+) -> Result<Vec<Option<time::OffsetDateTime>>, StoreError> {
+    read::recorded_by_in(client, streams, versions).await
+}
+
 /// One stream's events after version `after` (0: from the start) recorded at or before `until`,
 /// in stream order, as they arrive: a state as of an instant is folded, from a snapshot or from
 /// nothing, while the rest is still on the wire.

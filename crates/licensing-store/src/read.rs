@@ -200,6 +200,25 @@ pub(crate) async fn stream_until_in<'a>(
     Ok(rows.map(move |row| decode(&row?, upcasters)))
 }
 
+/// For each stream and version, the latest `recorded_at` of the stream's events up to that
+/// version (`None` for a stream without any), in one query.
+pub(crate) async fn recorded_by_in(
+    client: &impl GenericClient,
+    streams: &[&str],
+    versions: &[i64],
+) -> Result<Vec<Option<time::OffsetDateTime>>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT (SELECT max(e.recorded_at) FROM events e
+                      WHERE e.stream_id = u.stream_id AND e.stream_version <= u.version)
+               FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(stream_id, version, n)
+              ORDER BY u.n",
+            &[&streams, &versions],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The ids of the streams with events after `position`.
 pub(crate) async fn stream_ids_after_in(
     client: &impl GenericClient,

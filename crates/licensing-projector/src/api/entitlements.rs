@@ -8,7 +8,7 @@ use licensing_runtime::{Verdict, entitlement_json};
 
 use crate::api::licenses::license_events;
 use crate::api::{Answer, Authorized, QueryState, Refusal};
-use crate::read_model::views::replay;
+use crate::read_model::fold::replay;
 
 fn not_configured() -> Refusal {
     Refusal::new(

@@ -2,6 +2,7 @@
 //! probe log, the access schedule), the followers of the event store that write them, and their
 //! rebuild. No HTTP and no broker here: the API, the console and the workers read through it.
 
+pub(crate) mod fold;
 pub(crate) mod probe_log;
 pub(crate) mod rebuild;
 pub(crate) mod schema;

@@ -13,10 +13,11 @@ use licensing_domain::{self as domain, License};
 use licensing_messages::event_codec;
 
 use crate::read_model::ReadModelError;
+use crate::read_model::fold::replay;
 use crate::read_model::schema;
 use crate::read_model::schema::view_table;
 use crate::read_model::snapshots;
-use crate::read_model::views::{replay, write_view, write_views};
+use crate::read_model::views::{write_view, write_views};
 
 /// Licenses written per statement while rebuilding.
 const BATCH: usize = 1000;
@@ -144,4 +145,31 @@ pub async fn rebuild(
         events,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use licensing_store::testing::TestDatabase;
+
+    use super::*;
+    use crate::read_model::snapshots::state_as_of;
+    use crate::read_model::snapshots::tests::{STREAM, folded, long_license, snapshot_versions};
+
+    #[tokio::test]
+    async fn a_rebuild_writes_the_snapshot_of_a_long_streams_final_state() {
+        let db = TestDatabase::create().await;
+        let store = db.store();
+        crate::read_model::schema::ensure(&store).await.unwrap();
+        let events = long_license(&store).await;
+        let client = store.client().await.unwrap();
+        client
+            .execute("DELETE FROM license_snapshots", &[])
+            .await
+            .unwrap();
+        rebuild(&store, |_, _| {}).await.unwrap();
+        assert_eq!(snapshot_versions(&**client).await, [2_500]);
+        let last = events.last().unwrap().recorded_at;
+        let state = state_as_of(&**client, STREAM, last).await.unwrap();
+        assert_eq!(state, folded(&events, last));
+    }
 }

@@ -119,6 +119,18 @@ CREATE TABLE IF NOT EXISTS marketplace_probes (
     activity text        NOT NULL
 );
 
+-- Snapshots of licenses' folded states for as-of reads (ADR 0022), one per thousand events of a
+-- stream, written by the view follower. `valid_from` is the latest `recorded_at` of the events
+-- folded into the state: it serves an instant only from then on.
+CREATE TABLE IF NOT EXISTS license_snapshots (
+    stream_id  text        NOT NULL,
+    version    bigint      NOT NULL,
+    format     integer     NOT NULL,
+    valid_from timestamptz NOT NULL,
+    state      text        NOT NULL,
+    PRIMARY KEY (stream_id, version)
+);
+
 -- Console sign-outs (ADR 0015): one session by its nonce, or (nonce NULL) every session of a
 -- token issued until signed_out_at; each kept until the sessions it ends would have expired.
 CREATE TABLE IF NOT EXISTS console_sign_outs (
@@ -142,10 +154,6 @@ ON CONFLICT (license) DO NOTHING;
 /// Creates the projector's tables if they do not exist.
 pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
     store
-        .ensure_schema(&format!(
-            "{}\n{JOBS}\n{}",
-            view_table("license_views"),
-            super::snapshots::SCHEMA
-        ))
+        .ensure_schema(&format!("{}\n{JOBS}", view_table("license_views")))
         .await
 }

@@ -16,6 +16,7 @@ use licensing_store::{
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::read_model::ReadModelError;
+use crate::read_model::fold::{fold, replay};
 use crate::read_model::snapshots;
 use crate::read_model::time::ts;
 
@@ -99,39 +100,6 @@ async fn write_schedule(
         .map_err(StoreError::from)?;
     }
     Ok(())
-}
-
-/// A license's state from its stored events.
-pub fn replay(stream: &str, events: &[RecordedEvent]) -> Result<License, ReadModelError> {
-    fold(License::default(), stream, events.iter())
-}
-
-/// `state` after `events` of `stream`.
-fn fold<'a>(
-    mut state: License,
-    stream: &str,
-    events: impl IntoIterator<Item = &'a RecordedEvent>,
-) -> Result<License, ReadModelError> {
-    for e in events {
-        state = apply(state, stream, e)?;
-    }
-    Ok(state)
-}
-
-/// `state` after one stored event of `stream`.
-pub(crate) fn apply(
-    state: License,
-    stream: &str,
-    e: &RecordedEvent,
-) -> Result<License, ReadModelError> {
-    let event =
-        event_codec::decode(&e.event_type, e.schema_version, &e.payload).map_err(|source| {
-            ReadModelError::Undecodable {
-                stream: stream.to_owned(),
-                source,
-            }
-        })?;
-    Ok(domain::evolve(state, &event))
 }
 
 fn activation_name(a: &ActivationStatus) -> (&'static str, Option<String>) {
@@ -659,6 +627,45 @@ impl Handler for Views {
 mod tests {
     use super::*;
     use domain::{CallFailure, Event, MarketStatus};
+
+    #[tokio::test]
+    async fn the_view_follower_writes_a_snapshot_at_the_end_of_each_batch_passing_a_thousand_events()
+     {
+        use crate::read_model::snapshots::tests::{STREAM, long_license, snapshot_versions};
+        use licensing_store::Subscription;
+        use licensing_store::testing::TestDatabase;
+        let db = TestDatabase::create().await;
+        let store = db.store();
+        crate::read_model::schema::ensure(&store).await.unwrap();
+        let events = long_license(&store).await;
+        let views = Subscription::new(store.clone(), "license_views").with_batch_size(300);
+        let mut handler = Views::new(
+            UtcOffset::UTC,
+            UtcOffset::UTC,
+            "seller".into(),
+            NoticePolicy::default(),
+            Clock::system(),
+        );
+        while views.step(&mut handler).await.unwrap() > 0 {}
+        let client = store.client().await.unwrap();
+        // Batches end at 300, 600, …: those that passed 1,000 and 2,000 end at 1,200 and 2,100.
+        assert_eq!(snapshot_versions(&**client).await, [1_200, 2_100]);
+        let (state, valid_from): (String, OffsetDateTime) = client
+            .query_one(
+                "SELECT state, valid_from FROM license_snapshots WHERE stream_id = $1 AND version = 1200",
+                &[&STREAM],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!(
+            licensing_messages::state_codec::decode(&state).unwrap(),
+            replay(STREAM, &events[..1_200])
+                .unwrap()
+                .without_decided_callbacks()
+        );
+        assert_eq!(valid_from, events[1_199].recorded_at);
+    }
 
     fn recorded(version: i64, event: &Event) -> RecordedEvent {
         let (event_type, payload) = event_codec::encode(event);
