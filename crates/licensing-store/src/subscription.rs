@@ -212,13 +212,11 @@ impl Subscription {
         progress: impl Fn(),
     ) -> Result<(), FollowError<H::Error>> {
         let wake = Arc::new(Notify::new());
-        let (client, connection) = self
-            .store
-            .pg_config
-            .connect(self.store.tls.clone())
+        let listener = self
+            .listener(wake.clone(), None)
             .await
-            .map_err(|e| FollowError::Store(e.into()))?;
-        let mut listener = std::pin::pin!(listen(client, connection, wake.clone(), None));
+            .map_err(FollowError::Store)?;
+        let mut listener = std::pin::pin!(listener);
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -239,11 +237,7 @@ impl Subscription {
                 () = cancel.cancelled() => {}
                 () = wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
-                lost = &mut listener => {
-                    return Err(FollowError::Store(StoreError::Unavailable(format!(
-                        "the notification connection was lost: {lost}"
-                    ))));
-                }
+                reason = &mut listener => return Err(FollowError::Store(lost(&reason))),
             }
         }
     }
@@ -262,21 +256,15 @@ impl Subscription {
         cancel: CancellationToken,
         progress: impl Fn(),
     ) -> Result<(), FollowError<P::Error>> {
-        let lost = |reason: String| {
-            FollowError::Store(StoreError::Unavailable(format!(
-                "the notification connection was lost: {reason}"
-            )))
-        };
+        let lost = |reason: String| FollowError::Store(lost(&reason));
         let wake = Arc::new(Notify::new());
-        let (client, connection) = self
-            .store
-            .pg_config
-            .connect(self.store.tls.clone())
-            .await
-            .map_err(|e| FollowError::Store(e.into()))?;
         let (held, is_held) = oneshot::channel();
         let hold = Some((self.name.clone(), held));
-        let mut listener = std::pin::pin!(listen(client, connection, wake.clone(), hold));
+        let listener = self
+            .listener(wake.clone(), hold)
+            .await
+            .map_err(FollowError::Store)?;
+        let mut listener = std::pin::pin!(listener);
         tokio::select! {
             held = is_held => match held {
                 Ok(Ok(())) => {}
@@ -336,6 +324,17 @@ impl Subscription {
         }
     }
 
+    /// The follower's own connection, listening for appends (after taking `hold`'s lock, if
+    /// any): the future ends with why the connection was lost.
+    async fn listener(
+        &self,
+        wake: Arc<Notify>,
+        hold: Option<(String, oneshot::Sender<Result<(), String>>)>,
+    ) -> Result<impl Future<Output = String> + use<>, StoreError> {
+        let (client, connection) = self.store.pg_config.connect(self.store.tls.clone()).await?;
+        Ok(listen(client, connection, wake, hold))
+    }
+
     /// Moves the checkpoint forward to `position` (never back).
     async fn move_to(&self, position: i64) -> Result<(), StoreError> {
         let client = self.store.client().await?;
@@ -349,6 +348,11 @@ impl Subscription {
             .await?;
         Ok(())
     }
+}
+
+/// A follower's run ends when its notification connection is lost.
+fn lost(reason: &str) -> StoreError {
+    StoreError::Unavailable(format!("the notification connection was lost: {reason}"))
 }
 
 /// LISTENs on the append channel and wakes the follower on each notification; returns why the
