@@ -18,6 +18,15 @@ pub const SNAPSHOT_FORMAT: i32 = 1;
 #[error("undecodable license state: {0}")]
 pub struct StateError(String);
 
+impl StateError {
+    /// A state at another version than the one it is stored as.
+    pub fn at_version(state: u64, stored: i64) -> Self {
+        Self(format!(
+            "the state is at version {state}, stored as {stored}"
+        ))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct ActivationV1 {
     status: String,
@@ -128,6 +137,7 @@ pub fn decode(json: &str) -> Result<domain::License, StateError> {
         ("awaiting_claim", _) => A::AwaitingClaim,
         ("failed", Some(failure)) => A::Failed(failure.into()),
         ("activated", _) => A::Activated,
+        ("failed", None) => return Err(fail("a failed activation without its failure".into())),
         (other, _) => return Err(fail(format!("unknown activation status {other:?}"))),
     };
     let day = domain::Day::from_number;

@@ -256,7 +256,8 @@ impl Subscription {
         cancel: CancellationToken,
         progress: impl Fn(),
     ) -> Result<(), FollowError<P::Error>> {
-        let lost = |reason: String| FollowError::Store(lost(&reason));
+        let gone = |reason: String| FollowError::Store(lost(&reason));
+        let depth = depth.max(1);
         let wake = Arc::new(Notify::new());
         let (held, is_held) = oneshot::channel();
         let hold = Some((self.name.clone(), held));
@@ -268,28 +269,20 @@ impl Subscription {
         tokio::select! {
             held = is_held => match held {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(lost(e)),
-                Err(_) => return Err(lost("the lock was not taken".to_owned())),
+                Ok(Err(e)) => return Err(gone(e)),
+                Err(_) => return Err(gone("the lock was not taken".to_owned())),
             },
             () = cancel.cancelled() => return Ok(()),
-            reason = &mut listener => return Err(lost(reason)),
+            reason = &mut listener => return Err(gone(reason)),
         }
         let mut sent = self.position().await.map_err(FollowError::Store)?;
-        let mut in_flight: VecDeque<(i64, P::Started)> = VecDeque::with_capacity(depth.max(1));
+        let mut in_flight: VecDeque<(i64, P::Started)> = VecDeque::with_capacity(depth);
         loop {
-            if cancel.is_cancelled() {
-                // What was handed over is finished, so that a clean stop repeats nothing.
-                while let Some((last, started)) = in_flight.pop_front() {
-                    handler
-                        .finish(started)
-                        .await
-                        .map_err(FollowError::Handler)?;
-                    self.move_to(last).await.map_err(FollowError::Store)?;
-                }
-                return Ok(());
-            }
+            // Once cancelled, nothing more is read, and what was handed over is finished, so that
+            // a clean stop repeats nothing.
+            let stopping = cancel.is_cancelled();
             let mut pause = self.poll_interval;
-            if in_flight.len() < depth.max(1) {
+            if !stopping && in_flight.len() < depth {
                 let client = self.store.client().await.map_err(FollowError::Store)?;
                 let (events, pending) = self
                     .read_after(&**client, sent)
@@ -315,11 +308,14 @@ impl Subscription {
                 self.move_to(last).await.map_err(FollowError::Store)?;
                 continue;
             }
+            if stopping {
+                return Ok(());
+            }
             tokio::select! {
                 () = cancel.cancelled() => {}
                 () = wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
-                reason = &mut listener => return Err(lost(reason)),
+                reason = &mut listener => return Err(gone(reason)),
             }
         }
     }

@@ -20,7 +20,7 @@ pub(crate) fn due(before: u64, after: u64) -> bool {
     after / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY
 }
 
-/// Writes a snapshot of each `(stream, state)`, in one statement.
+/// Writes a snapshot of each `(stream, state)`: one read of the recorded times, one insert.
 pub(crate) async fn write(
     client: &impl GenericClient,
     states: &[(&str, &License)],
@@ -30,17 +30,21 @@ pub(crate) async fn write(
     }
     let streams: Vec<&str> = states.iter().map(|(stream, _)| *stream).collect();
     let versions: Vec<i64> = states.iter().map(|(_, s)| s.version as i64).collect();
-    let valid_from = licensing_store::recorded_by(client, &streams, &versions).await?;
-    let (mut rows, mut from) = ((Vec::new(), Vec::new(), Vec::new()), Vec::new());
-    for ((stream, state), valid_from) in states.iter().zip(valid_from) {
-        // A state always has its events; without them there is nothing to describe.
-        if let Some(valid_from) = valid_from {
-            rows.0.push(*stream);
-            rows.1.push(state.version as i64);
-            rows.2.push(state_codec::encode(state));
-            from.push(valid_from);
+    let recorded = licensing_store::recorded_by(client, &streams, &versions).await?;
+    let (mut kept, mut valid_from) = (Vec::new(), Vec::new());
+    for (i, recorded) in recorded.into_iter().enumerate() {
+        // A folded state always has its events; a stream without any has nothing to snapshot.
+        if let Some(recorded) = recorded {
+            kept.push(i);
+            valid_from.push(recorded);
         }
     }
+    let streams: Vec<&str> = kept.iter().map(|&i| streams[i]).collect();
+    let versions: Vec<i64> = kept.iter().map(|&i| versions[i]).collect();
+    let json: Vec<String> = kept
+        .iter()
+        .map(|&i| state_codec::encode(states[i].1))
+        .collect();
     client
         .execute(
             "INSERT INTO license_snapshots (stream_id, version, format, valid_from, state)
@@ -49,14 +53,14 @@ pub(crate) async fn write(
                  AS u(stream_id, version, valid_from, state)
              ON CONFLICT (stream_id, version) DO UPDATE
              SET format = EXCLUDED.format, valid_from = EXCLUDED.valid_from, state = EXCLUDED.state",
-            &[&rows.0, &rows.1, &from, &rows.2, &SNAPSHOT_FORMAT],
+            &[&streams, &versions, &valid_from, &json, &SNAPSHOT_FORMAT],
         )
         .await?;
     Ok(())
 }
 
-/// The newest snapshot of `stream` usable at `at`, and its version; `None` when there is none (or
-/// only undecodable ones, which are logged).
+/// The newest snapshot of `stream` usable at `at`, if any. One that does not decode, or whose
+/// state is not at its row's version, is logged and not used: the read then folds from the start.
 async fn newest_before(
     client: &impl GenericClient,
     stream: &str,
@@ -70,15 +74,22 @@ async fn newest_before(
             &[&stream, &SNAPSHOT_FORMAT, &at],
         )
         .await?;
-    Ok(row.and_then(|row| {
-        let version: i64 = row.get(0);
-        state_codec::decode(row.get(1))
-            .inspect_err(|e| {
-                tracing::error!(stream, version, error = %e, "a snapshot cannot be read; folding from the start");
-            })
-            .ok()
-            .filter(|state| state.version as i64 == version)
-    }))
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let version: i64 = row.get(0);
+    let state = state_codec::decode(row.get(1)).and_then(|state| {
+        if state.version as i64 == version {
+            Ok(state)
+        } else {
+            Err(state_codec::StateError::at_version(state.version, version))
+        }
+    });
+    Ok(state
+        .inspect_err(|e| {
+            tracing::error!(stream, version, error = %e, "a snapshot cannot be used; folding from the start");
+        })
+        .ok())
 }
 
 /// The state of `stream` as of `at`, as reads see it (without its decided callbacks, which a
@@ -222,6 +233,16 @@ pub(crate) mod tests {
             .await
             .unwrap();
         let last = *instants.last().unwrap();
+        let state = state_as_of(&**client, STREAM, last).await.unwrap();
+        assert_eq!(state, folded(&events, last));
+        // So is one whose state is not at its row's version (it would skip or repeat events).
+        client
+            .execute(
+                "UPDATE license_snapshots SET state = $1 WHERE version = 1200",
+                &[&state_codec::encode(&folded(&events, instants[5]))],
+            )
+            .await
+            .unwrap();
         let state = state_as_of(&**client, STREAM, last).await.unwrap();
         assert_eq!(state, folded(&events, last));
 

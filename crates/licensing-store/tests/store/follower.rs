@@ -541,3 +541,39 @@ async fn a_second_instance_of_a_pipelined_follower_waits_then_takes_over_from_th
     second_cancel.cancel();
     second_run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_cancelled_pipelined_follower_finishes_what_it_handed_over_and_reads_no_more() {
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    append_many(&store, 1, 20).await;
+    let at = positions(&store).await;
+    let subscription = Subscription::new(store.clone(), "publisher").with_batch_size(5);
+    let (release, released) = tokio::sync::watch::channel(0);
+    let mut handler = Confirming::new(released);
+    let started = handler.started.clone();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let subscription = subscription.clone();
+        let cancel = cancel.clone();
+        async move {
+            subscription
+                .run_pipelined(&mut handler, 3, cancel, || {})
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    eventually("three batches started", 10, || async {
+        (started.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    release.send(usize::MAX).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        subscription.position().await.unwrap(),
+        at[14],
+        "the three batches handed over were finished before the run ended"
+    );
+    assert_eq!(started.lock().unwrap().len(), 3, "and no fourth was read");
+}
